@@ -1,0 +1,82 @@
+//! AWS client setup and the settings every step reads once at start.
+//!
+//! Clients come from the standard AWS environment (`AWS_REGION`,
+//! `AWS_ENDPOINT_URL`, profiles, roles), so the same code runs against real
+//! AWS and the local emulator.
+
+use std::path::PathBuf;
+
+use aws_config::SdkConfig;
+
+use crate::error::Result;
+use crate::recipe::Recipe;
+use crate::state::RecipeName;
+
+/// Where recipes live unless `KILN_RECIPE_ROOT` says otherwise.
+pub const DEFAULT_RECIPE_ROOT: &str = "images";
+
+/// Settings read once at start (environment for Lambdas, flags for the CLI).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Directory holding one directory per recipe (`KILN_RECIPE_ROOT`).
+    pub recipe_root: PathBuf,
+    /// Replaces every recipe's `source.parameter` (`KILN_SOURCE_PARAMETER`): for
+    /// a private mirror of the source parameter, or an emulator that reserves `/aws`.
+    pub source_parameter: Option<String>,
+    /// S3 bucket for Run Command output (`KILN_OUTPUT_BUCKET`); SSM keeps only
+    /// the last 24,000 characters without one.
+    pub output_bucket: Option<String>,
+}
+
+impl Settings {
+    /// Reads the settings from the environment.
+    pub fn from_env() -> Self {
+        let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+        Self {
+            recipe_root: var("KILN_RECIPE_ROOT")
+                .map_or_else(|| DEFAULT_RECIPE_ROOT.into(), PathBuf::from),
+            source_parameter: var("KILN_SOURCE_PARAMETER"),
+            output_bucket: var("KILN_OUTPUT_BUCKET"),
+        }
+    }
+
+    /// The parameter naming `recipe`'s source image.
+    pub fn source_parameter<'a>(&'a self, recipe: &'a Recipe) -> &'a str {
+        self.source_parameter
+            .as_deref()
+            .unwrap_or(&recipe.file.source.parameter)
+    }
+}
+
+/// The clients and settings a step works with. Cheap to share: clients are pooled.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// EC2.
+    pub ec2: aws_sdk_ec2::Client,
+    /// Systems Manager.
+    pub ssm: aws_sdk_ssm::Client,
+    /// Settings.
+    pub settings: Settings,
+}
+
+impl Context {
+    /// Clients for `config`.
+    pub fn new(config: &SdkConfig, settings: Settings) -> Self {
+        Self {
+            ec2: aws_sdk_ec2::Client::new(config),
+            ssm: aws_sdk_ssm::Client::new(config),
+            settings,
+        }
+    }
+
+    /// Clients and settings from the standard AWS environment.
+    pub async fn from_env() -> Self {
+        let config = aws_config::load_from_env().await;
+        Self::new(&config, Settings::from_env())
+    }
+
+    /// Loads the recipe called `name` from the recipe root.
+    pub fn recipe(&self, name: &RecipeName) -> Result<Recipe> {
+        Recipe::load(&self.settings.recipe_root.join(name.as_str()))
+    }
+}

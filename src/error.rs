@@ -1,0 +1,276 @@
+//! Every way a kiln step can fail, with a stable name per failure.
+//!
+//! The variant name is the contract with the state machine: a Lambda returns
+//! it as `errorType` and the ASL `Retry`/`Catch` blocks match on it. Renaming a
+//! variant is a breaking change to `statemachine/`.
+
+use std::fmt;
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::recipe::Problem;
+
+/// The result type of every fallible kiln operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A kiln failure. [`Error::name`] is its stable `errorType`.
+#[derive(Debug, thiserror::Error, strum::IntoStaticStr, strum::EnumIter)]
+#[non_exhaustive]
+pub enum Error {
+    /// The recipe failed validation; every problem found is listed.
+    #[error("recipe {recipe} is invalid:\n{}", ProblemList(.problems))]
+    InvalidRecipe {
+        /// The recipe directory as given.
+        recipe: String,
+        /// Each problem with the field it concerns.
+        problems: Vec<Problem>,
+    },
+
+    /// An event or argument could not be understood.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+
+    /// The source parameter does not exist or does not name an existing image.
+    #[error("source not found: {0}")]
+    SourceNotFound(String),
+
+    /// The source image is owned by an account the recipe does not trust.
+    #[error("source image {image} is owned by {owner}, which is not an allowed owner ({allowed})")]
+    UntrustedSource {
+        /// The image id.
+        image: String,
+        /// Its owner account.
+        owner: String,
+        /// The owners the recipe allows, comma separated.
+        allowed: String,
+    },
+
+    /// The source image exists but cannot be launched.
+    #[error("source image {image} is {state}, not available")]
+    SourceNotAvailable {
+        /// The image id.
+        image: String,
+        /// Its state as EC2 reports it.
+        state: String,
+    },
+
+    /// The source image does not match what the recipe requires.
+    #[error("source image {image} is unsuitable: {reason}")]
+    SourceMismatch {
+        /// The image id.
+        image: String,
+        /// What differs.
+        reason: String,
+    },
+
+    /// A given security group admits inbound traffic; builders accept none.
+    #[error(
+        "security group {group} has {rules} inbound rule(s); kiln builders must not accept inbound traffic"
+    )]
+    InsecureSecurityGroup {
+        /// The group id.
+        group: String,
+        /// How many inbound rules it has.
+        rules: usize,
+    },
+
+    /// Every instance type of the recipe was refused for lack of capacity.
+    #[error("no capacity for any builder instance type (tried {tried})")]
+    NoCapacity {
+        /// The types tried, in order, with the error code each got.
+        tried: String,
+    },
+
+    /// The builder's SSM agent has not registered yet; retry later.
+    #[error("builder {instance} is not registered with SSM yet")]
+    BuilderNotReady {
+        /// The builder instance id.
+        instance: String,
+    },
+
+    /// The builder is gone (terminated or shutting down) before the build finished.
+    #[error("builder {instance} is {state}")]
+    BuilderGone {
+        /// The builder instance id.
+        instance: String,
+        /// Its state.
+        state: String,
+    },
+
+    /// A provisioning script ran and failed.
+    #[error(
+        "step {step} failed with exit code {exit_code} ({status}); stderr ends with:\n{stderr_tail}"
+    )]
+    CommandFailed {
+        /// The step name from the recipe.
+        step: String,
+        /// The SSM invocation status (Failed, Cancelled, ...).
+        status: String,
+        /// The script's exit code (-1 when SSM reports none).
+        exit_code: i32,
+        /// The last lines of the script's standard error.
+        stderr_tail: String,
+    },
+
+    /// A provisioning script ran longer than its timeout.
+    #[error("step {step} timed out after {timeout_seconds} s")]
+    CommandTimedOut {
+        /// The step name from the recipe.
+        step: String,
+        /// The timeout it had.
+        timeout_seconds: u32,
+    },
+
+    /// The new image failed to become available.
+    #[error("image {image} failed: {reason}")]
+    ImageFailed {
+        /// The image id.
+        image: String,
+        /// The state reason EC2 gives.
+        reason: String,
+    },
+
+    /// The image lacks ENA support the recipe requires.
+    #[error("image {image} does not have ENA support, which the recipe requires")]
+    EnaMissing {
+        /// The image id.
+        image: String,
+    },
+
+    /// AWS throttled a call beyond the SDK's own retries; retry later.
+    #[error("{operation} was throttled ({code})")]
+    Throttled {
+        /// The API operation.
+        operation: &'static str,
+        /// The throttling error code.
+        code: String,
+    },
+
+    /// Any other AWS error.
+    #[error("{operation} failed: {code}: {message}")]
+    Aws {
+        /// The API operation.
+        operation: &'static str,
+        /// The error code, or the kind of failure when there is none.
+        code: String,
+        /// The error message.
+        message: String,
+    },
+}
+
+impl Error {
+    /// The stable name of this failure: the `errorType` a Lambda returns.
+    pub fn name(&self) -> &'static str {
+        self.into()
+    }
+
+    /// Every name an error can have, for checks against the state machine.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        use strum::IntoEnumIterator;
+        Self::iter().map(|e| e.name())
+    }
+
+    /// An AWS error code from a call, or the failure kind when AWS gave no code.
+    pub(crate) fn code_of<E, R>(err: &SdkError<E, R>) -> Option<&str>
+    where
+        E: ProvideErrorMetadata,
+    {
+        match err {
+            SdkError::ServiceError(service) => service.err().code(),
+            _ => None,
+        }
+    }
+
+    /// Maps an SDK error of `operation` to [`Error::Throttled`] or [`Error::Aws`].
+    pub(crate) fn aws<E, R>(operation: &'static str, err: SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: fmt::Debug,
+    {
+        let code = Self::code_of(&err).map(str::to_owned);
+        match code {
+            Some(code) if THROTTLING_CODES.contains(&code.as_str()) => {
+                Self::Throttled { operation, code }
+            }
+            Some(code) => Self::Aws {
+                operation,
+                message: err.message().unwrap_or_default().to_owned(),
+                code,
+            },
+            None => Self::Aws {
+                operation,
+                code: sdk_failure_kind(&err).to_owned(),
+                message: aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
+            },
+        }
+    }
+}
+
+/// Error codes AWS uses for throttling across EC2 and SSM.
+const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "ThrottledException",
+];
+
+fn sdk_failure_kind<E, R>(err: &SdkError<E, R>) -> &'static str {
+    match err {
+        SdkError::ConstructionFailure(_) => "ConstructionFailure",
+        SdkError::TimeoutError(_) => "Timeout",
+        SdkError::DispatchFailure(_) => "DispatchFailure",
+        SdkError::ResponseError(_) => "ResponseError",
+        SdkError::ServiceError(_) => "ServiceError",
+        _ => "Unknown",
+    }
+}
+
+impl From<Error> for lambda_runtime::Diagnostic {
+    fn from(err: Error) -> Self {
+        Self {
+            error_type: err.name().to_owned(),
+            error_message: err.to_string(),
+        }
+    }
+}
+
+struct ProblemList<'a>(&'a [Problem]);
+
+impl fmt::Display for ProblemList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_the_variant_names_and_unique() {
+        let names: Vec<_> = Error::names().collect();
+        assert!(names.contains(&"BuilderNotReady"));
+        assert!(names.contains(&"CommandFailed"));
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len());
+    }
+
+    #[test]
+    fn diagnostic_carries_the_stable_name() {
+        let diagnostic = lambda_runtime::Diagnostic::from(Error::BuilderNotReady {
+            instance: "i-0123".into(),
+        });
+        assert_eq!(diagnostic.error_type, "BuilderNotReady");
+        assert!(diagnostic.error_message.contains("i-0123"));
+    }
+}

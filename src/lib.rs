@@ -1,0 +1,20 @@
+//! Kiln: a golden-image factory for AWS.
+//!
+//! The library holds every rule; the Lambdas in `functions/` and the `kiln`
+//! CLI are thin adapters over it. Each build step takes real SDK clients (in a
+//! [`aws::Context`]) and typed input, and returns the typed output that flows
+//! through the state machine ([`state`]).
+
+pub mod aws;
+pub mod builder;
+pub mod error;
+pub mod fingerprint;
+pub mod image;
+pub mod lambda;
+pub mod provision;
+pub mod recipe;
+pub mod source;
+pub mod state;
+pub mod tags;
+
+pub use error::{Error, Result};

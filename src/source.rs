@@ -1,0 +1,210 @@
+//! Resolve the source: which official image to build from, and whether the
+//! build is needed at all.
+
+use aws_sdk_ec2::types::{Filter, Image as Ec2Image};
+use tracing::info;
+
+use crate::aws::Context;
+use crate::error::{Error, Result};
+use crate::recipe::Recipe;
+use crate::state::{AmiId, Fingerprint, Source};
+use crate::tags;
+
+/// EC2 error codes meaning "no such image".
+const IMAGE_GONE_CODES: &[&str] = &[
+    "InvalidAMIID.NotFound",
+    "InvalidAMIID.Unavailable",
+    "InvalidAMIID.Malformed",
+];
+
+/// Finds the source image through the recipe's parameter, refuses one that is
+/// not trusted, not available or not what the recipe needs, and tells whether
+/// an image with the same fingerprint exists (`skip`, unless `force`).
+pub async fn resolve(ctx: &Context, recipe: &Recipe, force: bool) -> Result<Source> {
+    let started_at = jiff::Timestamp::now();
+    let parameter = ctx.settings.source_parameter(recipe);
+    let source_ami = read_parameter(ctx, parameter).await?;
+    let image = describe_source(ctx, parameter, &source_ami).await?;
+    check_source(recipe, &source_ami, &image)?;
+    let fingerprint = recipe.fingerprint(&source_ami);
+    let existing_image_id = if force {
+        None
+    } else {
+        find_built(ctx, recipe, &fingerprint).await?
+    };
+    let source_name = image.name().unwrap_or_default().to_owned();
+    info!(recipe = %recipe.name, %source_ami, %fingerprint, existing = ?existing_image_id, "resolved source");
+    Ok(Source {
+        serial: serial(&source_name),
+        source_name,
+        root_device_name: image.root_device_name().unwrap_or("/dev/sda1").to_owned(),
+        skip: existing_image_id.is_some(),
+        existing_image_id,
+        fingerprint,
+        source_ami,
+        started_at,
+    })
+}
+
+async fn read_parameter(ctx: &Context, parameter: &str) -> Result<AmiId> {
+    let output = ctx
+        .ssm
+        .get_parameter()
+        .name(parameter)
+        .send()
+        .await
+        .map_err(|err| {
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_parameter_not_found())
+            {
+                Error::SourceNotFound(format!("parameter {parameter} does not exist"))
+            } else {
+                Error::aws("GetParameter", err)
+            }
+        })?;
+    let value = output
+        .parameter()
+        .and_then(|p| p.value())
+        .unwrap_or_default();
+    value.parse().map_err(|_| {
+        Error::SourceNotFound(format!(
+            "parameter {parameter} holds {value:?}, not an AMI id"
+        ))
+    })
+}
+
+async fn describe_source(ctx: &Context, parameter: &str, ami: &AmiId) -> Result<Ec2Image> {
+    let gone = || {
+        Error::SourceNotFound(format!(
+            "{ami} (from {parameter}) does not exist or was deregistered"
+        ))
+    };
+    let output = ctx
+        .ec2
+        .describe_images()
+        .image_ids(ami.as_str())
+        .include_deprecated(true)
+        .send()
+        .await
+        .map_err(|err| match Error::code_of(&err) {
+            Some(code) if IMAGE_GONE_CODES.contains(&code) => gone(),
+            _ => Error::aws("DescribeImages", err),
+        })?;
+    output
+        .images
+        .unwrap_or_default()
+        .into_iter()
+        .next()
+        .ok_or_else(gone)
+}
+
+/// Every rule a source image must pass before anything is launched from it.
+fn check_source(recipe: &Recipe, ami: &AmiId, image: &Ec2Image) -> Result<()> {
+    let spec = &recipe.file.source;
+    let owner = image.owner_id().unwrap_or_default();
+    if !spec.owners.iter().any(|allowed| allowed == owner) {
+        return Err(Error::UntrustedSource {
+            image: ami.to_string(),
+            owner: owner.to_owned(),
+            allowed: spec.owners.join(", "),
+        });
+    }
+    let state = image.state().map(|s| s.as_str()).unwrap_or("unknown");
+    if state != "available" {
+        return Err(Error::SourceNotAvailable {
+            image: ami.to_string(),
+            state: state.to_owned(),
+        });
+    }
+    let mismatch = |reason: String| {
+        Err(Error::SourceMismatch {
+            image: ami.to_string(),
+            reason,
+        })
+    };
+    let architecture = image
+        .architecture()
+        .map(|a| a.as_str())
+        .unwrap_or("unknown");
+    if architecture != spec.architecture.as_ref() {
+        return mismatch(format!(
+            "architecture is {architecture}, the recipe needs {}",
+            spec.architecture
+        ));
+    }
+    let root = image
+        .root_device_type()
+        .map(|t| t.as_str())
+        .unwrap_or("unknown");
+    if root != "ebs" {
+        return mismatch(format!(
+            "root device is {root}; kiln bakes EBS-backed images only"
+        ));
+    }
+    if recipe.file.image.ena_required && image.ena_support() != Some(true) {
+        return mismatch("it has no ENA support and the recipe requires ENA".to_owned());
+    }
+    Ok(())
+}
+
+/// The newest available image of this recipe built from the same fingerprint,
+/// unless it failed its test.
+async fn find_built(
+    ctx: &Context,
+    recipe: &Recipe,
+    fingerprint: &Fingerprint,
+) -> Result<Option<AmiId>> {
+    let output = ctx
+        .ec2
+        .describe_images()
+        .owners("self")
+        .filters(tags::filter(tags::RECIPE, recipe.name.as_str()))
+        .filters(tags::filter(tags::FINGERPRINT, fingerprint.as_str()))
+        .filters(Filter::builder().name("state").values("available").build())
+        .send()
+        .await
+        .map_err(|err| Error::aws("DescribeImages", err))?;
+    let mut images: Vec<_> = output
+        .images()
+        .iter()
+        .filter(|image| {
+            tags::value(image.tags(), tags::STAGE) != Some(tags::Stage::Failed.as_ref())
+        })
+        .collect();
+    images.sort_by_key(|image| image.creation_date().unwrap_or_default().to_owned());
+    Ok(images
+        .last()
+        .and_then(|image| image.image_id())
+        .and_then(|id| id.parse().ok()))
+}
+
+/// The release serial at the end of an image name:
+/// `ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20241109.1` gives `20241109.1`.
+fn serial(name: &str) -> Option<String> {
+    let last = name.rsplit('-').next()?;
+    let looks_like_serial = last.len() >= 8
+        && last.starts_with(|c: char| c.is_ascii_digit())
+        && last.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    looks_like_serial.then(|| last.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serial_is_read_from_canonical_names() {
+        assert_eq!(
+            serial("ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20241109.1")
+                .as_deref(),
+            Some("20241109.1")
+        );
+        assert_eq!(
+            serial("ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20250115").as_deref(),
+            Some("20250115")
+        );
+        assert_eq!(serial("my-image"), None);
+        assert_eq!(serial("build-42"), None);
+    }
+}

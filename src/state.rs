@@ -1,0 +1,328 @@
+//! The JSON document that flows through the build state machine.
+//!
+//! The trigger fields sit at the top level; each step adds its result under
+//! its own key (`source`, `builder`, `provision`, `image`), so no step
+//! overwrites another's output. Each Lambda reads the request type named for
+//! it, which ignores fields it does not need.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Defines a validated string id: a newtype that only holds a well-formed value.
+macro_rules! string_id {
+    ($(#[$meta:meta])* $name:ident, $what:literal, $valid:expr) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// The id as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = Error;
+
+            fn try_from(value: String) -> Result<Self> {
+                let valid: fn(&str) -> bool = $valid;
+                if valid(&value) {
+                    Ok(Self(value))
+                } else {
+                    Err(Error::InvalidInput(format!("{value:?} is not a valid {}", $what)))
+                }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = Error;
+
+            fn from_str(value: &str) -> Result<Self> {
+                Self::try_from(value.to_owned())
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> Self {
+                id.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+fn prefixed_hex(value: &str, prefix: &str) -> bool {
+    value.strip_prefix(prefix).is_some_and(|rest| {
+        (8..=17).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_hexdigit())
+    })
+}
+
+string_id!(
+    /// An EC2 image id (`ami-…`).
+    AmiId,
+    "AMI id",
+    |v| prefixed_hex(v, "ami-")
+);
+
+string_id!(
+    /// An EC2 instance id (`i-…`).
+    InstanceId,
+    "instance id",
+    |v| prefixed_hex(v, "i-")
+);
+
+string_id!(
+    /// An SSM Run Command id (a UUID).
+    CommandId,
+    "command id",
+    |v| v.len() == 36 && v.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+);
+
+string_id!(
+    /// Identifies one build: the Step Functions execution name, or a caller's id.
+    /// Letters, digits, `-` and `_`, at most 80 characters (an execution name's limit).
+    BuildId,
+    "build id (1-80 letters, digits, '-' or '_')",
+    |v| !v.is_empty()
+        && v.len() <= 80
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+);
+
+string_id!(
+    /// A recipe's name: the name of its directory. Lower-case letters, digits and
+    /// `-`, starting with a letter, at most 64 characters, so it is safe in tags,
+    /// SSM parameter paths and image names.
+    RecipeName,
+    "recipe name (lower-case letters, digits and '-', starting with a letter, at most 64)",
+    |v| v.len() <= 64
+        && v.starts_with(|c: char| c.is_ascii_lowercase())
+        && v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+);
+
+string_id!(
+    /// The build fingerprint: hex SHA-256 of the source image and the recipe's bytes.
+    Fingerprint,
+    "fingerprint (64 hex digits)",
+    |v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit())
+);
+
+impl Fingerprint {
+    /// The first 12 hex digits, enough to tell builds apart in names.
+    pub fn short(&self) -> &str {
+        &self.0[..12]
+    }
+}
+
+/// Why a build was started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, strum::Display)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Reason {
+    /// The nightly schedule.
+    Schedule,
+    /// A new source image was released.
+    Release,
+    /// A security finding or advisory.
+    Security,
+    /// Started by a person.
+    #[default]
+    Manual,
+}
+
+/// What starts a build: the top level of the state document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trigger {
+    /// The recipe to build (a directory under the recipe root).
+    pub recipe: RecipeName,
+    /// This build's id; every resource the build creates is tagged with it.
+    pub build_id: BuildId,
+    /// Why the build runs.
+    #[serde(default)]
+    pub reason: Reason,
+    /// Build even when an image with the same fingerprint exists.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// The output of resolve-source, stored at `$.source`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    /// The source image the build starts from.
+    pub source_ami: AmiId,
+    /// The source image's name.
+    pub source_name: String,
+    /// The release serial in the source image's name (Canonical's `20241109.1`), if any.
+    pub serial: Option<String>,
+    /// The source image's root device name, for the builder's block device mapping.
+    pub root_device_name: String,
+    /// Hash of the source image id, the recipe file and every script.
+    pub fingerprint: Fingerprint,
+    /// True when an image with this fingerprint exists and the build is not forced.
+    pub skip: bool,
+    /// The existing image when `skip` is true.
+    pub existing_image_id: Option<AmiId>,
+    /// When the build started; names and durations derive from it so retries agree.
+    pub started_at: jiff::Timestamp,
+}
+
+/// The output of launch-builder, stored at `$.builder`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Builder {
+    /// The builder instance.
+    pub builder_instance_id: InstanceId,
+    /// The instance type it got.
+    pub instance_type: String,
+}
+
+/// Where provisioning stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::Display)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum StepStatus {
+    /// The step has not been sent yet.
+    Pending,
+    /// The step's command is running.
+    InProgress,
+    /// Every step has succeeded.
+    Done,
+}
+
+/// The output of run-ssm-provision, stored at `$.provision`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provision {
+    /// Index of the current step in the recipe's `steps`.
+    pub step: usize,
+    /// How many steps the recipe has.
+    pub steps: usize,
+    /// The current step's name.
+    pub step_name: String,
+    /// The command running the current step, once sent.
+    pub command_id: Option<CommandId>,
+    /// Where the current step stands.
+    pub status: StepStatus,
+}
+
+/// Where the new image stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::Display)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum ImageState {
+    /// EC2 is still making the image.
+    Pending,
+    /// The image is available, verified and tagged; the builder is terminated.
+    Available,
+}
+
+/// The output of create-image, stored at `$.image`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Image {
+    /// The new image.
+    pub image_id: AmiId,
+    /// Its name.
+    pub image_name: String,
+    /// Where it stands.
+    pub state: ImageState,
+}
+
+/// Two-phase Lambdas first start work, then poll it from a Wait/Choice loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Start the work.
+    Start,
+    /// Report on work started earlier.
+    Poll,
+}
+
+/// Input of launch-builder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LaunchRequest {
+    /// The trigger fields.
+    #[serde(flatten)]
+    pub trigger: Trigger,
+    /// The resolved source.
+    pub source: Source,
+}
+
+/// Input of run-ssm-provision.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProvisionRequest {
+    /// Start the step at `provision.step` (step 0 when absent), or poll it.
+    pub action: Action,
+    /// The trigger fields.
+    #[serde(flatten)]
+    pub trigger: Trigger,
+    /// The builder to provision.
+    pub builder: Builder,
+    /// Provisioning so far; required to poll.
+    #[serde(default)]
+    pub provision: Option<Provision>,
+}
+
+/// Input of create-image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageRequest {
+    /// Start the image, or poll it.
+    pub action: Action,
+    /// The trigger fields.
+    #[serde(flatten)]
+    pub trigger: Trigger,
+    /// The resolved source.
+    pub source: Source,
+    /// The builder to image.
+    pub builder: Builder,
+    /// The image started earlier; required to poll.
+    #[serde(default)]
+    pub image: Option<Image>,
+}
+
+/// Returns the value of a field that polling requires, or a clear error.
+pub fn required<T>(value: Option<T>, field: &str) -> Result<T> {
+    value.ok_or_else(|| Error::InvalidInput(format!("`{field}` is required to poll")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_accept_real_shapes_and_refuse_others() {
+        assert!("ami-0123456789abcdef0".parse::<AmiId>().is_ok());
+        assert!("ami-12345678".parse::<AmiId>().is_ok());
+        assert!("ami-xyz".parse::<AmiId>().is_err());
+        assert!("i-0123456789abcdef0".parse::<InstanceId>().is_ok());
+        assert!("vol-0123456789abcdef0".parse::<InstanceId>().is_err());
+        assert!("ubuntu-base".parse::<RecipeName>().is_ok());
+        assert!("../etc".parse::<RecipeName>().is_err());
+        assert!("Ubuntu".parse::<RecipeName>().is_err());
+        assert!("kiln-2026_11-25".parse::<BuildId>().is_ok());
+        assert!("a b".parse::<BuildId>().is_err());
+        assert!("".parse::<BuildId>().is_err());
+    }
+
+    #[test]
+    fn trigger_defaults_reason_and_force() {
+        let trigger: Trigger =
+            serde_json::from_str(r#"{"recipe":"ubuntu-base","build_id":"b1"}"#).expect("parses");
+        assert_eq!(trigger.reason, Reason::Manual);
+        assert!(!trigger.force);
+    }
+
+    #[test]
+    fn a_bad_id_in_json_is_refused() {
+        let err = serde_json::from_str::<Trigger>(r#"{"recipe":"../x","build_id":"b1"}"#)
+            .expect_err("refused");
+        assert!(err.to_string().contains("recipe name"), "{err}");
+    }
+}

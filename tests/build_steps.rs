@@ -1,0 +1,455 @@
+//! The four build steps run directly against the seeded emulator, asserting on
+//! what the emulator holds afterwards.
+
+mod support;
+
+use kiln::Error;
+use kiln::aws::Context;
+use kiln::recipe::Recipe;
+use kiln::state::{Builder, Image, ImageState, Source, StepStatus, Trigger};
+use support::{Emulator, RecipeCopy, tag};
+
+/// Runs resolve -> launch -> provision (every step) -> create image, polling
+/// as the state machine would (without waiting: the emulator is instant).
+async fn build(ctx: &Context, recipe: &Recipe, trigger: &Trigger) -> (Source, Builder, Image) {
+    let build_id = &trigger.build_id;
+    let source = kiln::source::resolve(ctx, recipe, trigger.force)
+        .await
+        .expect("resolve");
+    assert!(!source.skip, "a fresh build must not skip");
+    let builder = kiln::builder::launch(ctx, recipe, build_id, &source)
+        .await
+        .expect("launch");
+    let mut provision = kiln::provision::start(ctx, recipe, build_id, &builder, 0)
+        .await
+        .expect("start step 0");
+    for _ in 0..20 {
+        provision = match provision.status {
+            StepStatus::InProgress => {
+                kiln::provision::poll(ctx, recipe, build_id, &builder, &provision)
+                    .await
+                    .expect("poll")
+            }
+            StepStatus::Pending => {
+                kiln::provision::start(ctx, recipe, build_id, &builder, provision.step)
+                    .await
+                    .expect("start step")
+            }
+            StepStatus::Done => break,
+        };
+    }
+    assert_eq!(provision.status, StepStatus::Done, "provisioning finished");
+    assert_eq!(provision.steps, recipe.file.steps.len());
+    let mut image = kiln::image::start(ctx, recipe, build_id, &source, &builder)
+        .await
+        .expect("create image");
+    for _ in 0..20 {
+        if image.state == ImageState::Available {
+            break;
+        }
+        image = kiln::image::poll(ctx, recipe, build_id, &image)
+            .await
+            .expect("poll image");
+    }
+    assert_eq!(image.state, ImageState::Available);
+    (source, builder, image)
+}
+
+#[tokio::test]
+async fn the_full_sequence_leaves_one_available_ena_image_and_no_builder() {
+    let emulator = Emulator::start().await;
+    let copy = RecipeCopy::ubuntu_base();
+    let ctx = emulator.context(copy.root.path());
+    let recipe = copy.load();
+    let trigger = support::trigger("build-full-1");
+
+    let (source, builder, image) = build(&ctx, &recipe, &trigger).await;
+
+    assert_eq!(source.source_ami.as_str(), emulator.seeded.source_ami);
+    let images = support::own_images(&ctx).await;
+    assert_eq!(images.len(), 1, "exactly one image: {images:?}");
+    let made = &images[0];
+    assert_eq!(made.image_id(), Some(image.image_id.as_str()));
+    assert_eq!(made.state().map(|s| s.as_str()), Some("available"));
+    assert_eq!(
+        made.ena_support(),
+        Some(true),
+        "ENA inherited from the source"
+    );
+    assert_eq!(made.name(), Some(image.image_name.as_str()));
+    assert!(
+        image.image_name.starts_with("kiln/ubuntu-base/")
+            && image.image_name.ends_with("-build-full-1")
+    );
+    let tags = made.tags();
+    assert_eq!(tag(tags, "kiln:recipe"), Some("ubuntu-base"));
+    assert_eq!(tag(tags, "kiln:build-id"), Some("build-full-1"));
+    assert_eq!(tag(tags, "kiln:role"), Some("image"));
+    assert_eq!(
+        tag(tags, "kiln:fingerprint"),
+        Some(source.fingerprint.as_str())
+    );
+    assert_eq!(
+        tag(tags, "kiln:source-ami"),
+        Some(emulator.seeded.source_ami.as_str())
+    );
+    assert_eq!(tag(tags, "kiln:stage"), Some("candidate"));
+    assert_eq!(
+        tag(tags, "Team"),
+        Some("platform"),
+        "the recipe's extra tags"
+    );
+
+    let snapshot_ids: Vec<String> = made
+        .block_device_mappings()
+        .iter()
+        .filter_map(|m| m.ebs().and_then(|e| e.snapshot_id()).map(str::to_owned))
+        .collect();
+    assert!(!snapshot_ids.is_empty());
+    let snapshots = ctx
+        .ec2
+        .describe_snapshots()
+        .set_snapshot_ids(Some(snapshot_ids))
+        .send()
+        .await
+        .expect("snapshots");
+    for snapshot in snapshots.snapshots() {
+        assert_eq!(
+            tag(snapshot.tags(), "kiln:build-id"),
+            Some("build-full-1"),
+            "{snapshot:?}"
+        );
+        assert_eq!(
+            tag(snapshot.tags(), "kiln:image-id"),
+            Some(image.image_id.as_str())
+        );
+    }
+
+    let all = support::instances(&ctx, None).await;
+    assert_eq!(all.len(), 1, "one builder was ever launched");
+    assert_eq!(
+        all[0].instance_id(),
+        Some(builder.builder_instance_id.as_str())
+    );
+    assert!(
+        support::live_instances(&ctx, None).await.is_empty(),
+        "the builder is terminated"
+    );
+}
+
+#[tokio::test]
+async fn the_builder_is_locked_down_and_a_retried_launch_returns_it() {
+    let emulator = Emulator::start().await;
+    let copy = RecipeCopy::ubuntu_base();
+    let ctx = emulator.context(copy.root.path());
+    let recipe = copy.load();
+    let trigger = support::trigger("build-lock-1");
+    let source = kiln::source::resolve(&ctx, &recipe, false)
+        .await
+        .expect("resolve");
+
+    let first = kiln::builder::launch(&ctx, &recipe, &trigger.build_id, &source)
+        .await
+        .expect("launch");
+    let again = kiln::builder::launch(&ctx, &recipe, &trigger.build_id, &source)
+        .await
+        .expect("relaunch");
+    assert_eq!(first, again, "a retried launch returns the same instance");
+
+    let instances = support::instances(&ctx, Some("build-lock-1")).await;
+    assert_eq!(instances.len(), 1, "only one instance was launched");
+    let instance = &instances[0];
+    assert_eq!(
+        instance.instance_type().map(|t| t.as_str()),
+        Some("t3.small")
+    );
+    assert_eq!(
+        instance.image_id(),
+        Some(emulator.seeded.source_ami.as_str())
+    );
+    let metadata = instance.metadata_options().expect("metadata options");
+    assert_eq!(
+        metadata.http_tokens().map(|t| t.as_str()),
+        Some("required"),
+        "IMDSv2 only"
+    );
+    assert_eq!(instance.key_name(), None, "no key pair");
+    assert!(
+        instance
+            .iam_instance_profile()
+            .and_then(|p| p.arn())
+            .is_some_and(|arn| arn.ends_with("/kiln-builder")),
+        "{:?}",
+        instance.iam_instance_profile()
+    );
+    for (key, value) in [
+        ("kiln:recipe", "ubuntu-base"),
+        ("kiln:build-id", "build-lock-1"),
+        ("kiln:role", "builder"),
+    ] {
+        assert_eq!(tag(instance.tags(), key), Some(value), "instance tag {key}");
+    }
+
+    let groups: Vec<String> = instance
+        .security_groups()
+        .iter()
+        .filter_map(|g| g.group_id().map(str::to_owned))
+        .collect();
+    assert_eq!(groups.len(), 1);
+    let described = ctx
+        .ec2
+        .describe_security_groups()
+        .set_group_ids(Some(groups))
+        .send()
+        .await
+        .expect("groups");
+    let group = &described.security_groups()[0];
+    assert_eq!(group.group_name(), Some("kiln-builder"));
+    assert!(
+        group.ip_permissions().is_empty(),
+        "no inbound rules: {:?}",
+        group.ip_permissions()
+    );
+
+    let volumes = ctx
+        .ec2
+        .describe_volumes()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("attachment.instance-id")
+                .values(first.builder_instance_id.as_str())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("volumes");
+    let root = volumes.volumes().first().expect("a root volume");
+    assert_eq!(root.encrypted(), Some(true), "encrypted root volume");
+    assert_eq!(root.size(), Some(16));
+    assert_eq!(root.volume_type().map(|t| t.as_str()), Some("gp3"));
+    for (key, value) in [
+        ("kiln:recipe", "ubuntu-base"),
+        ("kiln:build-id", "build-lock-1"),
+        ("kiln:role", "builder"),
+    ] {
+        assert_eq!(tag(root.tags(), key), Some(value), "volume tag {key}");
+    }
+
+    // A second build reuses kiln's security group instead of making another.
+    let other = kiln::builder::launch(&ctx, &recipe, &"build-lock-2".parse().expect("id"), &source)
+        .await
+        .expect("launch");
+    assert_ne!(other.builder_instance_id, first.builder_instance_id);
+    let kiln_groups = ctx
+        .ec2
+        .describe_security_groups()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("group-name")
+                .values("kiln-builder")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("groups");
+    assert_eq!(kiln_groups.security_groups().len(), 1);
+}
+
+#[tokio::test]
+async fn unchanged_inputs_skip_and_one_byte_of_setup_sh_does_not() {
+    let emulator = Emulator::start().await;
+    let copy = RecipeCopy::ubuntu_base();
+    let ctx = emulator.context(copy.root.path());
+    let recipe = copy.load();
+    let (first, _, image) = build(&ctx, &recipe, &support::trigger("build-skip-1")).await;
+
+    let again = kiln::source::resolve(&ctx, &copy.load(), false)
+        .await
+        .expect("resolve");
+    assert!(again.skip, "nothing changed: skip");
+    assert_eq!(again.existing_image_id.as_ref(), Some(&image.image_id));
+    assert_eq!(again.fingerprint, first.fingerprint);
+
+    let forced = kiln::source::resolve(&ctx, &copy.load(), true)
+        .await
+        .expect("resolve");
+    assert!(!forced.skip, "force overrides the skip");
+    assert_eq!(forced.fingerprint, first.fingerprint);
+
+    copy.edit("setup.sh", |text| {
+        text.replacen("common tools", "common tools!", 1)
+    });
+    let changed = kiln::source::resolve(&ctx, &copy.load(), false)
+        .await
+        .expect("resolve");
+    assert_ne!(
+        changed.fingerprint, first.fingerprint,
+        "one byte of setup.sh changes the fingerprint"
+    );
+    assert!(!changed.skip);
+    assert!(
+        support::instances(&ctx, None).await.len() == 1,
+        "resolving launches nothing"
+    );
+}
+
+async fn point_source_at(ctx: &Context, parameter: &str, image: &str) {
+    ctx.ssm
+        .put_parameter()
+        .name(parameter)
+        .value(image)
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .overwrite(true)
+        .send()
+        .await
+        .expect("put parameter");
+}
+
+async fn register_own_image(ctx: &Context) -> String {
+    ctx.ec2
+        .register_image()
+        .name("ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20261118")
+        .architecture(aws_sdk_ec2::types::ArchitectureValues::X8664)
+        .root_device_name("/dev/sda1")
+        .send()
+        .await
+        .expect("register")
+        .image_id()
+        .expect("id")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_bad_source_is_refused_by_name_and_nothing_is_launched() {
+    let emulator = Emulator::start().await;
+    let copy = RecipeCopy::ubuntu_base();
+    let ctx = emulator.context(copy.root.path());
+    let recipe = copy.load();
+    let parameter = emulator.seeded.source_parameter.as_str();
+
+    // An image in our own account posing as Ubuntu: not Canonical's.
+    let impostor = register_own_image(&ctx).await;
+    point_source_at(&ctx, parameter, &impostor).await;
+    let err = kiln::source::resolve(&ctx, &recipe, false)
+        .await
+        .expect_err("untrusted");
+    assert_eq!(err.name(), "UntrustedSource", "{err}");
+    assert!(
+        err.to_string().contains(&impostor) && err.to_string().contains("099720109477"),
+        "{err}"
+    );
+
+    // The arm64 image for an x86_64 recipe.
+    point_source_at(
+        &ctx,
+        parameter,
+        &emulator.seeded.images["noble-24.04-arm64-20261118"],
+    )
+    .await;
+    let err = kiln::source::resolve(&ctx, &recipe, false)
+        .await
+        .expect_err("wrong arch");
+    assert!(matches!(err, Error::SourceMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("arm64"), "{err}");
+
+    // A deregistered source.
+    let old = &emulator.seeded.images["noble-24.04-x86_64-20261021"];
+    point_source_at(&ctx, parameter, old).await;
+    ctx.ec2
+        .deregister_image()
+        .image_id(old)
+        .send()
+        .await
+        .expect("deregister");
+    let err = kiln::source::resolve(&ctx, &recipe, false)
+        .await
+        .expect_err("deregistered");
+    assert_eq!(err.name(), "SourceNotFound", "{err}");
+    assert!(err.to_string().contains(old.as_str()), "{err}");
+
+    // A missing parameter.
+    let missing = Context {
+        settings: kiln::aws::Settings {
+            source_parameter: Some("/kiln-emulator/does/not/exist".into()),
+            ..ctx.settings.clone()
+        },
+        ..ctx.clone()
+    };
+    let err = kiln::source::resolve(&missing, &recipe, false)
+        .await
+        .expect_err("missing");
+    assert_eq!(err.name(), "SourceNotFound", "{err}");
+    assert!(
+        err.to_string().contains("/kiln-emulator/does/not/exist"),
+        "{err}"
+    );
+
+    // An official image from before ENA.
+    point_source_at(
+        &ctx,
+        parameter,
+        &emulator.seeded.images["trusty-14.04-x86_64-20160114"],
+    )
+    .await;
+    let err = kiln::source::resolve(&ctx, &recipe, false)
+        .await
+        .expect_err("no ENA");
+    assert!(matches!(err, Error::SourceMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("ENA"), "{err}");
+
+    assert!(
+        support::instances(&ctx, None).await.is_empty(),
+        "no instance was ever launched"
+    );
+}
+
+#[tokio::test]
+async fn a_builder_security_group_with_inbound_rules_is_refused_before_launch() {
+    let emulator = Emulator::start().await;
+    let copy = RecipeCopy::ubuntu_base();
+    let ctx = emulator.context(copy.root.path());
+    let vpc = ctx.ec2.describe_vpcs().send().await.expect("vpcs").vpcs()[0]
+        .vpc_id()
+        .expect("vpc")
+        .to_owned();
+    let group = ctx
+        .ec2
+        .create_security_group()
+        .group_name("open")
+        .description("ssh open to the world")
+        .vpc_id(vpc)
+        .send()
+        .await
+        .expect("group")
+        .group_id()
+        .expect("id")
+        .to_owned();
+    ctx.ec2
+        .authorize_security_group_ingress()
+        .group_id(&group)
+        .ip_protocol("tcp")
+        .from_port(22)
+        .to_port(22)
+        .cidr_ip("0.0.0.0/0")
+        .send()
+        .await
+        .expect("ingress");
+    copy.edit("recipe.toml", |text| {
+        text.replace(
+            "instance_profile = ",
+            &format!("security_group_id = \"{group}\"\ninstance_profile = "),
+        )
+    });
+    let recipe = copy.load();
+    let source = kiln::source::resolve(&ctx, &recipe, false)
+        .await
+        .expect("resolve");
+    let err = kiln::builder::launch(&ctx, &recipe, &"build-open-1".parse().expect("id"), &source)
+        .await
+        .expect_err("refused");
+    assert_eq!(err.name(), "InsecureSecurityGroup", "{err}");
+    assert!(
+        support::instances(&ctx, None).await.is_empty(),
+        "nothing launched"
+    );
+}

@@ -1,0 +1,211 @@
+//! Test support: a seeded emulator per test, and helpers to read what it holds.
+//!
+//! Each test starts its own emulator (`scripts/emulator serve` on a free port,
+//! ready in about a second), so tests are isolated under any parallel runner.
+//! The emulator stops when its [`Emulator`] is dropped, or when the test
+//! process dies (it watches its stdin).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_ec2::config::{Credentials, Region};
+use aws_sdk_ec2::types::{Filter, Image, Instance};
+use kiln::aws::{Context, Settings};
+use kiln::recipe::Recipe;
+use kiln::state::{BuildId, Trigger};
+use serde::Deserialize;
+
+/// What the emulator's launcher seeded.
+#[derive(Debug, Deserialize)]
+pub struct Seeded {
+    pub endpoint: String,
+    pub region: String,
+    pub source_parameter: String,
+    pub source_ami: String,
+    pub images: std::collections::BTreeMap<String, String>,
+}
+
+/// A running, seeded emulator.
+pub struct Emulator {
+    child: Child,
+    _stdin: ChildStdin,
+    pub seeded: Seeded,
+    pub config: SdkConfig,
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+impl Emulator {
+    pub async fn start() -> Self {
+        let mut child = Command::new(repo().join("scripts/emulator"))
+            .args(["serve", "--port", "0"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start scripts/emulator");
+        let stdin = child.stdin.take().expect("stdin");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read the emulator's ready line");
+        let seeded: Seeded =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("emulator said {line:?}: {e}"));
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(&seeded.endpoint)
+            .region(Region::new(seeded.region.clone()))
+            .credentials_provider(Credentials::new(
+                "testing",
+                "testing",
+                None,
+                None,
+                "kiln-tests",
+            ))
+            .retry_config(RetryConfig::disabled())
+            .load()
+            .await;
+        Self {
+            child,
+            _stdin: stdin,
+            seeded,
+            config,
+        }
+    }
+
+    /// A context whose recipes live under `recipe_root`, reading the seeded source parameter.
+    pub fn context(&self, recipe_root: &Path) -> Context {
+        Context::new(
+            &self.config,
+            Settings {
+                recipe_root: recipe_root.to_owned(),
+                source_parameter: Some(self.seeded.source_parameter.clone()),
+                output_bucket: None,
+            },
+        )
+    }
+
+    /// Environment for a `kiln` process talking to this emulator.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.seeded.endpoint.clone()),
+            ("AWS_REGION", self.seeded.region.clone()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_MAX_ATTEMPTS", "1".into()),
+            (
+                "KILN_SOURCE_PARAMETER",
+                self.seeded.source_parameter.clone(),
+            ),
+        ]
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A writable copy of the example recipe, in a fresh recipe root.
+pub struct RecipeCopy {
+    pub root: tempfile::TempDir,
+}
+
+impl RecipeCopy {
+    pub fn ubuntu_base() -> Self {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("ubuntu-base");
+        std::fs::create_dir(&dir).expect("mkdir");
+        for entry in std::fs::read_dir(repo().join("images/ubuntu-base")).expect("read recipe") {
+            let entry = entry.expect("entry");
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copy");
+        }
+        Self { root }
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.root.path().join("ubuntu-base")
+    }
+
+    pub fn load(&self) -> Recipe {
+        Recipe::load(&self.dir()).expect("the example recipe is valid")
+    }
+
+    /// Rewrites a file of the recipe through `edit`.
+    pub fn edit(&self, file: &str, edit: impl FnOnce(String) -> String) {
+        let path = self.dir().join(file);
+        let text = std::fs::read_to_string(&path).expect("read");
+        std::fs::write(&path, edit(text)).expect("write");
+    }
+}
+
+pub fn trigger(build_id: &str) -> Trigger {
+    Trigger {
+        recipe: "ubuntu-base".parse().expect("name"),
+        build_id: build_id.parse::<BuildId>().expect("id"),
+        reason: kiln::state::Reason::Manual,
+        force: false,
+    }
+}
+
+fn filter(name: &str, values: &[&str]) -> Filter {
+    Filter::builder()
+        .name(name)
+        .set_values(Some(values.iter().map(|v| (*v).to_owned()).collect()))
+        .build()
+}
+
+/// Every instance in the emulator (all states), optionally only those tagged with a build.
+pub async fn instances(ctx: &Context, build_id: Option<&str>) -> Vec<Instance> {
+    let mut request = ctx.ec2.describe_instances();
+    if let Some(build_id) = build_id {
+        request = request.filters(filter("tag:kiln:build-id", &[build_id]));
+    }
+    request
+        .send()
+        .await
+        .expect("DescribeInstances")
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances().to_vec())
+        .collect()
+}
+
+/// Instances that are not terminated (or shutting down).
+pub async fn live_instances(ctx: &Context, build_id: Option<&str>) -> Vec<Instance> {
+    instances(ctx, build_id)
+        .await
+        .into_iter()
+        .filter(|i| {
+            let state = i
+                .state()
+                .and_then(|s| s.name())
+                .map(|n| n.as_str().to_owned());
+            !matches!(state.as_deref(), Some("terminated" | "shutting-down"))
+        })
+        .collect()
+}
+
+/// Images this account owns.
+pub async fn own_images(ctx: &Context) -> Vec<Image> {
+    ctx.ec2
+        .describe_images()
+        .owners("self")
+        .send()
+        .await
+        .expect("DescribeImages")
+        .images()
+        .to_vec()
+}
+
+pub fn tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
+    kiln::tags::value(tags, key)
+}
