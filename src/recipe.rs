@@ -283,12 +283,10 @@ impl Recipe {
                 return Err(problems.into_error(dir));
             }
         };
-        let parsed = parse(&raw, &mut problems);
-        let (Some(name), Some(file)) = (name, parsed) else {
+        let parsed = parse(dir, &raw, &mut problems);
+        let (Some(name), Some((file, scripts))) = (name, parsed) else {
             return Err(problems.into_error(dir));
         };
-        check(&file, &mut problems);
-        let scripts = read_scripts(dir, &file, &mut problems);
         if problems.is_empty() {
             Ok(Self {
                 name,
@@ -367,8 +365,13 @@ fn recipe_name(dir: &Path, problems: &mut Problems) -> Option<RecipeName> {
     }
 }
 
-/// Parses each section on its own, so a mistake in one does not hide the others.
-fn parse(raw: &[u8], problems: &mut Problems) -> Option<RecipeFile> {
+/// Parses and checks each section on its own, and reads the scripts named by
+/// the sections that parsed, so a mistake in one place hides no other.
+fn parse(
+    dir: &Path,
+    raw: &[u8],
+    problems: &mut Problems,
+) -> Option<(RecipeFile, BTreeMap<String, Vec<u8>>)> {
     let text = match std::str::from_utf8(raw) {
         Ok(text) => text,
         Err(err) => {
@@ -384,25 +387,48 @@ fn parse(raw: &[u8], problems: &mut Problems) -> Option<RecipeFile> {
         }
     };
     let description = section::<String>(&mut table, "description", problems);
-    let source = section::<SourceSpec>(&mut table, "source", problems);
+    let source =
+        section::<SourceSpec>(&mut table, "source", problems).map(Option::unwrap_or_default);
+    if let Ok(source) = &source {
+        check_source(source, problems);
+    }
     let builder = required::<BuilderSpec>(&mut table, "builder", problems);
+    if let Some(builder) = &builder {
+        check_builder(builder, problems);
+    }
     let steps = required::<Vec<StepSpec>>(&mut table, "steps", problems);
+    if let Some(steps) = &steps {
+        check_steps(steps, problems);
+    }
     let test = required::<TestSpec>(&mut table, "test", problems);
+    if let Some(test) = &test {
+        check_timeout("test.timeout_seconds", test.timeout_seconds, problems);
+    }
     let image = required::<ImageSpec>(&mut table, "image", problems);
+    if let Some(image) = &image {
+        check_image(image, problems);
+    }
+    let scripts = read_scripts(
+        dir,
+        steps.as_deref().unwrap_or_default(),
+        test.as_ref(),
+        problems,
+    );
     for unknown in table.keys() {
         problems.add(
             unknown.as_str(),
             "unknown field; expected one of description, source, builder, steps, test, image",
         );
     }
-    Some(RecipeFile {
+    let file = RecipeFile {
         description: description.ok()?,
-        source: source.ok()?.unwrap_or_default(),
+        source: source.ok()?,
         builder: builder?,
         steps: steps?,
         test: test?,
         image: image?,
-    })
+    };
+    Some((file, scripts))
 }
 
 /// Takes `key` out of `table`: `Ok(None)` when absent, `Err(())` when present
@@ -424,7 +450,7 @@ fn section<T: DeserializeOwned>(
             } else {
                 format!("{key}.{inner}")
             };
-            problems.add(field, err.into_inner().to_string());
+            problems.add(field, err.into_inner().to_string().trim_end());
         })
 }
 
@@ -442,14 +468,6 @@ fn required<T: DeserializeOwned>(
         }
         Err(()) => None,
     }
-}
-
-fn check(file: &RecipeFile, problems: &mut Problems) {
-    check_source(&file.source, problems);
-    check_builder(&file.builder, problems);
-    check_steps(&file.steps, problems);
-    check_timeout("test.timeout_seconds", file.test.timeout_seconds, problems);
-    check_image(&file.image, problems);
 }
 
 fn check_source(source: &SourceSpec, problems: &mut Problems) {
@@ -701,18 +719,15 @@ pub fn render_name(template: &str, values: &BTreeMap<&str, String>) -> String {
 
 fn read_scripts(
     dir: &Path,
-    file: &RecipeFile,
+    steps: &[StepSpec],
+    test: Option<&TestSpec>,
     problems: &mut Problems,
 ) -> BTreeMap<String, Vec<u8>> {
-    let named = file
-        .steps
+    let named = steps
         .iter()
         .enumerate()
         .map(|(i, step)| (format!("steps[{i}].script"), &step.script))
-        .chain(std::iter::once((
-            "test.script".to_owned(),
-            &file.test.script,
-        )));
+        .chain(test.map(|test| ("test.script".to_owned(), &test.script)));
     let mut scripts = BTreeMap::new();
     for (field, script) in named {
         if scripts.contains_key(script) {

@@ -26,3 +26,96 @@ async fn handler(ctx: &Context, event: LambdaEvent<Value>) -> kiln::Result<Provi
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda::run(handler).await
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_ssm::operation::send_command::SendCommandOutput;
+    use aws_sdk_ssm::types::Command;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    use kiln::aws::Settings;
+    use kiln::state::StepStatus;
+    use serde_json::json;
+
+    use super::*;
+
+    const COMMAND: &str = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0";
+
+    fn context(ssm: aws_sdk_ssm::Client) -> Context {
+        let recipe_root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../images").into();
+        Context {
+            ec2: mock_client!(aws_sdk_ec2, RuleMode::MatchAny, &[]),
+            ssm,
+            settings: Settings {
+                recipe_root,
+                ..Settings::default()
+            },
+        }
+    }
+
+    fn event(action: &str, provision: Value) -> LambdaEvent<Value> {
+        let payload = json!({
+            "action": action,
+            "recipe": "ubuntu-base",
+            "build_id": "b1",
+            "builder": {"builder_instance_id": "i-0123456789abcdef0", "instance_type": "t3.small"},
+            "provision": provision,
+        });
+        LambdaEvent::new(payload, lambda_runtime::Context::default())
+    }
+
+    #[tokio::test]
+    async fn start_sends_the_step_script_with_its_timeout() {
+        let setup = include_str!("../../../images/ubuntu-base/setup.sh");
+        let send = mock!(aws_sdk_ssm::Client::send_command)
+            .match_requests(move |request| {
+                let parameters = request.parameters().expect("parameters");
+                let commands = parameters["commands"].join("\n");
+                request.document_name() == Some("AWS-RunShellScript")
+                    && request.instance_ids() == ["i-0123456789abcdef0"]
+                    && parameters["executionTimeout"] == ["1800"]
+                    && commands.contains(setup.trim_end())
+            })
+            .then_output(|| {
+                SendCommandOutput::builder()
+                    .command(Command::builder().command_id(COMMAND).build())
+                    .build()
+            });
+        let ctx = context(mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &[&send]));
+
+        let provision = handler(&ctx, event("start", Value::Null))
+            .await
+            .expect("started");
+
+        assert_eq!(send.num_calls(), 1);
+        assert_eq!(
+            (
+                provision.step,
+                provision.steps,
+                provision.step_name.as_str()
+            ),
+            (0, 2, "setup")
+        );
+        assert_eq!(
+            provision.command_id.map(String::from).as_deref(),
+            Some(COMMAND)
+        );
+        assert_eq!(provision.status, StepStatus::InProgress);
+    }
+
+    #[tokio::test]
+    async fn polling_needs_the_provision_state_and_a_real_step() {
+        let ctx = context(mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &[]));
+        let err = handler(&ctx, event("poll", Value::Null))
+            .await
+            .expect_err("refused");
+        assert_eq!(err.name(), "InvalidInput");
+        assert!(err.to_string().contains("provision"), "{err}");
+
+        let beyond = json!({"step": 7, "steps": 2, "step_name": "x", "command_id": null, "status": "pending"});
+        let err = handler(&ctx, event("start", beyond))
+            .await
+            .expect_err("refused");
+        assert_eq!(err.name(), "InvalidInput");
+        assert!(err.to_string().contains("step 7 does not exist"), "{err}");
+    }
+}

@@ -1,0 +1,43 @@
+# kiln — the commands the README gives. Every target installs what it needs.
+
+CARGO ?= cargo
+# One target directory for every build, test and benchmark: the AWS SDK crates
+# are big, so nothing is compiled twice.
+export CARGO_TARGET_DIR ?= $(CURDIR)/target
+
+.PHONY: demo test lint unit emulator-install emulator-start emulator-stop bench clean
+
+demo:
+	@echo "make demo arrives with the build state machine (issue 4)."
+	@echo "Until then: make test runs every build step against the local emulator,"
+	@echo "and scripts/emulator start + target/debug/kiln resolve images/ubuntu-base shows a resolve."
+
+## test: lint, then every test (unit, mocked, and against a fresh emulator per test)
+test: emulator-install lint
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+		$(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+emulator-install:
+	scripts/emulator install
+
+emulator-start:
+	scripts/emulator start
+
+emulator-stop:
+	scripts/emulator stop
+
+## bench: cold start and size of each release Lambda against Python + boto3
+bench: emulator-install
+	$(CARGO) build --release --workspace --bins
+	.venv/bin/python bench/coldstart.py --target-dir $(CARGO_TARGET_DIR)/release
+
+clean:
+	$(CARGO) clean
+	rm -rf .venv .emulator

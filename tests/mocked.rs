@@ -1,0 +1,414 @@
+//! Error paths the emulator cannot produce, with `aws-smithy-mocks`: no
+//! capacity, an SSM agent not registered yet, a failing or timed-out script,
+//! throttling.
+
+mod support;
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_sdk_ec2::error::ErrorMetadata;
+use aws_sdk_ec2::operation::describe_images::DescribeImagesOutput;
+use aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput;
+use aws_sdk_ec2::operation::describe_security_groups::DescribeSecurityGroupsOutput;
+use aws_sdk_ec2::operation::describe_vpcs::DescribeVpcsOutput;
+use aws_sdk_ec2::operation::run_instances::{RunInstancesError, RunInstancesOutput};
+use aws_sdk_ec2::types::{
+    ArchitectureValues, DeviceType, Image, ImageState, Instance, InstanceState, InstanceStateName,
+    Reservation, SecurityGroup, Vpc,
+};
+use aws_sdk_ssm::operation::get_command_invocation::{
+    GetCommandInvocationError, GetCommandInvocationOutput,
+};
+use aws_sdk_ssm::operation::get_parameter::GetParameterOutput;
+use aws_sdk_ssm::operation::send_command::SendCommandError;
+use aws_sdk_ssm::types::{CommandInvocationStatus, Parameter};
+use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+use aws_smithy_types::body::SdkBody;
+use kiln::Error;
+use kiln::aws::{Context, Settings};
+use kiln::state::{Builder, Provision, Source, StepStatus};
+use support::RecipeCopy;
+
+const SOURCE: &str = "ami-0a1b2c3d4e5f60001";
+const INSTANCE: &str = "i-0123456789abcdef0";
+const COMMAND: &str = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0";
+
+fn context(copy: &RecipeCopy, ec2: &[&Rule], ssm: &[&Rule]) -> Context {
+    let retry = RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(Duration::from_millis(1));
+    let retry_ssm = retry.clone();
+    Context {
+        ec2: mock_client!(aws_sdk_ec2, RuleMode::MatchAny, ec2, |c| c
+            .retry_config(retry.clone())),
+        ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, ssm, |c| c
+            .retry_config(retry_ssm.clone())),
+        settings: Settings {
+            recipe_root: copy.root.path().to_owned(),
+            ..Settings::default()
+        },
+    }
+}
+
+fn source(copy: &RecipeCopy) -> Source {
+    Source {
+        source_ami: SOURCE.parse().expect("ami"),
+        source_name: "ubuntu".into(),
+        serial: None,
+        root_device_name: "/dev/sda1".into(),
+        fingerprint: copy.load().fingerprint(&SOURCE.parse().expect("ami")),
+        skip: false,
+        existing_image_id: None,
+        started_at: jiff::Timestamp::UNIX_EPOCH,
+    }
+}
+
+fn builder() -> Builder {
+    Builder {
+        builder_instance_id: INSTANCE.parse().expect("id"),
+        instance_type: "t3.small".into(),
+    }
+}
+
+fn instance_in(state: InstanceStateName) -> Rule {
+    mock!(aws_sdk_ec2::Client::describe_instances).then_output(move || {
+        DescribeInstancesOutput::builder()
+            .reservations(
+                Reservation::builder()
+                    .instances(
+                        Instance::builder()
+                            .instance_id(INSTANCE)
+                            .state(InstanceState::builder().name(state.clone()).build())
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    })
+}
+
+#[tokio::test]
+async fn no_capacity_for_the_first_type_falls_through_to_the_second() {
+    let copy = RecipeCopy::ubuntu_base();
+    let nothing_live = mock!(aws_sdk_ec2::Client::describe_instances)
+        .then_output(|| DescribeInstancesOutput::builder().build());
+    let vpc = mock!(aws_sdk_ec2::Client::describe_vpcs).then_output(|| {
+        DescribeVpcsOutput::builder()
+            .vpcs(Vpc::builder().vpc_id("vpc-1").build())
+            .build()
+    });
+    let group = mock!(aws_sdk_ec2::Client::describe_security_groups).then_output(|| {
+        DescribeSecurityGroupsOutput::builder()
+            .security_groups(
+                SecurityGroup::builder()
+                    .group_id("sg-0123456789abcdef0")
+                    .build(),
+            )
+            .build()
+    });
+    let no_capacity = mock!(aws_sdk_ec2::Client::run_instances)
+        .match_requests(|r| r.instance_type().map(|t| t.as_str()) == Some("t3.small"))
+        .then_error(|| {
+            RunInstancesError::generic(
+                ErrorMetadata::builder()
+                    .code("InsufficientInstanceCapacity")
+                    .message("We currently do not have sufficient t3.small capacity")
+                    .build(),
+            )
+        });
+    let launched = mock!(aws_sdk_ec2::Client::run_instances)
+        .match_requests(|r| r.instance_type().map(|t| t.as_str()) == Some("t3a.small"))
+        .then_output(|| {
+            RunInstancesOutput::builder()
+                .instances(Instance::builder().instance_id(INSTANCE).build())
+                .build()
+        });
+    let ctx = context(
+        &copy,
+        &[&nothing_live, &vpc, &group, &no_capacity, &launched],
+        &[],
+    );
+
+    let builder = kiln::builder::launch(
+        &ctx,
+        &copy.load(),
+        &"b1".parse().expect("id"),
+        &source(&copy),
+    )
+    .await
+    .expect("launches on the second type");
+
+    assert_eq!(builder.instance_type, "t3a.small");
+    assert_eq!(builder.builder_instance_id.as_str(), INSTANCE);
+    assert_eq!(no_capacity.num_calls(), 1);
+    assert_eq!(launched.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn no_capacity_anywhere_is_no_capacity_naming_every_type() {
+    let copy = RecipeCopy::ubuntu_base();
+    let nothing_live = mock!(aws_sdk_ec2::Client::describe_instances)
+        .then_output(|| DescribeInstancesOutput::builder().build());
+    let vpc = mock!(aws_sdk_ec2::Client::describe_vpcs).then_output(|| {
+        DescribeVpcsOutput::builder()
+            .vpcs(Vpc::builder().vpc_id("vpc-1").build())
+            .build()
+    });
+    let group = mock!(aws_sdk_ec2::Client::describe_security_groups).then_output(|| {
+        DescribeSecurityGroupsOutput::builder()
+            .security_groups(
+                SecurityGroup::builder()
+                    .group_id("sg-0123456789abcdef0")
+                    .build(),
+            )
+            .build()
+    });
+    let never = mock!(aws_sdk_ec2::Client::run_instances).then_error(|| {
+        RunInstancesError::generic(ErrorMetadata::builder().code("Unsupported").build())
+    });
+    let ctx = context(&copy, &[&nothing_live, &vpc, &group, &never], &[]);
+
+    let err = kiln::builder::launch(
+        &ctx,
+        &copy.load(),
+        &"b1".parse().expect("id"),
+        &source(&copy),
+    )
+    .await
+    .expect_err("no capacity");
+
+    assert_eq!(err.name(), "NoCapacity");
+    assert_eq!(never.num_calls(), 3, "every type was tried once");
+    for instance_type in ["t3.small", "t3a.small", "m5.large"] {
+        assert!(err.to_string().contains(instance_type), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn an_unregistered_agent_is_builder_not_ready_and_a_gone_builder_is_not() {
+    let copy = RecipeCopy::ubuntu_base();
+    let unknown = mock!(aws_sdk_ssm::Client::send_command).then_error(|| {
+        SendCommandError::InvalidInstanceId(
+            aws_sdk_ssm::types::error::InvalidInstanceId::builder().build(),
+        )
+    });
+
+    let running = instance_in(InstanceStateName::Running);
+    let ctx = context(&copy, &[&running], &[&unknown]);
+    let err = kiln::provision::start(
+        &ctx,
+        &copy.load(),
+        &"b1".parse().expect("id"),
+        &builder(),
+        0,
+    )
+    .await
+    .expect_err("not ready");
+    assert_eq!(err.name(), "BuilderNotReady", "{err}");
+
+    let terminated = instance_in(InstanceStateName::Terminated);
+    let ctx = context(&copy, &[&terminated], &[&unknown]);
+    let err = kiln::provision::start(
+        &ctx,
+        &copy.load(),
+        &"b1".parse().expect("id"),
+        &builder(),
+        0,
+    )
+    .await
+    .expect_err("gone");
+    assert_eq!(err.name(), "BuilderGone", "{err}");
+    assert!(err.to_string().contains("terminated"), "{err}");
+}
+
+fn in_progress() -> Provision {
+    Provision {
+        step: 0,
+        steps: 2,
+        step_name: "setup".into(),
+        command_id: Some(COMMAND.parse().expect("command id")),
+        status: StepStatus::InProgress,
+    }
+}
+
+fn invocation(status: CommandInvocationStatus, code: i32, stderr: String) -> Rule {
+    mock!(aws_sdk_ssm::Client::get_command_invocation).then_output(move || {
+        GetCommandInvocationOutput::builder()
+            .status(status.clone())
+            .response_code(code)
+            .standard_error_content(stderr.clone())
+            .build()
+    })
+}
+
+#[tokio::test]
+async fn a_script_that_exits_1_is_command_failed_with_the_exit_code_and_stderr_tail() {
+    let copy = RecipeCopy::ubuntu_base();
+    let noise: String = (0..400).map(|i| format!("apt: line {i}\n")).collect();
+    let stderr = format!("{noise}E: Unable to locate package containerd\n");
+    let failed = invocation(CommandInvocationStatus::Failed, 1, stderr);
+    let ctx = context(&copy, &[], &[&failed]);
+
+    let err = kiln::provision::poll(
+        &ctx,
+        &copy.load(),
+        &"b1".parse().expect("id"),
+        &builder(),
+        &in_progress(),
+    )
+    .await
+    .expect_err("failed");
+
+    match &err {
+        Error::CommandFailed {
+            step,
+            status,
+            exit_code,
+            stderr_tail,
+        } => {
+            assert_eq!(step, "setup");
+            assert_eq!(status, "Failed");
+            assert_eq!(*exit_code, 1);
+            assert!(
+                stderr_tail.ends_with("E: Unable to locate package containerd\n"),
+                "{stderr_tail}"
+            );
+            assert!(
+                stderr_tail.len() <= 2000,
+                "only the tail: {} bytes",
+                stderr_tail.len()
+            );
+        }
+        other => panic!("expected CommandFailed, got {other:?}"),
+    }
+    assert_eq!(
+        lambda_runtime::Diagnostic::from(err).error_type,
+        "CommandFailed"
+    );
+}
+
+#[tokio::test]
+async fn polling_reports_progress_timeouts_and_the_next_step() {
+    let copy = RecipeCopy::ubuntu_base();
+    let recipe = copy.load();
+    let build_id = "b1".parse().expect("id");
+
+    let running = invocation(CommandInvocationStatus::InProgress, -1, String::new());
+    let ctx = context(&copy, &[], &[&running]);
+    let polled = kiln::provision::poll(&ctx, &recipe, &build_id, &builder(), &in_progress())
+        .await
+        .expect("poll");
+    assert_eq!(polled, in_progress());
+
+    let not_yet = mock!(aws_sdk_ssm::Client::get_command_invocation).then_error(|| {
+        GetCommandInvocationError::InvocationDoesNotExist(
+            aws_sdk_ssm::types::error::InvocationDoesNotExist::builder().build(),
+        )
+    });
+    let ctx = context(&copy, &[], &[&not_yet]);
+    let polled = kiln::provision::poll(&ctx, &recipe, &build_id, &builder(), &in_progress())
+        .await
+        .expect("poll");
+    assert_eq!(
+        polled.status,
+        StepStatus::InProgress,
+        "an invocation not listed yet is still in progress"
+    );
+
+    let timed_out = invocation(CommandInvocationStatus::TimedOut, -1, String::new());
+    let ctx = context(&copy, &[], &[&timed_out]);
+    let err = kiln::provision::poll(&ctx, &recipe, &build_id, &builder(), &in_progress())
+        .await
+        .expect_err("timeout");
+    assert_eq!(err.name(), "CommandTimedOut");
+    assert!(err.to_string().contains("1800"), "{err}");
+
+    // setup succeeds and asks for a reboot: the builder reboots, cleanup is next.
+    let succeeded = invocation(CommandInvocationStatus::Success, 0, String::new());
+    let reboot = mock!(aws_sdk_ec2::Client::reboot_instances)
+        .match_requests(|r| r.instance_ids() == [INSTANCE])
+        .then_output(|| {
+            aws_sdk_ec2::operation::reboot_instances::RebootInstancesOutput::builder().build()
+        });
+    let ctx = context(&copy, &[&reboot], &[&succeeded]);
+    let next = kiln::provision::poll(&ctx, &recipe, &build_id, &builder(), &in_progress())
+        .await
+        .expect("poll");
+    assert_eq!(reboot.num_calls(), 1);
+    assert_eq!(
+        (next.step, next.step_name.as_str(), next.status),
+        (1, "cleanup", StepStatus::Pending)
+    );
+    assert_eq!(next.command_id, None);
+}
+
+fn source_image() -> Rule {
+    mock!(aws_sdk_ec2::Client::describe_images).then_compute_output(|request| {
+        let images = if request.image_ids() == [SOURCE] {
+            vec![
+                Image::builder()
+                    .image_id(SOURCE)
+                    .name("ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20261118")
+                    .owner_id("099720109477")
+                    .state(ImageState::Available)
+                    .architecture(ArchitectureValues::X8664)
+                    .root_device_type(DeviceType::Ebs)
+                    .root_device_name("/dev/sda1")
+                    .ena_support(true)
+                    .build(),
+            ]
+        } else {
+            Vec::new()
+        };
+        DescribeImagesOutput::builder()
+            .set_images(Some(images))
+            .build()
+    })
+}
+
+fn throttled() -> aws_smithy_runtime_api::http::Response {
+    aws_smithy_runtime_api::http::Response::new(
+        aws_smithy_runtime_api::http::StatusCode::try_from(400).expect("status"),
+        SdkBody::from(r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#),
+    )
+}
+
+#[tokio::test]
+async fn throttling_is_retried_by_the_sdk_and_named_when_it_persists() {
+    let copy = RecipeCopy::ubuntu_base();
+    let images = source_image();
+    let parameter = mock!(aws_sdk_ssm::Client::get_parameter)
+        .sequence()
+        .http_response(throttled)
+        .times(2)
+        .output(|| {
+            GetParameterOutput::builder()
+                .parameter(Parameter::builder().value(SOURCE).build())
+                .build()
+        })
+        .build();
+    let ctx = context(&copy, &[&images], &[&parameter]);
+    let source = kiln::source::resolve(&ctx, &copy.load(), false)
+        .await
+        .expect("resolves after two throttles");
+    assert_eq!(
+        parameter.num_calls(),
+        3,
+        "two throttled attempts, then success"
+    );
+    assert_eq!(source.source_ami.as_str(), SOURCE);
+    assert!(!source.skip);
+
+    let always = mock!(aws_sdk_ssm::Client::get_parameter)
+        .sequence()
+        .http_response(throttled)
+        .repeatedly()
+        .build();
+    let ctx = context(&copy, &[&images], &[&always]);
+    let err = kiln::source::resolve(&ctx, &copy.load(), false)
+        .await
+        .expect_err("throttled");
+    assert_eq!(err.name(), "Throttled", "{err}");
+    assert_eq!(always.num_calls(), 3, "the SDK gave up after its attempts");
+}

@@ -1,0 +1,233 @@
+//! Recipe validation: every kind of malformed recipe gives `InvalidRecipe`
+//! naming each problem's field, through the library and through `kiln validate`.
+
+mod support;
+
+use assert_cmd::Command;
+use kiln::Error;
+use kiln::recipe::{Problem, Recipe};
+use predicates::prelude::*;
+use support::RecipeCopy;
+
+fn problems(copy: &RecipeCopy) -> Vec<Problem> {
+    match Recipe::load(&copy.dir()) {
+        Err(Error::InvalidRecipe { problems, .. }) => problems,
+        other => panic!("expected InvalidRecipe, got {other:?}"),
+    }
+}
+
+fn fields(problems: &[Problem]) -> Vec<&str> {
+    problems.iter().map(|p| p.field.as_str()).collect()
+}
+
+fn with_recipe(edit: impl FnOnce(String) -> String) -> Vec<Problem> {
+    let copy = RecipeCopy::ubuntu_base();
+    copy.edit("recipe.toml", edit);
+    problems(&copy)
+}
+
+#[test]
+fn the_example_recipe_is_valid() {
+    let recipe = RecipeCopy::ubuntu_base().load();
+    assert_eq!(recipe.name.as_str(), "ubuntu-base");
+    let steps: Vec<_> = recipe
+        .file
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.reboot))
+        .collect();
+    assert_eq!(steps, [("setup", true), ("cleanup", false)]);
+    assert_eq!(
+        recipe.scripts.len(),
+        3,
+        "setup.sh, cleanup.sh and test.sh are read"
+    );
+}
+
+#[test]
+fn a_toml_syntax_error_names_the_file_and_line() {
+    let problems = with_recipe(|text| text.replace("[builder]", "[builder"));
+    assert_eq!(fields(&problems), ["recipe.toml"]);
+    assert!(problems[0].message.contains("line"), "{problems:?}");
+}
+
+#[test]
+fn a_typo_is_an_unknown_field_with_its_path() {
+    let problems = with_recipe(|text| text.replace("instance_types", "instance_type"));
+    assert_eq!(fields(&problems), ["builder.instance_type"], "{problems:?}");
+    assert!(
+        problems[0]
+            .message
+            .starts_with("unknown field `instance_type`, expected one of"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn a_missing_section_and_an_unknown_section_are_both_reported() {
+    let problems = with_recipe(|text| {
+        let cut = text.find("[image]").expect("image section");
+        format!("{}\n[extras]\nfoo = 1\n", &text[..cut])
+    });
+    let fields = fields(&problems);
+    assert!(fields.contains(&"image"), "{problems:?}");
+    assert!(fields.contains(&"extras"), "{problems:?}");
+}
+
+#[test]
+fn a_wrong_type_names_the_nested_field() {
+    let problems = with_recipe(|text| text.replace("size_gib = 16", "size_gib = \"big\""));
+    assert_eq!(
+        fields(&problems),
+        ["builder.root_volume.size_gib"],
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn every_bad_value_is_reported_at_once() {
+    let problems = with_recipe(|text| {
+        text.replace(
+            r#"["t3.small", "t3a.small", "m5.large"]"#,
+            r#"["t3.small", "T3 small", "t3.small"]"#,
+        )
+        .replace(r#"owners = ["099720109477"]"#, r#"owners = ["canonical"]"#)
+        .replace("size_gib = 16", "size_gib = 4")
+        .replace(
+            "timeout_seconds = 600\n\n[test]",
+            "timeout_seconds = 0\n\n[test]",
+        )
+        .replace("name = \"cleanup\"", "name = \"setup\"")
+        .replace(
+            "encrypted = true",
+            "encrypted = false, kms_key_id = \"alias/kiln\"",
+        )
+        .replace("[builder]", "[builder]\nsubnet_id = \"subnet-nothex\"")
+    });
+    let fields = fields(&problems);
+    for expected in [
+        "builder.instance_types",
+        "source.owners",
+        "builder.root_volume.size_gib",
+        "builder.root_volume.kms_key_id",
+        "builder.subnet_id",
+        "steps[1].timeout_seconds",
+        "steps[1].name",
+    ] {
+        assert!(
+            fields.contains(&expected),
+            "{expected} missing from {problems:#?}"
+        );
+    }
+    let instance_type_problems = problems
+        .iter()
+        .filter(|p| p.field == "builder.instance_types")
+        .count();
+    assert_eq!(
+        instance_type_problems, 2,
+        "a malformed type and a duplicate: {problems:#?}"
+    );
+}
+
+#[test]
+fn scripts_must_exist_inside_the_recipe_and_not_be_empty() {
+    let copy = RecipeCopy::ubuntu_base();
+    copy.edit("recipe.toml", |text| {
+        text.replace("script = \"setup.sh\"", "script = \"../../etc/passwd\"")
+            .replace("script = \"test.sh\"", "script = \"missing.sh\"")
+    });
+    copy.edit("cleanup.sh", |_| "\n  \n".to_owned());
+    let problems = problems(&copy);
+    let fields = fields(&problems);
+    assert_eq!(
+        fields,
+        ["steps[0].script", "steps[1].script", "test.script"],
+        "{problems:#?}"
+    );
+    assert!(problems[0].message.contains("inside the recipe directory"));
+    assert!(problems[1].message.contains("empty"));
+    assert!(problems[2].message.contains("missing.sh"));
+}
+
+#[test]
+fn the_image_name_template_and_tags_are_checked() {
+    let problems = with_recipe(|text| {
+        text.replace(
+            "name = \"kiln/{recipe}/{date}-{build_id}\"",
+            "name = \"kiln:{recipe}-{when}\"",
+        )
+        .replace("Team = \"platform\"", "\"kiln:stage\" = \"tested\"")
+    });
+    let image_problems: Vec<_> = problems
+        .iter()
+        .filter(|p| p.field == "image.name")
+        .collect();
+    assert_eq!(
+        image_problems.len(),
+        3,
+        "unknown placeholder, no build_id, ':' not allowed: {problems:#?}"
+    );
+    assert!(
+        fields(&problems).contains(&"image.tags.kiln:stage"),
+        "{problems:#?}"
+    );
+}
+
+#[test]
+fn the_directory_name_must_be_a_recipe_name() {
+    let copy = RecipeCopy::ubuntu_base();
+    let renamed = copy.root.path().join("Ubuntu_Base");
+    std::fs::rename(copy.dir(), &renamed).expect("rename");
+    match Recipe::load(&renamed) {
+        Err(Error::InvalidRecipe { problems, .. }) => assert_eq!(fields(&problems), ["directory"]),
+        other => panic!("expected InvalidRecipe, got {other:?}"),
+    }
+}
+
+#[test]
+fn kiln_validate_passes_the_example_and_lists_every_problem_of_a_broken_one() {
+    Command::cargo_bin("kiln")
+        .expect("kiln binary")
+        .args(["validate", "images/ubuntu-base"])
+        .current_dir(support::repo())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "recipe ubuntu-base is valid: 2 step(s) (setup, cleanup)",
+        ));
+
+    let copy = RecipeCopy::ubuntu_base();
+    copy.edit("recipe.toml", |text| {
+        text.replace("size_gib = 16", "size_gib = 2")
+            .replace("\"t3a.small\", ", "")
+    });
+    copy.edit("recipe.toml", |text| {
+        text.replace("owners = [\"099720109477\"]", "owners = []")
+    });
+    Command::cargo_bin("kiln")
+        .expect("kiln binary")
+        .arg("validate")
+        .arg(copy.dir())
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("error[InvalidRecipe]"))
+        .stderr(predicate::str::contains(
+            "builder.root_volume.size_gib: must be between 8 and 16384 GiB",
+        ))
+        .stderr(predicate::str::contains(
+            "source.owners: must list at least one trusted account",
+        ));
+
+    let output = Command::cargo_bin("kiln")
+        .expect("kiln binary")
+        .args(["validate", "--output", "json"])
+        .arg(copy.dir())
+        .assert()
+        .failure()
+        .get_output()
+        .stdout
+        .clone();
+    let json: serde_json::Value = serde_json::from_slice(&output).expect("JSON");
+    assert_eq!(json["error"], "InvalidRecipe");
+    assert_eq!(json["problems"].as_array().map(Vec::len), Some(2), "{json}");
+}
