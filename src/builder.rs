@@ -40,33 +40,48 @@ pub async fn launch(
     source: &Source,
 ) -> Result<Builder> {
     crate::image::name(recipe, build_id, source)?;
-    let (builder_instance_id, instance_type) = launch_instance(
-        ctx,
+    let launch = Launch {
         recipe,
         build_id,
-        Role::Builder,
-        &source.source_ami,
-        &source.root_device_name,
-    )
-    .await?;
+        role: Role::Builder,
+        image: &source.source_ami,
+        root_device_name: &source.root_device_name,
+    };
+    let (builder_instance_id, instance_type) = launch_instance(ctx, &launch).await?;
     Ok(Builder {
         builder_instance_id,
         instance_type,
     })
 }
 
-/// Launches one locked-down instance of `role` for the build, trying the
-/// recipe's instance types in order. Idempotent: an instance of this build and
-/// role that is already live is returned instead of launching another (the
+/// One instance for a build: who it is for, and what it boots.
+pub(crate) struct Launch<'a> {
+    /// The recipe giving the builder settings.
+    pub recipe: &'a Recipe,
+    /// The build the instance belongs to.
+    pub build_id: &'a BuildId,
+    /// What the instance is for.
+    pub role: Role,
+    /// The image it boots.
+    pub image: &'a AmiId,
+    /// The image's root device name.
+    pub root_device_name: &'a str,
+}
+
+/// Launches one locked-down instance for the build, trying the recipe's
+/// instance types in order. Idempotent: an instance of this build and role
+/// that is already live is returned instead of launching another (the
 /// `ClientToken` gives the same guarantee on AWS).
 pub(crate) async fn launch_instance(
     ctx: &Context,
-    recipe: &Recipe,
-    build_id: &BuildId,
-    role: Role,
-    image: &AmiId,
-    root_device_name: &str,
+    launch: &Launch<'_>,
 ) -> Result<(InstanceId, String)> {
+    let Launch {
+        recipe,
+        build_id,
+        role,
+        ..
+    } = *launch;
     if let Some(existing) = live_instances(ctx, build_id, role)
         .await?
         .into_iter()
@@ -78,17 +93,7 @@ pub(crate) async fn launch_instance(
     let group = security_group(ctx, recipe).await?;
     let mut tried = Vec::new();
     for instance_type in &recipe.file.builder.instance_types {
-        let launched = run_instance(
-            ctx,
-            recipe,
-            build_id,
-            role,
-            image,
-            root_device_name,
-            &group,
-            instance_type,
-        )
-        .await;
+        let launched = run_instance(ctx, launch, &group, instance_type).await;
         match launched {
             Ok(instance) => {
                 info!(%instance, %instance_type, ?role, "launched");
@@ -111,17 +116,19 @@ enum RunError {
     Other(Error),
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run_instance(
     ctx: &Context,
-    recipe: &Recipe,
-    build_id: &BuildId,
-    role: Role,
-    image: &AmiId,
-    root_device_name: &str,
+    launch: &Launch<'_>,
     security_group: &str,
     instance_type: &str,
 ) -> std::result::Result<InstanceId, RunError> {
+    let Launch {
+        recipe,
+        build_id,
+        role,
+        image,
+        root_device_name,
+    } = *launch;
     let spec = &recipe.file.builder;
     let volume = &spec.root_volume;
     let mut tags = tags::build_tags(&recipe.name, build_id, role);

@@ -13,7 +13,7 @@ use crate::aws::Context;
 use crate::builder;
 use crate::error::{Error, Result};
 use crate::recipe::Recipe;
-use crate::state::{BuildId, Builder, CommandId, InstanceId, Provision, StepStatus};
+use crate::state::{BuildId, Builder, CommandId, InstanceId, Provision, RecipeName, StepStatus};
 
 /// SSM document that runs a shell script on Linux.
 const DOCUMENT: &str = "AWS-RunShellScript";
@@ -33,7 +33,12 @@ pub async fn start(
 ) -> Result<Provision> {
     let spec = recipe.step(step)?;
     let instance = &builder.builder_instance_id;
-    let commands = wrap(recipe, build_id, &spec.name, recipe.script(&spec.script));
+    let commands = wrap(
+        &recipe.name,
+        build_id,
+        &spec.name,
+        recipe.script(&spec.script),
+    );
     let parameters = HashMap::from([
         ("commands".to_owned(), commands),
         (
@@ -215,8 +220,9 @@ async fn not_ready_or_gone(ctx: &Context, instance: &InstanceId) -> Error {
 /// run it with bash as root. A quoted here-document carries the script
 /// byte for byte; its delimiter is derived from the script, so it cannot
 /// occur inside it by accident.
-fn wrap(recipe: &Recipe, build_id: &BuildId, step: &str, script: &[u8]) -> Vec<String> {
+fn wrap(recipe: &RecipeName, build_id: &BuildId, step: &str, script: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(script);
+    let text = text.strip_suffix('\n').unwrap_or(&text);
     let delimiter = format!("KILN_SCRIPT_{}", &hex::encode(Sha256::digest(script))[..16]);
     let mut lines = vec![
         "set -u".to_owned(),
@@ -224,11 +230,10 @@ fn wrap(recipe: &Recipe, build_id: &BuildId, step: &str, script: &[u8]) -> Vec<S
         "trap 'rm -f \"$script\"' EXIT".to_owned(),
         format!("cat > \"$script\" <<'{delimiter}'"),
     ];
-    lines.extend(text.lines().map(str::to_owned));
+    lines.extend(text.split('\n').map(str::to_owned));
     lines.push(delimiter);
     lines.push(format!(
-        "KILN_RECIPE='{}' KILN_BUILD_ID='{build_id}' KILN_STEP='{step}' /bin/bash \"$script\"",
-        recipe.name
+        "KILN_RECIPE='{recipe}' KILN_BUILD_ID='{build_id}' KILN_STEP='{step}' /bin/bash \"$script\""
     ));
     lines
 }
@@ -245,6 +250,47 @@ fn tail(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs the wrapped lines the way the SSM agent does: one `sh` script.
+    fn run_wrapped(script: &str) -> std::process::Output {
+        let recipe = "base".parse().expect("name");
+        let build = "b-1".parse().expect("id");
+        let lines = wrap(&recipe, &build, "setup", script.as_bytes());
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(lines.join("\n"))
+            .output()
+            .expect("run sh")
+    }
+
+    #[test]
+    fn the_wrapped_script_runs_byte_for_byte_with_its_exit_code() {
+        let script = "#!/bin/bash\n\
+            # quotes ' \" `backticks` $HOME ${X:-} \\ and a fake end: KILN_SCRIPT_0\n\
+            cat \"$0\"\n\
+            echo \"step=$KILN_STEP recipe=$KILN_RECIPE build=$KILN_BUILD_ID\" >&2\n\
+            exit 3\n";
+        let output = run_wrapped(script);
+        assert_eq!(output.status.code(), Some(3));
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            script,
+            "the script arrives unchanged"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&output.stderr),
+            "step=setup recipe=base build=b-1\n"
+        );
+    }
+
+    #[test]
+    fn the_wrapped_script_leaves_no_file_behind() {
+        let output = run_wrapped("echo \"$0\"\n");
+        assert!(output.status.success());
+        let path = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        assert!(path.starts_with("/var/tmp/kiln-step."), "{path}");
+        assert!(!std::path::Path::new(&path).exists(), "{path} was removed");
+    }
 
     #[test]
     fn tail_keeps_the_end_on_a_char_boundary() {

@@ -1,13 +1,11 @@
 //! The four build steps run directly against the seeded emulator, asserting on
 //! what the emulator holds afterwards.
 
-mod support;
-
 use kiln::Error;
 use kiln::aws::Context;
 use kiln::recipe::Recipe;
 use kiln::state::{Builder, Image, ImageState, Source, StepStatus, Trigger};
-use support::{Emulator, RecipeCopy, tag};
+use kiln_testkit::{Emulator, RecipeCopy, tag};
 
 /// Runs resolve -> launch -> provision (every step) -> create image, polling
 /// as the state machine would (without waiting: the emulator is instant).
@@ -61,12 +59,12 @@ async fn the_full_sequence_leaves_one_available_ena_image_and_no_builder() {
     let copy = RecipeCopy::ubuntu_base();
     let ctx = emulator.context(copy.root.path());
     let recipe = copy.load();
-    let trigger = support::trigger("build-full-1");
+    let trigger = kiln_testkit::trigger("build-full-1");
 
     let (source, builder, image) = build(&ctx, &recipe, &trigger).await;
 
     assert_eq!(source.source_ami.as_str(), emulator.seeded.source_ami);
-    let images = support::own_images(&ctx).await;
+    let images = kiln_testkit::own_images(&ctx).await;
     assert_eq!(images.len(), 1, "exactly one image: {images:?}");
     let made = &images[0];
     assert_eq!(made.image_id(), Some(image.image_id.as_str()));
@@ -125,14 +123,14 @@ async fn the_full_sequence_leaves_one_available_ena_image_and_no_builder() {
         );
     }
 
-    let all = support::instances(&ctx, None).await;
+    let all = kiln_testkit::instances(&ctx, None).await;
     assert_eq!(all.len(), 1, "one builder was ever launched");
     assert_eq!(
         all[0].instance_id(),
         Some(builder.builder_instance_id.as_str())
     );
     assert!(
-        support::live_instances(&ctx, None).await.is_empty(),
+        kiln_testkit::live_instances(&ctx, None).await.is_empty(),
         "the builder is terminated"
     );
 }
@@ -143,7 +141,7 @@ async fn the_builder_is_locked_down_and_a_retried_launch_returns_it() {
     let copy = RecipeCopy::ubuntu_base();
     let ctx = emulator.context(copy.root.path());
     let recipe = copy.load();
-    let trigger = support::trigger("build-lock-1");
+    let trigger = kiln_testkit::trigger("build-lock-1");
     let source = kiln::source::resolve(&ctx, &recipe, false)
         .await
         .expect("resolve");
@@ -156,7 +154,7 @@ async fn the_builder_is_locked_down_and_a_retried_launch_returns_it() {
         .expect("relaunch");
     assert_eq!(first, again, "a retried launch returns the same instance");
 
-    let instances = support::instances(&ctx, Some("build-lock-1")).await;
+    let instances = kiln_testkit::instances(&ctx, Some("build-lock-1")).await;
     assert_eq!(instances.len(), 1, "only one instance was launched");
     let instance = &instances[0];
     assert_eq!(
@@ -261,7 +259,7 @@ async fn unchanged_inputs_skip_and_one_byte_of_setup_sh_does_not() {
     let copy = RecipeCopy::ubuntu_base();
     let ctx = emulator.context(copy.root.path());
     let recipe = copy.load();
-    let (first, _, image) = build(&ctx, &recipe, &support::trigger("build-skip-1")).await;
+    let (first, _, image) = build(&ctx, &recipe, &kiln_testkit::trigger("build-skip-1")).await;
 
     let again = kiln::source::resolve(&ctx, &copy.load(), false)
         .await
@@ -288,7 +286,7 @@ async fn unchanged_inputs_skip_and_one_byte_of_setup_sh_does_not() {
     );
     assert!(!changed.skip);
     assert!(
-        support::instances(&ctx, None).await.len() == 1,
+        kiln_testkit::instances(&ctx, None).await.len() == 1,
         "resolving launches nothing"
     );
 }
@@ -398,7 +396,7 @@ async fn a_bad_source_is_refused_by_name_and_nothing_is_launched() {
     assert!(err.to_string().contains("ENA"), "{err}");
 
     assert!(
-        support::instances(&ctx, None).await.is_empty(),
+        kiln_testkit::instances(&ctx, None).await.is_empty(),
         "no instance was ever launched"
     );
 }
@@ -449,7 +447,7 @@ async fn a_builder_security_group_with_inbound_rules_is_refused_before_launch() 
         .expect_err("refused");
     assert_eq!(err.name(), "InsecureSecurityGroup", "{err}");
     assert!(
-        support::instances(&ctx, None).await.is_empty(),
+        kiln_testkit::instances(&ctx, None).await.is_empty(),
         "nothing launched"
     );
 }

@@ -2,11 +2,6 @@
 //! capacity, an SSM agent not registered yet, a failing or timed-out script,
 //! throttling.
 
-mod support;
-
-use std::time::Duration;
-
-use aws_config::retry::RetryConfig;
 use aws_sdk_ec2::error::ErrorMetadata;
 use aws_sdk_ec2::operation::describe_images::DescribeImagesOutput;
 use aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput;
@@ -23,32 +18,19 @@ use aws_sdk_ssm::operation::get_command_invocation::{
 use aws_sdk_ssm::operation::get_parameter::GetParameterOutput;
 use aws_sdk_ssm::operation::send_command::SendCommandError;
 use aws_sdk_ssm::types::{CommandInvocationStatus, Parameter};
-use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+use aws_smithy_mocks::{Rule, mock};
 use aws_smithy_types::body::SdkBody;
 use kiln::Error;
-use kiln::aws::{Context, Settings};
+use kiln::aws::Context;
 use kiln::state::{Builder, Provision, Source, StepStatus};
-use support::RecipeCopy;
+use kiln_testkit::RecipeCopy;
 
 const SOURCE: &str = "ami-0a1b2c3d4e5f60001";
 const INSTANCE: &str = "i-0123456789abcdef0";
 const COMMAND: &str = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0";
 
 fn context(copy: &RecipeCopy, ec2: &[&Rule], ssm: &[&Rule]) -> Context {
-    let retry = RetryConfig::standard()
-        .with_max_attempts(3)
-        .with_initial_backoff(Duration::from_millis(1));
-    let retry_ssm = retry.clone();
-    Context {
-        ec2: mock_client!(aws_sdk_ec2, RuleMode::MatchAny, ec2, |c| c
-            .retry_config(retry.clone())),
-        ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, ssm, |c| c
-            .retry_config(retry_ssm.clone())),
-        settings: Settings {
-            recipe_root: copy.root.path().to_owned(),
-            ..Settings::default()
-        },
-    }
+    kiln_testkit::mocked(copy.root.path(), ec2, ssm)
 }
 
 fn source(copy: &RecipeCopy) -> Source {
@@ -88,9 +70,9 @@ fn instance_in(state: InstanceStateName) -> Rule {
     })
 }
 
-#[tokio::test]
-async fn no_capacity_for_the_first_type_falls_through_to_the_second() {
-    let copy = RecipeCopy::ubuntu_base();
+/// What `launch` reads before `RunInstances`: no live builder yet, the default
+/// VPC, and kiln's security group in it.
+fn before_launch() -> [Rule; 3] {
     let nothing_live = mock!(aws_sdk_ec2::Client::describe_instances)
         .then_output(|| DescribeInstancesOutput::builder().build());
     let vpc = mock!(aws_sdk_ec2::Client::describe_vpcs).then_output(|| {
@@ -107,6 +89,13 @@ async fn no_capacity_for_the_first_type_falls_through_to_the_second() {
             )
             .build()
     });
+    [nothing_live, vpc, group]
+}
+
+#[tokio::test]
+async fn no_capacity_for_the_first_type_falls_through_to_the_second() {
+    let copy = RecipeCopy::ubuntu_base();
+    let [nothing_live, vpc, group] = before_launch();
     let no_capacity = mock!(aws_sdk_ec2::Client::run_instances)
         .match_requests(|r| r.instance_type().map(|t| t.as_str()) == Some("t3.small"))
         .then_error(|| {
@@ -148,22 +137,7 @@ async fn no_capacity_for_the_first_type_falls_through_to_the_second() {
 #[tokio::test]
 async fn no_capacity_anywhere_is_no_capacity_naming_every_type() {
     let copy = RecipeCopy::ubuntu_base();
-    let nothing_live = mock!(aws_sdk_ec2::Client::describe_instances)
-        .then_output(|| DescribeInstancesOutput::builder().build());
-    let vpc = mock!(aws_sdk_ec2::Client::describe_vpcs).then_output(|| {
-        DescribeVpcsOutput::builder()
-            .vpcs(Vpc::builder().vpc_id("vpc-1").build())
-            .build()
-    });
-    let group = mock!(aws_sdk_ec2::Client::describe_security_groups).then_output(|| {
-        DescribeSecurityGroupsOutput::builder()
-            .security_groups(
-                SecurityGroup::builder()
-                    .group_id("sg-0123456789abcdef0")
-                    .build(),
-            )
-            .build()
-    });
+    let [nothing_live, vpc, group] = before_launch();
     let never = mock!(aws_sdk_ec2::Client::run_instances).then_error(|| {
         RunInstancesError::generic(ErrorMetadata::builder().code("Unsupported").build())
     });
@@ -411,4 +385,90 @@ async fn throttling_is_retried_by_the_sdk_and_named_when_it_persists() {
         .expect_err("throttled");
     assert_eq!(err.name(), "Throttled", "{err}");
     assert_eq!(always.num_calls(), 3, "the SDK gave up after its attempts");
+}
+
+fn image_now(state: ImageState, ena: Option<bool>) -> Rule {
+    mock!(aws_sdk_ec2::Client::describe_images).then_output(move || {
+        DescribeImagesOutput::builder()
+            .images(
+                Image::builder()
+                    .image_id("ami-0fedcba9876543210")
+                    .state(state.clone())
+                    .set_ena_support(ena)
+                    .state_reason(
+                        aws_sdk_ec2::types::StateReason::builder()
+                            .message("snapshot copy failed")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    })
+}
+
+fn pending_image() -> kiln::state::Image {
+    kiln::state::Image {
+        image_id: "ami-0fedcba9876543210".parse().expect("ami"),
+        image_name: "kiln/ubuntu-base/19700101-b1".into(),
+        state: kiln::state::ImageState::Pending,
+    }
+}
+
+#[tokio::test]
+async fn an_available_image_without_ena_is_refused_after_the_builder_is_gone() {
+    let copy = RecipeCopy::ubuntu_base();
+    let no_ena = image_now(ImageState::Available, None);
+    let builder = instance_in(InstanceStateName::Running);
+    let terminate = mock!(aws_sdk_ec2::Client::terminate_instances)
+        .match_requests(|r| r.instance_ids() == [INSTANCE])
+        .then_output(|| {
+            aws_sdk_ec2::operation::terminate_instances::TerminateInstancesOutput::builder().build()
+        });
+    let ctx = context(&copy, &[&no_ena, &builder, &terminate], &[]);
+
+    let err = kiln::image::poll(
+        &ctx,
+        &copy.load(),
+        &"b1".parse().expect("id"),
+        &pending_image(),
+    )
+    .await
+    .expect_err("no ENA");
+
+    assert_eq!(err.name(), "EnaMissing", "{err}");
+    assert_eq!(
+        terminate.num_calls(),
+        1,
+        "the builder is terminated whatever the verdict"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_image_is_image_failed_with_the_reason() {
+    let copy = RecipeCopy::ubuntu_base();
+    let failed = image_now(ImageState::Failed, Some(true));
+    let ctx = context(&copy, &[&failed], &[]);
+
+    let err = kiln::image::poll(
+        &ctx,
+        &copy.load(),
+        &"b1".parse().expect("id"),
+        &pending_image(),
+    )
+    .await
+    .expect_err("failed");
+
+    assert_eq!(err.name(), "ImageFailed");
+    assert!(err.to_string().contains("snapshot copy failed"), "{err}");
+
+    let pending = image_now(ImageState::Pending, None);
+    let ctx = context(&copy, &[&pending], &[]);
+    let polled = kiln::image::poll(
+        &ctx,
+        &copy.load(),
+        &"b1".parse().expect("id"),
+        &pending_image(),
+    )
+    .await;
+    assert_eq!(polled.expect("pending"), pending_image());
 }

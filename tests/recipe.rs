@@ -1,13 +1,11 @@
 //! Recipe validation: every kind of malformed recipe gives `InvalidRecipe`
 //! naming each problem's field, through the library and through `kiln validate`.
 
-mod support;
-
 use assert_cmd::Command;
 use kiln::Error;
 use kiln::recipe::{Problem, Recipe};
+use kiln_testkit::RecipeCopy;
 use predicates::prelude::*;
-use support::RecipeCopy;
 
 fn problems(copy: &RecipeCopy) -> Vec<Problem> {
     match Recipe::load(&copy.dir()) {
@@ -189,7 +187,7 @@ fn kiln_validate_passes_the_example_and_lists_every_problem_of_a_broken_one() {
     Command::cargo_bin("kiln")
         .expect("kiln binary")
         .args(["validate", "images/ubuntu-base"])
-        .current_dir(support::repo())
+        .current_dir(kiln_testkit::repo())
         .assert()
         .success()
         .stdout(predicate::str::contains(

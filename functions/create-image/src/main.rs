@@ -31,8 +31,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 mod tests {
     use aws_sdk_ec2::operation::describe_images::DescribeImagesOutput;
     use aws_sdk_ec2::types::Image as Ec2Image;
-    use aws_smithy_mocks::{RuleMode, mock, mock_client};
-    use kiln::aws::Settings;
+    use aws_smithy_mocks::mock;
     use kiln::state::ImageState;
     use serde_json::json;
 
@@ -80,14 +79,7 @@ mod tests {
         let create = mock!(aws_sdk_ec2::Client::create_image).then_output(|| {
             aws_sdk_ec2::operation::create_image::CreateImageOutput::builder().build()
         });
-        let ctx = Context {
-            ec2: mock_client!(aws_sdk_ec2, RuleMode::MatchAny, &[&existing, &create]),
-            ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &[]),
-            settings: Settings {
-                recipe_root: concat!(env!("CARGO_MANIFEST_DIR"), "/../../images").into(),
-                ..Settings::default()
-            },
-        };
+        let ctx = kiln_testkit::mocked(&kiln_testkit::recipe_root(), &[&existing, &create], &[]);
 
         let image = handler(&ctx, event("start")).await.expect("found");
 

@@ -18,8 +18,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 
 #[cfg(test)]
 mod tests {
-    use aws_smithy_mocks::{RuleMode, mock, mock_client};
-    use kiln::aws::Settings;
+    use aws_smithy_mocks::mock;
     use lambda_runtime::Diagnostic;
     use serde_json::json;
 
@@ -56,14 +55,7 @@ mod tests {
         let run = mock!(aws_sdk_ec2::Client::run_instances).then_output(|| {
             aws_sdk_ec2::operation::run_instances::RunInstancesOutput::builder().build()
         });
-        let ctx = Context {
-            ec2: mock_client!(aws_sdk_ec2, RuleMode::MatchAny, &[&run]),
-            ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &[]),
-            settings: Settings {
-                recipe_root: recipes.clone(),
-                ..Settings::default()
-            },
-        };
+        let ctx = kiln_testkit::mocked(&recipes, &[&run], &[]);
 
         let err = handler(&ctx, event("broken")).await.expect_err("refused");
         std::fs::remove_dir_all(&recipes).expect("clean up");

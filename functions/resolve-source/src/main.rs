@@ -20,24 +20,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 mod tests {
     use aws_sdk_ssm::operation::get_parameter::GetParameterError;
     use aws_sdk_ssm::types::error::ParameterNotFound;
-    use aws_smithy_mocks::{RuleMode, mock, mock_client};
-    use kiln::aws::Settings;
+    use aws_smithy_mocks::mock;
     use lambda_runtime::Diagnostic;
     use serde_json::json;
 
     use super::*;
-
-    fn context(ssm: aws_sdk_ssm::Client) -> Context {
-        let recipe_root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../images").into();
-        Context {
-            ec2: mock_client!(aws_sdk_ec2, RuleMode::MatchAny, &[]),
-            ssm,
-            settings: Settings {
-                recipe_root,
-                ..Settings::default()
-            },
-        }
-    }
 
     async fn error_type(ctx: &Context, payload: Value) -> String {
         let event = LambdaEvent::new(payload, lambda_runtime::Context::default());
@@ -50,7 +37,7 @@ mod tests {
         let missing = mock!(aws_sdk_ssm::Client::get_parameter).then_error(|| {
             GetParameterError::ParameterNotFound(ParameterNotFound::builder().build())
         });
-        let ctx = context(mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &[&missing]));
+        let ctx = kiln_testkit::mocked(&kiln_testkit::recipe_root(), &[], &[&missing]);
         let payload = json!({"recipe": "ubuntu-base", "build_id": "b1", "reason": "schedule"});
         assert_eq!(error_type(&ctx, payload).await, "SourceNotFound");
         assert_eq!(missing.num_calls(), 1);
@@ -58,7 +45,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_trigger_is_invalid_input_before_any_call() {
-        let ctx = context(mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &[]));
+        let ctx = kiln_testkit::mocked(&kiln_testkit::recipe_root(), &[], &[]);
         for payload in [
             json!({"recipe": "ubuntu-base"}),
             json!({"recipe": "ubuntu-base", "build_id": "b1", "reason": "whim"}),

@@ -31,26 +31,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 mod tests {
     use aws_sdk_ssm::operation::send_command::SendCommandOutput;
     use aws_sdk_ssm::types::Command;
-    use aws_smithy_mocks::{RuleMode, mock, mock_client};
-    use kiln::aws::Settings;
+    use aws_smithy_mocks::mock;
     use kiln::state::StepStatus;
     use serde_json::json;
 
     use super::*;
 
     const COMMAND: &str = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0";
-
-    fn context(ssm: aws_sdk_ssm::Client) -> Context {
-        let recipe_root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../images").into();
-        Context {
-            ec2: mock_client!(aws_sdk_ec2, RuleMode::MatchAny, &[]),
-            ssm,
-            settings: Settings {
-                recipe_root,
-                ..Settings::default()
-            },
-        }
-    }
 
     fn event(action: &str, provision: Value) -> LambdaEvent<Value> {
         let payload = json!({
@@ -80,7 +67,7 @@ mod tests {
                     .command(Command::builder().command_id(COMMAND).build())
                     .build()
             });
-        let ctx = context(mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &[&send]));
+        let ctx = kiln_testkit::mocked(&kiln_testkit::recipe_root(), &[], &[&send]);
 
         let provision = handler(&ctx, event("start", Value::Null))
             .await
@@ -104,7 +91,7 @@ mod tests {
 
     #[tokio::test]
     async fn polling_needs_the_provision_state_and_a_real_step() {
-        let ctx = context(mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &[]));
+        let ctx = kiln_testkit::mocked(&kiln_testkit::recipe_root(), &[], &[]);
         let err = handler(&ctx, event("poll", Value::Null))
             .await
             .expect_err("refused");

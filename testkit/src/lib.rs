@@ -1,20 +1,22 @@
-//! Test support: a seeded emulator per test, and helpers to read what it holds.
+//! Test support for kiln's tests: a seeded emulator per test, copies of the
+//! example recipe to edit, mocked clients, and helpers to read what the
+//! emulator holds.
 //!
 //! Each test starts its own emulator (`scripts/emulator serve` on a free port,
 //! ready in about a second), so tests are isolated under any parallel runner.
 //! The emulator stops when its [`Emulator`] is dropped, or when the test
 //! process dies (it watches its stdin).
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_ec2::config::{Credentials, Region};
 use aws_sdk_ec2::types::{Filter, Image, Instance};
+use aws_smithy_mocks::{Rule, RuleMode, mock_client};
 use kiln::aws::{Context, Settings};
 use kiln::recipe::Recipe;
 use kiln::state::{BuildId, Trigger};
@@ -23,10 +25,15 @@ use serde::Deserialize;
 /// What the emulator's launcher seeded.
 #[derive(Debug, Deserialize)]
 pub struct Seeded {
+    /// The emulator's endpoint URL.
     pub endpoint: String,
+    /// Its region.
     pub region: String,
+    /// The Canonical-style source parameter.
     pub source_parameter: String,
+    /// The image the source parameter names.
     pub source_ami: String,
+    /// Every seeded image, by `release-architecture-serial`.
     pub images: std::collections::BTreeMap<String, String>,
 }
 
@@ -34,15 +41,44 @@ pub struct Seeded {
 pub struct Emulator {
     child: Child,
     _stdin: ChildStdin,
+    /// What was seeded.
     pub seeded: Seeded,
+    /// SDK configuration pointing at the emulator, with retries off.
     pub config: SdkConfig,
 }
 
+/// The repository root.
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The repository's recipe root (`images/`).
+pub fn recipe_root() -> PathBuf {
+    repo().join("images")
+}
+
+/// A context whose clients answer from mock rules (matched in any order) and
+/// retry like the SDK's standard mode, without the waiting; recipes are read
+/// from `recipe_root`.
+pub fn mocked(recipe_root: &Path, ec2: &[&Rule], ssm: &[&Rule]) -> Context {
+    let retry = RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(Duration::from_millis(1));
+    let retry_ssm = retry.clone();
+    Context {
+        ec2: mock_client!(aws_sdk_ec2, RuleMode::MatchAny, ec2, |c| c
+            .retry_config(retry.clone())),
+        ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, ssm, |c| c
+            .retry_config(retry_ssm.clone())),
+        settings: Settings {
+            recipe_root: recipe_root.to_owned(),
+            ..Settings::default()
+        },
+    }
 }
 
 impl Emulator {
+    /// Starts a fresh emulator on a free port and waits until it is seeded.
     pub async fn start() -> Self {
         let mut child = Command::new(repo().join("scripts/emulator"))
             .args(["serve", "--port", "0"])
@@ -116,25 +152,29 @@ impl Drop for Emulator {
 
 /// A writable copy of the example recipe, in a fresh recipe root.
 pub struct RecipeCopy {
+    /// The recipe root holding the copy.
     pub root: tempfile::TempDir,
 }
 
 impl RecipeCopy {
+    /// Copies `images/ubuntu-base`.
     pub fn ubuntu_base() -> Self {
         let root = tempfile::tempdir().expect("tempdir");
         let dir = root.path().join("ubuntu-base");
         std::fs::create_dir(&dir).expect("mkdir");
-        for entry in std::fs::read_dir(repo().join("images/ubuntu-base")).expect("read recipe") {
+        for entry in std::fs::read_dir(recipe_root().join("ubuntu-base")).expect("read recipe") {
             let entry = entry.expect("entry");
             std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copy");
         }
         Self { root }
     }
 
+    /// The recipe directory.
     pub fn dir(&self) -> PathBuf {
         self.root.path().join("ubuntu-base")
     }
 
+    /// Loads the copy, which must be valid.
     pub fn load(&self) -> Recipe {
         Recipe::load(&self.dir()).expect("the example recipe is valid")
     }
@@ -147,6 +187,7 @@ impl RecipeCopy {
     }
 }
 
+/// A manual trigger of `ubuntu-base` with `build_id`.
 pub fn trigger(build_id: &str) -> Trigger {
     Trigger {
         recipe: "ubuntu-base".parse().expect("name"),
@@ -206,6 +247,7 @@ pub async fn own_images(ctx: &Context) -> Vec<Image> {
         .to_vec()
 }
 
+/// The value of tag `key`.
 pub fn tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
     kiln::tags::value(tags, key)
 }
