@@ -168,32 +168,26 @@ async fn an_unregistered_agent_is_builder_not_ready_and_a_gone_builder_is_not() 
         )
     });
 
-    let running = instance_in(InstanceStateName::Running);
-    let ctx = context(&copy, &[&running], &[&unknown]);
-    let err = kiln::provision::start(
-        &ctx,
-        &copy.load(),
-        &"b1".parse().expect("id"),
-        &builder(),
-        0,
-    )
-    .await
-    .expect_err("not ready");
-    assert_eq!(err.name(), "BuilderNotReady", "{err}");
-
-    let terminated = instance_in(InstanceStateName::Terminated);
-    let ctx = context(&copy, &[&terminated], &[&unknown]);
-    let err = kiln::provision::start(
-        &ctx,
-        &copy.load(),
-        &"b1".parse().expect("id"),
-        &builder(),
-        0,
-    )
-    .await
-    .expect_err("gone");
-    assert_eq!(err.name(), "BuilderGone", "{err}");
-    assert!(err.to_string().contains("terminated"), "{err}");
+    for (state, expected) in [
+        (InstanceStateName::Pending, "BuilderNotReady"),
+        (InstanceStateName::Running, "BuilderNotReady"),
+        (InstanceStateName::Terminated, "BuilderGone"),
+        (InstanceStateName::Stopped, "BuilderGone"),
+    ] {
+        let described = instance_in(state.clone());
+        let ctx = context(&copy, &[&described], &[&unknown]);
+        let err = kiln::provision::start(
+            &ctx,
+            &copy.load(),
+            &"b1".parse().expect("id"),
+            &builder(),
+            0,
+        )
+        .await
+        .expect_err("refused");
+        assert_eq!(err.name(), expected, "{state:?}: {err}");
+        assert!(err.to_string().contains(INSTANCE), "{err}");
+    }
 }
 
 fn in_progress() -> Provision {
