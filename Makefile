@@ -4,6 +4,8 @@ CARGO ?= cargo
 # One target directory for every build, test and benchmark: the AWS SDK crates
 # are big, so nothing is compiled twice.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
+# The emulator's virtual environment (scripts/emulator reads the same variable).
+export KILN_VENV ?= $(CURDIR)/.venv
 
 .PHONY: demo test lint unit emulator-install emulator-start emulator-stop bench clean
 
@@ -34,9 +36,11 @@ emulator-stop:
 	scripts/emulator stop
 
 ## bench: cold start and size of each release Lambda against Python + boto3
+FUNCTIONS := resolve-source launch-builder run-ssm-provision create-image
+
 bench: emulator-install
-	$(CARGO) build --release --workspace --bins
-	.venv/bin/python bench/coldstart.py --target-dir $(CARGO_TARGET_DIR)/release
+	$(CARGO) build --release $(addprefix -p ,$(FUNCTIONS))
+	$(KILN_VENV)/bin/python bench/coldstart.py --target-dir $(CARGO_TARGET_DIR)/release
 
 clean:
 	$(CARGO) clean

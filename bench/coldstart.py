@@ -54,6 +54,8 @@ class RuntimeApi(ThreadingHTTPServer):
 
 
 class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
     def log_message(self, *args):
         pass
 
@@ -66,8 +68,8 @@ class Handler(BaseHTTPRequestHandler):
             inv.ready_at = time.perf_counter()
         if inv.delivered:
             # One event per process: park the runtime until it is killed.
-            self.server.closing.wait(30)
-            self.send_error(410)
+            self.server.closing.wait(60)
+            self.close_connection = True
             return
         inv.delivered = True
         self.send_response(200)

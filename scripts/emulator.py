@@ -11,10 +11,11 @@ Seeds:
     AmazonSSMManagedInstanceCore.
 
 The ENA patch: moto does not model ENA at all. Real AWS reports `enaSupport`
-on images and instances; images registered with ENA keep it, instances take it
-from their image, and CreateImage/CopyImage images inherit it from their
-instance or source. The patch adds exactly that (the seed JSON's
-`ena_support`), so kiln's real ENA check runs unchanged against the emulator.
+on images and instances; instances take it from their image, and
+CreateImage/CopyImage images inherit it from their instance or source. The
+patch adds exactly that, starting from the seed JSON's `ena_support`, so
+kiln's real ENA check runs unchanged against the emulator. RegisterImage is
+not patched (moto drops its EnaSupport parameter): registered images have none.
 """
 
 import argparse

@@ -23,8 +23,8 @@ pub struct Settings {
     /// Replaces every recipe's `source.parameter` (`KILN_SOURCE_PARAMETER`): for
     /// a private mirror of the source parameter, or an emulator that reserves `/aws`.
     pub source_parameter: Option<String>,
-    /// S3 bucket for Run Command output (`KILN_OUTPUT_BUCKET`); SSM keeps only
-    /// the last 24,000 characters without one.
+    /// S3 bucket for Run Command output (`KILN_OUTPUT_BUCKET`); without one the
+    /// API returns only the first 24,000 characters of a command's stdout.
     pub output_bucket: Option<String>,
 }
 

@@ -113,13 +113,16 @@ pub enum Error {
         stderr_tail: String,
     },
 
-    /// A provisioning script ran longer than its timeout.
-    #[error("step {step} timed out after {timeout_seconds} s")]
+    /// A provisioning script ran longer than its timeout, or was never delivered.
+    #[error("step {step} timed out ({detail}; the step allows {timeout_seconds} s)")]
     CommandTimedOut {
         /// The step name from the recipe.
         step: String,
         /// The timeout it had.
         timeout_seconds: u32,
+        /// SSM's detail: `ExecutionTimedOut`, or `DeliveryTimedOut` when the
+        /// instance's agent never took the command.
+        detail: String,
     },
 
     /// The new image failed to become available.
@@ -136,6 +139,18 @@ pub enum Error {
     EnaMissing {
         /// The image id.
         image: String,
+    },
+
+    /// AWS failed in a way that may pass: a timeout, a dropped connection, a
+    /// 5xx, beyond the SDK's own retries; retry later.
+    #[error("{operation} failed transiently: {code}: {message}")]
+    Transient {
+        /// The API operation.
+        operation: &'static str,
+        /// The error code, or the kind of failure.
+        code: String,
+        /// What happened.
+        message: String,
     },
 
     /// AWS throttled a call beyond the SDK's own retries; retry later.
@@ -182,7 +197,8 @@ impl Error {
         }
     }
 
-    /// Maps an SDK error of `operation` to [`Error::Throttled`] or [`Error::Aws`].
+    /// Maps an SDK error of `operation` to [`Error::Throttled`],
+    /// [`Error::Transient`] or [`Error::Aws`].
     pub(crate) fn aws<E, R>(operation: &'static str, err: SdkError<E, R>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -193,16 +209,35 @@ impl Error {
             Some(code) if THROTTLING_CODES.contains(&code.as_str()) => {
                 Self::Throttled { operation, code }
             }
+            Some(code) if TRANSIENT_CODES.contains(&code.as_str()) => Self::Transient {
+                operation,
+                message: err.message().unwrap_or_default().to_owned(),
+                code,
+            },
             Some(code) => Self::Aws {
                 operation,
                 message: err.message().unwrap_or_default().to_owned(),
                 code,
             },
-            None => Self::Aws {
-                operation,
-                code: sdk_failure_kind(&err).to_owned(),
-                message: aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
-            },
+            None => {
+                let message =
+                    aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
+                let code = sdk_failure_kind(&err).to_owned();
+                match err {
+                    SdkError::TimeoutError(_)
+                    | SdkError::DispatchFailure(_)
+                    | SdkError::ResponseError(_) => Self::Transient {
+                        operation,
+                        code,
+                        message,
+                    },
+                    _ => Self::Aws {
+                        operation,
+                        code,
+                        message,
+                    },
+                }
+            }
         }
     }
 }
@@ -214,6 +249,17 @@ const THROTTLING_CODES: &[&str] = &[
     "RequestLimitExceeded",
     "TooManyRequestsException",
     "ThrottledException",
+];
+
+/// Error codes of AWS failures that may pass on their own.
+const TRANSIENT_CODES: &[&str] = &[
+    "InternalError",
+    "InternalFailure",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "Unavailable",
+    "RequestTimeout",
+    "RequestTimeoutException",
 ];
 
 fn sdk_failure_kind<E, R>(err: &SdkError<E, R>) -> &'static str {

@@ -125,6 +125,7 @@ pub async fn poll(
             tag_snapshots(ctx, recipe, build_id, &image.image_id, described).await?;
             builder::terminate(ctx, build_id, Role::Builder).await?;
             if recipe.file.image.ena_required && described.ena_support() != Some(true) {
+                mark_failed(ctx, &image.image_id).await?;
                 return Err(Error::EnaMissing {
                     image: image.image_id.to_string(),
                 });
@@ -143,6 +144,18 @@ pub async fn poll(
             Err(failed(format!("state {other}: {reason}")))
         }
     }
+}
+
+/// Tags an image `kiln:stage=failed`, so no later build mistakes it for a good one.
+async fn mark_failed(ctx: &Context, image: &AmiId) -> Result<()> {
+    ctx.ec2
+        .create_tags()
+        .resources(image.as_str())
+        .tags(tags::tag(tags::STAGE, Stage::Failed.as_ref()))
+        .send()
+        .await
+        .map_err(|err| Error::aws("CreateTags", err))?;
+    Ok(())
 }
 
 async fn find_by_name(ctx: &Context, name: &str) -> Result<Option<Ec2Image>> {

@@ -141,7 +141,8 @@ pub struct RootVolume {
     /// Volume type.
     #[serde(default, rename = "type")]
     pub volume_type: VolumeType,
-    /// Encrypt the volume (and so the image's snapshots).
+    /// Encrypt the volume (and so the image's snapshots). Must be true; the
+    /// field exists so a recipe can say so explicitly.
     #[serde(default = "yes")]
     pub encrypted: bool,
     /// KMS key for encryption; the account's default EBS key when absent.
@@ -534,8 +535,11 @@ fn check_builder(builder: &BuilderSpec, problems: &mut Problems) {
             "must be between 8 and 16384 GiB",
         );
     }
-    if volume.kms_key_id.is_some() && !volume.encrypted {
-        problems.add("builder.root_volume.kms_key_id", "needs encrypted = true");
+    if !volume.encrypted {
+        problems.add(
+            "builder.root_volume.encrypted",
+            "must be true: kiln images and their snapshots are encrypted at rest",
+        );
     }
 }
 

@@ -18,6 +18,16 @@ async fn build(ctx: &Context, recipe: &Recipe, trigger: &Trigger) -> (Source, Bu
     let builder = kiln::builder::launch(ctx, recipe, build_id, &source)
         .await
         .expect("launch");
+    let first = kiln::provision::start(ctx, recipe, build_id, &builder, 0)
+        .await
+        .expect("start");
+    let retried = kiln::provision::start(ctx, recipe, build_id, &builder, 0)
+        .await
+        .expect("start");
+    assert_eq!(
+        first.command_id, retried.command_id,
+        "a retried start sends nothing new"
+    );
     let mut provision = kiln::provision::start(ctx, recipe, build_id, &builder, 0)
         .await
         .expect("start step 0");

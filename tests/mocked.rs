@@ -16,6 +16,7 @@ use aws_sdk_ssm::operation::get_command_invocation::{
     GetCommandInvocationError, GetCommandInvocationOutput,
 };
 use aws_sdk_ssm::operation::get_parameter::GetParameterOutput;
+use aws_sdk_ssm::operation::list_commands::ListCommandsError;
 use aws_sdk_ssm::operation::send_command::SendCommandError;
 use aws_sdk_ssm::types::{CommandInvocationStatus, Parameter};
 use aws_smithy_mocks::{Rule, mock};
@@ -167,6 +168,33 @@ async fn an_unregistered_agent_is_builder_not_ready_and_a_gone_builder_is_not() 
             aws_sdk_ssm::types::error::InvalidInstanceId::builder().build(),
         )
     });
+    let nothing_sent = mock!(aws_sdk_ssm::Client::list_commands).then_error(|| {
+        ListCommandsError::InvalidInstanceId(
+            aws_sdk_ssm::types::error::InvalidInstanceId::builder().build(),
+        )
+    });
+    let not_in_ec2_yet = mock!(aws_sdk_ec2::Client::describe_instances).then_error(|| {
+        aws_sdk_ec2::operation::describe_instances::DescribeInstancesError::generic(
+            ErrorMetadata::builder()
+                .code("InvalidInstanceID.NotFound")
+                .build(),
+        )
+    });
+    let ctx = context(&copy, &[&not_in_ec2_yet], &[&nothing_sent, &unknown]);
+    let err = kiln::provision::start(
+        &ctx,
+        &copy.load(),
+        &"b1".parse().expect("id"),
+        &builder(),
+        0,
+    )
+    .await
+    .expect_err("not ready");
+    assert_eq!(
+        err.name(),
+        "BuilderNotReady",
+        "just launched, not visible to EC2 yet: {err}"
+    );
 
     for (state, expected) in [
         (InstanceStateName::Pending, "BuilderNotReady"),
@@ -175,7 +203,7 @@ async fn an_unregistered_agent_is_builder_not_ready_and_a_gone_builder_is_not() 
         (InstanceStateName::Stopped, "BuilderGone"),
     ] {
         let described = instance_in(state.clone());
-        let ctx = context(&copy, &[&described], &[&unknown]);
+        let ctx = context(&copy, &[&described], &[&nothing_sent, &unknown]);
         let err = kiln::provision::start(
             &ctx,
             &copy.load(),
@@ -292,18 +320,12 @@ async fn polling_reports_progress_timeouts_and_the_next_step() {
     assert_eq!(err.name(), "CommandTimedOut");
     assert!(err.to_string().contains("1800"), "{err}");
 
-    // setup succeeds and asks for a reboot: the builder reboots, cleanup is next.
+    // setup succeeded (after the reboot it asked SSM for): cleanup is next.
     let succeeded = invocation(CommandInvocationStatus::Success, 0, String::new());
-    let reboot = mock!(aws_sdk_ec2::Client::reboot_instances)
-        .match_requests(|r| r.instance_ids() == [INSTANCE])
-        .then_output(|| {
-            aws_sdk_ec2::operation::reboot_instances::RebootInstancesOutput::builder().build()
-        });
-    let ctx = context(&copy, &[&reboot], &[&succeeded]);
+    let ctx = context(&copy, &[], &[&succeeded]);
     let next = kiln::provision::poll(&ctx, &recipe, &build_id, &builder(), &in_progress())
         .await
         .expect("poll");
-    assert_eq!(reboot.num_calls(), 1);
     assert_eq!(
         (next.step, next.step_name.as_str(), next.status),
         (1, "cleanup", StepStatus::Pending)
@@ -418,7 +440,15 @@ async fn an_available_image_without_ena_is_refused_after_the_builder_is_gone() {
         .then_output(|| {
             aws_sdk_ec2::operation::terminate_instances::TerminateInstancesOutput::builder().build()
         });
-    let ctx = context(&copy, &[&no_ena, &builder, &terminate], &[]);
+    let failed = mock!(aws_sdk_ec2::Client::create_tags)
+        .match_requests(|r| {
+            r.resources() == ["ami-0fedcba9876543210"]
+                && r.tags()
+                    .iter()
+                    .any(|t| t.key() == Some("kiln:stage") && t.value() == Some("failed"))
+        })
+        .then_output(|| aws_sdk_ec2::operation::create_tags::CreateTagsOutput::builder().build());
+    let ctx = context(&copy, &[&no_ena, &builder, &terminate, &failed], &[]);
 
     let err = kiln::image::poll(
         &ctx,
@@ -434,6 +464,11 @@ async fn an_available_image_without_ena_is_refused_after_the_builder_is_gone() {
         terminate.num_calls(),
         1,
         "the builder is terminated whatever the verdict"
+    );
+    assert_eq!(
+        failed.num_calls(),
+        1,
+        "the image is marked failed, so no later build skips to it"
     );
 }
 

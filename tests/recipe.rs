@@ -107,7 +107,7 @@ fn every_bad_value_is_reported_at_once() {
         "builder.instance_types",
         "source.owners",
         "builder.root_volume.size_gib",
-        "builder.root_volume.kms_key_id",
+        "builder.root_volume.encrypted",
         "builder.subnet_id",
         "steps[1].timeout_seconds",
         "steps[1].name",

@@ -1,6 +1,8 @@
 #!/bin/bash
-# Provisioning: security patches, common tools, a container runtime.
-# Runs as root through SSM Run Command on the builder; kiln reboots afterwards.
+# Provisioning: security patches, common tools, a container runtime, and no
+# SSH daemon (instances are reached through SSM Session Manager).
+# Runs as root through SSM Run Command on the builder; the recipe asks kiln to
+# reboot afterwards, so the patched kernel is the one the image boots.
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -9,8 +11,11 @@ apt_get() {
           -o Dpkg::Options::=--force-confold -y "$@"
 }
 
-# cloud-init may still be installing packages on first boot.
+# First boot: let cloud-init finish, and keep the daily apt jobs from taking
+# the package lock while we work.
 cloud-init status --wait >/dev/null || true
+systemctl stop apt-daily.timer apt-daily-upgrade.timer \
+               apt-daily.service apt-daily-upgrade.service unattended-upgrades.service || true
 
 echo "== security patches"
 apt_get update
@@ -35,4 +40,8 @@ echo "== SSM agent (preinstalled by Canonical as a snap) stays enabled"
 snap list amazon-ssm-agent >/dev/null
 systemctl enable snap.amazon-ssm-agent.amazon-ssm-agent.service
 
-echo "setup done: $(lsb_release -ds), kernel $(uname -r) (new kernel after reboot)"
+echo "== no SSH daemon: access is through SSM Session Manager"
+systemctl disable --now ssh.socket ssh.service 2>/dev/null || true
+systemctl mask ssh.socket ssh.service
+
+echo "setup done: $(lsb_release -ds), kernel $(uname -r) (the new kernel boots after the reboot)"

@@ -67,13 +67,18 @@ mod tests {
                     .command(Command::builder().command_id(COMMAND).build())
                     .build()
             });
-        let ctx = kiln_testkit::mocked(&kiln_testkit::recipe_root(), &[], &[&send]);
+        let none_sent = mock!(aws_sdk_ssm::Client::list_commands)
+            .match_requests(|request| request.instance_id() == Some("i-0123456789abcdef0"))
+            .then_output(|| {
+                aws_sdk_ssm::operation::list_commands::ListCommandsOutput::builder().build()
+            });
+        let ctx = kiln_testkit::mocked(&kiln_testkit::recipe_root(), &[], &[&none_sent, &send]);
 
         let provision = handler(&ctx, event("start", Value::Null))
             .await
             .expect("started");
 
-        assert_eq!(send.num_calls(), 1);
+        assert_eq!((none_sent.num_calls(), send.num_calls()), (1, 1));
         assert_eq!(
             (
                 provision.step,
