@@ -95,7 +95,12 @@ class Handler(BaseHTTPRequestHandler):
             inv.finished.set()
 
 
-def run_once(api, command, env, event):
+def run_once(command, env, event):
+    """One cold start, on a Runtime API of its own: requests a killed process
+    left in flight can never reach the next run's API."""
+    api = RuntimeApi()
+    threading.Thread(target=api.serve_forever, daemon=True).start()
+    env = dict(env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{api.server_address[1]}")
     inv = Invocation(event)
     api.current = inv
     start = time.perf_counter()
@@ -104,6 +109,9 @@ def run_once(api, command, env, event):
     process.kill()
     _, stderr = process.communicate()
     api.current = None
+    api.closing.set()
+    api.shutdown()
+    api.server_close()
     if not finished or inv.ready_at is None:
         sys.exit(f"{command[0]} never answered:\n{stderr.decode(errors='replace')[-2000:]}")
     kind, answer = inv.answer
@@ -137,11 +145,8 @@ def main():
     target = Path(args.target_dir)
 
     emulator, seeded = start_emulator()
-    api = RuntimeApi()
-    threading.Thread(target=api.serve_forever, daemon=True).start()
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{api.server_address[1]}",
         "AWS_LAMBDA_FUNCTION_NAME": "bench",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
@@ -162,17 +167,15 @@ def main():
             event = dict(state)
             if name in ("run-ssm-provision", "create-image"):
                 event["action"] = "start"
-            samples = [run_once(api, [str(target / name)], env, event) for _ in range(args.runs)]
+            samples = [run_once([str(target / name)], env, event) for _ in range(args.runs)]
             answer = samples[-1][2]
             key = {"resolve-source": "source", "launch-builder": "builder",
                    "run-ssm-provision": "provision", "create-image": "image"}[name]
             state[key] = answer
             results[name] = samples
         python = [str(Path(sys.executable)), str(ROOT / "bench/baseline.py")]
-        results["python+boto3"] = [run_once(api, python, env, state) for _ in range(args.runs)]
+        results["python+boto3"] = [run_once(python, env, state) for _ in range(args.runs)]
     finally:
-        api.closing.set()
-        api.shutdown()
         emulator.stdin.close()
         emulator.wait(10)
 

@@ -82,7 +82,7 @@ pub(crate) async fn launch_instance(
         role,
         ..
     } = *launch;
-    if let Some(existing) = live_instances(ctx, build_id, role)
+    if let Some(existing) = live_instances(ctx, build_id, Some(role))
         .await?
         .into_iter()
         .next()
@@ -202,23 +202,25 @@ fn client_token(build_id: &BuildId, role: Role, instance_type: &str) -> String {
     format!("kiln-{}", &hex::encode(digest)[..40])
 }
 
-/// The live (not terminated) instances of `role` in the build, with their types.
+/// The live (not terminated) instances of the build, of `role` or of any
+/// role, with their types.
 pub async fn live_instances(
     ctx: &Context,
     build_id: &BuildId,
-    role: Role,
+    role: Option<Role>,
 ) -> Result<Vec<(InstanceId, String)>> {
+    let mut filters = vec![
+        tags::filter(tags::BUILD_ID, build_id.as_str()),
+        Filter::builder()
+            .name("instance-state-name")
+            .set_values(Some(LIVE_STATES.iter().map(|s| (*s).to_owned()).collect()))
+            .build(),
+    ];
+    filters.extend(role.map(|role| tags::filter(tags::ROLE, role.as_ref())));
     let output = ctx
         .ec2
         .describe_instances()
-        .filters(tags::filter(tags::BUILD_ID, build_id.as_str()))
-        .filters(tags::filter(tags::ROLE, role.as_ref()))
-        .filters(
-            Filter::builder()
-                .name("instance-state-name")
-                .set_values(Some(LIVE_STATES.iter().map(|s| (*s).to_owned()).collect()))
-                .build(),
-        )
+        .set_filters(Some(filters))
         .send()
         .await
         .map_err(|err| Error::aws("DescribeInstances", err))?;
@@ -237,10 +239,15 @@ pub async fn live_instances(
         .collect())
 }
 
-/// Terminates every live instance of `role` in the build. Idempotent: an
+/// Terminates every live instance of the build, of `role` or of any role
+/// (cleanup). Idempotent: an
 /// instance already gone counts as terminated. Returns what it terminated.
 #[instrument(skip(ctx))]
-pub async fn terminate(ctx: &Context, build_id: &BuildId, role: Role) -> Result<Vec<InstanceId>> {
+pub async fn terminate(
+    ctx: &Context,
+    build_id: &BuildId,
+    role: Option<Role>,
+) -> Result<Vec<InstanceId>> {
     let ids: Vec<InstanceId> = live_instances(ctx, build_id, role)
         .await?
         .into_iter()

@@ -123,7 +123,7 @@ pub async fn poll(
         "pending" => Ok(image.clone()),
         "available" => {
             tag_snapshots(ctx, recipe, build_id, &image.image_id, described).await?;
-            builder::terminate(ctx, build_id, Role::Builder).await?;
+            builder::terminate(ctx, build_id, Some(Role::Builder)).await?;
             if recipe.file.image.ena_required && described.ena_support() != Some(true) {
                 mark_failed(ctx, &image.image_id).await?;
                 return Err(Error::EnaMissing {
@@ -147,7 +147,7 @@ pub async fn poll(
 }
 
 /// Tags an image `kiln:stage=failed`, so no later build mistakes it for a good one.
-async fn mark_failed(ctx: &Context, image: &AmiId) -> Result<()> {
+pub(crate) async fn mark_failed(ctx: &Context, image: &AmiId) -> Result<()> {
     ctx.ec2
         .create_tags()
         .resources(image.as_str())

@@ -7,14 +7,17 @@
 
 pub mod aws;
 pub mod builder;
+pub mod cleanup;
 pub mod error;
 pub mod fingerprint;
 pub mod image;
 pub mod lambda;
 pub mod provision;
 pub mod recipe;
+pub mod run_command;
 pub mod source;
 pub mod state;
 pub mod tags;
+pub mod test_run;
 
 pub use error::{Error, Result};

@@ -231,6 +231,10 @@ pub struct ImageSpec {
     /// Refuse an image without ENA support.
     #[serde(default = "yes")]
     pub ena_required: bool,
+    /// Keep an image that failed its test (tagged `kiln:stage=failed`) for
+    /// inspection instead of deregistering it.
+    #[serde(default)]
+    pub keep_failed: bool,
     /// Extra tags for the image.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,

@@ -235,6 +235,32 @@ pub struct Image {
     pub state: ImageState,
 }
 
+/// Where the image test stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::Display)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum TestStatus {
+    /// The test instance is launched; the script is not sent yet.
+    Launched,
+    /// The test script is running.
+    InProgress,
+    /// The test passed: the image is tagged `tested`, the instance terminated.
+    Passed,
+}
+
+/// The image test, stored at `$.test`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestRun {
+    /// The instance running the test.
+    pub test_instance_id: InstanceId,
+    /// Its instance type.
+    pub instance_type: String,
+    /// The command running the test script, once sent.
+    pub command_id: Option<CommandId>,
+    /// Where the test stands.
+    pub status: TestStatus,
+}
+
 /// Two-phase Lambdas first start work, then poll it from a Wait/Choice loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

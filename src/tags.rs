@@ -42,6 +42,8 @@ pub enum Role {
 pub enum Stage {
     /// Built, not yet tested.
     Candidate,
+    /// Passed its test on a fresh instance.
+    Tested,
     /// Failed its test; kept for inspection only.
     Failed,
 }

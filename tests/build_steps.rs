@@ -461,3 +461,201 @@ async fn a_builder_security_group_with_inbound_rules_is_refused_before_launch() 
         "nothing launched"
     );
 }
+
+#[tokio::test]
+async fn a_passing_test_marks_the_image_tested_and_leaves_no_instance() {
+    let emulator = Emulator::start().await;
+    let copy = RecipeCopy::ubuntu_base();
+    let ctx = emulator.context(copy.root.path());
+    let recipe = copy.load();
+    let trigger = kiln_testkit::trigger("build-test-1");
+    let (source, _, image) = build(&ctx, &recipe, &trigger).await;
+
+    let launched = kiln::test_run::launch(&ctx, &recipe, &trigger.build_id, &source, &image)
+        .await
+        .expect("launch");
+    let again = kiln::test_run::launch(&ctx, &recipe, &trigger.build_id, &source, &image)
+        .await
+        .expect("relaunch");
+    assert_eq!(
+        launched, again,
+        "a retried launch returns the same test instance"
+    );
+    let tests: Vec<_> = kiln_testkit::live_instances(&ctx, Some("build-test-1"))
+        .await
+        .into_iter()
+        .filter(|i| tag(i.tags(), "kiln:role") == Some("test"))
+        .collect();
+    assert_eq!(tests.len(), 1);
+    assert_eq!(
+        tests[0].image_id(),
+        Some(image.image_id.as_str()),
+        "the test boots the new image"
+    );
+    assert_eq!(
+        tests[0]
+            .metadata_options()
+            .and_then(|m| m.http_tokens())
+            .map(|t| t.as_str()),
+        Some("required")
+    );
+    assert_eq!(tests[0].key_name(), None);
+
+    let started = kiln::test_run::start(&ctx, &recipe, &trigger.build_id, &launched)
+        .await
+        .expect("start");
+    assert_eq!(started.status, kiln::state::TestStatus::InProgress);
+    let passed = kiln::test_run::poll(&ctx, &recipe, &trigger.build_id, &image, &started)
+        .await
+        .expect("poll");
+    assert_eq!(passed.status, kiln::state::TestStatus::Passed);
+
+    let images = kiln_testkit::own_images(&ctx).await;
+    assert_eq!(tag(images[0].tags(), "kiln:stage"), Some("tested"));
+    assert!(
+        kiln_testkit::live_instances(&ctx, None).await.is_empty(),
+        "builder and test instance are gone"
+    );
+
+    let cleaned = kiln::cleanup::cleanup(&ctx, &recipe, &trigger.build_id)
+        .await
+        .expect("cleanup");
+    assert_eq!(
+        cleaned,
+        kiln::cleanup::Cleanup::default(),
+        "a tested build leaves cleanup nothing to do"
+    );
+    assert_eq!(
+        kiln_testkit::own_images(&ctx).await.len(),
+        1,
+        "the tested image stays"
+    );
+}
+
+/// A build that stopped after imaging, with a test instance running: what a
+/// failure (or a crash) between steps leaves behind.
+async fn half_built(ctx: &Context, recipe: &Recipe, build_id: &str) -> Image {
+    let trigger = kiln_testkit::trigger(build_id);
+    let source = kiln::source::resolve(ctx, recipe, true)
+        .await
+        .expect("resolve");
+    let builder = kiln::builder::launch(ctx, recipe, &trigger.build_id, &source)
+        .await
+        .expect("launch");
+    let image = kiln::image::start(ctx, recipe, &trigger.build_id, &source, &builder)
+        .await
+        .expect("image");
+    let image = Image {
+        state: ImageState::Available,
+        ..image
+    };
+    kiln::test_run::launch(ctx, recipe, &trigger.build_id, &source, &image)
+        .await
+        .expect("test instance");
+    image
+}
+
+#[tokio::test]
+async fn cleanup_removes_everything_of_its_build_and_nothing_else() {
+    let emulator = Emulator::start().await;
+    let copy = RecipeCopy::ubuntu_base();
+    let ctx = emulator.context(copy.root.path());
+    let recipe = copy.load();
+    let failed = half_built(&ctx, &recipe, "build-broken-1").await;
+    let other = half_built(&ctx, &recipe, "build-other-1").await;
+    assert_eq!(
+        kiln_testkit::live_instances(&ctx, Some("build-broken-1"))
+            .await
+            .len(),
+        2,
+        "builder and test instance"
+    );
+
+    let cleaned = kiln::cleanup::cleanup(&ctx, &recipe, &"build-broken-1".parse().expect("id"))
+        .await
+        .expect("cleanup");
+
+    assert_eq!(cleaned.terminated.len(), 2);
+    assert_eq!(cleaned.deregistered, vec![failed.image_id.clone()]);
+    assert_eq!(cleaned.deleted_snapshots.len(), 1);
+    assert!(
+        kiln_testkit::live_instances(&ctx, Some("build-broken-1"))
+            .await
+            .is_empty()
+    );
+    let images: Vec<String> = kiln_testkit::own_images(&ctx)
+        .await
+        .iter()
+        .filter_map(|i| i.image_id().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        images,
+        vec![other.image_id.to_string()],
+        "only the other build's image is left"
+    );
+    let snapshots = ctx
+        .ec2
+        .describe_snapshots()
+        .owner_ids("self")
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("snapshot-id")
+                .set_values(Some(cleaned.deleted_snapshots.clone()))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("snapshots");
+    assert!(
+        snapshots.snapshots().is_empty(),
+        "the untested image's snapshots are deleted"
+    );
+    assert_eq!(
+        kiln_testkit::live_instances(&ctx, Some("build-other-1"))
+            .await
+            .len(),
+        2,
+        "the other build is untouched"
+    );
+
+    let again = kiln::cleanup::cleanup(&ctx, &recipe, &"build-broken-1".parse().expect("id"))
+        .await
+        .expect("again");
+    assert_eq!(
+        again,
+        kiln::cleanup::Cleanup::default(),
+        "cleanup is idempotent"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_image_kept_for_inspection_is_tagged_failed_and_never_skipped_to() {
+    let emulator = Emulator::start().await;
+    let copy = RecipeCopy::ubuntu_base();
+    copy.edit("recipe.toml", |text| {
+        text.replace(
+            "ena_required = true",
+            "ena_required = true\nkeep_failed = true",
+        )
+    });
+    let ctx = emulator.context(copy.root.path());
+    let recipe = copy.load();
+    let kept = half_built(&ctx, &recipe, "build-kept-1").await;
+
+    let cleaned = kiln::cleanup::cleanup(&ctx, &recipe, &"build-kept-1".parse().expect("id"))
+        .await
+        .expect("cleanup");
+
+    assert_eq!(cleaned.kept_failed, vec![kept.image_id.clone()]);
+    assert!(cleaned.deregistered.is_empty());
+    let images = kiln_testkit::own_images(&ctx).await;
+    assert_eq!(tag(images[0].tags(), "kiln:stage"), Some("failed"));
+    assert!(kiln_testkit::live_instances(&ctx, None).await.is_empty());
+    let source = kiln::source::resolve(&ctx, &recipe, false)
+        .await
+        .expect("resolve");
+    assert!(
+        !source.skip,
+        "a failed image with the same fingerprint does not make the build up to date"
+    );
+}

@@ -1,0 +1,103 @@
+//! Clean up after a build, whatever happened to it: terminate every instance
+//! the build launched (found by its `kiln:build-id` tag, not by ids in the
+//! state, so a crash between steps leaks nothing), and deregister every image
+//! of the build that did not pass its test, with its snapshots, unless the
+//! recipe keeps failed images for inspection (then they are tagged
+//! `kiln:stage=failed`). Safe to run any number of times.
+
+use aws_sdk_ec2::types::Image as Ec2Image;
+use serde::{Deserialize, Serialize};
+use tracing::{info, instrument};
+
+use crate::aws::Context;
+use crate::builder;
+use crate::error::{Error, Result};
+use crate::recipe::Recipe;
+use crate::state::{AmiId, BuildId, InstanceId};
+use crate::tags::{self, Stage};
+
+/// What a cleanup did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cleanup {
+    /// Instances terminated (builders and test instances).
+    pub terminated: Vec<InstanceId>,
+    /// Untested images deregistered.
+    pub deregistered: Vec<AmiId>,
+    /// Their snapshots, deleted.
+    pub deleted_snapshots: Vec<String>,
+    /// Untested images kept for inspection, tagged `kiln:stage=failed`.
+    pub kept_failed: Vec<AmiId>,
+}
+
+/// Cleans up build `build_id` of `recipe`.
+#[instrument(skip_all, fields(build_id = %build_id))]
+pub async fn cleanup(ctx: &Context, recipe: &Recipe, build_id: &BuildId) -> Result<Cleanup> {
+    let mut done = Cleanup {
+        terminated: builder::terminate(ctx, build_id, None).await?,
+        ..Cleanup::default()
+    };
+    for image in build_images(ctx, build_id).await? {
+        if tags::value(image.tags(), tags::STAGE) == Some(Stage::Tested.as_ref()) {
+            continue;
+        }
+        let Some(id) = image.image_id().and_then(|id| id.parse::<AmiId>().ok()) else {
+            continue;
+        };
+        if recipe.file.image.keep_failed {
+            crate::image::mark_failed(ctx, &id).await?;
+            done.kept_failed.push(id);
+        } else {
+            done.deleted_snapshots
+                .extend(deregister(ctx, &id, &image).await?);
+            done.deregistered.push(id);
+        }
+    }
+    info!(?done, "cleaned up");
+    Ok(done)
+}
+
+/// Every image this account made for the build, in any state.
+async fn build_images(ctx: &Context, build_id: &BuildId) -> Result<Vec<Ec2Image>> {
+    let output = ctx
+        .ec2
+        .describe_images()
+        .owners("self")
+        .filters(tags::filter(tags::BUILD_ID, build_id.as_str()))
+        .send()
+        .await
+        .map_err(|err| Error::aws("DescribeImages", err))?;
+    Ok(output.images.unwrap_or_default())
+}
+
+/// Deregisters `image` and deletes its snapshots; returns the snapshots deleted.
+async fn deregister(ctx: &Context, id: &AmiId, image: &Ec2Image) -> Result<Vec<String>> {
+    match ctx
+        .ec2
+        .deregister_image()
+        .image_id(id.as_str())
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        Err(err) if Error::code_of(&err).is_some_and(|c| c.starts_with("InvalidAMIID")) => {}
+        Err(err) => return Err(Error::aws("DeregisterImage", err)),
+    }
+    let snapshots: Vec<String> = image
+        .block_device_mappings()
+        .iter()
+        .filter_map(|mapping| {
+            mapping
+                .ebs()
+                .and_then(|ebs| ebs.snapshot_id())
+                .map(str::to_owned)
+        })
+        .collect();
+    for snapshot in &snapshots {
+        match ctx.ec2.delete_snapshot().snapshot_id(snapshot).send().await {
+            Ok(_) => {}
+            Err(err) if Error::code_of(&err) == Some("InvalidSnapshot.NotFound") => {}
+            Err(err) => return Err(Error::aws("DeleteSnapshot", err)),
+        }
+    }
+    Ok(snapshots)
+}

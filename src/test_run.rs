@@ -1,0 +1,122 @@
+//! Test the new image on a fresh instance before anyone can use it: launch a
+//! test instance from the image (the builder's locked-down settings, tagged
+//! `kiln:role=test`), run the recipe's test script through Run Command, then
+//! terminate the instance and tag the image `kiln:stage=tested`.
+//!
+//! Like every step, nothing waits: [`launch`], [`start`] and [`poll`] each
+//! return at once with where the test stands.
+
+use tracing::{info, instrument};
+
+use crate::aws::Context;
+use crate::builder::{self, Launch};
+use crate::error::{Error, Result};
+use crate::recipe::Recipe;
+use crate::run_command::{self, Outcome, Script};
+use crate::state::{BuildId, Image, ImageState, Source, TestRun, TestStatus};
+use crate::tags::{self, Role, Stage};
+
+/// The label the test script runs under (in errors, the console, `KILN_STEP`).
+pub const LABEL: &str = "test";
+
+/// Launches the test instance from the available image, or returns the one
+/// this build already launched.
+#[instrument(skip_all, fields(build_id = %build_id, image = %image.image_id))]
+pub async fn launch(
+    ctx: &Context,
+    recipe: &Recipe,
+    build_id: &BuildId,
+    source: &Source,
+    image: &Image,
+) -> Result<TestRun> {
+    if image.state != ImageState::Available {
+        return Err(Error::InvalidInput(format!(
+            "image {} is {}, not available: nothing to test yet",
+            image.image_id, image.state
+        )));
+    }
+    let launch = Launch {
+        recipe,
+        build_id,
+        role: Role::Test,
+        image: &image.image_id,
+        root_device_name: &source.root_device_name,
+    };
+    let (test_instance_id, instance_type) = builder::launch_instance(ctx, &launch).await?;
+    Ok(TestRun {
+        test_instance_id,
+        instance_type,
+        command_id: None,
+        status: TestStatus::Launched,
+    })
+}
+
+fn script<'a>(recipe: &'a Recipe, build_id: &'a BuildId) -> Script<'a> {
+    let test = &recipe.file.test;
+    Script {
+        recipe: &recipe.name,
+        build_id,
+        label: LABEL,
+        index: recipe.file.steps.len(),
+        body: recipe.script(&test.script),
+        timeout_seconds: test.timeout_seconds,
+        reboot_after: false,
+    }
+}
+
+/// Sends the test script to the test instance (once, however often retried).
+#[instrument(skip_all, fields(build_id = %build_id, instance = %test.test_instance_id))]
+pub async fn start(
+    ctx: &Context,
+    recipe: &Recipe,
+    build_id: &BuildId,
+    test: &TestRun,
+) -> Result<TestRun> {
+    let command_id =
+        run_command::send(ctx, &test.test_instance_id, &script(recipe, build_id)).await?;
+    info!(%command_id, "test sent");
+    Ok(TestRun {
+        command_id: Some(command_id),
+        status: TestStatus::InProgress,
+        ..test.clone()
+    })
+}
+
+/// Reports on the test: still running, or passed (the test instance is
+/// terminated and the image tagged `tested`). A failing test is
+/// `CommandFailed` naming `test`; the image then stays untested.
+#[instrument(skip_all, fields(build_id = %build_id, image = %image.image_id))]
+pub async fn poll(
+    ctx: &Context,
+    recipe: &Recipe,
+    build_id: &BuildId,
+    image: &Image,
+    test: &TestRun,
+) -> Result<TestRun> {
+    let command = crate::state::required(test.command_id.as_ref(), "test.command_id")?;
+    match run_command::outcome(
+        ctx,
+        &test.test_instance_id,
+        command,
+        &script(recipe, build_id),
+    )
+    .await?
+    {
+        Outcome::Running => Ok(test.clone()),
+        Outcome::Succeeded => {
+            builder::terminate(ctx, build_id, Some(Role::Test)).await?;
+            ctx.ec2
+                .create_tags()
+                .resources(image.image_id.as_str())
+                .tags(tags::tag(tags::STAGE, Stage::Tested.as_ref()))
+                .send()
+                .await
+                .map_err(|err| Error::aws("CreateTags", err))?;
+            info!("image passed its test");
+            Ok(TestRun {
+                status: TestStatus::Passed,
+                ..test.clone()
+            })
+        }
+    }
+}
