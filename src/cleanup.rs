@@ -44,7 +44,7 @@ pub async fn cleanup(ctx: &Context, recipe: &Recipe, build_id: &BuildId) -> Resu
             continue;
         };
         if recipe.file.image.keep_failed {
-            crate::image::mark_failed(ctx, &id).await?;
+            crate::image::set_stage(ctx, &id, Stage::Failed).await?;
             done.kept_failed.push(id);
         } else {
             done.deleted_snapshots
@@ -82,16 +82,7 @@ async fn deregister(ctx: &Context, id: &AmiId, image: &Ec2Image) -> Result<Vec<S
         Err(err) if Error::code_of(&err).is_some_and(|c| c.starts_with("InvalidAMIID")) => {}
         Err(err) => return Err(Error::aws("DeregisterImage", err)),
     }
-    let snapshots: Vec<String> = image
-        .block_device_mappings()
-        .iter()
-        .filter_map(|mapping| {
-            mapping
-                .ebs()
-                .and_then(|ebs| ebs.snapshot_id())
-                .map(str::to_owned)
-        })
-        .collect();
+    let snapshots = crate::image::snapshot_ids(image);
     for snapshot in &snapshots {
         match ctx.ec2.delete_snapshot().snapshot_id(snapshot).send().await {
             Ok(_) => {}

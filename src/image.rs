@@ -125,7 +125,7 @@ pub async fn poll(
             tag_snapshots(ctx, recipe, build_id, &image.image_id, described).await?;
             builder::terminate(ctx, build_id, Some(Role::Builder)).await?;
             if recipe.file.image.ena_required && described.ena_support() != Some(true) {
-                mark_failed(ctx, &image.image_id).await?;
+                set_stage(ctx, &image.image_id, Stage::Failed).await?;
                 return Err(Error::EnaMissing {
                     image: image.image_id.to_string(),
                 });
@@ -146,16 +146,30 @@ pub async fn poll(
     }
 }
 
-/// Tags an image `kiln:stage=failed`, so no later build mistakes it for a good one.
-pub(crate) async fn mark_failed(ctx: &Context, image: &AmiId) -> Result<()> {
+/// Moves an image to `stage` (its `kiln:stage` tag).
+pub(crate) async fn set_stage(ctx: &Context, image: &AmiId, stage: Stage) -> Result<()> {
     ctx.ec2
         .create_tags()
         .resources(image.as_str())
-        .tags(tags::tag(tags::STAGE, Stage::Failed.as_ref()))
+        .tags(tags::tag(tags::STAGE, stage.as_ref()))
         .send()
         .await
         .map_err(|err| Error::aws("CreateTags", err))?;
     Ok(())
+}
+
+/// The snapshots backing an image.
+pub(crate) fn snapshot_ids(image: &Ec2Image) -> Vec<String> {
+    image
+        .block_device_mappings()
+        .iter()
+        .filter_map(|mapping| {
+            mapping
+                .ebs()
+                .and_then(|ebs| ebs.snapshot_id())
+                .map(str::to_owned)
+        })
+        .collect()
 }
 
 async fn find_by_name(ctx: &Context, name: &str) -> Result<Option<Ec2Image>> {
@@ -215,16 +229,7 @@ async fn tag_snapshots(
     image: &AmiId,
     described: &Ec2Image,
 ) -> Result<()> {
-    let snapshots: Vec<String> = described
-        .block_device_mappings()
-        .iter()
-        .filter_map(|mapping| {
-            mapping
-                .ebs()
-                .and_then(|ebs| ebs.snapshot_id())
-                .map(str::to_owned)
-        })
-        .collect();
+    let snapshots = snapshot_ids(described);
     if snapshots.is_empty() {
         return Ok(());
     }

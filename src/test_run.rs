@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::recipe::Recipe;
 use crate::run_command::{self, Outcome, Script};
 use crate::state::{BuildId, Image, ImageState, Source, TestRun, TestStatus};
-use crate::tags::{self, Role, Stage};
+use crate::tags::{Role, Stage};
 
 /// The label the test script runs under (in errors, the console, `KILN_STEP`).
 pub const LABEL: &str = "test";
@@ -105,13 +105,7 @@ pub async fn poll(
         Outcome::Running => Ok(test.clone()),
         Outcome::Succeeded => {
             builder::terminate(ctx, build_id, Some(Role::Test)).await?;
-            ctx.ec2
-                .create_tags()
-                .resources(image.image_id.as_str())
-                .tags(tags::tag(tags::STAGE, Stage::Tested.as_ref()))
-                .send()
-                .await
-                .map_err(|err| Error::aws("CreateTags", err))?;
+            crate::image::set_stage(ctx, &image.image_id, Stage::Tested).await?;
             info!("image passed its test");
             Ok(TestRun {
                 status: TestStatus::Passed,
