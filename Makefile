@@ -7,7 +7,10 @@ export CARGO_TARGET_DIR ?= $(CURDIR)/target
 # The emulator's virtual environment (scripts/emulator reads the same variable).
 export KILN_VENV ?= $(CURDIR)/.venv
 
-.PHONY: demo test lint unit emulator-install emulator-start emulator-stop bench clean
+.PHONY: demo test lint tools emulator-install emulator-start emulator-stop bench clean
+
+# The ASL validator the offline state machine checks use (npm, project-local).
+ASL_VALIDATOR := asl-validator@4.0.0
 
 demo:
 	@echo "make demo arrives with the build state machine (issue 4)."
@@ -15,12 +18,17 @@ demo:
 	@echo "and scripts/emulator start + target/debug/kiln resolve images/ubuntu-base shows a resolve."
 
 ## test: lint, then every test (unit, mocked, and against a fresh emulator per test)
-test: emulator-install lint
+test: emulator-install tools lint
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
+
+tools: .tools/node_modules/.bin/asl-validator
+
+.tools/node_modules/.bin/asl-validator:
+	npm install --silent --no-audit --no-fund --prefix .tools $(ASL_VALIDATOR)
 
 lint:
 	$(CARGO) fmt --all --check
@@ -44,4 +52,4 @@ bench: emulator-install
 
 clean:
 	$(CARGO) clean
-	rm -rf .venv .emulator
+	rm -rf .venv .emulator .tools

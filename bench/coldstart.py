@@ -47,6 +47,11 @@ class Invocation:
 class RuntimeApi(ThreadingHTTPServer):
     daemon_threads = True
 
+    def handle_error(self, request, client_address):
+        # A killed runtime's connection: expected, and nothing to report.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
     def __init__(self):
         super().__init__(("127.0.0.1", 0), Handler)
         self.current = None

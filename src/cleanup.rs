@@ -6,28 +6,14 @@
 //! `kiln:stage=failed`). Safe to run any number of times.
 
 use aws_sdk_ec2::types::Image as Ec2Image;
-use serde::{Deserialize, Serialize};
 use tracing::{info, instrument};
 
 use crate::aws::Context;
 use crate::builder;
 use crate::error::{Error, Result};
 use crate::recipe::Recipe;
-use crate::state::{AmiId, BuildId, InstanceId};
+use crate::state::{AmiId, BuildId, Cleanup};
 use crate::tags::{self, Stage};
-
-/// What a cleanup did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Cleanup {
-    /// Instances terminated (builders and test instances).
-    pub terminated: Vec<InstanceId>,
-    /// Untested images deregistered.
-    pub deregistered: Vec<AmiId>,
-    /// Their snapshots, deleted.
-    pub deleted_snapshots: Vec<String>,
-    /// Untested images kept for inspection, tagged `kiln:stage=failed`.
-    pub kept_failed: Vec<AmiId>,
-}
 
 /// Cleans up build `build_id` of `recipe`.
 #[instrument(skip_all, fields(build_id = %build_id))]

@@ -261,6 +261,58 @@ pub struct TestRun {
     pub status: TestStatus,
 }
 
+/// What a cleanup did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cleanup {
+    /// Instances terminated (builders and test instances).
+    pub terminated: Vec<InstanceId>,
+    /// Untested images deregistered.
+    pub deregistered: Vec<AmiId>,
+    /// Their snapshots, deleted.
+    pub deleted_snapshots: Vec<String>,
+    /// Untested images kept for inspection, tagged `kiln:stage=failed`.
+    pub kept_failed: Vec<AmiId>,
+}
+
+/// An error a `Catch` caught, as Step Functions records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaughtError {
+    /// The error name: a kiln error's stable name, or a `States.*` error.
+    #[serde(rename = "Error")]
+    pub error: String,
+    /// The error message.
+    #[serde(rename = "Cause")]
+    pub cause: String,
+}
+
+/// The whole state document between two states of the build state machine:
+/// the trigger, then each step's result under its own key. The machine's
+/// `$.paths` all name fields of this type (a test checks it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BuildState {
+    /// The trigger fields.
+    #[serde(flatten)]
+    pub trigger: Trigger,
+    /// Seconds every Wait state waits between two polls.
+    pub wait_seconds: u32,
+    /// Set by resolve-source.
+    pub source: Option<Source>,
+    /// Set by launch-builder.
+    pub builder: Option<Builder>,
+    /// Set by run-ssm-provision.
+    pub provision: Option<Provision>,
+    /// Set by create-image.
+    pub image: Option<Image>,
+    /// Set by test-image.
+    pub test: Option<TestRun>,
+    /// The error that sent the build to cleanup.
+    pub error: Option<CaughtError>,
+    /// Set by cleanup-build.
+    pub cleanup: Option<Cleanup>,
+    /// The error of a cleanup that failed itself.
+    pub cleanup_error: Option<CaughtError>,
+}
+
 /// Two-phase Lambdas first start work, then poll it from a Wait/Choice loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -313,9 +365,38 @@ pub struct ImageRequest {
     pub image: Option<Image>,
 }
 
-/// Returns the value of a field that polling requires, or a clear error.
+/// What test-image does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TestAction {
+    /// Launch the test instance from the image.
+    Launch,
+    /// Send the test script.
+    Start,
+    /// Report on the test.
+    Poll,
+}
+
+/// Input of test-image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TestRequest {
+    /// What to do.
+    pub action: TestAction,
+    /// The trigger fields.
+    #[serde(flatten)]
+    pub trigger: Trigger,
+    /// The resolved source.
+    pub source: Source,
+    /// The image under test.
+    pub image: Image,
+    /// The test so far; required to start or poll.
+    #[serde(default)]
+    pub test: Option<TestRun>,
+}
+
+/// Returns the value of a field an action requires, or a clear error.
 pub fn required<T>(value: Option<T>, field: &str) -> Result<T> {
-    value.ok_or_else(|| Error::InvalidInput(format!("`{field}` is required to poll")))
+    value.ok_or_else(|| Error::InvalidInput(format!("`{field}` is required for this action")))
 }
 
 #[cfg(test)]

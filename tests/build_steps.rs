@@ -522,7 +522,7 @@ async fn a_passing_test_marks_the_image_tested_and_leaves_no_instance() {
         .expect("cleanup");
     assert_eq!(
         cleaned,
-        kiln::cleanup::Cleanup::default(),
+        kiln::state::Cleanup::default(),
         "a tested build leaves cleanup nothing to do"
     );
     assert_eq!(
@@ -623,7 +623,7 @@ async fn cleanup_removes_everything_of_its_build_and_nothing_else() {
         .expect("again");
     assert_eq!(
         again,
-        kiln::cleanup::Cleanup::default(),
+        kiln::state::Cleanup::default(),
         "cleanup is idempotent"
     );
 }

@@ -7,6 +7,8 @@
 //! The emulator stops when its [`Emulator`] is dropped, or when the test
 //! process dies (it watches its stdin).
 
+pub mod asl;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};

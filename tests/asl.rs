@@ -1,0 +1,160 @@
+//! Offline checks of `statemachine/pipeline.asl.json`: valid ASL, and in step
+//! with the Rust code (error names, function crates, state paths).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use kiln::state::{
+    BuildState, Builder, CaughtError, Cleanup, Image, ImageState, Provision, Source, StepStatus,
+    TestRun, TestStatus,
+};
+use kiln_testkit::asl;
+use serde_json::Value;
+
+fn pipeline() -> PathBuf {
+    kiln_testkit::repo().join("statemachine/pipeline.asl.json")
+}
+
+/// A state document with every field set, as the Rust types serialize it.
+fn full_state() -> Value {
+    let ami = "ami-0a1b2c3d4e5f60001".parse().expect("ami");
+    let instance: kiln::state::InstanceId = "i-0123456789abcdef0".parse().expect("id");
+    let command: kiln::state::CommandId = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+        .parse()
+        .expect("command");
+    let caught = CaughtError {
+        error: "CommandFailed".into(),
+        cause: "step setup failed".into(),
+    };
+    let state = BuildState {
+        trigger: kiln_testkit::trigger("b1"),
+        wait_seconds: 30,
+        source: Some(Source {
+            source_ami: ami,
+            source_name: "ubuntu".into(),
+            serial: Some("20261118".into()),
+            root_device_name: "/dev/sda1".into(),
+            fingerprint: "ab".repeat(32).parse().expect("fingerprint"),
+            skip: false,
+            existing_image_id: None,
+            started_at: jiff::Timestamp::UNIX_EPOCH,
+        }),
+        builder: Some(Builder {
+            builder_instance_id: instance.clone(),
+            instance_type: "t3.small".into(),
+        }),
+        provision: Some(Provision {
+            step: 0,
+            steps: 2,
+            step_name: "setup".into(),
+            command_id: Some(command.clone()),
+            status: StepStatus::InProgress,
+        }),
+        image: Some(Image {
+            image_id: "ami-0fedcba9876543210".parse().expect("ami"),
+            image_name: "kiln/x".into(),
+            state: ImageState::Pending,
+        }),
+        test: Some(TestRun {
+            test_instance_id: instance,
+            instance_type: "t3.small".into(),
+            command_id: Some(command),
+            status: TestStatus::InProgress,
+        }),
+        error: Some(caught.clone()),
+        cleanup: Some(Cleanup::default()),
+        cleanup_error: Some(caught),
+    };
+    serde_json::to_value(state).expect("serialize")
+}
+
+fn functions() -> PathBuf {
+    kiln_testkit::repo().join("functions")
+}
+
+#[test]
+fn the_pipeline_names_only_what_the_rust_code_has() {
+    let machine = asl::load(&pipeline());
+    assert!(
+        asl::paths(&machine).len() > 10,
+        "the checker sees the paths: {:?}",
+        asl::paths(&machine)
+    );
+    assert!(asl::error_names(&machine).contains("BuilderNotReady"));
+    assert!(asl::placeholders(&machine).contains("CleanupBuildFunction"));
+    let problems = asl::problems(&machine, &full_state(), &functions());
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn a_misspelt_copy_is_caught() {
+    let text = std::fs::read_to_string(pipeline()).expect("read");
+    let broken = text
+        .replacen("\"BuilderNotReady\"", "\"BuilderNotRedy\"", 1)
+        .replacen("${CreateImageFunction}", "${CreateImagesFunction}", 1)
+        .replacen("$.source.fingerprint", "$.source.fingerprnt", 1);
+    let problems = asl::problems(
+        &serde_json::from_str(&broken).expect("json"),
+        &full_state(),
+        &functions(),
+    );
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    assert!(problems[0].contains("BuilderNotRedy"), "{problems:#?}");
+    assert!(
+        problems[1].contains("functions/create-images"),
+        "{problems:#?}"
+    );
+    assert!(problems[2].contains("$.source.fingerprnt"), "{problems:#?}");
+}
+
+#[test]
+fn every_function_task_has_a_timeout_a_retry_and_a_way_to_cleanup() {
+    let machine = asl::load(&pipeline());
+    for (name, state) in machine["States"].as_object().expect("states") {
+        let resource = state["Resource"].as_str().unwrap_or_default();
+        if !resource.ends_with("Function}") {
+            continue;
+        }
+        assert!(
+            state["TimeoutSeconds"].as_u64().is_some(),
+            "{name} has no TimeoutSeconds"
+        );
+        assert!(
+            state["Retry"].as_array().is_some_and(|r| !r.is_empty()),
+            "{name} has no Retry"
+        );
+        let catch_to = state["Catch"][0]["Next"].as_str();
+        let expected = if name == "Cleanup" {
+            "PublishFailed"
+        } else {
+            "Cleanup"
+        };
+        assert_eq!(
+            catch_to,
+            Some(expected),
+            "{name} must catch every error into {expected}"
+        );
+        assert_eq!(state["Catch"][0]["ErrorEquals"][0], "States.ALL", "{name}");
+    }
+}
+
+#[test]
+fn the_pipeline_validates_as_asl() {
+    let validator = kiln_testkit::repo().join(".tools/node_modules/.bin/asl-validator");
+    assert!(
+        validator.is_file(),
+        "{} is missing: run `make tools` (make test does)",
+        validator.display()
+    );
+    let output = Command::new(&validator)
+        .arg("--json-path")
+        .arg(pipeline())
+        .output()
+        .expect("run asl-validator");
+    assert!(
+        output.status.success(),
+        "asl-validator refused the pipeline:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
