@@ -19,6 +19,7 @@ demo:
 
 ## test: lint, then every test (unit, mocked, and against a fresh emulator per test)
 test: emulator-install tools lint
+	$(CARGO) build --workspace --bins
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \

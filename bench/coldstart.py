@@ -1,7 +1,7 @@
 """Cold start and package size of kiln's Lambda binaries, against Python + boto3.
 
-For each release binary, N times: start a fake Lambda Runtime API on
-127.0.0.1, spawn the binary as a custom runtime would be spawned, and time
+For each release binary, N times: start a Lambda Runtime API on 127.0.0.1
+(scripts/local_lambda.py), spawn the binary as a custom runtime, and time
   * init: spawn -> its first GET /runtime/invocation/next (runtime, config and
     clients ready), and
   * first event: spawn -> the response to one real event, handled against the
@@ -20,109 +20,20 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
-import time
-import uuid
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import local_lambda  # noqa: E402
 FUNCTIONS = ["resolve-source", "launch-builder", "run-ssm-provision", "create-image"]
 
 
-class Invocation:
-    """One process lifetime: one event in, one answer out."""
-
-    def __init__(self, event):
-        self.event = json.dumps(event).encode()
-        self.request_id = str(uuid.uuid4())
-        self.ready_at = None
-        self.done_at = None
-        self.answer = None
-        self.delivered = False
-        self.finished = threading.Event()
-
-
-class RuntimeApi(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        # A killed runtime's connection: expected, and nothing to report.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.current = None
-        self.closing = threading.Event()
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        inv = self.server.current
-        if not self.path.endswith("/invocation/next") or inv is None:
-            self.send_error(404)
-            return
-        if inv.ready_at is None:
-            inv.ready_at = time.perf_counter()
-        if inv.delivered:
-            # One event per process: park the runtime until it is killed.
-            self.server.closing.wait(60)
-            self.close_connection = True
-            return
-        inv.delivered = True
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Lambda-Runtime-Aws-Request-Id", inv.request_id)
-        self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 60_000))
-        self.send_header("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:123456789012:function:bench")
-        self.send_header("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000")
-        self.send_header("Content-Length", str(len(inv.event)))
-        self.end_headers()
-        self.wfile.write(inv.event)
-
-    def do_POST(self):
-        inv = self.server.current
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.send_response(202)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-        if inv is not None and inv.done_at is None:
-            inv.done_at = time.perf_counter()
-            kind = "error" if self.path.endswith("/error") else "response"
-            inv.answer = (kind, json.loads(body or b"null"))
-            inv.finished.set()
-
-
 def run_once(command, env, event):
-    """One cold start, on a Runtime API of its own: requests a killed process
-    left in flight can never reach the next run's API."""
-    api = RuntimeApi()
-    threading.Thread(target=api.serve_forever, daemon=True).start()
-    env = dict(env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{api.server_address[1]}")
-    inv = Invocation(event)
-    api.current = inv
-    start = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    finished = inv.finished.wait(60)
-    process.kill()
-    _, stderr = process.communicate()
-    api.current = None
-    api.closing.set()
-    api.shutdown()
-    api.server_close()
-    if not finished or inv.ready_at is None:
-        sys.exit(f"{command[0]} never answered:\n{stderr.decode(errors='replace')[-2000:]}")
-    kind, answer = inv.answer
-    if kind == "error":
-        sys.exit(f"{command[0]} answered an error: {answer}")
-    return (inv.ready_at - start) * 1000, (inv.done_at - start) * 1000, answer
+    answer = local_lambda.invoke(command, env, json.dumps(event).encode(), timeout=60)
+    if answer.error:
+        sys.exit(f"{command[0]} answered an error: {answer.body.decode()}\n{answer.stderr[-2000:]}")
+    return answer.ready_after * 1000, answer.answered_after * 1000, json.loads(answer.body)
 
 
 def zipped_size(binary):

@@ -10,6 +10,15 @@ Seeds:
   * the builder's IAM role and instance profile `kiln-builder` with
     AmazonSSMManagedInstanceCore.
 
+With --functions DIR the emulator also runs the build state machine for real:
+Step Functions executes definitions, and a proxy in front of moto (moto's
+executor calls http://localhost:$MOTO_PORT, which is the proxy) answers Lambda
+Invoke by running the function binary from DIR through the Lambda Runtime API
+(scripts/local_lambda.py), with real Lambda's answer to a function error (200
+and X-Amz-Function-Error: Unhandled), and passes everything else to moto.
+With --pipeline FILE it creates that state machine, each ${NameFunction}
+placeholder naming the function binary name-in-kebab-case.
+
 The ENA patch: moto does not model ENA at all. Real AWS reports `enaSupport`
 on images and instances; instances take it from their image, and
 CreateImage/CopyImage images inherit it from their instance or source. The
@@ -19,12 +28,21 @@ not patched (moto drops its EnaSupport parameter): registered images have none.
 """
 
 import argparse
+import http.client
 import json
 import os
+import re
 import signal
 import sys
 import tempfile
 import threading
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import local_lambda  # noqa: E402
 
 REGION = "us-east-1"
 CANONICAL = "099720109477"
@@ -32,6 +50,8 @@ SOURCE_PARAMETER = (
     "/kiln-emulator/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id"
 )
 INSTANCE_PROFILE = "kiln-builder"
+ACCOUNT = "123456789012"
+INVOKE_PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations")
 
 IMAGES = [
     # (id, architecture, release, serial, current, ENA)
@@ -135,6 +155,118 @@ def seed(endpoint):
     }
 
 
+class LambdaProxy(ThreadingHTTPServer):
+    """Lambda Invoke runs a local function binary; every other call goes to moto."""
+
+    daemon_threads = True
+
+    def __init__(self, functions, moto_port, function_env, faults):
+        super().__init__(("127.0.0.1", 0), ProxyHandler)
+        self.functions = Path(functions)
+        self.moto_port = moto_port
+        self.function_env = function_env
+        self.faults = faults
+
+    def fault(self, name, event):
+        """The error to answer instead of the function's own, for tests."""
+        try:
+            action = json.loads(event or b"{}").get("action", "")
+        except ValueError:
+            action = ""
+        for function, fault_action, error in self.faults:
+            if function == name and fault_action in ("", action):
+                return error
+        return None
+
+
+class ProxyHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def _body(self):
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _answer(self, status, body, headers=()):
+        self.send_response(status)
+        for key, value in headers:
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _handle(self):
+        body = self._body()
+        invoke = INVOKE_PATH.match(self.path) if self.command == "POST" else None
+        if invoke:
+            self._invoke(urllib.parse.unquote(invoke.group(1)), body)
+        else:
+            self._forward(body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
+
+    def _invoke(self, function, event):
+        # A name, or an ARN ...:function:NAME[:QUALIFIER].
+        name = function.split(":function:")[-1].split(":")[0]
+        binary = self.server.functions / name
+        if not binary.is_file():
+            message = json.dumps({"Type": "User", "message": f"Function not found: {function}"}).encode()
+            self._answer(404, message, [("x-amzn-ErrorType", "ResourceNotFoundException")])
+            return
+        env = dict(self.server.function_env, AWS_LAMBDA_FUNCTION_NAME=name)
+        answer = local_lambda.invoke([str(binary)], env, event or b"{}")
+        headers = [("Content-Type", "application/json"), ("X-Amz-Executed-Version", "$LATEST")]
+        fault = self.server.fault(name, event)
+        if fault:
+            # The function ran and did its work; then it "crashed": what it
+            # launched or made must still be found and cleaned up.
+            answer.error = True
+            answer.body = json.dumps({"errorType": fault, "errorMessage": f"injected after {name} ran"}).encode()
+        if answer.error:
+            headers.append(("X-Amz-Function-Error", "Unhandled"))
+        self._answer(200, answer.body, headers)
+
+    def _forward(self, body):
+        connection = http.client.HTTPConnection("127.0.0.1", self.server.moto_port, timeout=300)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+        connection.request(self.command, self.path, body=body, headers=headers)
+        response = connection.getresponse()
+        data = response.read()
+        skip = ("content-length", "transfer-encoding", "connection", "server", "date")
+        self._answer(response.status, data, [(k, v) for k, v in response.getheaders() if k.lower() not in skip])
+        connection.close()
+
+
+def substitute(definition, substitutions):
+    return re.sub(r"\$\{(\w+)\}", lambda m: substitutions.get(m.group(1), m.group(0)), definition)
+
+
+def function_arn(placeholder):
+    """`ResolveSourceFunction` -> the ARN of function `resolve-source`."""
+    name = re.sub(r"(?<!^)([A-Z])", r"-\1", placeholder[: -len("Function")]).lower()
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+
+
+def create_pipeline(endpoint, path):
+    import boto3
+
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+    definition = Path(path).read_text()
+    names = set(re.findall(r"\$\{(\w+)\}", definition))
+    substitutions = {name: function_arn(name) for name in names if name.endswith("Function")}
+    substitutions["EventBusName"] = "default"
+    role = session.client("iam", endpoint_url=endpoint).create_role(
+        RoleName="kiln-pipeline",
+        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole"}]}),
+    )["Role"]["Arn"]
+    machine = session.client("stepfunctions", endpoint_url=endpoint).create_state_machine(
+        name="kiln-pipeline", definition=substitute(definition, substitutions), roleArn=role, type="STANDARD"
+    )
+    return machine["stateMachineArn"]
+
+
 def serve(args):
     seed_file = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
     json.dump(seed_images(), seed_file)
@@ -152,8 +284,35 @@ def serve(args):
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    info = seed(f"http://{host}:{port}")
+    endpoint = f"http://{host}:{port}"
+    info = seed(endpoint)
     os.unlink(seed_file.name)
+    if args.functions:
+        function_env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": REGION,
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "KILN_RECIPE_ROOT": str(Path(args.recipe_root).resolve()),
+            "KILN_SOURCE_PARAMETER": SOURCE_PARAMETER,
+        }
+        faults = [tuple((fault.split(":") + ["", ""])[:3]) for fault in args.fault]
+        faults = [(f, a, e) if e else (f, "", a) for f, a, e in faults]
+        proxy = LambdaProxy(args.functions, port, function_env, faults)
+        threading.Thread(target=proxy.serve_forever, daemon=True).start()
+        # moto's Step Functions executor makes its service calls to this port.
+        os.environ["MOTO_PORT"] = str(proxy.server_address[1])
+        urllib.request.urlopen(urllib.request.Request(
+            f"{endpoint}/moto-api/config", method="POST",
+            data=json.dumps({"stepfunctions": {"execute_state_machine": True},
+                             "lambda": {"use_docker": False}}).encode(),
+            headers={"Content-Type": "application/json"})).read()
+        info["lambda_proxy"] = f"http://127.0.0.1:{proxy.server_address[1]}"
+        if args.pipeline:
+            info["state_machine_arn"] = create_pipeline(endpoint, args.pipeline)
     print(json.dumps(info), flush=True)
 
     stop = threading.Event()
@@ -185,6 +344,13 @@ def main():
     serve_parser = commands.add_parser("serve")
     serve_parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     serve_parser.add_argument("--detach", action="store_true", help="ignore stdin")
+    serve_parser.add_argument("--functions", help="directory of Lambda binaries to run Step Functions with")
+    serve_parser.add_argument("--recipe-root", default="images", help="KILN_RECIPE_ROOT for the functions")
+    serve_parser.add_argument("--pipeline", help="state machine definition to create (needs --functions)")
+    serve_parser.add_argument(
+        "--fault", action="append", default=[], metavar="FUNCTION[:ACTION]:ERROR",
+        help="tests: FUNCTION runs, then answers the function error ERROR instead (for events with ACTION)",
+    )
     commands.add_parser("env")
     args = parser.parse_args()
     if args.command == "serve":

@@ -1,9 +1,11 @@
-//! Clean up after a build, whatever happened to it: terminate every instance
+//! Clean up after a failed build, whatever failed: terminate every instance
 //! the build launched (found by its `kiln:build-id` tag, not by ids in the
 //! state, so a crash between steps leaks nothing), and deregister every image
-//! of the build that did not pass its test, with its snapshots, unless the
-//! recipe keeps failed images for inspection (then they are tagged
-//! `kiln:stage=failed`). Safe to run any number of times.
+//! of the build with its snapshots (a failed build delivers no image, even one
+//! whose test passed before a later step failed), unless the recipe keeps
+//! failed images for inspection: then they are tagged `kiln:stage=failed`.
+//! An image on a channel (`kiln:channel`) is never touched. Safe to run any
+//! number of times.
 
 use aws_sdk_ec2::types::Image as Ec2Image;
 use tracing::{info, instrument};
@@ -23,19 +25,19 @@ pub async fn cleanup(ctx: &Context, recipe: &Recipe, build_id: &BuildId) -> Resu
         ..Cleanup::default()
     };
     for image in build_images(ctx, build_id).await? {
-        if tags::value(image.tags(), tags::STAGE) == Some(Stage::Tested.as_ref()) {
+        if tags::value(image.tags(), tags::CHANNEL).is_some() {
             continue;
         }
         let Some(id) = image.image_id().and_then(|id| id.parse::<AmiId>().ok()) else {
             continue;
         };
-        if recipe.file.image.keep_failed {
-            crate::image::set_stage(ctx, &id, Stage::Failed).await?;
-            done.kept_failed.push(id);
-        } else {
+        if !recipe.file.image.keep_failed {
             done.deleted_snapshots
                 .extend(deregister(ctx, &id, &image).await?);
             done.deregistered.push(id);
+        } else if tags::value(image.tags(), tags::STAGE) != Some(Stage::Failed.as_ref()) {
+            crate::image::set_stage(ctx, &id, Stage::Failed).await?;
+            done.kept_failed.push(id);
         }
     }
     info!(?done, "cleaned up");

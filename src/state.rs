@@ -266,11 +266,11 @@ pub struct TestRun {
 pub struct Cleanup {
     /// Instances terminated (builders and test instances).
     pub terminated: Vec<InstanceId>,
-    /// Untested images deregistered.
+    /// The build's images, deregistered.
     pub deregistered: Vec<AmiId>,
     /// Their snapshots, deleted.
     pub deleted_snapshots: Vec<String>,
-    /// Untested images kept for inspection, tagged `kiln:stage=failed`.
+    /// The build's images kept for inspection, tagged `kiln:stage=failed`.
     pub kept_failed: Vec<AmiId>,
 }
 

@@ -17,6 +17,8 @@ pub const FINGERPRINT: &str = "kiln:fingerprint";
 pub const SOURCE_AMI: &str = "kiln:source-ami";
 /// `kiln:stage`: candidate, tested or failed.
 pub const STAGE: &str = "kiln:stage";
+/// `kiln:channel`: the channel an image is promoted to.
+pub const CHANNEL: &str = "kiln:channel";
 /// `kiln:image-id`: on a snapshot, the image it backs.
 pub const IMAGE_ID: &str = "kiln:image-id";
 /// Tag key prefixes a recipe may not set itself.

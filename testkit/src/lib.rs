@@ -37,6 +37,8 @@ pub struct Seeded {
     pub source_ami: String,
     /// Every seeded image, by `release-architecture-serial`.
     pub images: std::collections::BTreeMap<String, String>,
+    /// The build state machine, when started with [`Emulator::start_pipeline`].
+    pub state_machine_arn: Option<String>,
 }
 
 /// A running, seeded emulator.
@@ -82,8 +84,44 @@ pub fn mocked(recipe_root: &Path, ec2: &[&Rule], ssm: &[&Rule]) -> Context {
 impl Emulator {
     /// Starts a fresh emulator on a free port and waits until it is seeded.
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts an emulator that runs the build state machine for real, with
+    /// this build's function binaries reading recipes from `recipe_root`.
+    /// Each fault `FUNCTION[:ACTION]:ERROR` makes that function answer ERROR
+    /// after it ran (see `scripts/emulator.py`).
+    pub async fn start_pipeline(recipe_root: &Path, faults: &[&str]) -> Self {
+        let functions = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent()?.parent().map(Path::to_owned))
+            .expect("the target directory");
+        assert!(
+            functions.join("resolve-source").is_file(),
+            "no function binaries in {}: run `cargo build --workspace --bins` (make test does)",
+            functions.display()
+        );
+        let mut args = vec![
+            "--functions".to_owned(),
+            functions.display().to_string(),
+            "--recipe-root".to_owned(),
+            recipe_root.display().to_string(),
+            "--pipeline".to_owned(),
+            repo()
+                .join("statemachine/pipeline.asl.json")
+                .display()
+                .to_string(),
+        ];
+        for fault in faults {
+            args.extend(["--fault".to_owned(), (*fault).to_owned()]);
+        }
+        Self::start_with(&args).await
+    }
+
+    async fn start_with(args: &[String]) -> Self {
         let mut child = Command::new(repo().join("scripts/emulator"))
             .args(["serve", "--port", "0"])
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -115,6 +153,11 @@ impl Emulator {
             seeded,
             config,
         }
+    }
+
+    /// A Step Functions client for the emulator.
+    pub fn sfn(&self) -> aws_sdk_sfn::Client {
+        aws_sdk_sfn::Client::new(&self.config)
     }
 
     /// A context whose recipes live under `recipe_root`, reading the seeded source parameter.

@@ -1,0 +1,198 @@
+//! The build state machine, run for real in the emulator with the real Lambda
+//! binaries: a whole build, a skipped one, and a fault at each step that must
+//! fail the build with the original error and leave nothing behind.
+
+use std::time::Duration;
+
+use aws_sdk_sfn::types::{ExecutionStatus, HistoryEventType};
+use kiln_testkit::{Emulator, RecipeCopy, tag};
+
+struct Run {
+    status: ExecutionStatus,
+    error: Option<String>,
+    cause: Option<String>,
+    transitions: usize,
+}
+
+/// Starts a build named `build_id` and waits for it to end.
+async fn build(emulator: &Emulator, build_id: &str) -> Run {
+    let sfn = emulator.sfn();
+    let input = serde_json::json!({"recipe": "ubuntu-base", "reason": "manual", "force": false, "wait_seconds": 0});
+    let started = sfn
+        .start_execution()
+        .state_machine_arn(
+            emulator
+                .seeded
+                .state_machine_arn
+                .as_deref()
+                .expect("a pipeline"),
+        )
+        .name(build_id)
+        .input(input.to_string())
+        .send()
+        .await
+        .expect("start");
+    let arn = started.execution_arn();
+    for _ in 0..600 {
+        let described = sfn
+            .describe_execution()
+            .execution_arn(arn)
+            .send()
+            .await
+            .expect("describe");
+        if described.status() != &ExecutionStatus::Running {
+            let history = sfn
+                .get_execution_history()
+                .execution_arn(arn)
+                .max_results(1000)
+                .send()
+                .await
+                .expect("history");
+            let transitions = history
+                .events()
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        e.r#type(),
+                        HistoryEventType::TaskStateEntered
+                            | HistoryEventType::ChoiceStateEntered
+                            | HistoryEventType::WaitStateEntered
+                            | HistoryEventType::PassStateEntered
+                            | HistoryEventType::SucceedStateEntered
+                            | HistoryEventType::FailStateEntered
+                    )
+                })
+                .count();
+            return Run {
+                status: described.status().clone(),
+                error: described.error().map(str::to_owned),
+                cause: described.cause().map(str::to_owned),
+                transitions,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("build {build_id} did not end in 120 s");
+}
+
+#[tokio::test]
+async fn a_build_makes_one_tested_image_and_a_second_run_skips() {
+    let copy = RecipeCopy::ubuntu_base();
+    let emulator = Emulator::start_pipeline(copy.root.path(), &[]).await;
+    let ctx = emulator.context(copy.root.path());
+
+    let run = build(&emulator, "pipeline-happy-1").await;
+
+    assert_eq!(
+        run.status,
+        ExecutionStatus::Succeeded,
+        "{:?} {:?}",
+        run.error,
+        run.cause
+    );
+    let images = kiln_testkit::own_images(&ctx).await;
+    assert_eq!(images.len(), 1);
+    assert_eq!(tag(images[0].tags(), "kiln:stage"), Some("tested"));
+    assert_eq!(
+        tag(images[0].tags(), "kiln:build-id"),
+        Some("pipeline-happy-1")
+    );
+    assert_eq!(images[0].ena_support(), Some(true));
+    let launched = kiln_testkit::instances(&ctx, Some("pipeline-happy-1")).await;
+    assert_eq!(launched.len(), 2, "a builder and a test instance");
+    assert!(
+        kiln_testkit::live_instances(&ctx, None).await.is_empty(),
+        "none left running"
+    );
+    println!(
+        "state transitions for a two-step build: {}",
+        run.transitions
+    );
+    assert!(run.transitions <= 30, "{} transitions", run.transitions);
+
+    let again = build(&emulator, "pipeline-happy-2").await;
+    assert_eq!(again.status, ExecutionStatus::Succeeded);
+    assert_eq!(
+        kiln_testkit::instances(&ctx, None).await.len(),
+        2,
+        "the unchanged build launched nothing"
+    );
+    assert_eq!(
+        kiln_testkit::own_images(&ctx).await.len(),
+        1,
+        "and made no image"
+    );
+    assert!(
+        again.transitions <= 6,
+        "skipping is cheap: {} transitions",
+        again.transitions
+    );
+}
+
+/// With `fault` injected, the build fails with `error` (the original error,
+/// not cleanup's), and afterwards nothing of it runs and no image of it is
+/// left at all, let alone tagged tested.
+async fn fails_cleanly(fault: &str, error: &str) {
+    let copy = RecipeCopy::ubuntu_base();
+    let emulator = Emulator::start_pipeline(copy.root.path(), &[fault]).await;
+    let ctx = emulator.context(copy.root.path());
+    let build_id = format!("pipeline-fault-{}", fault.replace(':', "-").to_lowercase());
+
+    let run = build(&emulator, &build_id).await;
+
+    assert_eq!(run.status, ExecutionStatus::Failed, "{fault}");
+    assert_eq!(
+        run.error.as_deref(),
+        Some(error),
+        "{fault}: {:?}",
+        run.cause
+    );
+    assert!(
+        kiln_testkit::live_instances(&ctx, Some(&build_id))
+            .await
+            .is_empty(),
+        "{fault}: instances left"
+    );
+    let images = kiln_testkit::own_images(&ctx).await;
+    assert!(images.is_empty(), "{fault}: images left: {images:?}");
+}
+
+#[tokio::test]
+async fn a_fault_resolving_the_source_fails_cleanly() {
+    fails_cleanly("resolve-source:SourceNotFound", "SourceNotFound").await;
+}
+
+#[tokio::test]
+async fn a_fault_after_launching_the_builder_fails_cleanly() {
+    fails_cleanly("launch-builder:NoCapacity", "NoCapacity").await;
+}
+
+#[tokio::test]
+async fn a_fault_sending_a_step_fails_cleanly() {
+    fails_cleanly("run-ssm-provision:start:BuilderGone", "BuilderGone").await;
+}
+
+#[tokio::test]
+async fn a_failing_step_fails_cleanly() {
+    fails_cleanly("run-ssm-provision:poll:CommandFailed", "CommandFailed").await;
+}
+
+#[tokio::test]
+async fn a_fault_after_starting_the_image_fails_cleanly() {
+    fails_cleanly("create-image:start:ImageFailed", "ImageFailed").await;
+}
+
+#[tokio::test]
+async fn an_image_without_ena_fails_cleanly() {
+    fails_cleanly("create-image:poll:EnaMissing", "EnaMissing").await;
+}
+
+#[tokio::test]
+async fn a_fault_after_launching_the_test_instance_fails_cleanly() {
+    fails_cleanly("test-image:launch:NoCapacity", "NoCapacity").await;
+}
+
+#[tokio::test]
+async fn a_failing_image_test_fails_cleanly() {
+    fails_cleanly("test-image:poll:CommandFailed", "CommandFailed").await;
+}
