@@ -12,10 +12,10 @@ export KILN_VENV ?= $(CURDIR)/.venv
 # The ASL validator the offline state machine checks use (npm, project-local).
 ASL_VALIDATOR := asl-validator@4.0.0
 
-demo:
-	@echo "make demo arrives with the build state machine (issue 4)."
-	@echo "Until then: make test runs every build step against the local emulator,"
-	@echo "and scripts/emulator start + target/debug/kiln resolve images/ubuntu-base shows a resolve."
+## demo: a whole build, locally, with the real state machine and Lambdas
+demo: emulator-install
+	$(CARGO) build --workspace --bins
+	scripts/demo
 
 ## test: lint, then every test (unit, mocked, and against a fresh emulator per test)
 test: emulator-install tools lint

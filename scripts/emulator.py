@@ -334,6 +334,8 @@ def env():
         "AWS_SECRET_ACCESS_KEY": "testing",
         "KILN_SOURCE_PARAMETER": info["source_parameter"],
     }
+    if "state_machine_arn" in info:
+        lines["KILN_STATE_MACHINE_ARN"] = info["state_machine_arn"]
     for key, value in lines.items():
         print(f"export {key}={value}")
 

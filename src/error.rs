@@ -141,6 +141,17 @@ pub enum Error {
         image: String,
     },
 
+    /// A build (state machine execution) did not succeed.
+    #[error("build {build} {status}: {error}")]
+    BuildFailed {
+        /// The build's name.
+        build: String,
+        /// How it ended.
+        status: String,
+        /// The error it ended with.
+        error: String,
+    },
+
     /// AWS failed in a way that may pass: a timeout, a dropped connection, a
     /// 5xx, beyond the SDK's own retries; retry later.
     #[error("{operation} failed transiently: {code}: {message}")]

@@ -9,6 +9,7 @@ pub mod aws;
 pub mod builder;
 pub mod cleanup;
 pub mod error;
+pub mod execution;
 pub mod fingerprint;
 pub mod image;
 pub mod lambda;

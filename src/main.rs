@@ -2,11 +2,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use kiln::Error;
 use kiln::aws::{Context, Settings};
+use kiln::execution::{self, Progress};
 use kiln::recipe::Recipe;
+use kiln::state::BuildState;
 
 /// Kiln builds, tests and promotes golden Ubuntu AMIs with no SSH.
 #[derive(Debug, Parser)]
@@ -41,6 +44,27 @@ enum Command {
         /// Report what a forced build would do (never skip).
         #[arg(long)]
         force: bool,
+        /// Read the source image id from this SSM parameter instead of the recipe's.
+        #[arg(long, env = "KILN_SOURCE_PARAMETER")]
+        source_parameter: Option<String>,
+    },
+    /// Start a build on the build state machine (named from the recipe and its
+    /// fingerprint: the same inputs never build twice), and follow it.
+    Build {
+        /// The recipe directory (holding recipe.toml).
+        recipe: PathBuf,
+        /// Build even when an image of the same inputs exists.
+        #[arg(long)]
+        force: bool,
+        /// Show each step as it runs, then the image or the failure.
+        #[arg(long)]
+        follow: bool,
+        /// The build state machine.
+        #[arg(long, env = "KILN_STATE_MACHINE_ARN")]
+        state_machine: String,
+        /// Seconds the state machine waits between polls.
+        #[arg(long, default_value_t = 30)]
+        wait_seconds: u32,
         /// Read the source image id from this SSM parameter instead of the recipe's.
         #[arg(long, env = "KILN_SOURCE_PARAMETER")]
         source_parameter: Option<String>,
@@ -110,8 +134,144 @@ async fn run(cli: &Cli) -> Result<(), Error> {
                 )
             });
         }
+        Command::Build {
+            recipe,
+            force,
+            follow,
+            state_machine,
+            wait_seconds,
+            source_parameter,
+        } => {
+            let recipe = Recipe::load(recipe)?;
+            let (config, ctx) = context(source_parameter).await;
+            let sfn = aws_sdk_sfn::Client::new(&config);
+            let source = kiln::source::resolve(&ctx, &recipe, *force).await?;
+            let started =
+                execution::start(&sfn, state_machine, &recipe, &source, *force, *wait_seconds)
+                    .await?;
+            if cli.output == Output::Text {
+                let verb = if started.existing {
+                    "already started (same recipe and inputs)"
+                } else {
+                    "started"
+                };
+                println!("build {} {verb}\n  {}", started.name, started.arn);
+            }
+            if !*follow {
+                if cli.output == Output::Json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"build": started.name, "arn": started.arn, "existing": started.existing})
+                    );
+                }
+                return Ok(());
+            }
+            // An existing build's steps are history: show only how it ended.
+            let text = cli.output == Output::Text && !started.existing;
+            let ended = execution::follow(&sfn, &started.arn, Duration::from_secs(1), |progress| {
+                if text {
+                    show(&progress);
+                }
+            })
+            .await?;
+            return finish(cli.output, &started, &ended);
+        }
     }
     Ok(())
+}
+
+async fn context(source_parameter: &Option<String>) -> (aws_config::SdkConfig, Context) {
+    let config = aws_config::load_from_env().await;
+    let settings = Settings {
+        source_parameter: source_parameter.clone(),
+        ..Settings::from_env()
+    };
+    let ctx = Context::new(&config, settings);
+    (config, ctx)
+}
+
+fn show(progress: &Progress) {
+    match progress {
+        Progress::Entered { state } => println!("  -> {state}"),
+        Progress::Exited {
+            state,
+            seconds,
+            output,
+        } => {
+            let detail = match output.as_deref() {
+                Some(BuildState {
+                    provision: Some(p),
+                    image: None,
+                    ..
+                }) => {
+                    format!(
+                        ": step {}/{} {} {}",
+                        p.step + 1,
+                        p.steps,
+                        p.step_name,
+                        p.status
+                    )
+                }
+                Some(BuildState { test: Some(t), .. }) => format!(": test {}", t.status),
+                Some(BuildState { image: Some(i), .. }) => format!(": {} {}", i.image_id, i.state),
+                Some(BuildState {
+                    builder: Some(b), ..
+                }) => format!(": {}", b.builder_instance_id),
+                _ => String::new(),
+            };
+            println!("  ok {state} ({seconds:.1} s){detail}");
+        }
+    }
+}
+
+fn finish(
+    output: Output,
+    started: &execution::Started,
+    ended: &execution::Ended,
+) -> Result<(), Error> {
+    let image = ended.output.as_ref().and_then(|state| {
+        let source = state.source.as_ref()?;
+        state
+            .image
+            .as_ref()
+            .map(|i| i.image_id.clone())
+            .or_else(|| source.existing_image_id.clone())
+    });
+    let skipped = started.existing
+        || ended
+            .output
+            .as_ref()
+            .and_then(|s| s.source.as_ref())
+            .is_some_and(|s| s.skip);
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({"build": started.name, "arn": started.arn, "status": ended.status,
+                "image_id": image, "skipped": skipped, "error": ended.error, "cause": ended.cause})
+        ),
+        Output::Text => match (ended.status.as_str(), image) {
+            ("SUCCEEDED", Some(image)) if skipped => {
+                println!(
+                    "up to date: {image} was built and tested from the same inputs; nothing to do"
+                )
+            }
+            ("SUCCEEDED", Some(image)) => println!("built and tested {image}"),
+            (status, _) => println!(
+                "build {status}: {}: {}",
+                ended.error.as_deref().unwrap_or("no error"),
+                ended.cause.as_deref().unwrap_or("no cause")
+            ),
+        },
+    }
+    if ended.status == "SUCCEEDED" {
+        Ok(())
+    } else {
+        Err(Error::BuildFailed {
+            build: started.name.clone(),
+            status: ended.status.clone(),
+            error: ended.error.clone().unwrap_or_default(),
+        })
+    }
 }
 
 fn print<T: serde::Serialize>(output: Output, value: &T, text: impl FnOnce() -> String) {

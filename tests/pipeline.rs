@@ -196,3 +196,59 @@ async fn a_fault_after_launching_the_test_instance_fails_cleanly() {
 async fn a_failing_image_test_fails_cleanly() {
     fails_cleanly("test-image:poll:CommandFailed", "CommandFailed").await;
 }
+
+#[tokio::test]
+async fn kiln_build_follows_a_build_and_never_builds_the_same_inputs_twice() {
+    let copy = RecipeCopy::ubuntu_base();
+    let emulator = Emulator::start_pipeline(copy.root.path(), &[]).await;
+    let kiln_build = || {
+        let mut command = assert_cmd::Command::cargo_bin("kiln").expect("kiln binary");
+        command
+            .args([
+                "build",
+                "--follow",
+                "--wait-seconds",
+                "0",
+                "--output",
+                "json",
+            ])
+            .arg(copy.dir())
+            .envs(emulator.env())
+            .env(
+                "KILN_STATE_MACHINE_ARN",
+                emulator
+                    .seeded
+                    .state_machine_arn
+                    .as_deref()
+                    .expect("pipeline"),
+            );
+        command
+    };
+
+    let first = kiln_build().assert().success().get_output().stdout.clone();
+    let first: serde_json::Value = serde_json::from_slice(&first).expect("JSON");
+    assert_eq!(first["status"], "SUCCEEDED", "{first}");
+    assert_eq!(first["skipped"], false);
+    let image = first["image_id"].as_str().expect("an image").to_owned();
+
+    let second = kiln_build().assert().success().get_output().stdout.clone();
+    let second: serde_json::Value = serde_json::from_slice(&second).expect("JSON");
+    assert_eq!(
+        second["build"], first["build"],
+        "the same inputs name the same build"
+    );
+    assert_eq!(second["skipped"], true);
+    assert_eq!(second["image_id"], image.as_str());
+
+    let ctx = emulator.context(copy.root.path());
+    assert_eq!(
+        kiln_testkit::own_images(&ctx).await.len(),
+        1,
+        "one image for one set of inputs"
+    );
+    assert_eq!(
+        kiln_testkit::instances(&ctx, None).await.len(),
+        2,
+        "one builder and one test instance, ever"
+    );
+}
