@@ -78,12 +78,77 @@ pub async fn start(
     }
 }
 
+/// The execution of `build` (a build name, or an execution ARN as is).
+pub fn arn_of(state_machine: &str, build: &str) -> Result<String> {
+    if build.starts_with("arn:") {
+        Ok(build.to_owned())
+    } else {
+        execution_arn(state_machine, build)
+    }
+}
+
 /// `arn:aws:states:R:A:stateMachine:M` + `N` -> `arn:aws:states:R:A:execution:M:N`.
 fn execution_arn(state_machine: &str, name: &str) -> Result<String> {
     state_machine
         .split_once(":stateMachine:")
         .map(|(prefix, machine)| format!("{prefix}:execution:{machine}:{name}"))
         .ok_or_else(|| Error::InvalidInput(format!("{state_machine} is not a state machine ARN")))
+}
+
+/// One build, as listed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    /// The build's name.
+    pub name: String,
+    /// The execution.
+    pub arn: String,
+    /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED.
+    pub status: String,
+    /// When it started (RFC 3339).
+    pub started: String,
+    /// When it ended, if it did.
+    pub stopped: Option<String>,
+}
+
+/// The newest builds on `state_machine` (of `recipe` when given), newest first.
+pub async fn list(
+    sfn: &aws_sdk_sfn::Client,
+    state_machine: &str,
+    recipe: Option<&str>,
+    max: usize,
+) -> Result<Vec<Summary>> {
+    let prefix = recipe.map(|recipe| format!("{recipe}-"));
+    let mut pages = sfn
+        .list_executions()
+        .state_machine_arn(state_machine)
+        .into_paginator()
+        .items()
+        .send();
+    let mut builds = Vec::new();
+    while let Some(item) = pages.next().await {
+        let item = item.map_err(|err| Error::aws("ListExecutions", err))?;
+        if prefix
+            .as_ref()
+            .is_some_and(|p| !item.name().starts_with(p.as_str()))
+        {
+            continue;
+        }
+        builds.push(Summary {
+            name: item.name().to_owned(),
+            arn: item.execution_arn().to_owned(),
+            status: item.status().as_str().to_owned(),
+            started: rfc3339(item.start_date()),
+            stopped: item.stop_date().map(rfc3339),
+        });
+    }
+    builds.sort_by(|a, b| b.started.cmp(&a.started));
+    builds.truncate(max);
+    Ok(builds)
+}
+
+fn rfc3339(time: &aws_smithy_types::DateTime) -> String {
+    time.fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_default()
 }
 
 /// A step of a build starting or ending, for a person watching it.
@@ -105,7 +170,7 @@ pub enum Progress {
     },
 }
 
-/// How a build ended.
+/// How a build ended, or stands.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ended {
     /// SUCCEEDED, FAILED, TIMED_OUT or ABORTED.
@@ -129,12 +194,7 @@ pub async fn follow(
     let mut seen = 0_i64;
     let mut entered = std::collections::HashMap::new();
     loop {
-        let described = sfn
-            .describe_execution()
-            .execution_arn(arn)
-            .send()
-            .await
-            .map_err(|err| Error::aws("DescribeExecution", err))?;
+        let now = describe(sfn, arn).await?;
         let mut pages = sfn
             .get_execution_history()
             .execution_arn(arn)
@@ -149,18 +209,38 @@ pub async fn follow(
             seen = event.id();
             report(&event, &mut entered, &mut progress);
         }
-        if described.status() != &ExecutionStatus::Running {
-            return Ok(Ended {
-                status: described.status().as_str().to_owned(),
-                output: described
-                    .output()
-                    .and_then(|o| serde_json::from_str(o).ok()),
-                error: described.error().map(str::to_owned),
-                cause: described.cause().map(str::to_owned),
-            });
+        if now.status != ExecutionStatus::Running.as_str() {
+            return Ok(now);
         }
         tokio::time::sleep(interval).await;
     }
+}
+
+/// How the build stands now (`status` RUNNING while it runs).
+pub async fn describe(sfn: &aws_sdk_sfn::Client, arn: &str) -> Result<Ended> {
+    let described = sfn
+        .describe_execution()
+        .execution_arn(arn)
+        .send()
+        .await
+        .map_err(|err| {
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_execution_does_not_exist())
+            {
+                Error::InvalidInput(format!("no build {arn}"))
+            } else {
+                Error::aws("DescribeExecution", err)
+            }
+        })?;
+    Ok(Ended {
+        status: described.status().as_str().to_owned(),
+        output: described
+            .output()
+            .and_then(|o| serde_json::from_str(o).ok()),
+        error: described.error().map(str::to_owned),
+        cause: described.cause().map(str::to_owned),
+    })
 }
 
 fn report(

@@ -69,6 +69,28 @@ enum Command {
         #[arg(long, env = "KILN_SOURCE_PARAMETER")]
         source_parameter: Option<String>,
     },
+    /// How a build stands or ended (its image, or its error); --follow waits for the end.
+    Status {
+        /// The build's name (or its execution ARN).
+        build: String,
+        /// Show each step as it runs until the build ends.
+        #[arg(long)]
+        follow: bool,
+        /// The build state machine.
+        #[arg(long, env = "KILN_STATE_MACHINE_ARN")]
+        state_machine: String,
+    },
+    /// List the newest builds, of one recipe or of all.
+    Builds {
+        /// Only builds of this recipe (by name).
+        recipe: Option<String>,
+        /// How many to list.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// The build state machine.
+        #[arg(long, env = "KILN_STATE_MACHINE_ARN")]
+        state_machine: String,
+    },
 }
 
 #[tokio::main]
@@ -176,6 +198,58 @@ async fn run(cli: &Cli) -> Result<(), Error> {
             .await?;
             return finish(cli.output, &started, &ended);
         }
+        Command::Status {
+            build,
+            follow,
+            state_machine,
+        } => {
+            let sfn = aws_sdk_sfn::Client::new(&aws_config::load_from_env().await);
+            let arn = execution::arn_of(state_machine, build)?;
+            let name = arn.rsplit(':').next().unwrap_or_default().to_owned();
+            let started = execution::Started {
+                arn,
+                name,
+                existing: false,
+            };
+            let text = cli.output == Output::Text && *follow;
+            let interval = Duration::from_secs(1);
+            // Without --follow, a running build is reported as it stands now.
+            let ended = if *follow {
+                execution::follow(&sfn, &started.arn, interval, |p| {
+                    if text {
+                        show(&p)
+                    }
+                })
+                .await?
+            } else {
+                execution::describe(&sfn, &started.arn).await?
+            };
+            return finish(cli.output, &started, &ended);
+        }
+        Command::Builds {
+            recipe,
+            limit,
+            state_machine,
+        } => {
+            let sfn = aws_sdk_sfn::Client::new(&aws_config::load_from_env().await);
+            let builds = execution::list(&sfn, state_machine, recipe.as_deref(), *limit).await?;
+            print(cli.output, &builds, || {
+                let mut lines = vec![format!(
+                    "{:<40} {:<10} {:<22} {}",
+                    "BUILD", "STATUS", "STARTED", "ENDED"
+                )];
+                lines.extend(builds.iter().map(|b| {
+                    format!(
+                        "{:<40} {:<10} {:<22} {}",
+                        b.name,
+                        b.status,
+                        b.started,
+                        b.stopped.as_deref().unwrap_or("-")
+                    )
+                }));
+                lines.join("\n")
+            });
+        }
     }
     Ok(())
 }
@@ -250,6 +324,10 @@ fn finish(
                 "image_id": image, "skipped": skipped, "error": ended.error, "cause": ended.cause})
         ),
         Output::Text => match (ended.status.as_str(), image) {
+            ("RUNNING", _) => println!(
+                "build {} is running; kiln status {} --follow waits for it",
+                started.name, started.name
+            ),
             ("SUCCEEDED", Some(image)) if skipped => {
                 println!(
                     "up to date: {image} was built and tested from the same inputs; nothing to do"
@@ -263,7 +341,7 @@ fn finish(
             ),
         },
     }
-    if ended.status == "SUCCEEDED" {
+    if matches!(ended.status.as_str(), "SUCCEEDED" | "RUNNING") {
         Ok(())
     } else {
         Err(Error::BuildFailed {

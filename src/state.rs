@@ -311,6 +311,8 @@ pub struct BuildState {
     pub cleanup: Option<Cleanup>,
     /// The error of a cleanup that failed itself.
     pub cleanup_error: Option<CaughtError>,
+    /// The error of an event that could not be published.
+    pub notify_error: Option<CaughtError>,
 }
 
 /// Two-phase Lambdas first start work, then poll it from a Wait/Choice loop.

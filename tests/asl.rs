@@ -63,7 +63,8 @@ fn full_state() -> Value {
         }),
         error: Some(caught.clone()),
         cleanup: Some(Cleanup::default()),
-        cleanup_error: Some(caught),
+        cleanup_error: Some(caught.clone()),
+        notify_error: Some(caught),
     };
     serde_json::to_value(state).expect("serialize")
 }
