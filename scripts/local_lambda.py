@@ -112,15 +112,25 @@ def invoke(command, env, event: bytes, timeout: float = 900) -> Answer:
     env = dict(env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{api.server_address[1]}")
     start = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    answered = inv.finished.wait(timeout)
+    # Drain stderr as it comes, so a chatty runtime never blocks on a full pipe.
+    chunks = []
+    drain = threading.Thread(target=lambda: chunks.extend(iter(lambda: process.stderr.read(4096), b"")), daemon=True)
+    drain.start()
+    deadline = start + timeout
+    while not inv.finished.wait(0.05):
+        if process.poll() is not None or time.perf_counter() > deadline:
+            break
+    answered = inv.finished.is_set()
+    exited = process.poll() is not None
     process.kill()
-    _, stderr = process.communicate()
+    process.wait()
+    drain.join(5)
     api.closing.set()
     api.shutdown()
     api.server_close()
-    stderr = stderr.decode(errors="replace")
+    stderr = b"".join(chunks).decode(errors="replace")
     if not answered:
-        crash = {"errorType": "Runtime.ExitError" if process.returncode else "Sandbox.Timedout",
+        crash = {"errorType": "Runtime.ExitError" if exited else "Sandbox.Timedout",
                  "errorMessage": f"{command[0]} did not answer: {stderr[-2000:]}"}
         return Answer(True, json.dumps(crash).encode(), 0.0, time.perf_counter() - start, stderr)
     ready = (inv.ready_at or inv.done_at) - start

@@ -13,35 +13,65 @@ use tracing::{info, instrument};
 use crate::aws::Context;
 use crate::builder;
 use crate::error::{Error, Result};
-use crate::recipe::Recipe;
 use crate::state::{AmiId, BuildId, Cleanup};
 use crate::tags::{self, Stage};
 
-/// Cleans up build `build_id` of `recipe`.
-#[instrument(skip_all, fields(build_id = %build_id))]
-pub async fn cleanup(ctx: &Context, recipe: &Recipe, build_id: &BuildId) -> Result<Cleanup> {
+/// Cleans up build `build_id`; `keep_failed` keeps its images, tagged
+/// `kiln:stage=failed`, instead of deregistering them.
+#[instrument(skip(ctx))]
+pub async fn cleanup(ctx: &Context, build_id: &BuildId, keep_failed: bool) -> Result<Cleanup> {
     let mut done = Cleanup {
         terminated: builder::terminate(ctx, build_id, None).await?,
         ..Cleanup::default()
     };
+    let mut kept = Vec::new();
     for image in build_images(ctx, build_id).await? {
-        if tags::value(image.tags(), tags::CHANNEL).is_some() {
-            continue;
-        }
         let Some(id) = image.image_id().and_then(|id| id.parse::<AmiId>().ok()) else {
             continue;
         };
-        if !recipe.file.image.keep_failed {
+        if tags::value(image.tags(), tags::CHANNEL).is_some() {
+            kept.push(id);
+        } else if !keep_failed {
             done.deleted_snapshots
                 .extend(deregister(ctx, &id, &image).await?);
             done.deregistered.push(id);
-        } else if tags::value(image.tags(), tags::STAGE) != Some(Stage::Failed.as_ref()) {
-            crate::image::set_stage(ctx, &id, Stage::Failed).await?;
-            done.kept_failed.push(id);
+        } else {
+            if tags::value(image.tags(), tags::STAGE) != Some(Stage::Failed.as_ref()) {
+                crate::image::set_stage(ctx, &id, Stage::Failed).await?;
+                done.kept_failed.push(id.clone());
+            }
+            kept.push(id);
         }
     }
+    done.deleted_snapshots
+        .extend(sweep_snapshots(ctx, build_id, &kept).await?);
     info!(?done, "cleaned up");
     Ok(done)
+}
+
+/// Deletes the build's image snapshots left behind (an earlier cleanup that
+/// deregistered their image and then failed), except those of `kept` images.
+async fn sweep_snapshots(ctx: &Context, build_id: &BuildId, kept: &[AmiId]) -> Result<Vec<String>> {
+    let output = ctx
+        .ec2
+        .describe_snapshots()
+        .owner_ids("self")
+        .filters(tags::filter(tags::BUILD_ID, build_id.as_str()))
+        .send()
+        .await
+        .map_err(|err| Error::aws("DescribeSnapshots", err))?;
+    let mut deleted = Vec::new();
+    for snapshot in output.snapshots() {
+        let image = tags::value(snapshot.tags(), tags::IMAGE_ID);
+        if kept.iter().any(|k| Some(k.as_str()) == image) {
+            continue;
+        }
+        if let Some(id) = snapshot.snapshot_id() {
+            delete_snapshot(ctx, id).await?;
+            deleted.push(id.to_owned());
+        }
+    }
+    Ok(deleted)
 }
 
 /// Every image this account made for the build, in any state.
@@ -72,11 +102,15 @@ async fn deregister(ctx: &Context, id: &AmiId, image: &Ec2Image) -> Result<Vec<S
     }
     let snapshots = crate::image::snapshot_ids(image);
     for snapshot in &snapshots {
-        match ctx.ec2.delete_snapshot().snapshot_id(snapshot).send().await {
-            Ok(_) => {}
-            Err(err) if Error::code_of(&err) == Some("InvalidSnapshot.NotFound") => {}
-            Err(err) => return Err(Error::aws("DeleteSnapshot", err)),
-        }
+        delete_snapshot(ctx, snapshot).await?;
     }
     Ok(snapshots)
+}
+
+async fn delete_snapshot(ctx: &Context, snapshot: &str) -> Result<()> {
+    match ctx.ec2.delete_snapshot().snapshot_id(snapshot).send().await {
+        Ok(_) => Ok(()),
+        Err(err) if Error::code_of(&err) == Some("InvalidSnapshot.NotFound") => Ok(()),
+        Err(err) => Err(Error::aws("DeleteSnapshot", err)),
+    }
 }

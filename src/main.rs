@@ -334,11 +334,18 @@ fn finish(
                 )
             }
             ("SUCCEEDED", Some(image)) => println!("built and tested {image}"),
-            (status, _) => println!(
-                "build {status}: {}: {}",
-                ended.error.as_deref().unwrap_or("no error"),
-                ended.cause.as_deref().unwrap_or("no cause")
-            ),
+            (status, _) => {
+                println!(
+                    "build {status}: {}: {}",
+                    ended.error.as_deref().unwrap_or("no error"),
+                    ended.cause.as_deref().unwrap_or("no cause")
+                );
+                if started.existing {
+                    println!(
+                        "this build of these inputs ran before; build them again with --force"
+                    );
+                }
+            }
         },
     }
     if matches!(ended.status.as_str(), "SUCCEEDED" | "RUNNING") {
@@ -364,6 +371,8 @@ fn print<T: serde::Serialize>(output: Output, value: &T, text: impl FnOnce() -> 
 
 fn report(output: Output, err: &Error) {
     match output {
+        // The build's own JSON document already said how it ended.
+        Output::Json if matches!(err, Error::BuildFailed { .. }) => {}
         Output::Json => {
             let problems = match err {
                 Error::InvalidRecipe { problems, .. } => {

@@ -148,8 +148,8 @@ fn check_source(recipe: &Recipe, ami: &AmiId, image: &Ec2Image) -> Result<()> {
     Ok(())
 }
 
-/// The newest available image of this recipe built from the same fingerprint,
-/// unless it failed its test.
+/// The newest available image of this recipe built from the same fingerprint
+/// that passed its test (a candidate left by an interrupted build does not count).
 async fn find_built(
     ctx: &Context,
     recipe: &Recipe,
@@ -161,17 +161,12 @@ async fn find_built(
         .owners("self")
         .filters(tags::filter(tags::RECIPE, recipe.name.as_str()))
         .filters(tags::filter(tags::FINGERPRINT, fingerprint.as_str()))
+        .filters(tags::filter(tags::STAGE, tags::Stage::Tested.as_ref()))
         .filters(Filter::builder().name("state").values("available").build())
         .send()
         .await
         .map_err(|err| Error::aws("DescribeImages", err))?;
-    let mut images: Vec<_> = output
-        .images()
-        .iter()
-        .filter(|image| {
-            tags::value(image.tags(), tags::STAGE) != Some(tags::Stage::Failed.as_ref())
-        })
-        .collect();
+    let mut images: Vec<_> = output.images().iter().collect();
     images.sort_by_key(|image| image.creation_date().unwrap_or_default().to_owned());
     Ok(images
         .last()

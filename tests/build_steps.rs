@@ -269,7 +269,24 @@ async fn unchanged_inputs_skip_and_one_byte_of_setup_sh_does_not() {
     let copy = RecipeCopy::ubuntu_base();
     let ctx = emulator.context(copy.root.path());
     let recipe = copy.load();
-    let (first, _, image) = build(&ctx, &recipe, &kiln_testkit::trigger("build-skip-1")).await;
+    let trigger = kiln_testkit::trigger("build-skip-1");
+    let (first, _, image) = build(&ctx, &recipe, &trigger).await;
+    let untested = kiln::source::resolve(&ctx, &recipe, false)
+        .await
+        .expect("resolve");
+    assert!(
+        !untested.skip,
+        "an untested candidate does not make the build up to date"
+    );
+    let test = kiln::test_run::launch(&ctx, &recipe, &trigger.build_id, &first, &image)
+        .await
+        .expect("test");
+    let test = kiln::test_run::start(&ctx, &recipe, &trigger.build_id, &test)
+        .await
+        .expect("start");
+    kiln::test_run::poll(&ctx, &recipe, &trigger.build_id, &image, &test)
+        .await
+        .expect("pass");
 
     let again = kiln::source::resolve(&ctx, &copy.load(), false)
         .await
@@ -295,9 +312,10 @@ async fn unchanged_inputs_skip_and_one_byte_of_setup_sh_does_not() {
         "one byte of setup.sh changes the fingerprint"
     );
     assert!(!changed.skip);
-    assert!(
-        kiln_testkit::instances(&ctx, None).await.len() == 1,
-        "resolving launches nothing"
+    assert_eq!(
+        kiln_testkit::instances(&ctx, None).await.len(),
+        2,
+        "the builder and the test instance: resolving launches nothing"
     );
 }
 
@@ -518,7 +536,7 @@ async fn a_passing_test_marks_the_image_tested_and_leaves_no_instance() {
     );
 
     // A later step of this build fails: cleanup removes even the tested image.
-    let cleaned = kiln::cleanup::cleanup(&ctx, &recipe, &trigger.build_id)
+    let cleaned = kiln::cleanup::cleanup(&ctx, &trigger.build_id, recipe.file.image.keep_failed)
         .await
         .expect("cleanup");
     assert_eq!(cleaned.deregistered, vec![image.image_id.clone()]);
@@ -568,9 +586,13 @@ async fn cleanup_removes_everything_of_its_build_and_nothing_else() {
         "builder and test instance"
     );
 
-    let cleaned = kiln::cleanup::cleanup(&ctx, &recipe, &"build-broken-1".parse().expect("id"))
-        .await
-        .expect("cleanup");
+    let cleaned = kiln::cleanup::cleanup(
+        &ctx,
+        &"build-broken-1".parse().expect("id"),
+        recipe.file.image.keep_failed,
+    )
+    .await
+    .expect("cleanup");
 
     assert_eq!(cleaned.terminated.len(), 2);
     assert_eq!(cleaned.deregistered, vec![failed.image_id.clone()]);
@@ -615,9 +637,13 @@ async fn cleanup_removes_everything_of_its_build_and_nothing_else() {
         "the other build is untouched"
     );
 
-    let again = kiln::cleanup::cleanup(&ctx, &recipe, &"build-broken-1".parse().expect("id"))
-        .await
-        .expect("again");
+    let again = kiln::cleanup::cleanup(
+        &ctx,
+        &"build-broken-1".parse().expect("id"),
+        recipe.file.image.keep_failed,
+    )
+    .await
+    .expect("again");
     assert_eq!(
         again,
         kiln::state::Cleanup::default(),
@@ -639,9 +665,13 @@ async fn a_failed_image_kept_for_inspection_is_tagged_failed_and_never_skipped_t
     let recipe = copy.load();
     let kept = half_built(&ctx, &recipe, "build-kept-1").await;
 
-    let cleaned = kiln::cleanup::cleanup(&ctx, &recipe, &"build-kept-1".parse().expect("id"))
-        .await
-        .expect("cleanup");
+    let cleaned = kiln::cleanup::cleanup(
+        &ctx,
+        &"build-kept-1".parse().expect("id"),
+        recipe.file.image.keep_failed,
+    )
+    .await
+    .expect("cleanup");
 
     assert_eq!(cleaned.kept_failed, vec![kept.image_id.clone()]);
     assert!(cleaned.deregistered.is_empty());

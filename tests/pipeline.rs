@@ -122,7 +122,10 @@ async fn a_build_makes_one_tested_image_and_a_second_run_skips() {
         1,
         "and made no image"
     );
-    println!("state transitions for a skipped build: {}", again.transitions);
+    println!(
+        "state transitions for a skipped build: {}",
+        again.transitions
+    );
     assert!(
         again.transitions <= 5,
         "skipping is cheap: {} transitions",

@@ -9,8 +9,15 @@ use kiln::state::{Cleanup, Trigger};
 
 async fn handler(ctx: &Context, event: LambdaEvent<Value>) -> kiln::Result<Cleanup> {
     let trigger: Trigger = lambda::parse(event)?;
-    let recipe = ctx.recipe(&trigger.recipe)?;
-    kiln::cleanup::cleanup(ctx, &recipe, &trigger.build_id).await
+    // A recipe that no longer loads must not stop the cleanup: keep nothing.
+    let keep_failed = match ctx.recipe(&trigger.recipe) {
+        Ok(recipe) => recipe.file.image.keep_failed,
+        Err(err) => {
+            tracing::warn!(%err, "recipe unreadable; deregistering the build's images");
+            false
+        }
+    };
+    kiln::cleanup::cleanup(ctx, &trigger.build_id, keep_failed).await
 }
 
 #[tokio::main]
@@ -36,12 +43,19 @@ mod tests {
                     .any(|f| f.name() == Some("tag:kiln:build-id") && f.values() == ["b1"])
             })
             .then_output(|| DescribeInstancesOutput::builder().build());
+        let snapshots = mock!(aws_sdk_ec2::Client::describe_snapshots).then_output(|| {
+            aws_sdk_ec2::operation::describe_snapshots::DescribeSnapshotsOutput::builder().build()
+        });
         let images = mock!(aws_sdk_ec2::Client::describe_images)
             .match_requests(|r| {
                 r.owners() == ["self"] && r.filters().iter().any(|f| f.values() == ["b1"])
             })
             .then_output(|| DescribeImagesOutput::builder().build());
-        let ctx = kiln_testkit::mocked(&kiln_testkit::recipe_root(), &[&instances, &images], &[]);
+        let ctx = kiln_testkit::mocked(
+            &kiln_testkit::recipe_root(),
+            &[&instances, &images, &snapshots],
+            &[],
+        );
         let payload =
             json!({"recipe": "ubuntu-base", "build_id": "b1", "error": {"Error": "CommandFailed"}});
 
