@@ -45,7 +45,7 @@ emulator-stop:
 	scripts/emulator stop
 
 ## bench: cold start and size of each release Lambda against Python + boto3
-FUNCTIONS := resolve-source launch-builder run-ssm-provision create-image
+FUNCTIONS := resolve-source launch-builder run-ssm-provision create-image test-image cleanup-build
 
 bench: emulator-install
 	$(CARGO) build --release $(addprefix -p ,$(FUNCTIONS))

@@ -1,4 +1,5 @@
-"""Runs moto server seeded for kiln, with a small patch that teaches it ENA.
+"""Runs moto server seeded for kiln, with two small patches: ENA, and the
+execution start time as Step Functions gives it.
 
 Seeds:
   * Canonical-owned (099720109477) Ubuntu 24.04 images, amd64 and arm64, the
@@ -25,6 +26,11 @@ CreateImage/CopyImage images inherit it from their instance or source. The
 patch adds exactly that, starting from the seed JSON's `ena_support`, so
 kiln's real ENA check runs unchanged against the emulator. RegisterImage is
 not patched (moto drops its EnaSupport parameter): registered images have none.
+
+The start time patch: in a state machine, `$$.Execution.StartTime` is an ISO
+8601 string (`2026-11-26T02:30:00.123Z`); moto passes a Python datetime, which
+its own DescribeExecution then fails to serialize. The patch makes it the
+string AWS gives.
 """
 
 import argparse
@@ -110,6 +116,24 @@ def patch_ena():
         self.ena_support = bool(getattr(image, "ena_support", False))
 
     Instance.__init__ = instance_with_ena
+
+
+def patch_start_time():
+    """Give `$$.Execution.StartTime` as AWS does (see the module docstring)."""
+    from datetime import datetime, timezone
+
+    from moto.stepfunctions.parser.backend import execution_worker
+
+    execution_data = execution_worker.ExecutionData
+
+    def with_iso_start(**fields):
+        start = fields.get("StartTime")
+        if isinstance(start, datetime):
+            start = start.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+            fields["StartTime"] = start.replace("+00:00", "Z")
+        return execution_data(**fields)
+
+    execution_worker.ExecutionData = with_iso_start
 
 
 def seed(endpoint):
@@ -281,6 +305,7 @@ def serve(args):
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
     patch_ena()
+    patch_start_time()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -134,6 +134,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// The image was still pending when the recipe's image timeout ran out.
+    #[error("image {image} is still pending after {timeout_seconds} s (image.timeout_seconds)")]
+    ImageTimedOut {
+        /// The image id.
+        image: String,
+        /// The timeout the recipe gives.
+        timeout_seconds: u32,
+    },
+
     /// The image lacks ENA support the recipe requires.
     #[error("image {image} does not have ENA support, which the recipe requires")]
     EnaMissing {

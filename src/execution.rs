@@ -8,7 +8,7 @@ use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent, HistoryEventType};
 
 use crate::error::{Error, Result};
 use crate::recipe::Recipe;
-use crate::state::{BuildState, Reason, Source};
+use crate::state::{BuildInput, BuildState, Reason, Source};
 
 /// The execution (build) name for building `recipe` from `source`. A forced
 /// build gets its own name, since its inputs are the same as the last build's.
@@ -43,18 +43,19 @@ pub async fn start(
     wait_seconds: u32,
 ) -> Result<Started> {
     let name = name(recipe, source, force);
-    let input = serde_json::json!({
-        "recipe": recipe.name,
-        "reason": Reason::Manual,
-        "force": force,
-        "wait_seconds": wait_seconds,
-    });
+    let input = BuildInput {
+        recipe: recipe.name.clone(),
+        reason: Some(Reason::Manual),
+        force: Some(force),
+        wait_seconds: Some(wait_seconds),
+    };
+    let input = serde_json::to_string(&input).map_err(|err| Error::InvalidInput(err.to_string()))?;
     let arn = execution_arn(state_machine, &name)?;
     let started = sfn
         .start_execution()
         .state_machine_arn(state_machine)
         .name(&name)
-        .input(input.to_string())
+        .input(input)
         .send()
         .await;
     match started {

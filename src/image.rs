@@ -10,7 +10,7 @@ use crate::aws::Context;
 use crate::builder;
 use crate::error::{Error, Result};
 use crate::recipe::{self, Recipe};
-use crate::state::{AmiId, BuildId, Builder, Image, ImageState, Source};
+use crate::state::{AmiId, BuildId, Builder, Image, ImageState, Source, Trigger};
 use crate::tags::{self, Role, Stage};
 
 /// Longest image name EC2 accepts.
@@ -39,18 +39,19 @@ pub fn name(recipe: &Recipe, build_id: &BuildId, source: &Source) -> Result<Stri
 }
 
 /// Starts imaging the builder, or returns the image this build already started.
-#[instrument(skip_all, fields(build_id = %build_id))]
+#[instrument(skip_all, fields(build_id = %trigger.build_id))]
 pub async fn start(
     ctx: &Context,
     recipe: &Recipe,
-    build_id: &BuildId,
+    trigger: &Trigger,
     source: &Source,
     builder: &Builder,
 ) -> Result<Image> {
+    let build_id = &trigger.build_id;
     let image_name = name(recipe, build_id, source)?;
     if let Some(existing) = find_by_name(ctx, &image_name).await? {
         info!(image = ?existing.image_id(), "image already started for this build");
-        return to_state(existing, image_name);
+        return to_state(existing, image_name, trigger);
     }
     let mut image_tags = tags::build_tags(&recipe.name, build_id, Role::Image);
     image_tags.extend([
@@ -77,7 +78,7 @@ pub async fn start(
             let existing = find_by_name(ctx, &image_name)
                 .await?
                 .ok_or_else(|| Error::aws("CreateImage", err))?;
-            return to_state(existing, image_name);
+            return to_state(existing, image_name, trigger);
         }
         Err(err) => return Err(Error::aws("CreateImage", err)),
     };
@@ -86,18 +87,21 @@ pub async fn start(
         image_id: parse_id(&image_id)?,
         image_name,
         state: ImageState::Pending,
+        polling: trigger.begin(),
     })
 }
 
 /// Reports on the image: pending, or available once its snapshots are tagged,
-/// the builder is terminated and ENA support is verified.
-#[instrument(skip_all, fields(build_id = %build_id, image = %image.image_id))]
+/// the builder is terminated and ENA support is verified. Still pending past
+/// the recipe's `image.timeout_seconds` is [`Error::ImageTimedOut`].
+#[instrument(skip_all, fields(build_id = %trigger.build_id, image = %image.image_id))]
 pub async fn poll(
     ctx: &Context,
     recipe: &Recipe,
-    build_id: &BuildId,
+    trigger: &Trigger,
     image: &Image,
 ) -> Result<Image> {
+    let build_id = &trigger.build_id;
     let failed = |reason: String| Error::ImageFailed {
         image: image.image_id.to_string(),
         reason,
@@ -120,7 +124,20 @@ pub async fn poll(
         .ok_or_else(|| failed("the image no longer exists".into()))?;
     let state = described.state().map(|s| s.as_str()).unwrap_or("unknown");
     match state {
-        "pending" => Ok(image.clone()),
+        "pending" => {
+            let timeout_seconds = recipe.file.image.timeout_seconds;
+            let running = jiff::Timestamp::now().duration_since(image.polling.since);
+            if running.as_secs() > i64::from(timeout_seconds) {
+                return Err(Error::ImageTimedOut {
+                    image: image.image_id.to_string(),
+                    timeout_seconds,
+                });
+            }
+            Ok(Image {
+                polling: trigger.pace(&image.polling),
+                ..image.clone()
+            })
+        }
         "available" => {
             tag_snapshots(ctx, recipe, build_id, &image.image_id, described).await?;
             builder::terminate(ctx, build_id, Some(Role::Builder)).await?;
@@ -184,7 +201,7 @@ async fn find_by_name(ctx: &Context, name: &str) -> Result<Option<Ec2Image>> {
     Ok(output.images.unwrap_or_default().into_iter().next())
 }
 
-fn to_state(image: Ec2Image, image_name: String) -> Result<Image> {
+fn to_state(image: Ec2Image, image_name: String, trigger: &Trigger) -> Result<Image> {
     let state = match image.state().map(|s| s.as_str()) {
         Some("available") => ImageState::Available,
         _ => ImageState::Pending,
@@ -193,6 +210,7 @@ fn to_state(image: Ec2Image, image_name: String) -> Result<Image> {
         image_id: parse_id(image.image_id().unwrap_or_default())?,
         image_name,
         state,
+        polling: trigger.begin(),
     })
 }
 

@@ -9,7 +9,7 @@ use crate::aws::Context;
 use crate::error::Result;
 use crate::recipe::Recipe;
 use crate::run_command::{self, Outcome, Script};
-use crate::state::{BuildId, Builder, Provision, StepStatus};
+use crate::state::{BuildId, Builder, Provision, StepStatus, Trigger};
 
 /// The command of step `step`.
 fn script<'a>(recipe: &'a Recipe, build_id: &'a BuildId, step: usize) -> Result<Script<'a>> {
@@ -27,15 +27,15 @@ fn script<'a>(recipe: &'a Recipe, build_id: &'a BuildId, step: usize) -> Result<
 
 /// Sends step `step` of the recipe to the builder, or returns the command a
 /// previous attempt of this call already sent.
-#[instrument(skip_all, fields(build_id = %build_id, step))]
+#[instrument(skip_all, fields(build_id = %trigger.build_id, step))]
 pub async fn start(
     ctx: &Context,
     recipe: &Recipe,
-    build_id: &BuildId,
+    trigger: &Trigger,
     builder: &Builder,
     step: usize,
 ) -> Result<Provision> {
-    let script = script(recipe, build_id, step)?;
+    let script = script(recipe, &trigger.build_id, step)?;
     let command_id = run_command::send(ctx, &builder.builder_instance_id, &script).await?;
     info!(%command_id, step = %script.label, "step sent");
     Ok(Provision {
@@ -44,31 +44,36 @@ pub async fn start(
         step_name: script.label.to_owned(),
         command_id: Some(command_id),
         status: StepStatus::InProgress,
+        polling: trigger.begin(),
     })
 }
 
 /// Reports on the step in `provision`: still running, or done and moved on to
 /// the next step, or all done. A failed or timed-out script is an error naming
 /// the step.
-#[instrument(skip_all, fields(build_id = %build_id, step = provision.step))]
+#[instrument(skip_all, fields(build_id = %trigger.build_id, step = provision.step))]
 pub async fn poll(
     ctx: &Context,
     recipe: &Recipe,
-    build_id: &BuildId,
+    trigger: &Trigger,
     builder: &Builder,
     provision: &Provision,
 ) -> Result<Provision> {
-    let script = script(recipe, build_id, provision.step)?;
+    let script = script(recipe, &trigger.build_id, provision.step)?;
     let command = crate::state::required(provision.command_id.as_ref(), "provision.command_id")?;
     match run_command::outcome(ctx, &builder.builder_instance_id, command, &script).await? {
-        Outcome::Running => Ok(provision.clone()),
-        Outcome::Succeeded => Ok(next(recipe, provision.step)),
+        Outcome::Running => Ok(Provision {
+            polling: trigger.pace(&provision.polling),
+            ..provision.clone()
+        }),
+        Outcome::Succeeded => Ok(next(recipe, trigger, provision.step)),
     }
 }
 
 /// Where provisioning stands once step `done` has succeeded.
-fn next(recipe: &Recipe, done: usize) -> Provision {
+fn next(recipe: &Recipe, trigger: &Trigger, done: usize) -> Provision {
     let steps = recipe.file.steps.len();
+    let polling = trigger.begin();
     match recipe.file.steps.get(done + 1) {
         Some(spec) => Provision {
             step: done + 1,
@@ -76,6 +81,7 @@ fn next(recipe: &Recipe, done: usize) -> Provision {
             step_name: spec.name.clone(),
             command_id: None,
             status: StepStatus::Pending,
+            polling,
         },
         None => Provision {
             step: done,
@@ -83,6 +89,7 @@ fn next(recipe: &Recipe, done: usize) -> Provision {
             step_name: recipe.file.steps[done].name.clone(),
             command_id: None,
             status: StepStatus::Done,
+            polling,
         },
     }
 }

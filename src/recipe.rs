@@ -208,6 +208,10 @@ fn default_timeout() -> u32 {
     3600
 }
 
+fn default_image_timeout() -> u32 {
+    4 * 3600
+}
+
 /// How the image is tested before anyone may use it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -231,6 +235,9 @@ pub struct ImageSpec {
     /// Refuse an image without ENA support.
     #[serde(default = "yes")]
     pub ena_required: bool,
+    /// Longest EC2 may take to make the image (large volumes take hours).
+    #[serde(default = "default_image_timeout")]
+    pub timeout_seconds: u32,
     /// Keep an image that failed its test (tagged `kiln:stage=failed`) for
     /// inspection instead of deregistering it.
     #[serde(default)]
@@ -616,6 +623,7 @@ fn check_timeout(field: &str, seconds: u32, problems: &mut Problems) {
 }
 
 fn check_image(image: &ImageSpec, problems: &mut Problems) {
+    check_timeout("image.timeout_seconds", image.timeout_seconds, problems);
     match placeholders(&image.name) {
         Ok(used) => {
             if let Some(unknown) = used.iter().find(|p| !NAME_PLACEHOLDERS.contains(p)) {

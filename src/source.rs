@@ -43,6 +43,7 @@ pub async fn resolve(ctx: &Context, recipe: &Recipe, force: bool) -> Result<Sour
         fingerprint,
         source_ami,
         started_at,
+        duration_seconds: None,
     })
 }
 

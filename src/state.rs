@@ -140,6 +140,24 @@ pub enum Reason {
     Manual,
 }
 
+/// The input a build execution starts with. Only `recipe` is required: the
+/// state machine fills in the others with [`Trigger`]'s defaults (a test
+/// checks they agree).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BuildInput {
+    /// The recipe to build.
+    pub recipe: RecipeName,
+    /// Why the build runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    /// Build even when an image with the same fingerprint exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub force: Option<bool>,
+    /// Seconds before the first poll of each piece of work.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait_seconds: Option<u32>,
+}
+
 /// What starts a build: the top level of the state document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trigger {
@@ -153,6 +171,67 @@ pub struct Trigger {
     /// Build even when an image with the same fingerprint exists.
     #[serde(default)]
     pub force: bool,
+    /// Seconds to wait before the first poll of each piece of work; later
+    /// polls wait longer as the work runs on (see [`Polling`]).
+    #[serde(default = "default_wait_seconds")]
+    pub wait_seconds: u32,
+    /// When the build started (the execution's start time), for durations.
+    #[serde(default)]
+    pub started_at: Option<jiff::Timestamp>,
+}
+
+fn default_wait_seconds() -> u32 {
+    30
+}
+
+/// Longest wait between two polls of the same work.
+pub const MAX_WAIT_SECONDS: u32 = 300;
+
+impl Trigger {
+    /// Whole seconds since the build started, when the start is known.
+    pub fn elapsed_seconds(&self) -> Option<u64> {
+        let started = self.started_at?;
+        let elapsed = jiff::Timestamp::now().duration_since(started);
+        Some(u64::try_from(elapsed.as_secs()).unwrap_or(0))
+    }
+
+    /// Pacing for work that starts now.
+    pub fn begin(&self) -> Polling {
+        Polling {
+            since: jiff::Timestamp::now(),
+            wait_seconds: self.wait_seconds,
+        }
+    }
+
+    /// Pacing for the next poll of work begun at `polling.since`: the
+    /// trigger's interval while the work is young, then a tenth of the time
+    /// it has run so far, at most [`MAX_WAIT_SECONDS`]. So the number of polls
+    /// grows with the logarithm of the time and then linearly at one per five
+    /// minutes: a 48 h step costs a few hundred polls, far below Step
+    /// Functions' 25,000-event execution history.
+    pub fn pace(&self, polling: &Polling) -> Polling {
+        self.pace_at(polling, jiff::Timestamp::now())
+    }
+
+    fn pace_at(&self, polling: &Polling, now: jiff::Timestamp) -> Polling {
+        let running = now.duration_since(polling.since);
+        let tenth = u32::try_from(running.as_secs() / 10).unwrap_or(MAX_WAIT_SECONDS);
+        Polling {
+            since: polling.since,
+            wait_seconds: tenth
+                .clamp(self.wait_seconds, MAX_WAIT_SECONDS.max(self.wait_seconds)),
+        }
+    }
+}
+
+/// When a polled piece of work (a step, the image, the test) began, and how
+/// long the state machine waits before polling it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Polling {
+    /// When the work began.
+    pub since: jiff::Timestamp,
+    /// Seconds the next Wait state waits.
+    pub wait_seconds: u32,
 }
 
 /// The output of resolve-source, stored at `$.source`.
@@ -174,6 +253,9 @@ pub struct Source {
     pub existing_image_id: Option<AmiId>,
     /// When the build started; names and durations derive from it so retries agree.
     pub started_at: jiff::Timestamp,
+    /// Seconds since the build started when the source was resolved (the
+    /// whole build's duration when it is skipped).
+    pub duration_seconds: Option<u64>,
 }
 
 /// The output of launch-builder, stored at `$.builder`.
@@ -211,6 +293,9 @@ pub struct Provision {
     pub command_id: Option<CommandId>,
     /// Where the current step stands.
     pub status: StepStatus,
+    /// When the current step was sent and when to poll it next.
+    #[serde(flatten)]
+    pub polling: Polling,
 }
 
 /// Where the new image stands.
@@ -233,6 +318,9 @@ pub struct Image {
     pub image_name: String,
     /// Where it stands.
     pub state: ImageState,
+    /// When the image was requested and when to poll it next.
+    #[serde(flatten)]
+    pub polling: Polling,
 }
 
 /// Where the image test stands.
@@ -259,6 +347,11 @@ pub struct TestRun {
     pub command_id: Option<CommandId>,
     /// Where the test stands.
     pub status: TestStatus,
+    /// When the test instance was launched and when to poll the test next.
+    #[serde(flatten)]
+    pub polling: Polling,
+    /// Seconds since the build started, once the test passed.
+    pub duration_seconds: Option<u64>,
 }
 
 /// What a cleanup did.
@@ -272,6 +365,8 @@ pub struct Cleanup {
     pub deleted_snapshots: Vec<String>,
     /// The build's images kept for inspection, tagged `kiln:stage=failed`.
     pub kept_failed: Vec<AmiId>,
+    /// Seconds since the build started, when the start is known.
+    pub duration_seconds: Option<u64>,
 }
 
 /// An error a `Catch` caught, as Step Functions records it.
@@ -293,8 +388,6 @@ pub struct BuildState {
     /// The trigger fields.
     #[serde(flatten)]
     pub trigger: Trigger,
-    /// Seconds every Wait state waits between two polls.
-    pub wait_seconds: u32,
     /// Set by resolve-source.
     pub source: Option<Source>,
     /// Set by launch-builder.
@@ -426,6 +519,58 @@ mod tests {
             serde_json::from_str(r#"{"recipe":"ubuntu-base","build_id":"b1"}"#).expect("parses");
         assert_eq!(trigger.reason, Reason::Manual);
         assert!(!trigger.force);
+        assert_eq!(trigger.wait_seconds, 30);
+        assert_eq!(trigger.elapsed_seconds(), None);
+    }
+
+    #[test]
+    fn polls_of_the_longest_step_stay_far_below_the_history_limit() {
+        // Step Functions keeps at most 25,000 events per execution; one
+        // Wait/Task/Choice round adds 9 (entered/exited of each state, the
+        // task's scheduled/started/succeeded).
+        const EVENTS_PER_POLL: u64 = 9;
+        let longest = crate::recipe::MAX_TIMEOUT_SECONDS;
+        for base in [0, 1, 30, 60] {
+            let trigger = Trigger {
+                wait_seconds: base,
+                ..serde_json::from_str(r#"{"recipe":"ubuntu-base","build_id":"b1"}"#)
+                    .expect("parses")
+            };
+            let start = jiff::Timestamp::UNIX_EPOCH;
+            let mut polling = Polling {
+                since: start,
+                wait_seconds: base,
+            };
+            let (mut now, mut polls) = (start, 0_u64);
+            while now.duration_since(start).as_secs() < i64::from(longest) {
+                now += jiff::SignedDuration::from_secs(i64::from(polling.wait_seconds.max(1)));
+                polling = trigger.pace_at(&polling, now);
+                polls += 1;
+                assert!(polling.wait_seconds <= MAX_WAIT_SECONDS.max(base));
+            }
+            assert!(
+                polls * EVENTS_PER_POLL < 8_000,
+                "base {base}s: {polls} polls for a {longest}s step"
+            );
+        }
+    }
+
+    #[test]
+    fn polls_start_at_the_interval_and_slow_down() {
+        let trigger = Trigger {
+            wait_seconds: 30,
+            ..serde_json::from_str(r#"{"recipe":"ubuntu-base","build_id":"b1"}"#)
+                .expect("parses")
+        };
+        let since = jiff::Timestamp::UNIX_EPOCH;
+        let polling = Polling {
+            since,
+            wait_seconds: 30,
+        };
+        let after = |secs| trigger.pace_at(&polling, since + jiff::SignedDuration::from_secs(secs));
+        assert_eq!(after(60).wait_seconds, 30);
+        assert_eq!(after(1_200).wait_seconds, 120);
+        assert_eq!(after(86_400).wait_seconds, MAX_WAIT_SECONDS);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::builder::{self, Launch};
 use crate::error::{Error, Result};
 use crate::recipe::Recipe;
 use crate::run_command::{self, Outcome, Script};
-use crate::state::{BuildId, Image, ImageState, Source, TestRun, TestStatus};
+use crate::state::{BuildId, Image, ImageState, Source, TestRun, TestStatus, Trigger};
 use crate::tags::{Role, Stage};
 
 /// The label the test script runs under (in errors, the console, `KILN_STEP`).
@@ -21,11 +21,11 @@ pub const LABEL: &str = "test";
 
 /// Launches the test instance from the available image, or returns the one
 /// this build already launched.
-#[instrument(skip_all, fields(build_id = %build_id, image = %image.image_id))]
+#[instrument(skip_all, fields(build_id = %trigger.build_id, image = %image.image_id))]
 pub async fn launch(
     ctx: &Context,
     recipe: &Recipe,
-    build_id: &BuildId,
+    trigger: &Trigger,
     source: &Source,
     image: &Image,
 ) -> Result<TestRun> {
@@ -37,7 +37,7 @@ pub async fn launch(
     }
     let launch = Launch {
         recipe,
-        build_id,
+        build_id: &trigger.build_id,
         role: Role::Test,
         image: &image.image_id,
         root_device_name: &source.root_device_name,
@@ -48,6 +48,8 @@ pub async fn launch(
         instance_type,
         command_id: None,
         status: TestStatus::Launched,
+        polling: trigger.begin(),
+        duration_seconds: None,
     })
 }
 
@@ -65,19 +67,24 @@ fn script<'a>(recipe: &'a Recipe, build_id: &'a BuildId) -> Script<'a> {
 }
 
 /// Sends the test script to the test instance (once, however often retried).
-#[instrument(skip_all, fields(build_id = %build_id, instance = %test.test_instance_id))]
+#[instrument(skip_all, fields(build_id = %trigger.build_id, instance = %test.test_instance_id))]
 pub async fn start(
     ctx: &Context,
     recipe: &Recipe,
-    build_id: &BuildId,
+    trigger: &Trigger,
     test: &TestRun,
 ) -> Result<TestRun> {
-    let command_id =
-        run_command::send(ctx, &test.test_instance_id, &script(recipe, build_id)).await?;
+    let command_id = run_command::send(
+        ctx,
+        &test.test_instance_id,
+        &script(recipe, &trigger.build_id),
+    )
+    .await?;
     info!(%command_id, "test sent");
     Ok(TestRun {
         command_id: Some(command_id),
         status: TestStatus::InProgress,
+        polling: trigger.begin(),
         ..test.clone()
     })
 }
@@ -85,14 +92,15 @@ pub async fn start(
 /// Reports on the test: still running, or passed (the test instance is
 /// terminated and the image tagged `tested`). A failing test is
 /// `CommandFailed` naming `test`; the image then stays untested.
-#[instrument(skip_all, fields(build_id = %build_id, image = %image.image_id))]
+#[instrument(skip_all, fields(build_id = %trigger.build_id, image = %image.image_id))]
 pub async fn poll(
     ctx: &Context,
     recipe: &Recipe,
-    build_id: &BuildId,
+    trigger: &Trigger,
     image: &Image,
     test: &TestRun,
 ) -> Result<TestRun> {
+    let build_id = &trigger.build_id;
     let command = crate::state::required(test.command_id.as_ref(), "test.command_id")?;
     match run_command::outcome(
         ctx,
@@ -102,13 +110,17 @@ pub async fn poll(
     )
     .await?
     {
-        Outcome::Running => Ok(test.clone()),
+        Outcome::Running => Ok(TestRun {
+            polling: trigger.pace(&test.polling),
+            ..test.clone()
+        }),
         Outcome::Succeeded => {
             builder::terminate(ctx, build_id, Some(Role::Test)).await?;
             crate::image::set_stage(ctx, &image.image_id, Stage::Tested).await?;
             info!("image passed its test");
             Ok(TestRun {
                 status: TestStatus::Passed,
+                duration_seconds: trigger.elapsed_seconds(),
                 ..test.clone()
             })
         }

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use kiln::state::{
-    BuildState, Builder, CaughtError, Cleanup, Image, ImageState, Provision, Source, StepStatus,
-    TestRun, TestStatus,
+    BuildInput, BuildState, Builder, CaughtError, Cleanup, Image, ImageState, Polling, Provision, Source,
+    Reason, StepStatus, TestRun, TestStatus, Trigger,
 };
 use kiln_testkit::asl;
 use serde_json::Value;
@@ -26,9 +26,15 @@ fn full_state() -> Value {
         error: "CommandFailed".into(),
         cause: "step setup failed".into(),
     };
-    let state = BuildState {
-        trigger: kiln_testkit::trigger("b1"),
+    let polling = Polling {
+        since: jiff::Timestamp::UNIX_EPOCH,
         wait_seconds: 30,
+    };
+    let state = BuildState {
+        trigger: Trigger {
+            started_at: Some(jiff::Timestamp::UNIX_EPOCH),
+            ..kiln_testkit::trigger("b1")
+        },
         source: Some(Source {
             source_ami: ami,
             source_name: "ubuntu".into(),
@@ -38,6 +44,7 @@ fn full_state() -> Value {
             skip: false,
             existing_image_id: None,
             started_at: jiff::Timestamp::UNIX_EPOCH,
+            duration_seconds: Some(1),
         }),
         builder: Some(Builder {
             builder_instance_id: instance.clone(),
@@ -49,24 +56,42 @@ fn full_state() -> Value {
             step_name: "setup".into(),
             command_id: Some(command.clone()),
             status: StepStatus::InProgress,
+            polling,
         }),
         image: Some(Image {
             image_id: "ami-0fedcba9876543210".parse().expect("ami"),
             image_name: "kiln/x".into(),
             state: ImageState::Pending,
+            polling,
         }),
         test: Some(TestRun {
             test_instance_id: instance,
             instance_type: "t3.small".into(),
             command_id: Some(command),
             status: TestStatus::InProgress,
+            polling,
+            duration_seconds: Some(1),
         }),
         error: Some(caught.clone()),
-        cleanup: Some(Cleanup::default()),
+        cleanup: Some(Cleanup {
+            duration_seconds: Some(1),
+            ..Cleanup::default()
+        }),
         cleanup_error: Some(caught.clone()),
         notify_error: Some(caught),
     };
     serde_json::to_value(state).expect("serialize")
+}
+
+/// An execution input with every field set.
+fn full_input() -> Value {
+    serde_json::to_value(BuildInput {
+        recipe: "ubuntu-base".parse().expect("name"),
+        reason: Some(Reason::Security),
+        force: Some(true),
+        wait_seconds: Some(1),
+    })
+    .expect("serialize")
 }
 
 fn functions() -> PathBuf {
@@ -83,8 +108,33 @@ fn the_pipeline_names_only_what_the_rust_code_has() {
     );
     assert!(asl::error_names(&machine).contains("BuilderNotReady"));
     assert!(asl::placeholders(&machine).contains("CleanupBuildFunction"));
-    let problems = asl::problems(&machine, &full_state(), &functions());
+    let problems = asl::problems(&machine, &full_state(), &full_input(), &functions());
     assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn the_pipeline_fills_in_the_input_as_the_lambdas_would() {
+    let machine = asl::load(&pipeline());
+    let merge = machine["States"]["Init"]["Parameters"]["input.$"]
+        .as_str()
+        .expect("Init merges defaults into the input");
+    let defaults = merge
+        .split_once("StringToJson('")
+        .and_then(|(_, rest)| rest.split_once("')"))
+        .map(|(json, _)| json)
+        .expect("a StringToJson literal");
+    let defaults: Value = serde_json::from_str(defaults).expect("defaults are JSON");
+    let minimal = serde_json::json!({"recipe": "ubuntu-base", "build_id": "b1"});
+    let trigger: Trigger = serde_json::from_value(minimal).expect("trigger");
+    let trigger = serde_json::to_value(trigger).expect("serialize");
+    for (field, value) in defaults.as_object().expect("an object") {
+        assert_eq!(&trigger[field], value, "default of {field}");
+    }
+    assert_eq!(
+        defaults.as_object().map(|d| d.len()),
+        Some(3),
+        "reason, force and wait_seconds have defaults: {defaults}"
+    );
 }
 
 #[test]
@@ -97,6 +147,7 @@ fn a_misspelt_copy_is_caught() {
     let problems = asl::problems(
         &serde_json::from_str(&broken).expect("json"),
         &full_state(),
+        &full_input(),
         &functions(),
     );
     assert_eq!(problems.len(), 3, "{problems:#?}");
@@ -126,7 +177,7 @@ fn every_function_task_has_a_timeout_a_retry_and_a_way_to_cleanup() {
         );
         let catch_to = state["Catch"][0]["Next"].as_str();
         let expected = if name == "Cleanup" {
-            "PublishFailed"
+            "CleanupFailed"
         } else {
             "Cleanup"
         };

@@ -18,28 +18,28 @@ async fn build(ctx: &Context, recipe: &Recipe, trigger: &Trigger) -> (Source, Bu
     let builder = kiln::builder::launch(ctx, recipe, build_id, &source)
         .await
         .expect("launch");
-    let first = kiln::provision::start(ctx, recipe, build_id, &builder, 0)
+    let first = kiln::provision::start(ctx, recipe, trigger, &builder, 0)
         .await
         .expect("start");
-    let retried = kiln::provision::start(ctx, recipe, build_id, &builder, 0)
+    let retried = kiln::provision::start(ctx, recipe, trigger, &builder, 0)
         .await
         .expect("start");
     assert_eq!(
         first.command_id, retried.command_id,
         "a retried start sends nothing new"
     );
-    let mut provision = kiln::provision::start(ctx, recipe, build_id, &builder, 0)
+    let mut provision = kiln::provision::start(ctx, recipe, trigger, &builder, 0)
         .await
         .expect("start step 0");
     for _ in 0..20 {
         provision = match provision.status {
             StepStatus::InProgress => {
-                kiln::provision::poll(ctx, recipe, build_id, &builder, &provision)
+                kiln::provision::poll(ctx, recipe, trigger, &builder, &provision)
                     .await
                     .expect("poll")
             }
             StepStatus::Pending => {
-                kiln::provision::start(ctx, recipe, build_id, &builder, provision.step)
+                kiln::provision::start(ctx, recipe, trigger, &builder, provision.step)
                     .await
                     .expect("start step")
             }
@@ -48,14 +48,14 @@ async fn build(ctx: &Context, recipe: &Recipe, trigger: &Trigger) -> (Source, Bu
     }
     assert_eq!(provision.status, StepStatus::Done, "provisioning finished");
     assert_eq!(provision.steps, recipe.file.steps.len());
-    let mut image = kiln::image::start(ctx, recipe, build_id, &source, &builder)
+    let mut image = kiln::image::start(ctx, recipe, trigger, &source, &builder)
         .await
         .expect("create image");
     for _ in 0..20 {
         if image.state == ImageState::Available {
             break;
         }
-        image = kiln::image::poll(ctx, recipe, build_id, &image)
+        image = kiln::image::poll(ctx, recipe, trigger, &image)
             .await
             .expect("poll image");
     }
@@ -278,13 +278,13 @@ async fn unchanged_inputs_skip_and_one_byte_of_setup_sh_does_not() {
         !untested.skip,
         "an untested candidate does not make the build up to date"
     );
-    let test = kiln::test_run::launch(&ctx, &recipe, &trigger.build_id, &first, &image)
+    let test = kiln::test_run::launch(&ctx, &recipe, &trigger, &first, &image)
         .await
         .expect("test");
-    let test = kiln::test_run::start(&ctx, &recipe, &trigger.build_id, &test)
+    let test = kiln::test_run::start(&ctx, &recipe, &trigger, &test)
         .await
         .expect("start");
-    kiln::test_run::poll(&ctx, &recipe, &trigger.build_id, &image, &test)
+    kiln::test_run::poll(&ctx, &recipe, &trigger, &image, &test)
         .await
         .expect("pass");
 
@@ -489,14 +489,14 @@ async fn a_passing_test_marks_the_image_tested_and_leaves_no_instance() {
     let trigger = kiln_testkit::trigger("build-test-1");
     let (source, _, image) = build(&ctx, &recipe, &trigger).await;
 
-    let launched = kiln::test_run::launch(&ctx, &recipe, &trigger.build_id, &source, &image)
+    let launched = kiln::test_run::launch(&ctx, &recipe, &trigger, &source, &image)
         .await
         .expect("launch");
-    let again = kiln::test_run::launch(&ctx, &recipe, &trigger.build_id, &source, &image)
+    let again = kiln::test_run::launch(&ctx, &recipe, &trigger, &source, &image)
         .await
         .expect("relaunch");
     assert_eq!(
-        launched, again,
+        launched.test_instance_id, again.test_instance_id,
         "a retried launch returns the same test instance"
     );
     let tests: Vec<_> = kiln_testkit::live_instances(&ctx, Some("build-test-1"))
@@ -519,11 +519,11 @@ async fn a_passing_test_marks_the_image_tested_and_leaves_no_instance() {
     );
     assert_eq!(tests[0].key_name(), None);
 
-    let started = kiln::test_run::start(&ctx, &recipe, &trigger.build_id, &launched)
+    let started = kiln::test_run::start(&ctx, &recipe, &trigger, &launched)
         .await
         .expect("start");
     assert_eq!(started.status, kiln::state::TestStatus::InProgress);
-    let passed = kiln::test_run::poll(&ctx, &recipe, &trigger.build_id, &image, &started)
+    let passed = kiln::test_run::poll(&ctx, &recipe, &trigger, &image, &started)
         .await
         .expect("poll");
     assert_eq!(passed.status, kiln::state::TestStatus::Passed);
@@ -557,14 +557,14 @@ async fn half_built(ctx: &Context, recipe: &Recipe, build_id: &str) -> Image {
     let builder = kiln::builder::launch(ctx, recipe, &trigger.build_id, &source)
         .await
         .expect("launch");
-    let image = kiln::image::start(ctx, recipe, &trigger.build_id, &source, &builder)
+    let image = kiln::image::start(ctx, recipe, &trigger, &source, &builder)
         .await
         .expect("image");
     let image = Image {
         state: ImageState::Available,
         ..image
     };
-    kiln::test_run::launch(ctx, recipe, &trigger.build_id, &source, &image)
+    kiln::test_run::launch(ctx, recipe, &trigger, &source, &image)
         .await
         .expect("test instance");
     image

@@ -23,7 +23,7 @@ use aws_smithy_mocks::{Rule, mock};
 use aws_smithy_types::body::SdkBody;
 use kiln::Error;
 use kiln::aws::Context;
-use kiln::state::{Builder, Provision, Source, StepStatus};
+use kiln::state::{Builder, MAX_WAIT_SECONDS, Polling, Provision, Source, StepStatus};
 use kiln_testkit::RecipeCopy;
 
 const SOURCE: &str = "ami-0a1b2c3d4e5f60001";
@@ -44,6 +44,7 @@ fn source(copy: &RecipeCopy) -> Source {
         skip: false,
         existing_image_id: None,
         started_at: jiff::Timestamp::UNIX_EPOCH,
+        duration_seconds: None,
     }
 }
 
@@ -192,7 +193,7 @@ async fn an_unregistered_agent_is_builder_not_ready_and_a_gone_builder_is_not() 
         let err = kiln::provision::start(
             &ctx,
             &copy.load(),
-            &"b1".parse().expect("id"),
+            &kiln_testkit::trigger("b1"),
             &builder(),
             0,
         )
@@ -210,6 +211,10 @@ fn in_progress() -> Provision {
         step_name: "setup".into(),
         command_id: Some(COMMAND.parse().expect("command id")),
         status: StepStatus::InProgress,
+        polling: Polling {
+            since: jiff::Timestamp::UNIX_EPOCH,
+            wait_seconds: 0,
+        },
     }
 }
 
@@ -234,7 +239,7 @@ async fn a_script_that_exits_1_is_command_failed_with_the_exit_code_and_stderr_t
     let err = kiln::provision::poll(
         &ctx,
         &copy.load(),
-        &"b1".parse().expect("id"),
+        &kiln_testkit::trigger("b1"),
         &builder(),
         &in_progress(),
     )
@@ -273,14 +278,24 @@ async fn a_script_that_exits_1_is_command_failed_with_the_exit_code_and_stderr_t
 async fn polling_reports_progress_timeouts_and_the_next_step() {
     let copy = RecipeCopy::ubuntu_base();
     let recipe = copy.load();
-    let build_id = "b1".parse().expect("id");
+    let trigger = kiln_testkit::trigger("b1");
 
     let running = invocation(CommandInvocationStatus::InProgress, -1, String::new());
     let ctx = context(&copy, &[], &[&running]);
-    let polled = kiln::provision::poll(&ctx, &recipe, &build_id, &builder(), &in_progress())
+    let polled = kiln::provision::poll(&ctx, &recipe, &trigger, &builder(), &in_progress())
         .await
         .expect("poll");
-    assert_eq!(polled, in_progress());
+    assert_eq!(
+        polled,
+        Provision {
+            polling: Polling {
+                wait_seconds: MAX_WAIT_SECONDS,
+                ..in_progress().polling
+            },
+            ..in_progress()
+        },
+        "a step running since long ago is polled every {MAX_WAIT_SECONDS} s"
+    );
 
     let not_yet = mock!(aws_sdk_ssm::Client::get_command_invocation).then_error(|| {
         GetCommandInvocationError::InvocationDoesNotExist(
@@ -288,7 +303,7 @@ async fn polling_reports_progress_timeouts_and_the_next_step() {
         )
     });
     let ctx = context(&copy, &[], &[&not_yet]);
-    let polled = kiln::provision::poll(&ctx, &recipe, &build_id, &builder(), &in_progress())
+    let polled = kiln::provision::poll(&ctx, &recipe, &trigger, &builder(), &in_progress())
         .await
         .expect("poll");
     assert_eq!(
@@ -299,7 +314,7 @@ async fn polling_reports_progress_timeouts_and_the_next_step() {
 
     let timed_out = invocation(CommandInvocationStatus::TimedOut, -1, String::new());
     let ctx = context(&copy, &[], &[&timed_out]);
-    let err = kiln::provision::poll(&ctx, &recipe, &build_id, &builder(), &in_progress())
+    let err = kiln::provision::poll(&ctx, &recipe, &trigger, &builder(), &in_progress())
         .await
         .expect_err("timeout");
     assert_eq!(err.name(), "CommandTimedOut");
@@ -308,7 +323,7 @@ async fn polling_reports_progress_timeouts_and_the_next_step() {
     // setup succeeded (after the reboot it asked SSM for): cleanup is next.
     let succeeded = invocation(CommandInvocationStatus::Success, 0, String::new());
     let ctx = context(&copy, &[], &[&succeeded]);
-    let next = kiln::provision::poll(&ctx, &recipe, &build_id, &builder(), &in_progress())
+    let next = kiln::provision::poll(&ctx, &recipe, &trigger, &builder(), &in_progress())
         .await
         .expect("poll");
     assert_eq!(
@@ -407,11 +422,16 @@ fn image_now(state: ImageState, ena: Option<bool>) -> Rule {
     })
 }
 
-fn pending_image() -> kiln::state::Image {
+/// An image requested at `since`.
+fn pending_image(since: jiff::Timestamp) -> kiln::state::Image {
     kiln::state::Image {
         image_id: "ami-0fedcba9876543210".parse().expect("ami"),
         image_name: "kiln/ubuntu-base/19700101-b1".into(),
         state: kiln::state::ImageState::Pending,
+        polling: Polling {
+            since,
+            wait_seconds: 0,
+        },
     }
 }
 
@@ -438,8 +458,8 @@ async fn an_available_image_without_ena_is_refused_after_the_builder_is_gone() {
     let err = kiln::image::poll(
         &ctx,
         &copy.load(),
-        &"b1".parse().expect("id"),
-        &pending_image(),
+        &kiln_testkit::trigger("b1"),
+        &pending_image(jiff::Timestamp::now()),
     )
     .await
     .expect_err("no ENA");
@@ -466,8 +486,8 @@ async fn a_failed_image_is_image_failed_with_the_reason() {
     let err = kiln::image::poll(
         &ctx,
         &copy.load(),
-        &"b1".parse().expect("id"),
-        &pending_image(),
+        &kiln_testkit::trigger("b1"),
+        &pending_image(jiff::Timestamp::now()),
     )
     .await
     .expect_err("failed");
@@ -477,12 +497,32 @@ async fn a_failed_image_is_image_failed_with_the_reason() {
 
     let pending = image_now(ImageState::Pending, None);
     let ctx = context(&copy, &[&pending], &[]);
-    let polled = kiln::image::poll(
+    let image = pending_image(jiff::Timestamp::now());
+    let polled = kiln::image::poll(&ctx, &copy.load(), &kiln_testkit::trigger("b1"), &image)
+        .await
+        .expect("pending");
+    assert_eq!(
+        (polled.state, polled.polling.since),
+        (image.state, image.polling.since)
+    );
+}
+
+#[tokio::test]
+async fn an_image_pending_past_the_recipe_timeout_is_image_timed_out() {
+    let copy = RecipeCopy::ubuntu_base();
+    let pending = image_now(ImageState::Pending, None);
+    let ctx = context(&copy, &[&pending], &[]);
+    let since = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(5);
+
+    let err = kiln::image::poll(
         &ctx,
         &copy.load(),
-        &"b1".parse().expect("id"),
-        &pending_image(),
+        &kiln_testkit::trigger("b1"),
+        &pending_image(since),
     )
-    .await;
-    assert_eq!(polled.expect("pending"), pending_image());
+    .await
+    .expect_err("timed out");
+
+    assert_eq!(err.name(), "ImageTimedOut");
+    assert!(err.to_string().contains("14400 s"), "{err}");
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEventType};
 use kiln_testkit::{Emulator, RecipeCopy, tag};
+use serde_json::Value;
 
 struct Run {
     status: ExecutionStatus,
@@ -14,10 +15,11 @@ struct Run {
     transitions: usize,
 }
 
-/// Starts a build named `build_id` and waits for it to end.
+/// Starts a build named `build_id` and waits for it to end. The input leaves
+/// `reason` and `force` to the state machine's defaults.
 async fn build(emulator: &Emulator, build_id: &str) -> Run {
     let sfn = emulator.sfn();
-    let input = serde_json::json!({"recipe": "ubuntu-base", "reason": "manual", "force": false, "wait_seconds": 0});
+    let input = serde_json::json!({"recipe": "ubuntu-base", "wait_seconds": 0});
     let started = sfn
         .start_execution()
         .state_machine_arn(
@@ -75,11 +77,34 @@ async fn build(emulator: &Emulator, build_id: &str) -> Run {
     panic!("build {build_id} did not end in 120 s");
 }
 
+/// The one event a build published, checked for the fields every kiln event has.
+fn the_event(events: &[Value], detail_type: &str, build_id: &str) -> Value {
+    let matching: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["detail"]["build_id"] == build_id)
+        .collect();
+    assert_eq!(matching.len(), 1, "one event per build: {events:#?}");
+    let event = matching[0];
+    assert_eq!(event["source"], "kiln");
+    assert_eq!(event["detail-type"], detail_type, "{event:#}");
+    let detail = &event["detail"];
+    assert_eq!(detail["recipe"], "ubuntu-base");
+    assert_eq!(detail["reason"], "manual", "the default reason");
+    assert!(detail["started_at"].is_string(), "{detail:#}");
+    assert!(detail["finished_at"].is_string(), "{detail:#}");
+    assert!(
+        detail["duration_seconds"].as_u64().is_some_and(|s| s < 600),
+        "{detail:#}"
+    );
+    detail.clone()
+}
+
 #[tokio::test]
 async fn a_build_makes_one_tested_image_and_a_second_run_skips() {
     let copy = RecipeCopy::ubuntu_base();
     let emulator = Emulator::start_pipeline(copy.root.path(), &[]).await;
     let ctx = emulator.context(copy.root.path());
+    let events = emulator.capture_events().await;
 
     let run = build(&emulator, "pipeline-happy-1").await;
 
@@ -109,6 +134,20 @@ async fn a_build_makes_one_tested_image_and_a_second_run_skips() {
         run.transitions
     );
     assert!(run.transitions <= 30, "{} transitions", run.transitions);
+    let built = the_event(
+        &events.received().await,
+        "Image Build Succeeded",
+        "pipeline-happy-1",
+    );
+    assert_eq!(built["image_id"], images[0].image_id().expect("id"));
+    assert_eq!(
+        built["fingerprint"],
+        tag(images[0].tags(), "kiln:fingerprint").expect("fingerprint")
+    );
+    assert_eq!(
+        built["source_ami"],
+        tag(images[0].tags(), "kiln:source-ami").expect("source")
+    );
 
     let again = build(&emulator, "pipeline-happy-2").await;
     assert_eq!(again.status, ExecutionStatus::Succeeded);
@@ -127,10 +166,16 @@ async fn a_build_makes_one_tested_image_and_a_second_run_skips() {
         again.transitions
     );
     assert!(
-        again.transitions <= 5,
+        again.transitions <= 6,
         "skipping is cheap: {} transitions",
         again.transitions
     );
+    let skipped = the_event(
+        &events.received().await,
+        "Image Build Skipped",
+        "pipeline-happy-2",
+    );
+    assert_eq!(skipped["image_id"], images[0].image_id().expect("id"));
 }
 
 /// With `fault` injected, the build fails with `error` (the original error,
@@ -140,6 +185,7 @@ async fn fails_cleanly(fault: &str, error: &str) {
     let copy = RecipeCopy::ubuntu_base();
     let emulator = Emulator::start_pipeline(copy.root.path(), &[fault]).await;
     let ctx = emulator.context(copy.root.path());
+    let events = emulator.capture_events().await;
     let build_id = format!("pipeline-fault-{}", fault.replace(':', "-").to_lowercase());
 
     let run = build(&emulator, &build_id).await;
@@ -159,6 +205,18 @@ async fn fails_cleanly(fault: &str, error: &str) {
     );
     let images = kiln_testkit::own_images(&ctx).await;
     assert!(images.is_empty(), "{fault}: images left: {images:?}");
+    let failed = the_event(&events.received().await, "Image Build Failed", &build_id);
+    assert_eq!(failed["error"]["Error"], error, "{fault}");
+    let launched = kiln_testkit::instances(&ctx, Some(&build_id)).await;
+    let terminated = failed["cleanup"]["terminated"]
+        .as_array()
+        .expect("the event says what cleanup terminated");
+    assert!(
+        terminated
+            .iter()
+            .all(|id| launched.iter().any(|i| id.as_str() == i.instance_id())),
+        "{fault}: cleanup terminated only the build's instances: {failed:#}"
+    );
 }
 
 #[tokio::test]

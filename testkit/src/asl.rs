@@ -26,8 +26,10 @@ pub fn load(path: &Path) -> Value {
 
 /// Every problem of `machine` against the Rust code: error names that no
 /// kiln error has, placeholders naming no function crate in `functions`,
-/// paths that `state` (a full state document) does not have.
-pub fn problems(machine: &Value, state: &Value, functions: &Path) -> Vec<String> {
+/// paths that `state` (a full state document) does not have; `$.input.…`
+/// paths (the execution input, before the state document exists) are
+/// checked against `input` (a full execution input).
+pub fn problems(machine: &Value, state: &Value, input: &Value, functions: &Path) -> Vec<String> {
     let known: BTreeSet<&str> = kiln::Error::names().collect();
     let mut problems = Vec::new();
     for name in error_names(machine) {
@@ -52,10 +54,15 @@ pub fn problems(machine: &Value, state: &Value, functions: &Path) -> Vec<String>
         }
     }
     for path in paths(machine) {
-        if !resolves(state, &path) {
-            problems.push(format!(
+        match path.strip_prefix("$.input.") {
+            Some(field) if !resolves(input, &format!("$.{field}")) => problems.push(format!(
+                "{path} is not a field of the execution input (kiln::state::BuildInput)"
+            )),
+            Some(_) => {}
+            None if !resolves(state, &path) => problems.push(format!(
                 "{path} is not a field of the state document (kiln::state::BuildState)"
-            ));
+            )),
+            None => {}
         }
     }
     problems

@@ -160,6 +160,45 @@ impl Emulator {
         aws_sdk_sfn::Client::new(&self.config)
     }
 
+    /// Captures every event with `source: kiln` on the default bus, as a rule
+    /// with an SQS target would deliver it to a subscriber.
+    pub async fn capture_events(&self) -> EventCapture {
+        let sqs = aws_sdk_sqs::Client::new(&self.config);
+        let queue = sqs
+            .create_queue()
+            .queue_name("kiln-events")
+            .send()
+            .await
+            .expect("create queue");
+        let queue_url = queue.queue_url().expect("queue url").to_owned();
+        let arn = format!(
+            "arn:aws:sqs:{}:123456789012:kiln-events",
+            self.seeded.region
+        );
+        let events = aws_sdk_eventbridge::Client::new(&self.config);
+        events
+            .put_rule()
+            .name("kiln-events")
+            .event_pattern(r#"{"source": ["kiln"]}"#)
+            .send()
+            .await
+            .expect("put rule");
+        events
+            .put_targets()
+            .rule("kiln-events")
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("queue")
+                    .arn(arn)
+                    .build()
+                    .expect("target"),
+            )
+            .send()
+            .await
+            .expect("put targets");
+        EventCapture { sqs, queue_url }
+    }
+
     /// A context whose recipes live under `recipe_root`, reading the seeded source parameter.
     pub fn context(&self, recipe_root: &Path) -> Context {
         Context::new(
@@ -192,6 +231,44 @@ impl Drop for Emulator {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The events a rule delivered to its queue (see [`Emulator::capture_events`]).
+pub struct EventCapture {
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl EventCapture {
+    /// Every event delivered since the last call, as EventBridge sends them.
+    pub async fn received(&self) -> Vec<serde_json::Value> {
+        let mut events = Vec::new();
+        loop {
+            let output = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .expect("receive");
+            let messages = output.messages();
+            if messages.is_empty() {
+                return events;
+            }
+            for message in messages {
+                let body = message.body().expect("a body");
+                events.push(serde_json::from_str(body).expect("an event is JSON"));
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(message.receipt_handle().expect("handle"))
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
     }
 }
 
@@ -239,6 +316,8 @@ pub fn trigger(build_id: &str) -> Trigger {
         build_id: build_id.parse::<BuildId>().expect("id"),
         reason: kiln::state::Reason::Manual,
         force: false,
+        wait_seconds: 0,
+        started_at: None,
     }
 }
 

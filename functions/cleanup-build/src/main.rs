@@ -17,7 +17,11 @@ async fn handler(ctx: &Context, event: LambdaEvent<Value>) -> kiln::Result<Clean
             false
         }
     };
-    kiln::cleanup::cleanup(ctx, &trigger.build_id, keep_failed).await
+    let done = kiln::cleanup::cleanup(ctx, &trigger.build_id, keep_failed).await?;
+    Ok(Cleanup {
+        duration_seconds: trigger.elapsed_seconds(),
+        ..done
+    })
 }
 
 #[tokio::main]

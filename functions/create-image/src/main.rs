@@ -10,14 +10,14 @@ use kiln::state::{Action, Image, ImageRequest};
 async fn handler(ctx: &Context, event: LambdaEvent<Value>) -> kiln::Result<Image> {
     let request: ImageRequest = lambda::parse(event)?;
     let recipe = ctx.recipe(&request.trigger.recipe)?;
-    let build_id = &request.trigger.build_id;
+    let trigger = &request.trigger;
     match request.action {
         Action::Start => {
-            kiln::image::start(ctx, &recipe, build_id, &request.source, &request.builder).await
+            kiln::image::start(ctx, &recipe, trigger, &request.source, &request.builder).await
         }
         Action::Poll => {
             let image = kiln::state::required(request.image, "image")?;
-            kiln::image::poll(ctx, &recipe, build_id, &image).await
+            kiln::image::poll(ctx, &recipe, trigger, &image).await
         }
     }
 }

@@ -8,7 +8,11 @@ use kiln::state::{Source, Trigger};
 async fn handler(ctx: &Context, event: LambdaEvent<Value>) -> kiln::Result<Source> {
     let trigger: Trigger = lambda::parse(event)?;
     let recipe = ctx.recipe(&trigger.recipe)?;
-    kiln::source::resolve(ctx, &recipe, trigger.force).await
+    let source = kiln::source::resolve(ctx, &recipe, trigger.force).await?;
+    Ok(Source {
+        duration_seconds: trigger.elapsed_seconds(),
+        ..source
+    })
 }
 
 #[tokio::main]

@@ -9,15 +9,15 @@ use kiln::state::{Action, Provision, ProvisionRequest};
 async fn handler(ctx: &Context, event: LambdaEvent<Value>) -> kiln::Result<Provision> {
     let request: ProvisionRequest = lambda::parse(event)?;
     let recipe = ctx.recipe(&request.trigger.recipe)?;
-    let build_id = &request.trigger.build_id;
+    let trigger = &request.trigger;
     match (request.action, request.provision) {
         (Action::Start, provision) => {
             let step = provision.map_or(0, |p| p.step);
-            kiln::provision::start(ctx, &recipe, build_id, &request.builder, step).await
+            kiln::provision::start(ctx, &recipe, trigger, &request.builder, step).await
         }
         (Action::Poll, provision) => {
             let provision = kiln::state::required(provision, "provision")?;
-            kiln::provision::poll(ctx, &recipe, build_id, &request.builder, &provision).await
+            kiln::provision::poll(ctx, &recipe, trigger, &request.builder, &provision).await
         }
     }
 }
@@ -103,7 +103,7 @@ mod tests {
         assert_eq!(err.name(), "InvalidInput");
         assert!(err.to_string().contains("provision"), "{err}");
 
-        let beyond = json!({"step": 7, "steps": 2, "step_name": "x", "command_id": null, "status": "pending"});
+        let beyond = json!({"step": 7, "steps": 2, "step_name": "x", "command_id": null, "status": "pending", "since": "1970-01-01T00:00:00Z", "wait_seconds": 0});
         let err = handler(&ctx, event("start", beyond))
             .await
             .expect_err("refused");

@@ -11,17 +11,17 @@ use kiln::state::{TestAction, TestRequest, TestRun, required};
 async fn handler(ctx: &Context, event: LambdaEvent<Value>) -> kiln::Result<TestRun> {
     let request: TestRequest = lambda::parse(event)?;
     let recipe = ctx.recipe(&request.trigger.recipe)?;
-    let build_id = &request.trigger.build_id;
+    let trigger = &request.trigger;
     match request.action {
         TestAction::Launch => {
-            kiln::test_run::launch(ctx, &recipe, build_id, &request.source, &request.image).await
+            kiln::test_run::launch(ctx, &recipe, trigger, &request.source, &request.image).await
         }
         TestAction::Start => {
-            kiln::test_run::start(ctx, &recipe, build_id, &required(request.test, "test")?).await
+            kiln::test_run::start(ctx, &recipe, trigger, &required(request.test, "test")?).await
         }
         TestAction::Poll => {
             let test = required(request.test, "test")?;
-            kiln::test_run::poll(ctx, &recipe, build_id, &request.image, &test).await
+            kiln::test_run::poll(ctx, &recipe, trigger, &request.image, &test).await
         }
     }
 }
