@@ -49,7 +49,8 @@ pub async fn start(
         force: Some(force),
         wait_seconds: Some(wait_seconds),
     };
-    let input = serde_json::to_string(&input).map_err(|err| Error::InvalidInput(err.to_string()))?;
+    let input =
+        serde_json::to_string(&input).map_err(|err| Error::InvalidInput(err.to_string()))?;
     let arn = execution_arn(state_machine, &name)?;
     let started = sfn
         .start_execution()

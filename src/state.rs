@@ -215,11 +215,10 @@ impl Trigger {
 
     fn pace_at(&self, polling: &Polling, now: jiff::Timestamp) -> Polling {
         let running = now.duration_since(polling.since);
-        let tenth = u32::try_from(running.as_secs() / 10).unwrap_or(MAX_WAIT_SECONDS);
+        let tenth = u32::try_from(running.as_secs().max(0) / 10).unwrap_or(MAX_WAIT_SECONDS);
         Polling {
             since: polling.since,
-            wait_seconds: tenth
-                .clamp(self.wait_seconds, MAX_WAIT_SECONDS.max(self.wait_seconds)),
+            wait_seconds: tenth.clamp(self.wait_seconds, MAX_WAIT_SECONDS.max(self.wait_seconds)),
         }
     }
 }
@@ -513,10 +512,13 @@ mod tests {
         assert!("".parse::<BuildId>().is_err());
     }
 
+    fn minimal_trigger() -> Trigger {
+        serde_json::from_str(r#"{"recipe":"ubuntu-base","build_id":"b1"}"#).expect("parses")
+    }
+
     #[test]
     fn trigger_defaults_reason_and_force() {
-        let trigger: Trigger =
-            serde_json::from_str(r#"{"recipe":"ubuntu-base","build_id":"b1"}"#).expect("parses");
+        let trigger = minimal_trigger();
         assert_eq!(trigger.reason, Reason::Manual);
         assert!(!trigger.force);
         assert_eq!(trigger.wait_seconds, 30);
@@ -533,8 +535,7 @@ mod tests {
         for base in [0, 1, 30, 60] {
             let trigger = Trigger {
                 wait_seconds: base,
-                ..serde_json::from_str(r#"{"recipe":"ubuntu-base","build_id":"b1"}"#)
-                    .expect("parses")
+                ..minimal_trigger()
             };
             let start = jiff::Timestamp::UNIX_EPOCH;
             let mut polling = Polling {
@@ -557,11 +558,7 @@ mod tests {
 
     #[test]
     fn polls_start_at_the_interval_and_slow_down() {
-        let trigger = Trigger {
-            wait_seconds: 30,
-            ..serde_json::from_str(r#"{"recipe":"ubuntu-base","build_id":"b1"}"#)
-                .expect("parses")
-        };
+        let trigger = minimal_trigger();
         let since = jiff::Timestamp::UNIX_EPOCH;
         let polling = Polling {
             since,

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use kiln::state::{
-    BuildInput, BuildState, Builder, CaughtError, Cleanup, Image, ImageState, Polling, Provision, Source,
-    Reason, StepStatus, TestRun, TestStatus, Trigger,
+    BuildInput, BuildState, Builder, CaughtError, Cleanup, Image, ImageState, Polling, Provision,
+    Reason, Source, StepStatus, TestRun, TestStatus, Trigger,
 };
 use kiln_testkit::asl;
 use serde_json::Value;
