@@ -150,6 +150,36 @@ pub enum Error {
         image: String,
     },
 
+    /// A pointer move was refused; nothing changed.
+    #[error("{channel}: refusing {image}: {reason}; nothing changed")]
+    PromotionRefused {
+        /// The image that was to be promoted or returned to.
+        image: String,
+        /// The channel.
+        channel: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// A rollback has nowhere to go; nothing changed.
+    #[error("{channel}: nothing to roll back to: {reason}; nothing changed")]
+    NothingToRollBack {
+        /// The channel.
+        channel: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// The pointers kept moving while kiln brought the image tags in line;
+    /// the tags are repaired by the next operation or `kiln doctor`.
+    #[error(
+        "recipe {recipe}: the channel pointers kept moving while their tags were synced; run kiln doctor {recipe}"
+    )]
+    PointersMoving {
+        /// The recipe.
+        recipe: String,
+    },
+
     /// A build (state machine execution) did not succeed.
     #[error("build {build} {status}: {error}")]
     BuildFailed {

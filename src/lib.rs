@@ -13,6 +13,7 @@ pub mod execution;
 pub mod fingerprint;
 pub mod image;
 pub mod lambda;
+pub mod promotion;
 pub mod provision;
 pub mod recipe;
 pub mod run_command;

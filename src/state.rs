@@ -111,6 +111,16 @@ string_id!(
 );
 
 string_id!(
+    /// A release channel (`prod`, `staging`): lower-case letters, digits and
+    /// `-`, starting with a letter, at most 32 characters.
+    Channel,
+    "channel (lower-case letters, digits and '-', starting with a letter, at most 32)",
+    |v| v.len() <= 32
+        && v.starts_with(|c: char| c.is_ascii_lowercase())
+        && v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+);
+
+string_id!(
     /// The build fingerprint: hex SHA-256 of the source image and the recipe's bytes.
     Fingerprint,
     "fingerprint (64 hex digits)",

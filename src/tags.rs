@@ -17,8 +17,12 @@ pub const FINGERPRINT: &str = "kiln:fingerprint";
 pub const SOURCE_AMI: &str = "kiln:source-ami";
 /// `kiln:stage`: candidate, tested or failed.
 pub const STAGE: &str = "kiln:stage";
-/// `kiln:channel`: the channel an image is promoted to.
+/// `kiln:channel`: the channels an image is on (space separated, sorted);
+/// mirrors the channel pointers.
 pub const CHANNEL: &str = "kiln:channel";
+/// `kiln:previous`: the channels that would return to this image on rollback
+/// (space separated, sorted).
+pub const PREVIOUS: &str = "kiln:previous";
 /// `kiln:image-id`: on a snapshot, the image it backs.
 pub const IMAGE_ID: &str = "kiln:image-id";
 /// Tag key prefixes a recipe may not set itself.

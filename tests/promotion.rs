@@ -1,0 +1,315 @@
+//! Promote, roll back, demote against the emulator, asserting on the pointer
+//! parameter and the image tags afterwards.
+
+use std::collections::BTreeMap;
+
+use kiln::aws::Context;
+use kiln::promotion::{self, Action, Why};
+use kiln::state::{AmiId, Channel, RecipeName};
+use kiln_testkit::{Emulator, built_image, tag};
+
+const RECIPE: &str = "ubuntu-base";
+
+fn recipe() -> RecipeName {
+    RECIPE.parse().expect("recipe")
+}
+
+fn prod() -> Channel {
+    "prod".parse().expect("channel")
+}
+
+fn why(reason: &str) -> Why<'_> {
+    Why {
+        reason,
+        actor: "test",
+    }
+}
+
+/// What deploy tools see: the pointer's value, as `resolve:ssm:` would give it.
+async fn pointer(ctx: &Context, channel: &str) -> Option<String> {
+    ctx.ssm
+        .get_parameter()
+        .name(format!("/kiln/{RECIPE}/{channel}"))
+        .send()
+        .await
+        .ok()
+        .and_then(|o| o.parameter().and_then(|p| p.value().map(str::to_owned)))
+}
+
+/// Every own image's (kiln:channel, kiln:previous) tags.
+async fn channel_tags(ctx: &Context) -> BTreeMap<String, (Option<String>, Option<String>)> {
+    kiln_testkit::own_images(ctx)
+        .await
+        .iter()
+        .map(|i| {
+            (
+                i.image_id().unwrap_or_default().to_owned(),
+                (
+                    tag(i.tags(), "kiln:channel").map(str::to_owned),
+                    tag(i.tags(), "kiln:previous").map(str::to_owned),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn on(channels: Option<&str>) -> (Option<String>, Option<String>) {
+    (channels.map(str::to_owned), None)
+}
+
+#[tokio::test]
+async fn promote_promote_rollback_moves_the_pointer_and_the_tags_follow() {
+    let emulator = Emulator::start().await;
+    let ctx = emulator.context(&kiln_testkit::recipe_root());
+    let a = built_image(&ctx, RECIPE, "build-a", "tested").await;
+
+    let moved = promotion::promote(
+        &ctx,
+        &recipe(),
+        &prod(),
+        &a,
+        why("first golden image"),
+        false,
+    )
+    .await
+    .expect("promote A");
+    assert!(moved.changed);
+    assert_eq!(pointer(&ctx, "prod").await.as_deref(), Some(a.as_str()));
+    assert_eq!(channel_tags(&ctx).await[a.as_str()], on(Some("prod")));
+
+    let b = built_image(&ctx, RECIPE, "build-b", "tested").await;
+    promotion::promote(&ctx, &recipe(), &prod(), &b, why("November patches"), false)
+        .await
+        .expect("promote B");
+    assert_eq!(pointer(&ctx, "prod").await.as_deref(), Some(b.as_str()));
+    let tags = channel_tags(&ctx).await;
+    assert_eq!(tags[b.as_str()], on(Some("prod")));
+    assert_eq!(
+        tags[a.as_str()],
+        (None, Some("prod".into())),
+        "A is what prod would roll back to"
+    );
+
+    let back = promotion::rollback(&ctx, &recipe(), &prod(), why("B breaks the agent"))
+        .await
+        .expect("rollback");
+    assert_eq!((back.from.as_ref(), back.to.as_ref()), (Some(&b), Some(&a)));
+    assert_eq!(pointer(&ctx, "prod").await.as_deref(), Some(a.as_str()));
+    let tags = channel_tags(&ctx).await;
+    assert_eq!(tags[a.as_str()], on(Some("prod")));
+    assert_eq!(tags[b.as_str()], (None, None), "B carries no channel tag");
+
+    let history = promotion::history(&ctx, &recipe(), &prod())
+        .await
+        .expect("history");
+    let moves: Vec<_> = history
+        .iter()
+        .map(|v| {
+            let record = v.record.as_ref().expect("kiln wrote each version");
+            (v.image_id.as_str(), record.action, record.reason.as_str())
+        })
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            (a.as_str(), Action::Promote, "first golden image"),
+            (b.as_str(), Action::Promote, "November patches"),
+            (a.as_str(), Action::Rollback, "B breaks the agent"),
+        ]
+    );
+
+    let err = promotion::rollback(&ctx, &recipe(), &prod(), why("again"))
+        .await
+        .expect_err("A was the first image");
+    assert_eq!(err.name(), "NothingToRollBack", "{err}");
+    assert_eq!(pointer(&ctx, "prod").await.as_deref(), Some(a.as_str()));
+}
+
+#[tokio::test]
+async fn every_refusal_leaves_the_pointer_and_the_tags_as_they_were() {
+    let emulator = Emulator::start().await;
+    let ctx = emulator.context(&kiln_testkit::recipe_root());
+    let current = built_image(&ctx, RECIPE, "build-current", "tested").await;
+    promotion::promote(&ctx, &recipe(), &prod(), &current, why("baseline"), false)
+        .await
+        .expect("promote");
+    let untested = built_image(&ctx, RECIPE, "build-candidate", "candidate").await;
+    let failed = built_image(&ctx, RECIPE, "build-failed", "failed").await;
+    let foreign = built_image(&ctx, "other-recipe", "build-other", "tested").await;
+    let gone = built_image(&ctx, RECIPE, "build-gone", "tested").await;
+    ctx.ec2
+        .deregister_image()
+        .image_id(gone.as_str())
+        .send()
+        .await
+        .expect("deregister");
+    let west = emulator.context_in("us-west-2", &kiln_testkit::recipe_root());
+    let elsewhere = built_image(&west, RECIPE, "build-west", "tested").await;
+    let canonical: AmiId = "ami-0a1b2c3d4e5f60001".parse().expect("seeded");
+
+    let before = (pointer(&ctx, "prod").await, channel_tags(&ctx).await);
+    let cases: [(&AmiId, &str, &str); 6] = [
+        (&untested, "PromotionRefused", "candidate, not tested"),
+        (&failed, "PromotionRefused", "failed, not tested"),
+        (&foreign, "PromotionRefused", "built by recipe other-recipe"),
+        (
+            &gone,
+            "PromotionRefused",
+            "deregistered, or lives in another region",
+        ),
+        (&elsewhere, "PromotionRefused", "no such image in us-east-1"),
+        (&canonical, "PromotionRefused", "not built by kiln"),
+    ];
+    for (image, name, message) in cases {
+        let err = promotion::promote(&ctx, &recipe(), &prod(), image, why("try"), false)
+            .await
+            .expect_err("refused");
+        assert_eq!(err.name(), name, "{image}: {err}");
+        assert!(err.to_string().contains(message), "{image}: {err}");
+        assert!(err.to_string().contains("nothing changed"), "{err}");
+    }
+    let err = promotion::promote(&ctx, &recipe(), &prod(), &untested, why(" "), true)
+        .await
+        .expect_err("no reason");
+    assert_eq!(err.name(), "InvalidInput", "{err}");
+    let err = promotion::rollback(&ctx, &recipe(), &prod(), why("nothing before"))
+        .await
+        .expect_err("one version only");
+    assert_eq!(err.name(), "NothingToRollBack", "{err}");
+    let err = promotion::rollback(&ctx, &recipe(), &"staging".parse().expect("c"), why("x"))
+        .await
+        .expect_err("no such channel");
+    assert_eq!(err.name(), "NothingToRollBack", "{err}");
+    assert!(err.to_string().contains("no pointer"), "{err}");
+    let same = promotion::promote(&ctx, &recipe(), &prod(), &current, why("again"), false)
+        .await
+        .expect("a no-op");
+    assert!(!same.changed);
+    assert!(same.message.contains("already on prod"), "{}", same.message);
+
+    let after = (pointer(&ctx, "prod").await, channel_tags(&ctx).await);
+    assert_eq!(before, after, "nothing changed");
+    let versions = promotion::history(&ctx, &recipe(), &prod())
+        .await
+        .expect("history");
+    assert_eq!(versions.len(), 1, "no version was written");
+
+    let forced = promotion::promote(
+        &ctx,
+        &recipe(),
+        &prod(),
+        &untested,
+        why("hotfix, tested by hand"),
+        true,
+    )
+    .await
+    .expect("forced");
+    assert!(forced.changed);
+    let versions = promotion::history(&ctx, &recipe(), &prod())
+        .await
+        .expect("history");
+    assert!(
+        versions
+            .last()
+            .and_then(|v| v.record.as_ref())
+            .is_some_and(|r| r.forced),
+        "the history says it was forced"
+    );
+}
+
+#[tokio::test]
+async fn racing_promotions_end_with_the_tags_agreeing_with_the_pointer() {
+    let emulator = Emulator::start().await;
+    let ctx = emulator.context(&kiln_testkit::recipe_root());
+    let a = built_image(&ctx, RECIPE, "build-a", "tested").await;
+    let b = built_image(&ctx, RECIPE, "build-b", "tested").await;
+    let c = built_image(&ctx, RECIPE, "build-c", "tested").await;
+
+    let (recipe, prod) = (recipe(), prod());
+    for round in 0..5 {
+        let (x, y) = if round % 2 == 0 { (&a, &b) } else { (&b, &c) };
+        let (first, second) = tokio::join!(
+            promotion::promote(&ctx, &recipe, &prod, x, why("race x"), false),
+            promotion::promote(&ctx, &recipe, &prod, y, why("race y"), false),
+        );
+        first.expect("x");
+        second.expect("y");
+
+        let pointer = pointer(&ctx, "prod").await.expect("a pointer");
+        let on_prod: Vec<String> = channel_tags(&ctx)
+            .await
+            .into_iter()
+            .filter(|(_, (channels, _))| channels.as_deref() == Some("prod"))
+            .map(|(image, _)| image)
+            .collect();
+        assert_eq!(on_prod, [pointer], "round {round}");
+    }
+}
+
+#[tokio::test]
+async fn a_crash_between_pointer_and_tags_is_repaired_by_the_next_operation() {
+    let emulator = Emulator::start().await;
+    let ctx = emulator.context(&kiln_testkit::recipe_root());
+    let a = built_image(&ctx, RECIPE, "build-a", "tested").await;
+    let b = built_image(&ctx, RECIPE, "build-b", "tested").await;
+    promotion::promote(&ctx, &recipe(), &prod(), &a, why("first"), false)
+        .await
+        .expect("promote");
+    // The pointer moved, then the process died before the tags.
+    ctx.ssm
+        .put_parameter()
+        .name(format!("/kiln/{RECIPE}/prod"))
+        .value(b.as_str())
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .data_type("aws:ec2:image")
+        .overwrite(true)
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(channel_tags(&ctx).await[a.as_str()], on(Some("prod")));
+
+    let repaired = promotion::sync_tags(&ctx, &recipe()).await.expect("doctor");
+    assert_eq!(repaired.len(), 3, "{repaired:#?}");
+    let tags = channel_tags(&ctx).await;
+    assert_eq!(tags[b.as_str()], on(Some("prod")));
+    assert_eq!(tags[a.as_str()], (None, Some("prod".into())));
+    assert!(
+        promotion::sync_tags(&ctx, &recipe())
+            .await
+            .expect("again")
+            .is_empty(),
+        "a second doctor finds nothing"
+    );
+}
+
+#[tokio::test]
+async fn channels_are_independent_and_demote_removes_one() {
+    let emulator = Emulator::start().await;
+    let ctx = emulator.context(&kiln_testkit::recipe_root());
+    let a = built_image(&ctx, RECIPE, "build-a", "tested").await;
+    let staging: Channel = "staging".parse().expect("channel");
+    promotion::promote(&ctx, &recipe(), &staging, &a, why("soak"), false)
+        .await
+        .expect("staging");
+    promotion::promote(&ctx, &recipe(), &prod(), &a, why("soaked"), false)
+        .await
+        .expect("prod");
+    assert_eq!(
+        channel_tags(&ctx).await[a.as_str()],
+        on(Some("prod staging"))
+    );
+
+    let demoted = promotion::demote(&ctx, &recipe(), &staging, why("staging retired"))
+        .await
+        .expect("demote");
+    assert!(demoted.changed);
+    assert!(demoted.message.contains("fail"), "{}", demoted.message);
+    assert_eq!(pointer(&ctx, "staging").await, None);
+    assert_eq!(pointer(&ctx, "prod").await.as_deref(), Some(a.as_str()));
+    assert_eq!(channel_tags(&ctx).await[a.as_str()], on(Some("prod")));
+
+    let again = promotion::demote(&ctx, &recipe(), &staging, why("twice"))
+        .await
+        .expect("a no-op");
+    assert!(!again.changed, "{}", again.message);
+}
