@@ -33,7 +33,7 @@ pub async fn cleanup(ctx: &Context, build_id: &BuildId, keep_failed: bool) -> Re
             kept.push(id);
         } else if !keep_failed {
             done.deleted_snapshots
-                .extend(deregister(ctx, &id, &image).await?);
+                .extend(deregister(ctx, &id, crate::image::snapshot_ids(&image)).await?);
             done.deregistered.push(id);
         } else {
             if tags::value(image.tags(), tags::STAGE) != Some(Stage::Failed.as_ref()) {
@@ -87,8 +87,12 @@ async fn build_images(ctx: &Context, build_id: &BuildId) -> Result<Vec<Ec2Image>
     Ok(output.images.unwrap_or_default())
 }
 
-/// Deregisters `image` and deletes its snapshots; returns the snapshots deleted.
-async fn deregister(ctx: &Context, id: &AmiId, image: &Ec2Image) -> Result<Vec<String>> {
+/// Deregisters image `id` and deletes its `snapshots`; returns the snapshots deleted.
+pub(crate) async fn deregister(
+    ctx: &Context,
+    id: &AmiId,
+    snapshots: Vec<String>,
+) -> Result<Vec<String>> {
     match ctx
         .ec2
         .deregister_image()
@@ -100,7 +104,6 @@ async fn deregister(ctx: &Context, id: &AmiId, image: &Ec2Image) -> Result<Vec<S
         Err(err) if Error::code_of(&err).is_some_and(|c| c.starts_with("InvalidAMIID")) => {}
         Err(err) => return Err(Error::aws("DeregisterImage", err)),
     }
-    let snapshots = crate::image::snapshot_ids(image);
     for snapshot in &snapshots {
         delete_snapshot(ctx, snapshot).await?;
     }

@@ -16,6 +16,7 @@ pub mod lambda;
 pub mod promotion;
 pub mod provision;
 pub mod recipe;
+pub mod retention;
 pub mod run_command;
 pub mod source;
 pub mod state;

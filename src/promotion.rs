@@ -377,6 +377,47 @@ pub async fn pointers(
     Ok(found)
 }
 
+/// Where an image stands on the channels, by the pointers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Standing {
+    /// The channels that name it.
+    pub channels: BTreeSet<Channel>,
+    /// The channels a rollback would return to it.
+    pub previous: BTreeSet<Channel>,
+}
+
+/// Every channel pointer of a recipe, and where each image stands by them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelMap {
+    /// Channel -> (image, pointer version).
+    pub pointers: BTreeMap<Channel, (String, i64)>,
+    /// Image id -> its standing; images on no channel are absent.
+    pub images: BTreeMap<String, Standing>,
+}
+
+/// Reads every pointer of `recipe` and its history: which image each channel
+/// names, and which it would roll back to.
+pub async fn channel_map(ctx: &Context, recipe: &RecipeName) -> Result<ChannelMap> {
+    let pointers = pointers(ctx, recipe).await?;
+    let mut images: BTreeMap<String, Standing> = BTreeMap::new();
+    for (channel, (image, _)) in &pointers {
+        images
+            .entry(image.clone())
+            .or_default()
+            .channels
+            .insert(channel.clone());
+        let versions = history(ctx, recipe, channel).await?;
+        if let Some(target) = rollback_target(&versions).filter(|t| &t.image_id != image) {
+            images
+                .entry(target.image_id.clone())
+                .or_default()
+                .previous
+                .insert(channel.clone());
+        }
+    }
+    Ok(ChannelMap { pointers, images })
+}
+
 /// Brings every image tag of `recipe` in line with its pointers: the image a
 /// channel names carries it in `kiln:channel`, the image a rollback would
 /// return to carries it in `kiln:previous`, no other image carries it. Goes
@@ -385,30 +426,17 @@ pub async fn pointers(
 pub async fn sync_tags(ctx: &Context, recipe: &RecipeName) -> Result<Vec<TagChange>> {
     let mut changes = Vec::new();
     for _ in 0..MAX_SYNC_ROUNDS {
-        let before = pointers(ctx, recipe).await?;
-        let mut desired: BTreeMap<String, [BTreeSet<&Channel>; 2]> = BTreeMap::new();
-        let mut previous = BTreeMap::new();
-        for channel in before.keys() {
-            let versions = history(ctx, recipe, channel).await?;
-            if let Some(target) = rollback_target(&versions) {
-                previous.insert(channel, target.image_id.clone());
-            }
-        }
-        for (channel, (image, _)) in &before {
-            desired.entry(image.clone()).or_default()[0].insert(channel);
-        }
-        for (channel, image) in &previous {
-            if before
-                .get(*channel)
-                .is_some_and(|(current, _)| current != image)
-            {
-                desired.entry(image.clone()).or_default()[1].insert(channel);
-            }
-        }
+        let ChannelMap {
+            pointers: before,
+            images: mut desired,
+        } = channel_map(ctx, recipe).await?;
         for image in recipe_images(ctx, recipe).await? {
             let Some(id) = image.image_id() else { continue };
             let wanted = desired.remove(id).unwrap_or_default();
-            for (key, channels) in [tags::CHANNEL, tags::PREVIOUS].into_iter().zip(wanted) {
+            for (key, channels) in [
+                (tags::CHANNEL, wanted.channels),
+                (tags::PREVIOUS, wanted.previous),
+            ] {
                 let to = (!channels.is_empty()).then(|| {
                     channels
                         .iter()

@@ -313,3 +313,220 @@ async fn channels_are_independent_and_demote_removes_one() {
         .expect("a no-op");
     assert!(!again.changed, "{}", again.message);
 }
+
+/// Starts an instance from `image`; stopped when `stop`.
+async fn launch_from(ctx: &Context, image: &AmiId, stop: bool) -> String {
+    let run = ctx
+        .ec2
+        .run_instances()
+        .image_id(image.as_str())
+        .instance_type(aws_sdk_ec2::types::InstanceType::T3Small)
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .expect("run");
+    let id = run.instances()[0].instance_id().expect("id").to_owned();
+    if stop {
+        ctx.ec2
+            .stop_instances()
+            .instance_ids(&id)
+            .send()
+            .await
+            .expect("stop");
+    }
+    id
+}
+
+#[tokio::test]
+async fn retention_removes_only_images_nothing_needs_and_their_snapshots() {
+    let emulator = Emulator::start().await;
+    let ctx = emulator.context(&kiln_testkit::recipe_root());
+    let mut made = BTreeMap::new();
+    for name in [
+        "old-1", "old-2", "previous", "prod", "running", "stopped", "template", "old-3",
+    ] {
+        made.insert(name, built_image(&ctx, RECIPE, name, "tested").await);
+    }
+    let other_recipe = built_image(&ctx, "other-recipe", "other", "tested").await;
+    promotion::promote(
+        &ctx,
+        &recipe(),
+        &prod(),
+        &made["previous"],
+        why("one"),
+        false,
+    )
+    .await
+    .expect("promote");
+    promotion::promote(&ctx, &recipe(), &prod(), &made["prod"], why("two"), false)
+        .await
+        .expect("promote");
+    launch_from(&ctx, &made["running"], false).await;
+    launch_from(&ctx, &made["stopped"], true).await;
+    let terminated = launch_from(&ctx, &made["old-3"], false).await;
+    ctx.ec2
+        .terminate_instances()
+        .instance_ids(terminated)
+        .send()
+        .await
+        .expect("terminate");
+    let template = ctx
+        .ec2
+        .create_launch_template()
+        .launch_template_name("service-a")
+        .launch_template_data(
+            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                .image_id(made["template"].as_str())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("template");
+    ctx.ec2
+        .create_launch_template_version()
+        .launch_template_id(
+            template
+                .launch_template()
+                .and_then(|t| t.launch_template_id())
+                .expect("id"),
+        )
+        .launch_template_data(
+            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                .image_id(made["prod"].as_str())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("version 2");
+    let snapshots_of = |image: &AmiId| {
+        let ctx = ctx.clone();
+        let image = image.clone();
+        async move {
+            let described = ctx
+                .ec2
+                .describe_images()
+                .image_ids(image.as_str())
+                .send()
+                .await
+                .expect("describe");
+            described.images()[0]
+                .block_device_mappings()
+                .iter()
+                .filter_map(|m| m.ebs().and_then(|e| e.snapshot_id()).map(str::to_owned))
+                .collect::<Vec<_>>()
+        }
+    };
+    let mut doomed_snapshots = Vec::new();
+    for name in ["old-1", "old-2", "old-3"] {
+        doomed_snapshots.extend(snapshots_of(&made[name]).await);
+    }
+    assert!(!doomed_snapshots.is_empty(), "images have snapshots");
+    let expected: Vec<&str> = ["old-1", "old-2", "old-3"]
+        .iter()
+        .map(|n| made[n].as_str())
+        .collect();
+    let pruned_ids = |pruning: &kiln::retention::Pruning| {
+        let mut ids: Vec<String> = pruning
+            .pruned
+            .iter()
+            .map(|p| p.image_id.to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let mut expected_sorted: Vec<String> = expected.iter().map(|s| (*s).to_owned()).collect();
+    expected_sorted.sort();
+
+    let dry = kiln::retention::prune(&ctx, &recipe(), 0, true)
+        .await
+        .expect("dry run");
+    assert_eq!(pruned_ids(&dry), expected_sorted);
+    assert_eq!(
+        kiln_testkit::own_images(&ctx).await.len(),
+        9,
+        "a dry run removes nothing"
+    );
+    let why = |name: &str| {
+        dry.kept
+            .iter()
+            .find(|k| k.image_id == made[name])
+            .map(|k| k.why.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    assert_eq!(why("prod")[0], "on channel prod");
+    assert!(
+        why("prod")[1].ends_with(":2"),
+        "launch template version 2 names it too: {:?}",
+        why("prod")
+    );
+    assert_eq!(why("previous"), ["previous on channel prod"]);
+    assert!(
+        why("running")[0].starts_with("used by i-"),
+        "{:?}",
+        why("running")
+    );
+    assert!(
+        why("stopped")[0].starts_with("used by i-"),
+        "{:?}",
+        why("stopped")
+    );
+    assert!(
+        why("template")[0].starts_with("in launch template lt-"),
+        "{:?}",
+        why("template")
+    );
+
+    let pruned = kiln::retention::prune(&ctx, &recipe(), 0, false)
+        .await
+        .expect("prune");
+    assert_eq!(pruned_ids(&pruned), expected_sorted);
+    let left: Vec<String> = kiln_testkit::own_images(&ctx)
+        .await
+        .iter()
+        .filter_map(|i| i.image_id().map(str::to_owned))
+        .collect();
+    assert_eq!(left.len(), 6, "{left:?}");
+    assert!(
+        left.contains(&other_recipe.to_string()),
+        "other recipes untouched"
+    );
+    assert!(
+        expected
+            .iter()
+            .all(|gone| !left.contains(&(*gone).to_owned()))
+    );
+    let snapshots = ctx
+        .ec2
+        .describe_snapshots()
+        .owner_ids("self")
+        .send()
+        .await
+        .expect("snapshots");
+    let remaining: Vec<&str> = snapshots
+        .snapshots()
+        .iter()
+        .filter_map(|s| s.snapshot_id())
+        .collect();
+    assert!(
+        doomed_snapshots
+            .iter()
+            .all(|s| !remaining.contains(&s.as_str())),
+        "the pruned images' snapshots are gone"
+    );
+
+    let again = kiln::retention::prune(&ctx, &recipe(), 0, false)
+        .await
+        .expect("again");
+    assert!(again.pruned.is_empty(), "a second run finds nothing");
+    let newest = kiln::retention::prune(&ctx, &recipe(), 10, true)
+        .await
+        .expect("keep 10");
+    assert!(
+        newest
+            .kept
+            .iter()
+            .all(|k| k.why.contains(&kiln::retention::Keep::Newest(10))),
+        "every image is among the newest 10"
+    );
+}
