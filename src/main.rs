@@ -8,8 +8,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use kiln::Error;
 use kiln::aws::{Context, Settings};
 use kiln::execution::{self, Progress};
+use kiln::promotion::{self, Moved, Why};
 use kiln::recipe::Recipe;
-use kiln::state::BuildState;
+use kiln::retention;
+use kiln::state::{BuildState, Channel, RecipeName};
 
 /// Kiln builds, tests and promotes golden Ubuntu AMIs with no SSH.
 #[derive(Debug, Parser)]
@@ -80,6 +82,66 @@ enum Command {
         #[arg(long, env = "KILN_STATE_MACHINE_ARN")]
         state_machine: String,
     },
+    /// List a recipe's images: age, stage, channels, and what uses each.
+    Images {
+        /// The recipe (its name, or its directory).
+        recipe: String,
+    },
+    /// Point a channel at an image: deploy tools resolving the channel's
+    /// parameter (/kiln/<recipe>/<channel>) launch it from then on.
+    Promote {
+        /// The recipe (its name, or its directory).
+        recipe: String,
+        /// The image (ami-…), built and tested by this recipe.
+        image: String,
+        #[command(flatten)]
+        mv: MoveArgs,
+        /// Promote an image that has not passed its test (say why in --reason).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Point a channel back at the image its current one replaced; again to
+    /// walk further back.
+    Rollback {
+        /// The recipe (its name, or its directory).
+        recipe: String,
+        #[command(flatten)]
+        mv: MoveArgs,
+    },
+    /// Remove a channel: its parameter is deleted, so launches resolving it
+    /// fail until the next promotion.
+    Demote {
+        /// The recipe (its name, or its directory).
+        recipe: String,
+        #[command(flatten)]
+        mv: MoveArgs,
+    },
+    /// Every move of a channel: when, which image, what, why, who.
+    History {
+        /// The recipe (its name, or its directory).
+        recipe: String,
+        /// The channel.
+        #[arg(long)]
+        channel: String,
+    },
+    /// Deregister a recipe's old images and delete their snapshots, keeping the
+    /// newest N and anything on a channel, previous on one, or used.
+    Prune {
+        /// The recipe (its name, or its directory).
+        recipe: String,
+        /// How many of the newest images to keep whatever else holds them.
+        #[arg(long)]
+        keep: usize,
+        /// Only report what would go, and why each kept image stays.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Bring a recipe's image tags in line with its channel pointers (after an
+    /// interrupted promotion, or tags edited by hand).
+    Doctor {
+        /// The recipe (its name, or its directory).
+        recipe: String,
+    },
     /// List the newest builds, of one recipe or of all.
     Builds {
         /// Only builds of this recipe (by name).
@@ -91,6 +153,46 @@ enum Command {
         #[arg(long, env = "KILN_STATE_MACHINE_ARN")]
         state_machine: String,
     },
+}
+
+/// Which channel moves, why, and who moves it.
+#[derive(Debug, clap::Args)]
+struct MoveArgs {
+    /// The channel (prod, staging, ...).
+    #[arg(long)]
+    channel: String,
+    /// Why: recorded in the channel's history.
+    #[arg(long)]
+    reason: String,
+    /// Who: recorded with the reason (SSM also records the AWS identity).
+    #[arg(long, env = "KILN_ACTOR", default_value_t = default_actor())]
+    actor: String,
+}
+
+impl MoveArgs {
+    fn why(&self) -> Why<'_> {
+        Why {
+            reason: &self.reason,
+            actor: &self.actor,
+        }
+    }
+
+    fn channel(&self) -> Result<Channel, Error> {
+        self.channel.parse()
+    }
+}
+
+fn default_actor() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+}
+
+/// A recipe given by name or by its directory (`images/ubuntu-base/`).
+fn recipe_name(arg: &str) -> Result<RecipeName, Error> {
+    let name = std::path::Path::new(arg)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(arg);
+    name.parse()
 }
 
 #[tokio::main]
@@ -226,6 +328,131 @@ async fn run(cli: &Cli) -> Result<(), Error> {
             };
             return finish(cli.output, &started, &ended);
         }
+        Command::Images { recipe } => {
+            let ctx = Context::from_env().await;
+            let images = retention::images(&ctx, &recipe_name(recipe)?).await?;
+            print(cli.output, &images, || images_table(&images));
+        }
+        Command::Promote {
+            recipe,
+            image,
+            mv,
+            force,
+        } => {
+            let ctx = Context::from_env().await;
+            let image = image.parse()?;
+            let moved = promotion::promote(
+                &ctx,
+                &recipe_name(recipe)?,
+                &mv.channel()?,
+                &image,
+                mv.why(),
+                *force,
+            )
+            .await?;
+            print(cli.output, &moved, || moved_text(&moved));
+        }
+        Command::Rollback { recipe, mv } => {
+            let ctx = Context::from_env().await;
+            let moved =
+                promotion::rollback(&ctx, &recipe_name(recipe)?, &mv.channel()?, mv.why()).await?;
+            print(cli.output, &moved, || moved_text(&moved));
+        }
+        Command::Demote { recipe, mv } => {
+            let ctx = Context::from_env().await;
+            let moved =
+                promotion::demote(&ctx, &recipe_name(recipe)?, &mv.channel()?, mv.why()).await?;
+            print(cli.output, &moved, || moved_text(&moved));
+        }
+        Command::History { recipe, channel } => {
+            let ctx = Context::from_env().await;
+            let versions =
+                promotion::history(&ctx, &recipe_name(recipe)?, &channel.parse()?).await?;
+            print(cli.output, &versions, || {
+                let mut lines = vec![format!(
+                    "{:<4} {:<22} {:<22} {:<9} {:<16} {}",
+                    "VER", "WHEN", "IMAGE", "ACTION", "ACTOR", "REASON"
+                )];
+                lines.extend(versions.iter().map(|v| {
+                    let (action, actor, reason) = v.record.as_ref().map_or(
+                        ("?".to_owned(), "-", "(not written by kiln)"),
+                        |r| {
+                            let action = if r.forced {
+                                format!("{} (forced)", r.action)
+                            } else {
+                                r.action.to_string()
+                            };
+                            (action, r.actor.as_str(), r.reason.as_str())
+                        },
+                    );
+                    format!(
+                        "{:<4} {:<22} {:<22} {:<9} {:<16} {}",
+                        v.version,
+                        v.at.as_deref().unwrap_or("-"),
+                        v.image_id,
+                        action,
+                        actor,
+                        reason
+                    )
+                }));
+                if versions.is_empty() {
+                    lines.push(format!("{channel} has no pointer"));
+                }
+                lines.join("\n")
+            });
+        }
+        Command::Prune {
+            recipe,
+            keep,
+            dry_run,
+        } => {
+            let ctx = Context::from_env().await;
+            let pruning = retention::prune(&ctx, &recipe_name(recipe)?, *keep, *dry_run).await?;
+            print(cli.output, &pruning, || {
+                let verb = if pruning.dry_run {
+                    "would go"
+                } else {
+                    "removed"
+                };
+                let mut lines: Vec<String> = pruning
+                    .pruned
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{verb:<10} {} {} ({} snapshot(s))",
+                            p.image_id,
+                            p.name,
+                            p.snapshots.len()
+                        )
+                    })
+                    .collect();
+                lines.extend(pruning.kept.iter().map(|k| {
+                    let why: Vec<String> = k.why.iter().map(ToString::to_string).collect();
+                    format!(
+                        "{:<10} {} {}: {}",
+                        "kept",
+                        k.image_id,
+                        k.name,
+                        why.join("; ")
+                    )
+                }));
+                if lines.is_empty() {
+                    lines.push(format!("recipe {} has no images", pruning.recipe));
+                }
+                lines.join("\n")
+            });
+        }
+        Command::Doctor { recipe } => {
+            let ctx = Context::from_env().await;
+            let recipe = recipe_name(recipe)?;
+            let changes = promotion::sync_tags(&ctx, &recipe).await?;
+            print(cli.output, &changes, || {
+                if changes.is_empty() {
+                    return format!("recipe {recipe}: every tag agrees with the pointers");
+                }
+                tag_lines(&changes).join("\n")
+            });
+        }
         Command::Builds {
             recipe,
             limit,
@@ -357,6 +584,60 @@ fn finish(
             error: ended.error.clone().unwrap_or_default(),
         })
     }
+}
+
+fn images_table(images: &[retention::ImageInfo]) -> String {
+    let mut lines = vec![format!(
+        "{:<22} {:<11} {:>4} {:<10} {:<16} {:<16} {}",
+        "IMAGE", "CREATED", "AGE", "STAGE", "CHANNELS", "PREVIOUS", "INSTANCES"
+    )];
+    let join = |set: &std::collections::BTreeSet<Channel>| {
+        let names: Vec<&str> = set.iter().map(Channel::as_str).collect();
+        if names.is_empty() {
+            "-".to_owned()
+        } else {
+            names.join(",")
+        }
+    };
+    lines.extend(images.iter().map(|i| {
+        format!(
+            "{:<22} {:<11} {:>4} {:<10} {:<16} {:<16} {}",
+            i.image_id,
+            i.created
+                .as_deref()
+                .map_or("-", |c| c.get(..10).unwrap_or(c)),
+            i.age_days.map_or("-".to_owned(), |d| format!("{d}d")),
+            i.stage.as_deref().unwrap_or("-"),
+            join(&i.standing.channels),
+            join(&i.standing.previous),
+            i.instances.len()
+        )
+    }));
+    if images.is_empty() {
+        lines.push("no images".into());
+    }
+    lines.join("\n")
+}
+
+fn moved_text(moved: &Moved) -> String {
+    let mut lines = vec![moved.message.clone()];
+    lines.extend(tag_lines(&moved.tags));
+    lines.join("\n")
+}
+
+fn tag_lines(changes: &[promotion::TagChange]) -> Vec<String> {
+    changes
+        .iter()
+        .map(|c| {
+            format!(
+                "  tag {} {}: {} -> {}",
+                c.image_id,
+                c.key,
+                c.from.as_deref().unwrap_or("(none)"),
+                c.to.as_deref().unwrap_or("(none)")
+            )
+        })
+        .collect()
 }
 
 fn print<T: serde::Serialize>(output: Output, value: &T, text: impl FnOnce() -> String) {

@@ -131,6 +131,50 @@ pub struct Moved {
     pub tags: Vec<TagChange>,
 }
 
+/// The input of the promote Lambda: one move of one channel.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// [`promote`].
+    Promote {
+        /// The recipe.
+        recipe: RecipeName,
+        /// The channel.
+        channel: Channel,
+        /// The image to promote.
+        image_id: AmiId,
+        /// Why.
+        reason: String,
+        /// Who (default: the Lambda itself).
+        actor: Option<String>,
+        /// Promote an untested image.
+        #[serde(default)]
+        force: bool,
+    },
+    /// [`rollback`].
+    Rollback {
+        /// The recipe.
+        recipe: RecipeName,
+        /// The channel.
+        channel: Channel,
+        /// Why.
+        reason: String,
+        /// Who (default: the Lambda itself).
+        actor: Option<String>,
+    },
+    /// [`demote`].
+    Demote {
+        /// The recipe.
+        recipe: RecipeName,
+        /// The channel.
+        channel: Channel,
+        /// Why.
+        reason: String,
+        /// Who (default: the Lambda itself).
+        actor: Option<String>,
+    },
+}
+
 /// Points `recipe`'s `channel` at `image`. Refused, with nothing changed, when
 /// the image does not exist in this region (deregistered, or in another
 /// region than the pointer), is not available, was not built by `recipe`, or

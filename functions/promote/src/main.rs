@@ -1,0 +1,130 @@
+//! promote: moves one channel's pointer. Input: `{action: promote|rollback|demote,
+//! recipe, channel, image_id (to promote), reason, actor?, force?}`; output:
+//! what moved and the tags that followed. A refused move changes nothing and
+//! fails as `PromotionRefused` or `NothingToRollBack`.
+
+use kiln::aws::Context;
+use kiln::lambda::{self, LambdaEvent, Value};
+use kiln::promotion::{self, Moved, Request, Why};
+
+/// Who moved the pointer when the request does not say.
+const DEFAULT_ACTOR: &str = "kiln promote Lambda";
+
+fn why<'a>(reason: &'a str, actor: &'a Option<String>) -> Why<'a> {
+    Why {
+        reason,
+        actor: actor.as_deref().unwrap_or(DEFAULT_ACTOR),
+    }
+}
+
+async fn handler(ctx: &Context, event: LambdaEvent<Value>) -> kiln::Result<Moved> {
+    match lambda::parse(event)? {
+        Request::Promote {
+            recipe,
+            channel,
+            image_id,
+            reason,
+            actor,
+            force,
+        } => {
+            let why = why(&reason, &actor);
+            promotion::promote(ctx, &recipe, &channel, &image_id, why, force).await
+        }
+        Request::Rollback {
+            recipe,
+            channel,
+            reason,
+            actor,
+        } => promotion::rollback(ctx, &recipe, &channel, why(&reason, &actor)).await,
+        Request::Demote {
+            recipe,
+            channel,
+            reason,
+            actor,
+        } => promotion::demote(ctx, &recipe, &channel, why(&reason, &actor)).await,
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda::run(handler).await
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_ec2::operation::describe_images::DescribeImagesOutput;
+    use aws_sdk_ec2::types::{Image, ImageState, Tag};
+    use aws_smithy_mocks::mock;
+    use serde_json::json;
+
+    use super::*;
+
+    const IMAGE: &str = "ami-0fedcba9876543210";
+
+    fn event(payload: Value) -> LambdaEvent<Value> {
+        LambdaEvent::new(payload, lambda_runtime::Context::default())
+    }
+
+    fn image(state: ImageState, stage: &str) -> Image {
+        Image::builder()
+            .image_id(IMAGE)
+            .state(state)
+            .tags(
+                Tag::builder()
+                    .key("kiln:recipe")
+                    .value("ubuntu-base")
+                    .build(),
+            )
+            .tags(Tag::builder().key("kiln:stage").value(stage).build())
+            .build()
+    }
+
+    fn promote(force: bool) -> Value {
+        json!({"action": "promote", "recipe": "ubuntu-base", "channel": "prod",
+               "image_id": IMAGE, "reason": "r", "force": force})
+    }
+
+    #[tokio::test]
+    async fn an_image_still_pending_is_refused_even_forced_and_nothing_is_written() {
+        let pending = mock!(aws_sdk_ec2::Client::describe_images).then_output(|| {
+            DescribeImagesOutput::builder()
+                .images(image(ImageState::Pending, "tested"))
+                .build()
+        });
+        let ctx = kiln_testkit::mocked(&kiln_testkit::recipe_root(), &[&pending], &[]);
+
+        let err = handler(&ctx, event(promote(true)))
+            .await
+            .expect_err("refused");
+
+        assert_eq!(err.name(), "PromotionRefused");
+        assert!(err.to_string().contains("pending, not available"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn requests_are_checked_before_anything_is_called() {
+        let ctx = kiln_testkit::mocked(&kiln_testkit::recipe_root(), &[], &[]);
+        for (payload, expected) in [
+            (
+                json!({"action": "promote", "recipe": "ubuntu-base", "channel": "prod", "reason": "r"}),
+                "image_id",
+            ),
+            (
+                json!({"action": "retire", "recipe": "ubuntu-base", "channel": "prod", "reason": "r"}),
+                "retire",
+            ),
+            (
+                json!({"action": "rollback", "recipe": "ubuntu-base", "channel": "Prod!", "reason": "r"}),
+                "channel",
+            ),
+            (
+                json!({"action": "demote", "recipe": "ubuntu-base", "channel": "prod", "reason": " "}),
+                "reason",
+            ),
+        ] {
+            let err = handler(&ctx, event(payload)).await.expect_err("refused");
+            assert_eq!(err.name(), "InvalidInput", "{err}");
+            assert!(err.to_string().contains(expected), "{expected}: {err}");
+        }
+    }
+}
