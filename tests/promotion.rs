@@ -316,17 +316,7 @@ async fn channels_are_independent_and_demote_removes_one() {
 
 /// Starts an instance from `image`; stopped when `stop`.
 async fn launch_from(ctx: &Context, image: &AmiId, stop: bool) -> String {
-    let run = ctx
-        .ec2
-        .run_instances()
-        .image_id(image.as_str())
-        .instance_type(aws_sdk_ec2::types::InstanceType::T3Small)
-        .min_count(1)
-        .max_count(1)
-        .send()
-        .await
-        .expect("run");
-    let id = run.instances()[0].instance_id().expect("id").to_owned();
+    let id = kiln_testkit::launch(ctx, image.as_str()).await;
     if stop {
         ctx.ec2
             .stop_instances()

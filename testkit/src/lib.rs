@@ -397,20 +397,7 @@ pub async fn built_image(ctx: &Context, recipe: &str, build_id: &str, stage: &st
         .find(|i| i.architecture().is_some_and(|a| a.as_str() == "x86_64"))
         .and_then(|i| i.image_id().map(str::to_owned))
         .expect("a seeded x86_64 image");
-    let instance = ctx
-        .ec2
-        .run_instances()
-        .image_id(source)
-        .instance_type(aws_sdk_ec2::types::InstanceType::T3Small)
-        .min_count(1)
-        .max_count(1)
-        .send()
-        .await
-        .expect("RunInstances");
-    let instance = instance.instances()[0]
-        .instance_id()
-        .expect("instance id")
-        .to_owned();
+    let instance = launch(ctx, &source).await;
     let tags = [
         ("kiln:recipe", recipe),
         ("kiln:build-id", build_id),
@@ -444,6 +431,24 @@ pub async fn built_image(ctx: &Context, recipe: &str, build_id: &str, stage: &st
         .expect("image id")
         .parse()
         .expect("an AMI id")
+}
+
+/// Launches one untagged instance from `image`; returns its id.
+pub async fn launch(ctx: &Context, image: &str) -> String {
+    let run = ctx
+        .ec2
+        .run_instances()
+        .image_id(image)
+        .instance_type(aws_sdk_ec2::types::InstanceType::T3Small)
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .expect("RunInstances");
+    run.instances()[0]
+        .instance_id()
+        .expect("instance id")
+        .to_owned()
 }
 
 /// The value of tag `key`.
