@@ -26,6 +26,9 @@ pub struct Settings {
     /// S3 bucket for Run Command output (`KILN_OUTPUT_BUCKET`); without one the
     /// API returns only the first 24,000 characters of a command's stdout.
     pub output_bucket: Option<String>,
+    /// The build state machine (`KILN_STATE_MACHINE_ARN`): the sweep asks it
+    /// which builds still run.
+    pub state_machine_arn: Option<String>,
 }
 
 impl Settings {
@@ -37,6 +40,7 @@ impl Settings {
                 .map_or_else(|| DEFAULT_RECIPE_ROOT.into(), PathBuf::from),
             source_parameter: var("KILN_SOURCE_PARAMETER"),
             output_bucket: var("KILN_OUTPUT_BUCKET"),
+            state_machine_arn: var("KILN_STATE_MACHINE_ARN"),
         }
     }
 
@@ -55,6 +59,8 @@ pub struct Context {
     pub ec2: aws_sdk_ec2::Client,
     /// Systems Manager.
     pub ssm: aws_sdk_ssm::Client,
+    /// Step Functions.
+    pub sfn: aws_sdk_sfn::Client,
     /// Settings.
     pub settings: Settings,
 }
@@ -65,6 +71,7 @@ impl Context {
         Self {
             ec2: aws_sdk_ec2::Client::new(config),
             ssm: aws_sdk_ssm::Client::new(config),
+            sfn: aws_sdk_sfn::Client::new(config),
             settings,
         }
     }

@@ -211,10 +211,7 @@ pub async fn live_instances(
 ) -> Result<Vec<(InstanceId, String)>> {
     let mut filters = vec![
         tags::filter(tags::BUILD_ID, build_id.as_str()),
-        Filter::builder()
-            .name("instance-state-name")
-            .set_values(Some(LIVE_STATES.iter().map(|s| (*s).to_owned()).collect()))
-            .build(),
+        live_state_filter(),
     ];
     filters.extend(role.map(|role| tags::filter(tags::ROLE, role.as_ref())));
     let output = ctx
@@ -239,9 +236,17 @@ pub async fn live_instances(
         .collect())
 }
 
-/// Terminates every live instance of the build, of `role` or of any role
-/// (cleanup). Idempotent: an
-/// instance already gone counts as terminated. Returns what it terminated.
+/// Matches instances not terminated nor on their way there.
+pub(crate) fn live_state_filter() -> Filter {
+    Filter::builder()
+        .name("instance-state-name")
+        .set_values(Some(LIVE_STATES.iter().map(|s| (*s).to_owned()).collect()))
+        .build()
+}
+
+/// Terminates every live instance of the build, of `role` or of any role.
+/// Idempotent: an instance already gone counts as terminated. Returns what it
+/// terminated.
 #[instrument(skip(ctx))]
 pub async fn terminate(
     ctx: &Context,
@@ -253,8 +258,13 @@ pub async fn terminate(
         .into_iter()
         .map(|(id, _)| id)
         .collect();
+    terminate_ids(ctx, &ids).await
+}
+
+/// Terminates `ids`; an instance already gone counts as terminated.
+pub(crate) async fn terminate_ids(ctx: &Context, ids: &[InstanceId]) -> Result<Vec<InstanceId>> {
     if ids.is_empty() {
-        return Ok(ids);
+        return Ok(Vec::new());
     }
     let result = ctx
         .ec2
@@ -265,9 +275,9 @@ pub async fn terminate(
     match result {
         Ok(_) => {
             info!(instances = ?ids, "terminated");
-            Ok(ids)
+            Ok(ids.to_vec())
         }
-        Err(err) if Error::code_of(&err) == Some("InvalidInstanceID.NotFound") => Ok(ids),
+        Err(err) if Error::code_of(&err) == Some("InvalidInstanceID.NotFound") => Ok(ids.to_vec()),
         Err(err) => Err(Error::aws("TerminateInstances", err)),
     }
 }
@@ -380,7 +390,8 @@ fn refuse_inbound(group: &str, rules: usize) -> Result<()> {
     }
 }
 
-async fn vpc_of(ctx: &Context, subnet: Option<&str>) -> Result<String> {
+/// The VPC builders of a recipe with builder subnet `subnet` run in.
+pub(crate) async fn vpc_of(ctx: &Context, subnet: Option<&str>) -> Result<String> {
     let vpc = match subnet {
         Some(subnet) => ctx
             .ec2

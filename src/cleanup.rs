@@ -1,27 +1,73 @@
-//! Clean up after a failed build, whatever failed: terminate every instance
+//! Clean up after a build, whatever happened to it: terminate every instance
 //! the build launched (found by its `kiln:build-id` tag, not by ids in the
-//! state, so a crash between steps leaks nothing), and deregister every image
-//! of the build with its snapshots (a failed build delivers no image, even one
-//! whose test passed before a later step failed), unless the recipe keeps
-//! failed images for inspection: then they are tagged `kiln:stage=failed`.
-//! An image on a channel (`kiln:channel`) is never touched. Safe to run any
-//! number of times.
+//! state, so a crash between steps leaks nothing), and deregister the build's
+//! images with their snapshots, unless the recipe keeps failed images for
+//! inspection: then they are tagged `kiln:stage=failed`. An image on a channel
+//! or previous on one is never touched. Safe to run any number of times.
+//!
+//! The build state machine's own cleanup removes even a tested image: a
+//! failed build delivers none. Cleanups from outside the build (an execution
+//! that was stopped or timed out, the sweep) cannot tell, and keep tested
+//! images.
 
-use aws_sdk_ec2::types::Image as Ec2Image;
 use tracing::{info, instrument};
 
 use crate::aws::Context;
 use crate::builder;
 use crate::error::{Error, Result};
+use crate::recipe::Recipe;
 use crate::state::{AmiId, BuildId, Cleanup};
 use crate::tags::{self, Stage};
 
-/// Cleans up build `build_id`; `keep_failed` keeps its images, tagged
-/// `kiln:stage=failed`, instead of deregistering them.
+/// Which images of a build a cleanup keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Policy {
+    /// Keep images, tagged `kiln:stage=failed`, instead of deregistering them
+    /// (the recipe's `keep_failed`).
+    pub keep_failed: bool,
+    /// Keep images that passed their test.
+    pub keep_tested: bool,
+}
+
+impl Policy {
+    /// The build state machine's cleanup of its own failed build: a failed
+    /// build delivers no image, tested or not. `recipe` (when it still loads)
+    /// says whether failed images are kept.
+    pub fn failed_build(recipe: Option<&Recipe>) -> Self {
+        Self {
+            keep_failed: recipe.is_some_and(|r| r.file.image.keep_failed),
+            keep_tested: false,
+        }
+    }
+
+    /// A cleanup from outside the build (an execution that ended without
+    /// its own cleanup, the sweep): it cannot tell whether a tested image was
+    /// delivered, so keeps it.
+    pub fn outside_build(recipe: Option<&Recipe>) -> Self {
+        Self {
+            keep_tested: true,
+            ..Self::failed_build(recipe)
+        }
+    }
+}
+
+/// Cleans up build `build_id` under `policy`; returns what it removed.
 #[instrument(skip(ctx))]
-pub async fn cleanup(ctx: &Context, build_id: &BuildId, keep_failed: bool) -> Result<Cleanup> {
-    let mut done = Cleanup {
-        terminated: builder::terminate(ctx, build_id, None).await?,
+pub async fn cleanup(ctx: &Context, build_id: &BuildId, policy: Policy) -> Result<Cleanup> {
+    let planned = plan(ctx, build_id, policy).await?;
+    let done = apply(ctx, &planned).await?;
+    info!(?done, "cleaned up");
+    Ok(done)
+}
+
+/// What a cleanup of `build_id` under `policy` would remove, touching nothing.
+pub async fn plan(ctx: &Context, build_id: &BuildId, policy: Policy) -> Result<Cleanup> {
+    let mut planned = Cleanup {
+        terminated: builder::live_instances(ctx, build_id, None)
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect(),
         ..Cleanup::default()
     };
     let mut kept = Vec::new();
@@ -29,29 +75,57 @@ pub async fn cleanup(ctx: &Context, build_id: &BuildId, keep_failed: bool) -> Re
         let Some(id) = image.image_id().and_then(|id| id.parse::<AmiId>().ok()) else {
             continue;
         };
-        if tags::value(image.tags(), tags::CHANNEL).is_some() {
+        let promoted = [tags::CHANNEL, tags::PREVIOUS]
+            .iter()
+            .any(|key| tags::value(image.tags(), key).is_some());
+        let stage = tags::value(image.tags(), tags::STAGE);
+        if promoted || (policy.keep_tested && stage == Some(Stage::Tested.as_ref())) {
             kept.push(id);
-        } else if !keep_failed {
-            done.deleted_snapshots
-                .extend(deregister(ctx, &id, crate::image::snapshot_ids(&image)).await?);
-            done.deregistered.push(id);
+        } else if !policy.keep_failed {
+            planned
+                .deleted_snapshots
+                .extend(crate::image::snapshot_ids(&image));
+            planned.deregistered.push(id);
         } else {
-            if tags::value(image.tags(), tags::STAGE) != Some(Stage::Failed.as_ref()) {
-                crate::image::set_stage(ctx, &id, Stage::Failed).await?;
-                done.kept_failed.push(id.clone());
+            if stage != Some(Stage::Failed.as_ref()) {
+                planned.kept_failed.push(id.clone());
             }
             kept.push(id);
         }
     }
-    done.deleted_snapshots
-        .extend(sweep_snapshots(ctx, build_id, &kept).await?);
-    info!(?done, "cleaned up");
-    Ok(done)
+    planned
+        .deleted_snapshots
+        .extend(leftover_snapshots(ctx, build_id, &kept, &planned.deleted_snapshots).await?);
+    Ok(planned)
 }
 
-/// Deletes the build's image snapshots left behind (an earlier cleanup that
-/// deregistered their image and then failed), except those of `kept` images.
-async fn sweep_snapshots(ctx: &Context, build_id: &BuildId, kept: &[AmiId]) -> Result<Vec<String>> {
+/// Carries out a plan: terminates, deregisters, deletes, tags failed.
+async fn apply(ctx: &Context, planned: &Cleanup) -> Result<Cleanup> {
+    let terminated = builder::terminate_ids(ctx, &planned.terminated).await?;
+    for id in &planned.deregistered {
+        deregister(ctx, id).await?;
+    }
+    for snapshot in &planned.deleted_snapshots {
+        delete_snapshot(ctx, snapshot).await?;
+    }
+    for id in &planned.kept_failed {
+        crate::image::set_stage(ctx, id, Stage::Failed).await?;
+    }
+    Ok(Cleanup {
+        terminated,
+        ..planned.clone()
+    })
+}
+
+/// The build's image snapshots left behind (an earlier cleanup that
+/// deregistered their image and then failed), except those of `kept` images
+/// and those already `planned`.
+async fn leftover_snapshots(
+    ctx: &Context,
+    build_id: &BuildId,
+    kept: &[AmiId],
+    planned: &[String],
+) -> Result<Vec<String>> {
     let output = ctx
         .ec2
         .describe_snapshots()
@@ -60,22 +134,21 @@ async fn sweep_snapshots(ctx: &Context, build_id: &BuildId, kept: &[AmiId]) -> R
         .send()
         .await
         .map_err(|err| Error::aws("DescribeSnapshots", err))?;
-    let mut deleted = Vec::new();
-    for snapshot in output.snapshots() {
-        let image = tags::value(snapshot.tags(), tags::IMAGE_ID);
-        if kept.iter().any(|k| Some(k.as_str()) == image) {
-            continue;
-        }
-        if let Some(id) = snapshot.snapshot_id() {
-            delete_snapshot(ctx, id).await?;
-            deleted.push(id.to_owned());
-        }
-    }
-    Ok(deleted)
+    Ok(output
+        .snapshots()
+        .iter()
+        .filter(|snapshot| {
+            let image = tags::value(snapshot.tags(), tags::IMAGE_ID);
+            !kept.iter().any(|k| Some(k.as_str()) == image)
+        })
+        .filter_map(|snapshot| snapshot.snapshot_id())
+        .filter(|id| !planned.iter().any(|p| p == id))
+        .map(str::to_owned)
+        .collect())
 }
 
 /// Every image this account made for the build, in any state.
-async fn build_images(ctx: &Context, build_id: &BuildId) -> Result<Vec<Ec2Image>> {
+async fn build_images(ctx: &Context, build_id: &BuildId) -> Result<Vec<aws_sdk_ec2::types::Image>> {
     let output = ctx
         .ec2
         .describe_images()
@@ -87,12 +160,8 @@ async fn build_images(ctx: &Context, build_id: &BuildId) -> Result<Vec<Ec2Image>
     Ok(output.images.unwrap_or_default())
 }
 
-/// Deregisters image `id` and deletes its `snapshots`; returns the snapshots deleted.
-pub(crate) async fn deregister(
-    ctx: &Context,
-    id: &AmiId,
-    snapshots: Vec<String>,
-) -> Result<Vec<String>> {
+/// Deregisters image `id` (already gone counts as done).
+async fn deregister(ctx: &Context, id: &AmiId) -> Result<()> {
     match ctx
         .ec2
         .deregister_image()
@@ -100,14 +169,23 @@ pub(crate) async fn deregister(
         .send()
         .await
     {
-        Ok(_) => {}
-        Err(err) if Error::code_of(&err).is_some_and(|c| c.starts_with("InvalidAMIID")) => {}
-        Err(err) => return Err(Error::aws("DeregisterImage", err)),
+        Ok(_) => Ok(()),
+        Err(err) if Error::code_of(&err).is_some_and(|c| c.starts_with("InvalidAMIID")) => Ok(()),
+        Err(err) => Err(Error::aws("DeregisterImage", err)),
     }
-    for snapshot in &snapshots {
+}
+
+/// Deregisters image `id` and deletes its `snapshots` (retention).
+pub(crate) async fn deregister_with_snapshots(
+    ctx: &Context,
+    id: &AmiId,
+    snapshots: &[String],
+) -> Result<()> {
+    deregister(ctx, id).await?;
+    for snapshot in snapshots {
         delete_snapshot(ctx, snapshot).await?;
     }
-    Ok(snapshots)
+    Ok(())
 }
 
 async fn delete_snapshot(ctx: &Context, snapshot: &str) -> Result<()> {

@@ -8,7 +8,7 @@ use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent, HistoryEventType};
 
 use crate::error::{Error, Result};
 use crate::recipe::Recipe;
-use crate::state::{BuildInput, BuildState, Reason, Source};
+use crate::state::{BuildId, BuildInput, BuildState, Reason, Source};
 
 /// The execution (build) name for building `recipe` from `source`. A forced
 /// build gets its own name, since its inputs are the same as the last build's.
@@ -215,6 +215,27 @@ pub async fn follow(
             return Ok(now);
         }
         tokio::time::sleep(interval).await;
+    }
+}
+
+/// The status of build `build` on `state_machine` (RUNNING, SUCCEEDED,
+/// FAILED, TIMED_OUT, ABORTED), or `None` when no such execution exists.
+pub async fn status(
+    sfn: &aws_sdk_sfn::Client,
+    state_machine: &str,
+    build: &BuildId,
+) -> Result<Option<String>> {
+    let arn = execution_arn(state_machine, build.as_str())?;
+    match sfn.describe_execution().execution_arn(arn).send().await {
+        Ok(described) => Ok(Some(described.status().as_str().to_owned())),
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_execution_does_not_exist()) =>
+        {
+            Ok(None)
+        }
+        Err(err) => Err(Error::aws("DescribeExecution", err)),
     }
 }
 

@@ -20,6 +20,7 @@ pub mod retention;
 pub mod run_command;
 pub mod source;
 pub mod state;
+pub mod sweep;
 pub mod tags;
 pub mod test_run;
 

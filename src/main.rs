@@ -142,6 +142,17 @@ enum Command {
         /// The recipe (its name, or its directory).
         recipe: String,
     },
+    /// Remove what ended builds left behind: instances, untested images and
+    /// their snapshots, unused kiln security groups (never tested or promoted
+    /// images, never anything without kiln's tags).
+    Sweep {
+        /// Only list what would go.
+        #[arg(long)]
+        dry_run: bool,
+        /// The build state machine (tells running builds from ended ones).
+        #[arg(long, env = "KILN_STATE_MACHINE_ARN")]
+        state_machine: String,
+    },
     /// List the newest builds, of one recipe or of all.
     Builds {
         /// Only builds of this recipe (by name).
@@ -453,6 +464,18 @@ async fn run(cli: &Cli) -> Result<(), Error> {
                 tag_lines(&changes).join("\n")
             });
         }
+        Command::Sweep {
+            dry_run,
+            state_machine,
+        } => {
+            let config = aws_config::load_from_env().await;
+            let settings = Settings {
+                state_machine_arn: Some(state_machine.clone()),
+                ..Settings::from_env()
+            };
+            let swept = kiln::sweep::sweep(&Context::new(&config, settings), *dry_run).await?;
+            print(cli.output, &swept, || sweep_text(&swept));
+        }
         Command::Builds {
             recipe,
             limit,
@@ -615,6 +638,41 @@ fn images_table(images: &[retention::ImageInfo]) -> String {
     }));
     if images.is_empty() {
         lines.push("no images".into());
+    }
+    lines.join("\n")
+}
+
+fn sweep_text(swept: &kiln::sweep::Sweep) -> String {
+    let verb = if swept.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    let mut lines = Vec::new();
+    for build in &swept.builds {
+        let r = &build.removed;
+        let mut what: Vec<String> = r.terminated.iter().map(ToString::to_string).collect();
+        what.extend(r.deregistered.iter().map(ToString::to_string));
+        what.extend(r.deleted_snapshots.iter().cloned());
+        lines.push(format!(
+            "build {} ({}): {verb} {}",
+            build.build_id,
+            build.why,
+            what.join(", ")
+        ));
+    }
+    if !swept.security_groups.is_empty() {
+        lines.push(format!(
+            "unused kiln security groups: {verb} {}",
+            swept.security_groups.join(", ")
+        ));
+    }
+    if !swept.running.is_empty() {
+        let running: Vec<&str> = swept.running.iter().map(|b| b.as_str()).collect();
+        lines.push(format!("left alone, still running: {}", running.join(", ")));
+    }
+    if lines.is_empty() {
+        lines.push("nothing to sweep".into());
     }
     lines.join("\n")
 }

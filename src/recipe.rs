@@ -317,6 +317,21 @@ impl Recipe {
         crate::fingerprint::fingerprint(source, &self.raw, &self.scripts)
     }
 
+    /// The longest a build of this recipe can run: every step, the image and
+    /// the test at their timeouts, plus an hour for launches and waits.
+    pub fn max_build_seconds(&self) -> u64 {
+        let steps: u64 = self
+            .file
+            .steps
+            .iter()
+            .map(|s| u64::from(s.timeout_seconds))
+            .sum();
+        steps
+            + u64::from(self.file.image.timeout_seconds)
+            + u64::from(self.file.test.timeout_seconds)
+            + 3600
+    }
+
     /// The script of `path` (as named in the recipe).
     pub fn script(&self, path: &str) -> &[u8] {
         self.scripts.get(path).map_or(&[], Vec::as_slice)

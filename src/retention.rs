@@ -177,7 +177,7 @@ pub async fn prune(
             continue;
         }
         if !dry_run {
-            crate::cleanup::deregister(ctx, &info.image_id, info.snapshots.clone()).await?;
+            crate::cleanup::deregister_with_snapshots(ctx, &info.image_id, &info.snapshots).await?;
             info!(image = %info.image_id, "pruned");
         }
         report.pruned.push(Pruned {

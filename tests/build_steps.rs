@@ -536,9 +536,13 @@ async fn a_passing_test_marks_the_image_tested_and_leaves_no_instance() {
     );
 
     // A later step of this build fails: cleanup removes even the tested image.
-    let cleaned = kiln::cleanup::cleanup(&ctx, &trigger.build_id, recipe.file.image.keep_failed)
-        .await
-        .expect("cleanup");
+    let cleaned = kiln::cleanup::cleanup(
+        &ctx,
+        &trigger.build_id,
+        kiln::cleanup::Policy::failed_build(Some(&recipe)),
+    )
+    .await
+    .expect("cleanup");
     assert_eq!(cleaned.deregistered, vec![image.image_id.clone()]);
     assert!(cleaned.terminated.is_empty(), "nothing was left running");
     assert!(
@@ -589,7 +593,7 @@ async fn cleanup_removes_everything_of_its_build_and_nothing_else() {
     let cleaned = kiln::cleanup::cleanup(
         &ctx,
         &"build-broken-1".parse().expect("id"),
-        recipe.file.image.keep_failed,
+        kiln::cleanup::Policy::failed_build(Some(&recipe)),
     )
     .await
     .expect("cleanup");
@@ -640,7 +644,7 @@ async fn cleanup_removes_everything_of_its_build_and_nothing_else() {
     let again = kiln::cleanup::cleanup(
         &ctx,
         &"build-broken-1".parse().expect("id"),
-        recipe.file.image.keep_failed,
+        kiln::cleanup::Policy::failed_build(Some(&recipe)),
     )
     .await
     .expect("again");
@@ -668,7 +672,7 @@ async fn a_failed_image_kept_for_inspection_is_tagged_failed_and_never_skipped_t
     let cleaned = kiln::cleanup::cleanup(
         &ctx,
         &"build-kept-1".parse().expect("id"),
-        recipe.file.image.keep_failed,
+        kiln::cleanup::Policy::failed_build(Some(&recipe)),
     )
     .await
     .expect("cleanup");

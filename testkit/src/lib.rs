@@ -74,6 +74,7 @@ pub fn mocked(recipe_root: &Path, ec2: &[&Rule], ssm: &[&Rule]) -> Context {
             .retry_config(retry.clone())),
         ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, ssm, |c| c
             .retry_config(retry_ssm.clone())),
+        sfn: mock_client!(aws_sdk_sfn, RuleMode::MatchAny, &[]),
         settings: Settings {
             recipe_root: recipe_root.to_owned(),
             ..Settings::default()
@@ -217,6 +218,7 @@ impl Emulator {
                 recipe_root: recipe_root.to_owned(),
                 source_parameter: Some(self.seeded.source_parameter.clone()),
                 output_bucket: None,
+                state_machine_arn: self.seeded.state_machine_arn.clone(),
             },
         )
     }

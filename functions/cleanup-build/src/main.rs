@@ -1,23 +1,72 @@
-//! cleanup-build: the state machine's catch-all. Terminates every instance of
-//! the build (found by tag) and deregisters its untested images with their
-//! snapshots, or keeps them tagged `kiln:stage=failed` when the recipe says so.
-//! Input: the trigger fields (anything else is ignored); output: what it did.
+//! cleanup-build: removes what a build left behind. Three inputs:
+//! * from the build state machine's catch-all (the trigger fields): terminates
+//!   every instance of the build (found by tag) and deregisters its images with
+//!   their snapshots (a failed build delivers none), or keeps them tagged
+//!   `kiln:stage=failed` when the recipe says so;
+//! * an EventBridge `Step Functions Execution Status Change` event for an
+//!   execution that ended `ABORTED`, `TIMED_OUT` or `FAILED`: the same for that
+//!   build, keeping tested images;
+//! * `{"action": "sweep", "dry_run": false}` (a schedule): every kiln-tagged
+//!   resource whose build is over (see `kiln::sweep`).
 
+use aws_lambda_events::eventbridge::EventBridgeEvent;
 use kiln::aws::Context;
+use kiln::cleanup::Policy;
 use kiln::lambda::{self, LambdaEvent, Value};
 use kiln::state::{Cleanup, Trigger};
+use kiln::sweep::ExecutionStatusChange;
+use serde::Deserialize;
 
-async fn handler(ctx: &Context, event: LambdaEvent<Value>) -> kiln::Result<Cleanup> {
-    let trigger: Trigger = lambda::parse(event)?;
-    // A recipe that no longer loads must not stop the cleanup: keep nothing.
-    let keep_failed = match ctx.recipe(&trigger.recipe) {
-        Ok(recipe) => recipe.file.image.keep_failed,
-        Err(err) => {
-            tracing::warn!(%err, "recipe unreadable; deregistering the build's images");
-            false
+/// The detail type of Step Functions' execution events.
+const EXECUTION_STATUS_CHANGE: &str = "Step Functions Execution Status Change";
+
+/// A request by action (from a schedule, or by hand).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+enum Request {
+    /// Sweep the account and region.
+    Sweep {
+        /// Only report.
+        #[serde(default)]
+        dry_run: bool,
+    },
+}
+
+async fn handler(ctx: &Context, event: LambdaEvent<Value>) -> kiln::Result<Value> {
+    let payload = &event.payload;
+    let answer = if payload.get("detail-type").is_some() {
+        let event: EventBridgeEvent<ExecutionStatusChange> = lambda::parse(event)?;
+        if event.detail_type != EXECUTION_STATUS_CHANGE {
+            return Err(kiln::Error::InvalidInput(format!(
+                "cleanup-build takes {EXECUTION_STATUS_CHANGE:?} events, not {:?}",
+                event.detail_type
+            )));
         }
+        serde_json::to_value(kiln::sweep::execution_ended(ctx, &event.detail).await?)
+    } else if payload.get("action").is_some() {
+        let Request::Sweep { dry_run } = lambda::parse(event)?;
+        serde_json::to_value(kiln::sweep::sweep(ctx, dry_run).await?)
+    } else {
+        serde_json::to_value(failed_build(ctx, lambda::parse(event)?).await?)
     };
-    let done = kiln::cleanup::cleanup(ctx, &trigger.build_id, keep_failed).await?;
+    answer.map_err(|err| kiln::Error::InvalidInput(format!("cannot encode the answer: {err}")))
+}
+
+/// The state machine's cleanup of its own failed build.
+async fn failed_build(ctx: &Context, trigger: Trigger) -> kiln::Result<Cleanup> {
+    // A recipe that no longer loads must not stop the cleanup: keep nothing.
+    let recipe = ctx
+        .recipe(&trigger.recipe)
+        .inspect_err(
+            |err| tracing::warn!(%err, "recipe unreadable; deregistering the build's images"),
+        )
+        .ok();
+    let done = kiln::cleanup::cleanup(
+        ctx,
+        &trigger.build_id,
+        Policy::failed_build(recipe.as_ref()),
+    )
+    .await?;
     Ok(Cleanup {
         duration_seconds: trigger.elapsed_seconds(),
         ..done
@@ -70,7 +119,43 @@ mod tests {
         .await
         .expect("cleaned");
 
-        assert_eq!(done, Cleanup::default());
+        assert_eq!(
+            done,
+            serde_json::to_value(Cleanup::default()).expect("json")
+        );
         assert_eq!((instances.num_calls(), images.num_calls()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn it_takes_only_execution_events_that_ended_without_cleanup() {
+        let ctx = kiln_testkit::mocked(&kiln_testkit::recipe_root(), &[], &[]);
+        let event = |detail_type: &str, status: &str| {
+            json!({"version": "0", "id": "e1", "detail-type": detail_type, "source": "aws.states",
+                   "account": "123456789012", "time": "2026-11-26T02:00:00Z", "region": "us-east-1",
+                   "resources": [], "detail": {"executionArn": "arn:aws:states:us-east-1:123456789012:execution:kiln-pipeline:b1",
+                   "stateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:kiln-pipeline",
+                   "name": "b1", "status": status, "input": "{\"recipe\": \"ubuntu-base\"}"}})
+        };
+        for (payload, expected) in [
+            (
+                event("EC2 Instance State-change Notification", "ABORTED"),
+                "not \"EC2",
+            ),
+            (event(EXECUTION_STATUS_CHANGE, "SUCCEEDED"), "is SUCCEEDED"),
+            (
+                json!({"action": "sweep", "dry_run": "yes"}),
+                "expected a boolean",
+            ),
+            (json!({"action": "purge"}), "purge"),
+        ] {
+            let err = handler(
+                &ctx,
+                LambdaEvent::new(payload, lambda_runtime::Context::default()),
+            )
+            .await
+            .expect_err("refused");
+            assert_eq!(err.name(), "InvalidInput", "{err}");
+            assert!(err.to_string().contains(expected), "{expected}: {err}");
+        }
     }
 }

@@ -1,0 +1,337 @@
+//! The backstop: nothing kiln launches outlives its build.
+//!
+//! A `Catch` in the build state machine does not run when an execution is
+//! stopped, times out, or its definition is replaced. The sweep finds every
+//! resource carrying a `kiln:build-id` tag (instances not terminated, images
+//! and their snapshots) whose build is not running any more (its execution
+//! ended, or none exists) or has run longer than its recipe allows, and
+//! cleans each such build up as an outside cleanup: tested images, images on
+//! a channel or previous on one, and anything without kiln's tags are never
+//! touched. Kiln's builder security groups (one per VPC, shared by builds) go
+//! when nothing uses them and no build runs in their VPC (a build between
+//! two instances holds none). Running it again finds nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_sdk_ec2::types::Filter;
+use serde::{Deserialize, Serialize};
+use tracing::{info, instrument};
+
+use crate::aws::Context;
+use crate::cleanup::{self, Policy};
+use crate::error::{Error, Result};
+use crate::state::{BuildId, BuildInput, Cleanup, RecipeName};
+use crate::tags::{self, Role};
+
+/// One build the sweep cleaned up (or would, on a dry run).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SweptBuild {
+    /// The build.
+    pub build_id: BuildId,
+    /// Its recipe, from its resources' tags.
+    pub recipe: Option<String>,
+    /// Why it counts as over.
+    pub why: String,
+    /// What was removed (or would be).
+    pub removed: Cleanup,
+}
+
+/// What a sweep did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sweep {
+    /// Nothing was removed: the lists say what would go.
+    pub dry_run: bool,
+    /// The builds cleaned up.
+    pub builds: Vec<SweptBuild>,
+    /// Builds left alone because they are still running.
+    pub running: Vec<BuildId>,
+    /// Kiln builder security groups deleted (unused, no build running).
+    pub security_groups: Vec<String>,
+}
+
+/// The detail of Step Functions' `Step Functions Execution Status Change`
+/// event, as much of it as a cleanup needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionStatusChange {
+    /// The execution.
+    pub execution_arn: String,
+    /// Its name: the build id.
+    pub name: String,
+    /// How it ended.
+    pub status: String,
+    /// Its input (a JSON string), naming the recipe.
+    #[serde(default)]
+    pub input: Option<String>,
+}
+
+/// Statuses of an execution that ended without its own cleanup having
+/// necessarily run.
+pub const ENDED_WITHOUT_CLEANUP: &[&str] = &["ABORTED", "TIMED_OUT", "FAILED"];
+
+/// Cleans up after a build whose execution ended `ABORTED`, `TIMED_OUT` or
+/// `FAILED` (the event an EventBridge rule delivers): the build's instances,
+/// its untested images and their snapshots. A failed build's own cleanup has
+/// usually run already; running again changes nothing.
+#[instrument(skip(ctx))]
+pub async fn execution_ended(ctx: &Context, change: &ExecutionStatusChange) -> Result<SweptBuild> {
+    if !ENDED_WITHOUT_CLEANUP.contains(&change.status.as_str()) {
+        return Err(Error::InvalidInput(format!(
+            "execution {} is {}: only {} executions are cleaned up from outside",
+            change.execution_arn,
+            change.status,
+            ENDED_WITHOUT_CLEANUP.join(", ")
+        )));
+    }
+    let build_id: BuildId = change.name.parse()?;
+    let recipe = change
+        .input
+        .as_deref()
+        .and_then(|input| serde_json::from_str::<BuildInput>(input).ok())
+        .map(|input| input.recipe);
+    let loaded = recipe.as_ref().and_then(|r| ctx.recipe(r).ok());
+    let removed = cleanup::cleanup(ctx, &build_id, Policy::outside_build(loaded.as_ref())).await?;
+    Ok(SweptBuild {
+        build_id,
+        recipe: recipe.map(String::from),
+        why: format!("its execution ended {}", change.status),
+        removed,
+    })
+}
+
+/// A build that left something tagged behind.
+#[derive(Debug, Default)]
+struct Traces {
+    recipe: Option<String>,
+    launched: Option<jiff::Timestamp>,
+}
+
+/// Sweeps this account and region; see the module. The build state machine
+/// (`Settings::state_machine_arn`) tells running builds from ended ones.
+#[instrument(skip(ctx))]
+pub async fn sweep(ctx: &Context, dry_run: bool) -> Result<Sweep> {
+    let state_machine = ctx.settings.state_machine_arn.as_deref().ok_or_else(|| {
+        Error::InvalidInput(
+            "the sweep needs the build state machine (KILN_STATE_MACHINE_ARN) to tell running builds from ended ones".into(),
+        )
+    })?;
+    let mut report = Sweep {
+        dry_run,
+        builds: Vec::new(),
+        running: Vec::new(),
+        security_groups: Vec::new(),
+    };
+    for (build_id, traces) in traces(ctx).await? {
+        let status = crate::execution::status(&ctx.sfn, state_machine, &build_id).await?;
+        let recipe = traces
+            .recipe
+            .as_deref()
+            .and_then(|r| r.parse::<RecipeName>().ok())
+            .and_then(|r| ctx.recipe(&r).ok());
+        let why = match status.as_deref() {
+            Some("RUNNING") => match overdue(recipe.as_ref(), traces.launched) {
+                Some(why) => why,
+                None => {
+                    report.running.push(build_id);
+                    continue;
+                }
+            },
+            Some(status) => format!("its execution ended {status}"),
+            None => "no execution exists for it".to_owned(),
+        };
+        let policy = Policy::outside_build(recipe.as_ref());
+        let removed = if dry_run {
+            cleanup::plan(ctx, &build_id, policy).await?
+        } else {
+            cleanup::cleanup(ctx, &build_id, policy).await?
+        };
+        if removed.terminated.is_empty()
+            && removed.deregistered.is_empty()
+            && removed.deleted_snapshots.is_empty()
+            && removed.kept_failed.is_empty()
+        {
+            continue;
+        }
+        info!(%build_id, %why, ?removed, dry_run, "swept");
+        report.builds.push(SweptBuild {
+            build_id,
+            recipe: traces.recipe,
+            why,
+            removed,
+        });
+    }
+    if let Some(busy) = busy_vpcs(ctx, state_machine).await? {
+        report.security_groups = unused_groups(ctx, &busy).await?;
+        if !dry_run {
+            for group in &report.security_groups {
+                delete_group(ctx, group).await?;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Why a running build counts as over: it has run longer than its recipe
+/// allows. Without its recipe or a launch time, a running build is left alone.
+fn overdue(
+    recipe: Option<&crate::recipe::Recipe>,
+    launched: Option<jiff::Timestamp>,
+) -> Option<String> {
+    let limit = recipe?.max_build_seconds();
+    let running = jiff::Timestamp::now().duration_since(launched?).as_secs();
+    (running > i64::try_from(limit).unwrap_or(i64::MAX))
+        .then(|| format!("it has run {running} s, longer than its recipe allows ({limit} s)"))
+}
+
+/// Every build with a live instance, an image or a snapshot tagged with its
+/// id, with its recipe and its earliest instance launch.
+async fn traces(ctx: &Context) -> Result<BTreeMap<BuildId, Traces>> {
+    let mut found: BTreeMap<BuildId, Traces> = BTreeMap::new();
+    let build_tag = || {
+        Filter::builder()
+            .name("tag-key")
+            .values(tags::BUILD_ID)
+            .build()
+    };
+    let mut note = |tags: &[aws_sdk_ec2::types::Tag]| -> Option<BuildId> {
+        let build_id = tags::value(tags, tags::BUILD_ID)?.parse::<BuildId>().ok()?;
+        let traces = found.entry(build_id.clone()).or_default();
+        if traces.recipe.is_none() {
+            traces.recipe = tags::value(tags, tags::RECIPE).map(str::to_owned);
+        }
+        Some(build_id)
+    };
+    let mut launches = Vec::new();
+    let mut pages = ctx
+        .ec2
+        .describe_instances()
+        .filters(build_tag())
+        .filters(crate::builder::live_state_filter())
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|err| Error::aws("DescribeInstances", err))?;
+        for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+            if let Some(build_id) = note(instance.tags()) {
+                let launched = instance
+                    .launch_time()
+                    .and_then(|t| jiff::Timestamp::from_second(t.secs()).ok());
+                launches.push((build_id, launched));
+            }
+        }
+    }
+    let images = ctx
+        .ec2
+        .describe_images()
+        .owners("self")
+        .filters(build_tag())
+        .send()
+        .await
+        .map_err(|err| Error::aws("DescribeImages", err))?;
+    for image in images.images() {
+        note(image.tags());
+    }
+    let mut pages = ctx
+        .ec2
+        .describe_snapshots()
+        .owner_ids("self")
+        .filters(build_tag())
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|err| Error::aws("DescribeSnapshots", err))?;
+        for snapshot in page.snapshots() {
+            note(snapshot.tags());
+        }
+    }
+    for (build_id, launched) in launches {
+        if let Some(traces) = found.get_mut(&build_id) {
+            traces.launched = match (traces.launched, launched) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+    Ok(found)
+}
+
+/// The VPCs running builds launch into (from their recipes); `None` when
+/// one of them cannot be told (its recipe does not load).
+async fn busy_vpcs(ctx: &Context, state_machine: &str) -> Result<Option<BTreeSet<String>>> {
+    let mut busy = BTreeSet::new();
+    let mut pages = ctx
+        .sfn
+        .list_executions()
+        .state_machine_arn(state_machine)
+        .status_filter(aws_sdk_sfn::types::ExecutionStatus::Running)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|err| Error::aws("ListExecutions", err))?;
+        for execution in page.executions() {
+            let described = ctx
+                .sfn
+                .describe_execution()
+                .execution_arn(execution.execution_arn())
+                .send()
+                .await
+                .map_err(|err| Error::aws("DescribeExecution", err))?;
+            let recipe = described
+                .input()
+                .and_then(|input| serde_json::from_str::<BuildInput>(input).ok())
+                .and_then(|input| ctx.recipe(&input.recipe).ok());
+            let Some(recipe) = recipe else {
+                return Ok(None);
+            };
+            let subnet = recipe.file.builder.subnet_id.as_deref();
+            busy.insert(crate::builder::vpc_of(ctx, subnet).await?);
+        }
+    }
+    Ok(Some(busy))
+}
+
+/// Kiln's builder security groups outside `busy` VPCs that no network
+/// interface uses.
+async fn unused_groups(ctx: &Context, busy: &BTreeSet<String>) -> Result<Vec<String>> {
+    let groups = ctx
+        .ec2
+        .describe_security_groups()
+        .filters(tags::filter(tags::ROLE, Role::BuilderSg.as_ref()))
+        .send()
+        .await
+        .map_err(|err| Error::aws("DescribeSecurityGroups", err))?;
+    let mut unused = Vec::new();
+    for group in groups.security_groups() {
+        let Some(id) = group.group_id() else { continue };
+        if group.vpc_id().is_some_and(|vpc| busy.contains(vpc)) {
+            continue;
+        }
+        let used = ctx
+            .ec2
+            .describe_network_interfaces()
+            .filters(Filter::builder().name("group-id").values(id).build())
+            .send()
+            .await
+            .map_err(|err| Error::aws("DescribeNetworkInterfaces", err))?;
+        if used.network_interfaces().is_empty() {
+            unused.push(id.to_owned());
+        }
+    }
+    Ok(unused)
+}
+
+async fn delete_group(ctx: &Context, group: &str) -> Result<()> {
+    match ctx.ec2.delete_security_group().group_id(group).send().await {
+        Ok(_) => Ok(()),
+        // Gone already, or taken by a build that just started: leave it.
+        Err(err)
+            if matches!(
+                Error::code_of(&err),
+                Some("InvalidGroup.NotFound" | "DependencyViolation")
+            ) =>
+        {
+            Ok(())
+        }
+        Err(err) => Err(Error::aws("DeleteSecurityGroup", err)),
+    }
+}

@@ -1,0 +1,237 @@
+//! Nothing kiln launches outlives its build: cleanup after an execution that
+//! was stopped, and the sweep over a mix of resources, against the emulator
+//! running the real build state machine.
+
+use std::time::Duration;
+
+use aws_sdk_sfn::types::{ExecutionStatus, HistoryEventType};
+use kiln::aws::Context;
+use kiln::sweep::ExecutionStatusChange;
+use kiln_testkit::{Emulator, RecipeCopy, built_image, tag};
+
+/// Starts build `name` with a long wait between polls, and returns once its
+/// builder runs and the execution waits (where a stop aborts at once).
+async fn start_waiting_build(emulator: &Emulator, ctx: &Context, name: &str) -> (String, String) {
+    let sfn = emulator.sfn();
+    let input = serde_json::json!({"recipe": "ubuntu-base", "wait_seconds": 120}).to_string();
+    let arn = sfn
+        .start_execution()
+        .state_machine_arn(
+            emulator
+                .seeded
+                .state_machine_arn
+                .as_deref()
+                .expect("pipeline"),
+        )
+        .name(name)
+        .input(&input)
+        .send()
+        .await
+        .expect("start")
+        .execution_arn()
+        .to_owned();
+    for _ in 0..300 {
+        let history = sfn
+            .get_execution_history()
+            .execution_arn(&arn)
+            .send()
+            .await
+            .expect("history");
+        let waiting = history
+            .events()
+            .iter()
+            .any(|e| e.r#type() == &HistoryEventType::WaitStateEntered);
+        if waiting
+            && !kiln_testkit::live_instances(ctx, Some(name))
+                .await
+                .is_empty()
+        {
+            return (arn, input);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("build {name} did not reach its first wait");
+}
+
+/// Every instance id that is not terminated.
+async fn live(ctx: &Context) -> Vec<String> {
+    kiln_testkit::live_instances(ctx, None)
+        .await
+        .iter()
+        .filter_map(|i| i.instance_id().map(str::to_owned))
+        .collect()
+}
+
+async fn own_image_ids(ctx: &Context) -> Vec<String> {
+    kiln_testkit::own_images(ctx)
+        .await
+        .iter()
+        .filter_map(|i| i.image_id().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_stopped_build_is_cleaned_up_by_its_execution_event_and_nothing_else_is_touched() {
+    let copy = RecipeCopy::ubuntu_base();
+    let emulator = Emulator::start_pipeline(copy.root.path(), &[]).await;
+    let ctx = emulator.context(copy.root.path());
+    let bystander = kiln_testkit::launch(&ctx, &emulator.seeded.source_ami).await;
+    let other_image = built_image(&ctx, "ubuntu-base", "another-build", "candidate").await;
+    let (arn, input) = start_waiting_build(&emulator, &ctx, "stopped-1").await;
+
+    emulator
+        .sfn()
+        .stop_execution()
+        .execution_arn(&arn)
+        .send()
+        .await
+        .expect("stop");
+    let status = emulator
+        .sfn()
+        .describe_execution()
+        .execution_arn(&arn)
+        .send()
+        .await
+        .expect("describe")
+        .status()
+        .clone();
+    assert_eq!(status, ExecutionStatus::Aborted);
+    assert_eq!(
+        kiln_testkit::live_instances(&ctx, Some("stopped-1"))
+            .await
+            .len(),
+        1,
+        "the Catch did not run: the builder is still there"
+    );
+
+    // What the EventBridge rule on Step Functions Execution Status Change delivers.
+    let change = ExecutionStatusChange {
+        execution_arn: arn,
+        name: "stopped-1".into(),
+        status: "ABORTED".into(),
+        input: Some(input),
+    };
+    let swept = kiln::sweep::execution_ended(&ctx, &change)
+        .await
+        .expect("cleanup");
+
+    assert_eq!(swept.removed.terminated.len(), 1, "{swept:?}");
+    assert!(
+        kiln_testkit::live_instances(&ctx, Some("stopped-1"))
+            .await
+            .is_empty()
+    );
+    assert_eq!(live(&ctx).await, [bystander], "the bystander runs on");
+    assert!(own_image_ids(&ctx).await.contains(&other_image.to_string()));
+
+    let again = kiln::sweep::execution_ended(&ctx, &change)
+        .await
+        .expect("again");
+    assert!(again.removed.terminated.is_empty(), "nothing left to do");
+}
+
+#[tokio::test]
+async fn the_sweep_removes_exactly_the_leftovers_and_a_second_run_finds_nothing() {
+    let copy = RecipeCopy::ubuntu_base();
+    let emulator = Emulator::start_pipeline(copy.root.path(), &[]).await;
+    let ctx = emulator.context(copy.root.path());
+
+    // A running build's builder: left alone.
+    start_waiting_build(&emulator, &ctx, "running-1").await;
+    let running_builder = kiln_testkit::live_instances(&ctx, Some("running-1")).await[0]
+        .instance_id()
+        .expect("id")
+        .to_owned();
+    // A finished build's leftover builder (its execution is gone).
+    let leftover = kiln_testkit::launch(&ctx, &emulator.seeded.source_ami).await;
+    ctx.ec2
+        .create_tags()
+        .resources(&leftover)
+        .tags(kiln::tags::tag("kiln:recipe", "ubuntu-base"))
+        .tags(kiln::tags::tag("kiln:build-id", "finished-1"))
+        .tags(kiln::tags::tag("kiln:role", "builder"))
+        .send()
+        .await
+        .expect("tag");
+    let untagged = kiln_testkit::launch(&ctx, &emulator.seeded.source_ami).await;
+    let tested = built_image(&ctx, "ubuntu-base", "old-tested", "tested").await;
+    let failed = built_image(&ctx, "ubuntu-base", "old-failed", "failed").await;
+    let vpc = ctx
+        .ec2
+        .create_vpc()
+        .cidr_block("10.9.0.0/16")
+        .send()
+        .await
+        .expect("vpc");
+    let old_group = ctx
+        .ec2
+        .create_security_group()
+        .group_name("kiln-builder")
+        .description("an old kiln builder group")
+        .vpc_id(vpc.vpc().and_then(|v| v.vpc_id()).expect("vpc id"))
+        .send()
+        .await
+        .expect("group")
+        .group_id()
+        .expect("group id")
+        .to_owned();
+    ctx.ec2
+        .create_tags()
+        .resources(&old_group)
+        .tags(kiln::tags::tag("kiln:role", "builder-sg"))
+        .send()
+        .await
+        .expect("tag group");
+
+    let live_before = live(&ctx).await;
+    let images_before = own_image_ids(&ctx).await;
+    let dry = kiln::sweep::sweep(&ctx, true).await.expect("dry run");
+    assert_eq!(
+        live(&ctx).await,
+        live_before,
+        "a dry run terminates nothing"
+    );
+    assert_eq!(own_image_ids(&ctx).await, images_before);
+
+    let swept = kiln::sweep::sweep(&ctx, false).await.expect("sweep");
+    for report in [&dry, &swept] {
+        let builds: Vec<&str> = report.builds.iter().map(|b| b.build_id.as_str()).collect();
+        assert_eq!(builds, ["finished-1", "old-failed"], "{report:#?}");
+        assert_eq!(report.builds[0].removed.terminated[0].as_str(), leftover);
+        assert_eq!(
+            report.builds[1].removed.deregistered[0].as_str(),
+            failed.as_str()
+        );
+        assert!(!report.builds[1].removed.deleted_snapshots.is_empty());
+        assert_eq!(report.security_groups, std::slice::from_ref(&old_group));
+        let running: Vec<&str> = report.running.iter().map(|b| b.as_str()).collect();
+        assert_eq!(running, ["running-1"]);
+    }
+
+    let mut live_after = live(&ctx).await;
+    live_after.sort();
+    let mut expected = vec![running_builder, untagged];
+    expected.sort();
+    assert_eq!(live_after, expected, "only the leftover builder went");
+    let images = kiln_testkit::own_images(&ctx).await;
+    let ids: Vec<&str> = images.iter().filter_map(|i| i.image_id()).collect();
+    assert_eq!(ids, [tested.as_str()], "the tested image stays");
+    assert_eq!(tag(images[0].tags(), "kiln:stage"), Some("tested"));
+    let groups = ctx
+        .ec2
+        .describe_security_groups()
+        .send()
+        .await
+        .expect("groups");
+    assert!(
+        groups
+            .security_groups()
+            .iter()
+            .all(|g| g.group_id() != Some(old_group.as_str())),
+        "the old kiln group is gone"
+    );
+
+    let again = kiln::sweep::sweep(&ctx, false).await.expect("again");
+    assert!(again.builds.is_empty(), "{again:#?}");
+    assert!(again.security_groups.is_empty(), "{again:#?}");
+}
