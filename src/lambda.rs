@@ -25,6 +25,12 @@ pub fn parse<T: DeserializeOwned>(event: LambdaEvent<Value>) -> Result<T> {
     })
 }
 
+/// An answer as JSON, for handlers that answer different types by request.
+pub fn json(answer: impl Serialize) -> Result<Value> {
+    serde_json::to_value(answer)
+        .map_err(|err| Error::InvalidInput(format!("cannot encode the answer: {err}")))
+}
+
 /// Runs `handler` as a Lambda function: initialises tracing (JSON when the
 /// function's log format is JSON), builds the clients once from the
 /// environment, and answers each event until the runtime stops.

@@ -131,7 +131,8 @@ pub struct Moved {
     pub tags: Vec<TagChange>,
 }
 
-/// The input of the promote Lambda: one move of one channel.
+/// The input of the promote Lambda: one move of one channel, or a retention
+/// run over a recipe's images.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
@@ -172,6 +173,16 @@ pub enum Request {
         reason: String,
         /// Who (default: the Lambda itself).
         actor: Option<String>,
+    },
+    /// [`crate::retention::prune`].
+    Prune {
+        /// The recipe.
+        recipe: RecipeName,
+        /// How many of the newest images to keep.
+        keep: usize,
+        /// Only report.
+        #[serde(default)]
+        dry_run: bool,
     },
 }
 

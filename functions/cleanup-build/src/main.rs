@@ -12,7 +12,7 @@
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use kiln::aws::Context;
 use kiln::cleanup::Policy;
-use kiln::lambda::{self, LambdaEvent, Value};
+use kiln::lambda::{self, LambdaEvent, Value, json};
 use kiln::state::{Cleanup, Trigger};
 use kiln::sweep::ExecutionStatusChange;
 use serde::Deserialize;
@@ -34,7 +34,7 @@ enum Request {
 
 async fn handler(ctx: &Context, event: LambdaEvent<Value>) -> kiln::Result<Value> {
     let payload = &event.payload;
-    let answer = if payload.get("detail-type").is_some() {
+    if payload.get("detail-type").is_some() {
         let event: EventBridgeEvent<ExecutionStatusChange> = lambda::parse(event)?;
         if event.detail_type != EXECUTION_STATUS_CHANGE {
             return Err(kiln::Error::InvalidInput(format!(
@@ -42,14 +42,13 @@ async fn handler(ctx: &Context, event: LambdaEvent<Value>) -> kiln::Result<Value
                 event.detail_type
             )));
         }
-        serde_json::to_value(kiln::sweep::execution_ended(ctx, &event.detail).await?)
+        json(kiln::sweep::execution_ended(ctx, &event.detail).await?)
     } else if payload.get("action").is_some() {
         let Request::Sweep { dry_run } = lambda::parse(event)?;
-        serde_json::to_value(kiln::sweep::sweep(ctx, dry_run).await?)
+        json(kiln::sweep::sweep(ctx, dry_run).await?)
     } else {
-        serde_json::to_value(failed_build(ctx, lambda::parse(event)?).await?)
-    };
-    answer.map_err(|err| kiln::Error::InvalidInput(format!("cannot encode the answer: {err}")))
+        json(failed_build(ctx, lambda::parse(event)?).await?)
+    }
 }
 
 /// The state machine's cleanup of its own failed build.

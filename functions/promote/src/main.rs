@@ -1,11 +1,13 @@
-//! promote: moves one channel's pointer. Input: `{action: promote|rollback|demote,
-//! recipe, channel, image_id (to promote), reason, actor?, force?}`; output:
-//! what moved and the tags that followed. A refused move changes nothing and
-//! fails as `PromotionRefused` or `NothingToRollBack`.
+//! promote: moves one channel's pointer, or prunes a recipe's old images.
+//! Input: `{action: promote|rollback|demote, recipe, channel, image_id (to
+//! promote), reason, actor?, force?}`; output: what moved and the tags that
+//! followed. A refused move changes nothing and fails as `PromotionRefused`
+//! or `NothingToRollBack`. `{action: prune, recipe, keep, dry_run?}` (the
+//! daily retention run): output what went and why the rest stays.
 
 use kiln::aws::Context;
-use kiln::lambda::{self, LambdaEvent, Value};
-use kiln::promotion::{self, Moved, Request, Why};
+use kiln::lambda::{self, LambdaEvent, Value, json};
+use kiln::promotion::{self, Request, Why};
 
 /// Who moved the pointer when the request does not say.
 const DEFAULT_ACTOR: &str = "kiln promote Lambda";
@@ -17,7 +19,7 @@ fn why<'a>(reason: &'a str, actor: &'a Option<String>) -> Why<'a> {
     }
 }
 
-async fn handler(ctx: &Context, event: LambdaEvent<Value>) -> kiln::Result<Moved> {
+async fn handler(ctx: &Context, event: LambdaEvent<Value>) -> kiln::Result<Value> {
     match lambda::parse(event)? {
         Request::Promote {
             recipe,
@@ -28,20 +30,25 @@ async fn handler(ctx: &Context, event: LambdaEvent<Value>) -> kiln::Result<Moved
             force,
         } => {
             let why = why(&reason, &actor);
-            promotion::promote(ctx, &recipe, &channel, &image_id, why, force).await
+            json(promotion::promote(ctx, &recipe, &channel, &image_id, why, force).await?)
         }
         Request::Rollback {
             recipe,
             channel,
             reason,
             actor,
-        } => promotion::rollback(ctx, &recipe, &channel, why(&reason, &actor)).await,
+        } => json(promotion::rollback(ctx, &recipe, &channel, why(&reason, &actor)).await?),
         Request::Demote {
             recipe,
             channel,
             reason,
             actor,
-        } => promotion::demote(ctx, &recipe, &channel, why(&reason, &actor)).await,
+        } => json(promotion::demote(ctx, &recipe, &channel, why(&reason, &actor)).await?),
+        Request::Prune {
+            recipe,
+            keep,
+            dry_run,
+        } => json(kiln::retention::prune(ctx, &recipe, keep, dry_run).await?),
     }
 }
 
@@ -121,6 +128,7 @@ mod tests {
                 json!({"action": "demote", "recipe": "ubuntu-base", "channel": "prod", "reason": " "}),
                 "reason",
             ),
+            (json!({"action": "prune", "recipe": "ubuntu-base"}), "keep"),
         ] {
             let err = handler(&ctx, event(payload)).await.expect_err("refused");
             assert_eq!(err.name(), "InvalidInput", "{err}");
