@@ -26,9 +26,12 @@ pub struct Settings {
     /// S3 bucket for Run Command output (`KILN_OUTPUT_BUCKET`); without one the
     /// API returns only the first 24,000 characters of a command's stdout.
     pub output_bucket: Option<String>,
-    /// The build state machine (`KILN_STATE_MACHINE_ARN`): the sweep asks it
-    /// which builds still run.
+    /// The build state machine (`KILN_STATE_MACHINE_ARN`): triggers start
+    /// builds on it, the sweep asks it which builds still run.
     pub state_machine_arn: Option<String>,
+    /// Security findings within this many seconds start one build per recipe
+    /// (`KILN_SECURITY_WINDOW_SECONDS`; default 6 h).
+    pub security_window_seconds: Option<u64>,
 }
 
 impl Settings {
@@ -41,6 +44,8 @@ impl Settings {
             source_parameter: var("KILN_SOURCE_PARAMETER"),
             output_bucket: var("KILN_OUTPUT_BUCKET"),
             state_machine_arn: var("KILN_STATE_MACHINE_ARN"),
+            security_window_seconds: var("KILN_SECURITY_WINDOW_SECONDS")
+                .and_then(|v| v.parse().ok()),
         }
     }
 

@@ -8,7 +8,7 @@ use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent, HistoryEventType};
 
 use crate::error::{Error, Result};
 use crate::recipe::Recipe;
-use crate::state::{BuildId, BuildInput, BuildState, Reason, Source};
+use crate::state::{BuildId, BuildInput, BuildState, Source};
 
 /// The execution (build) name for building `recipe` from `source`. A forced
 /// build gets its own name, since its inputs are the same as the last build's.
@@ -32,25 +32,17 @@ pub struct Started {
     pub existing: bool,
 }
 
-/// Starts the build of `recipe` from `source` on `state_machine`, or finds
-/// the build of the same inputs that was already started.
+/// Starts build `name` with `input` on `state_machine`, or finds the build
+/// of that name already started (the name is what makes two triggers for
+/// the same change one build).
 pub async fn start(
     sfn: &aws_sdk_sfn::Client,
     state_machine: &str,
-    recipe: &Recipe,
-    source: &Source,
-    force: bool,
-    wait_seconds: u32,
+    name: &str,
+    input: &BuildInput,
 ) -> Result<Started> {
-    let name = name(recipe, source, force);
-    let input = BuildInput {
-        recipe: recipe.name.clone(),
-        reason: Some(Reason::Manual),
-        force: Some(force),
-        wait_seconds: Some(wait_seconds),
-    };
-    let input =
-        serde_json::to_string(&input).map_err(|err| Error::InvalidInput(err.to_string()))?;
+    let name = name.to_owned();
+    let input = serde_json::to_string(input).map_err(|err| Error::InvalidInput(err.to_string()))?;
     let arn = execution_arn(state_machine, &name)?;
     let started = sfn
         .start_execution()

@@ -23,5 +23,6 @@ pub mod state;
 pub mod sweep;
 pub mod tags;
 pub mod test_run;
+pub mod trigger;
 
 pub use error::{Error, Result};

@@ -11,7 +11,7 @@ use kiln::execution::{self, Progress};
 use kiln::promotion::{self, Moved, Why};
 use kiln::recipe::Recipe;
 use kiln::retention;
-use kiln::state::{BuildState, Channel, RecipeName};
+use kiln::state::{BuildInput, BuildState, Channel, Reason, RecipeName};
 
 /// Kiln builds, tests and promotes golden Ubuntu AMIs with no SSH.
 #[derive(Debug, Parser)]
@@ -281,9 +281,14 @@ async fn run(cli: &Cli) -> Result<(), Error> {
             let (config, ctx) = context(source_parameter).await;
             let sfn = aws_sdk_sfn::Client::new(&config);
             let source = kiln::source::resolve(&ctx, &recipe, *force).await?;
-            let started =
-                execution::start(&sfn, state_machine, &recipe, &source, *force, *wait_seconds)
-                    .await?;
+            let input = BuildInput {
+                recipe: recipe.name.clone(),
+                reason: Some(Reason::Manual),
+                force: Some(*force),
+                wait_seconds: Some(*wait_seconds),
+            };
+            let name = execution::name(&recipe, &source, *force);
+            let started = execution::start(&sfn, state_machine, &name, &input).await?;
             if cli.output == Output::Text {
                 let verb = if started.existing {
                     "already started (same recipe and inputs)"

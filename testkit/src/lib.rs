@@ -219,6 +219,7 @@ impl Emulator {
                 source_parameter: Some(self.seeded.source_parameter.clone()),
                 output_bucket: None,
                 state_machine_arn: self.seeded.state_machine_arn.clone(),
+                security_window_seconds: None,
             },
         )
     }
