@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR ?= $(CURDIR)/target
 # The emulator's virtual environment (scripts/emulator reads the same variable).
 export KILN_VENV ?= $(CURDIR)/.venv
 
-.PHONY: demo test lint tools emulator-install emulator-start emulator-stop bench clean
+.PHONY: demo test lint tools infra-tools emulator-install emulator-start emulator-stop bench clean
 
 # The ASL validator the offline state machine checks use (npm, project-local).
 ASL_VALIDATOR := asl-validator@4.0.0
@@ -18,7 +18,7 @@ demo: emulator-install
 	scripts/demo
 
 ## test: lint, then every test (unit, mocked, and against a fresh emulator per test)
-test: emulator-install tools lint
+test: emulator-install tools infra-tools lint
 	$(CARGO) build --workspace --bins
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
@@ -27,6 +27,15 @@ test: emulator-install tools lint
 	fi
 
 tools: .tools/node_modules/.bin/asl-validator
+
+# cfn-lint, checkov and aws-sam-translator for the infra/ checks (their own
+# virtual environment: checkov's pins do not mix with moto's).
+infra-tools: .tools/infra/.installed
+
+.tools/infra/.installed: scripts/requirements-infra.txt
+	python3 -m venv .tools/infra
+	.tools/infra/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-infra.txt
+	touch $@
 
 .tools/node_modules/.bin/asl-validator:
 	npm install --silent --no-audit --no-fund --prefix .tools $(ASL_VALIDATOR)

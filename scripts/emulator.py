@@ -9,7 +9,8 @@ Seeds:
     reserves /aws/..., so the path differs from the real one: point kiln at it
     with KILN_SOURCE_PARAMETER);
   * the builder's IAM role and instance profile `kiln-builder` with
-    AmazonSSMManagedInstanceCore.
+    AmazonSSMManagedInstanceCore (unless --no-builder-profile: the stack of
+    infra/template.yaml creates its own).
 
 With --functions DIR the emulator also runs the build state machine for real:
 Step Functions executes definitions, and a proxy in front of moto (moto's
@@ -136,7 +137,7 @@ def patch_start_time():
     execution_worker.ExecutionData = with_iso_start
 
 
-def seed(endpoint):
+def seed(endpoint, builder_profile=True):
     import boto3
 
     session = boto3.Session(
@@ -147,28 +148,29 @@ def seed(endpoint):
     ssm.put_parameter(
         Name=SOURCE_PARAMETER, Value=current[0], Type="String", DataType="aws:ec2:image"
     )
-    iam = session.client("iam", endpoint_url=endpoint)
-    iam.create_role(
-        RoleName=INSTANCE_PROFILE,
-        AssumeRolePolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "ec2.amazonaws.com"},
-                        "Action": "sts:AssumeRole",
-                    }
-                ],
-            }
-        ),
-    )
-    iam.attach_role_policy(
-        RoleName=INSTANCE_PROFILE,
-        PolicyArn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
-    )
-    iam.create_instance_profile(InstanceProfileName=INSTANCE_PROFILE)
-    iam.add_role_to_instance_profile(InstanceProfileName=INSTANCE_PROFILE, RoleName=INSTANCE_PROFILE)
+    if builder_profile:
+        iam = session.client("iam", endpoint_url=endpoint)
+        iam.create_role(
+            RoleName=INSTANCE_PROFILE,
+            AssumeRolePolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "ec2.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+        )
+        iam.attach_role_policy(
+            RoleName=INSTANCE_PROFILE,
+            PolicyArn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
+        )
+        iam.create_instance_profile(InstanceProfileName=INSTANCE_PROFILE)
+        iam.add_role_to_instance_profile(InstanceProfileName=INSTANCE_PROFILE, RoleName=INSTANCE_PROFILE)
     return {
         "endpoint": endpoint,
         "region": REGION,
@@ -310,7 +312,7 @@ def serve(args):
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    info = seed(endpoint)
+    info = seed(endpoint, builder_profile=not args.no_builder_profile)
     os.unlink(seed_file.name)
     if args.functions:
         function_env = {
@@ -371,6 +373,10 @@ def main():
     serve_parser = commands.add_parser("serve")
     serve_parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     serve_parser.add_argument("--detach", action="store_true", help="ignore stdin")
+    serve_parser.add_argument(
+        "--no-builder-profile", action="store_true",
+        help="do not seed the kiln-builder instance profile (a stack of infra/ creates it)",
+    )
     serve_parser.add_argument("--functions", help="directory of Lambda binaries to run Step Functions with")
     serve_parser.add_argument("--recipe-root", default="images", help="KILN_RECIPE_ROOT for the functions")
     serve_parser.add_argument("--pipeline", help="state machine definition to create (needs --functions)")

@@ -88,6 +88,12 @@ impl Emulator {
         Self::start_with(&[]).await
     }
 
+    /// Starts an emulator without the seeded `kiln-builder` instance profile,
+    /// for a stack of `infra/template.yaml` (which creates its own).
+    pub async fn start_for_stack() -> Self {
+        Self::start_with(&["--no-builder-profile".to_owned()]).await
+    }
+
     /// Starts an emulator that runs the build state machine for real, with
     /// this build's function binaries reading recipes from `recipe_root`.
     /// Each fault `FUNCTION[:ACTION]:ERROR` makes that function answer ERROR
@@ -156,6 +162,27 @@ impl Emulator {
         }
     }
 
+    /// Puts one event on the default bus.
+    pub async fn put_event(&self, source: &str, detail_type: &str, detail: &serde_json::Value) {
+        self.events()
+            .put_events()
+            .entries(
+                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                    .source(source)
+                    .detail_type(detail_type)
+                    .detail(detail.to_string())
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("PutEvents");
+    }
+
+    /// An EventBridge client for the emulator.
+    pub fn events(&self) -> aws_sdk_eventbridge::Client {
+        aws_sdk_eventbridge::Client::new(&self.config)
+    }
+
     /// A Step Functions client for the emulator.
     pub fn sfn(&self) -> aws_sdk_sfn::Client {
         aws_sdk_sfn::Client::new(&self.config)
@@ -164,29 +191,32 @@ impl Emulator {
     /// Captures every event with `source: kiln` on the default bus, as a rule
     /// with an SQS target would deliver it to a subscriber.
     pub async fn capture_events(&self) -> EventCapture {
+        self.capture("kiln-events", r#"{"source": ["kiln"]}"#).await
+    }
+
+    /// Captures the events on the default bus that `pattern` matches, through
+    /// a rule `name` whose target is an SQS queue of the same name.
+    pub async fn capture(&self, name: &str, pattern: &str) -> EventCapture {
         let sqs = aws_sdk_sqs::Client::new(&self.config);
         let queue = sqs
             .create_queue()
-            .queue_name("kiln-events")
+            .queue_name(name)
             .send()
             .await
             .expect("create queue");
         let queue_url = queue.queue_url().expect("queue url").to_owned();
-        let arn = format!(
-            "arn:aws:sqs:{}:123456789012:kiln-events",
-            self.seeded.region
-        );
-        let events = aws_sdk_eventbridge::Client::new(&self.config);
+        let arn = format!("arn:aws:sqs:{}:123456789012:{name}", self.seeded.region);
+        let events = self.events();
         events
             .put_rule()
-            .name("kiln-events")
-            .event_pattern(r#"{"source": ["kiln"]}"#)
+            .name(name)
+            .event_pattern(pattern)
             .send()
             .await
             .expect("put rule");
         events
             .put_targets()
-            .rule("kiln-events")
+            .rule(name)
             .targets(
                 aws_sdk_eventbridge::types::Target::builder()
                     .id("queue")
