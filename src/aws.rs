@@ -32,6 +32,9 @@ pub struct Settings {
     /// Security findings within this many seconds start one build per recipe
     /// (`KILN_SECURITY_WINDOW_SECONDS`; default 6 h).
     pub security_window_seconds: Option<u64>,
+    /// The base poll interval of builds a trigger starts, when its input does
+    /// not say (`KILN_WAIT_SECONDS`; default the state machine's, 30 s).
+    pub wait_seconds: Option<u32>,
 }
 
 impl Settings {
@@ -46,6 +49,7 @@ impl Settings {
             state_machine_arn: var("KILN_STATE_MACHINE_ARN"),
             security_window_seconds: var("KILN_SECURITY_WINDOW_SECONDS")
                 .and_then(|v| v.parse().ok()),
+            wait_seconds: var("KILN_WAIT_SECONDS").and_then(|v| v.parse().ok()),
         }
     }
 

@@ -81,7 +81,7 @@ pub async fn start(
         recipe: recipe.name.clone(),
         reason: Some(reason),
         force: Some(force),
-        wait_seconds,
+        wait_seconds: wait_seconds.or(ctx.settings.wait_seconds),
     };
     let started = execution::start(&ctx.sfn, state_machine, &name, &input).await?;
     info!(build = %started.name, existing = started.existing, %reason, "build triggered");

@@ -250,6 +250,8 @@ impl Emulator {
                 output_bucket: None,
                 state_machine_arn: self.seeded.state_machine_arn.clone(),
                 security_window_seconds: None,
+                // Builds a trigger starts poll at once, as the local runs do.
+                wait_seconds: Some(0),
             },
         )
     }
