@@ -9,7 +9,8 @@
 //! a channel or previous on one, and anything without kiln's tags are never
 //! touched. Kiln's builder security groups (one per VPC, shared by builds) go
 //! when nothing uses them and no build runs in their VPC (a build between
-//! two instances holds none). Running it again finds nothing.
+//! two instances holds none), unless a CloudFormation stack manages them.
+//! Running it again finds nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -303,7 +304,12 @@ async fn unused_groups(ctx: &Context, busy: &BTreeSet<String>) -> Result<Vec<Str
     let mut unused = Vec::new();
     for group in groups.security_groups() {
         let Some(id) = group.group_id() else { continue };
-        if group.vpc_id().is_some_and(|vpc| busy.contains(vpc)) {
+        // A group a stack manages (infra/template.yaml's) is the stack's to delete.
+        let managed = group
+            .tags()
+            .iter()
+            .any(|t| t.key().is_some_and(|k| k.starts_with("aws:cloudformation:")));
+        if managed || group.vpc_id().is_some_and(|vpc| busy.contains(vpc)) {
             continue;
         }
         let used = ctx
