@@ -305,10 +305,10 @@ async fn unused_groups(ctx: &Context, busy: &BTreeSet<String>) -> Result<Vec<Str
     for group in groups.security_groups() {
         let Some(id) = group.group_id() else { continue };
         // A group a stack manages (infra/template.yaml's) is the stack's to delete.
-        let managed = group
-            .tags()
-            .iter()
-            .any(|t| t.key().is_some_and(|k| k.starts_with("aws:cloudformation:")));
+        let managed = group.tags().iter().any(|t| {
+            t.key()
+                .is_some_and(|k| k.starts_with("aws:cloudformation:"))
+        });
         if managed || group.vpc_id().is_some_and(|vpc| busy.contains(vpc)) {
             continue;
         }
