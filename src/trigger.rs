@@ -5,10 +5,12 @@
 //! the source is resolved first, and an up-to-date recipe starts nothing (a
 //! night with nothing new costs the resolve's few API calls, no execution).
 //! Otherwise the build is named from the recipe and its fingerprint, so two
-//! triggers for the same change start one build. A security finding forces a
-//! build (the source may be unchanged while its packages are not), named from
-//! the recipe and a debounce window, so a storm of findings starts at most
-//! one build per recipe per window.
+//! triggers for the same change start one build; when the build of that name
+//! ended without leaving a tested image (it failed, or its image was pruned),
+//! the next trigger tries again as `<name>-2`, `-3`, ... A security finding
+//! forces a build (the source may be unchanged while its packages are not),
+//! named from the recipe and a debounce window, so a storm of findings starts
+//! at most one build per recipe per window.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -18,10 +20,13 @@ use crate::aws::Context;
 use crate::error::{Error, Result};
 use crate::execution;
 use crate::recipe::Recipe;
-use crate::state::{AmiId, BuildInput, Reason, RecipeName};
+use crate::state::{AmiId, BuildId, BuildInput, Reason, RecipeName};
 
 /// The debounce window of security builds unless `KILN_SECURITY_WINDOW_SECONDS` says otherwise.
 pub const DEFAULT_SECURITY_WINDOW_SECONDS: u64 = 6 * 3600;
+/// Attempts at one change before the triggers give up on it (a person can
+/// still `kiln build --force`). Keeps names within Step Functions' 80 characters.
+const MAX_ATTEMPTS: u32 = 9;
 
 /// What a trigger did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -56,12 +61,19 @@ pub async fn start(
         )
     })?;
     let force = reason == Reason::Security;
-    let name = if force {
+    let input = BuildInput {
+        recipe: recipe.name.clone(),
+        reason: Some(reason),
+        force: Some(force),
+        wait_seconds: wait_seconds.or(ctx.settings.wait_seconds),
+    };
+    let started = if force {
         let window = ctx
             .settings
             .security_window_seconds
             .unwrap_or(DEFAULT_SECURITY_WINDOW_SECONDS);
-        security_name(recipe, window, now)
+        let name = security_name(recipe, window, now);
+        execution::start(&ctx.sfn, state_machine, &name, &input).await?
     } else {
         let source = crate::source::resolve(ctx, recipe, false).await?;
         if let Some(image) = source.existing_image_id {
@@ -75,15 +87,9 @@ pub async fn start(
                 up_to_date: Some(image),
             });
         }
-        execution::name(recipe, &source, false)
+        let name = execution::name(recipe, &source, false);
+        start_attempt(ctx, state_machine, &name, &input).await?
     };
-    let input = BuildInput {
-        recipe: recipe.name.clone(),
-        reason: Some(reason),
-        force: Some(force),
-        wait_seconds: wait_seconds.or(ctx.settings.wait_seconds),
-    };
-    let started = execution::start(&ctx.sfn, state_machine, &name, &input).await?;
     info!(build = %started.name, existing = started.existing, %reason, "build triggered");
     Ok(Triggered {
         recipe: recipe.name.to_string(),
@@ -159,11 +165,44 @@ pub async fn on_input(ctx: &Context, input: Value, now: jiff::Timestamp) -> Resu
     Ok(triggered)
 }
 
-/// `<recipe>-security-<start of the window>`: one name per recipe and window.
+/// Starts the first attempt at `name` that is not over: an attempt still
+/// running is the build (nothing new starts); one that ended (a build that
+/// needed a build again ended without a tested image) makes way for the next.
+async fn start_attempt(
+    ctx: &Context,
+    state_machine: &str,
+    name: &str,
+    input: &BuildInput,
+) -> Result<execution::Started> {
+    for attempt in 1..=MAX_ATTEMPTS {
+        let name = if attempt == 1 {
+            name.to_owned()
+        } else {
+            format!("{name}-{attempt}")
+        };
+        let started = execution::start(&ctx.sfn, state_machine, &name, input).await?;
+        if !started.existing {
+            return Ok(started);
+        }
+        let build: BuildId = name.parse()?;
+        let status = execution::status(&ctx.sfn, state_machine, &build).await?;
+        if status.as_deref() == Some("RUNNING") {
+            return Ok(started);
+        }
+        info!(build = %name, ?status, "that attempt ended without a tested image; trying again");
+    }
+    Err(Error::InvalidInput(format!(
+        "{name}: {MAX_ATTEMPTS} builds of this change ended without a tested image; \
+         the triggers stop here (look at them with kiln builds, then kiln build --force)"
+    )))
+}
+
+/// `<recipe>-sec-<start of the window>`: one name per recipe and window
+/// (at most 79 characters).
 fn security_name(recipe: &Recipe, window_seconds: u64, now: jiff::Timestamp) -> String {
     let window = i64::try_from(window_seconds.max(1)).unwrap_or(i64::MAX);
     let start = now.as_second().div_euclid(window) * window;
-    format!("{}-security-{start}", recipe.name)
+    format!("{}-sec-{start}", recipe.name)
 }
 
 /// The recipes whose images `images` are: a finding names the image an
@@ -172,10 +211,17 @@ pub async fn recipes_of(ctx: &Context, images: &[String]) -> Result<Vec<String>>
     if images.is_empty() {
         return Ok(Vec::new());
     }
+    // A filter, not ImageIds: an id that no longer exists must not fail the rest.
     let output = ctx
         .ec2
         .describe_images()
-        .set_image_ids(Some(images.to_vec()))
+        .owners("self")
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("image-id")
+                .set_values(Some(images.to_vec()))
+                .build(),
+        )
         .send()
         .await
         .map_err(|err| Error::aws("DescribeImages", err))?;
@@ -202,7 +248,7 @@ mod tests {
         let at = |s: i64| jiff::Timestamp::from_second(s).expect("time");
         let window = 3600;
         let first = security_name(&recipe, window, at(7_200));
-        assert_eq!(first, "ubuntu-base-security-7200");
+        assert_eq!(first, "ubuntu-base-sec-7200");
         assert_eq!(security_name(&recipe, window, at(10_799)), first);
         assert_ne!(security_name(&recipe, window, at(10_800)), first);
     }

@@ -121,7 +121,7 @@ async fn nightly_builds_release_skips_and_a_burst_of_findings_starts_one_build()
     let all = executions(&emulator).await;
     let security: Vec<_> = all
         .iter()
-        .filter(|(name, _)| name.contains("-security-"))
+        .filter(|(name, _)| name.contains("-sec-"))
         .collect();
     assert_eq!(security.len(), 1, "one execution for the burst: {all:?}");
     let all = settle(&emulator).await;
@@ -131,10 +131,42 @@ async fn nightly_builds_release_skips_and_a_burst_of_findings_starts_one_build()
         "{all:?}"
     );
 
-    // A finding about an instance on a foreign image starts nothing.
+    // A finding about an instance on a foreign or a deregistered image starts nothing.
     let foreign =
         kiln::trigger::on_input(&ctx, finding(&instance, &emulator.seeded.source_ami), now())
             .await
             .expect("foreign");
     assert!(foreign.is_empty());
+    let gone = kiln::trigger::on_input(&ctx, finding(&instance, "ami-0123456789abcdef0"), now())
+        .await
+        .expect("gone");
+    assert!(gone.is_empty());
+}
+
+#[tokio::test]
+async fn a_build_that_failed_is_tried_again_by_the_next_trigger() {
+    let copy = RecipeCopy::ubuntu_base();
+    let emulator =
+        Emulator::start_pipeline(copy.root.path(), &["create-image:start:ImageFailed"]).await;
+    let ctx: Context = emulator.context(copy.root.path());
+    let nightly = json!({"recipe": "ubuntu-base", "reason": "schedule"});
+
+    let first = kiln::trigger::on_input(&ctx, nightly.clone(), now())
+        .await
+        .expect("first");
+    let first = first[0].build.clone().expect("a build");
+    assert_eq!(
+        settle(&emulator).await,
+        [(first.clone(), ExecutionStatus::Failed)]
+    );
+
+    let second = kiln::trigger::on_input(&ctx, nightly, now())
+        .await
+        .expect("second");
+    assert_eq!(
+        second[0].build.as_deref(),
+        Some(format!("{first}-2").as_str()),
+        "the failed attempt does not block the change"
+    );
+    assert!(!second[0].existing);
 }
