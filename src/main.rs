@@ -676,6 +676,13 @@ fn sweep_text(swept: &kiln::sweep::Sweep) -> String {
         let running: Vec<&str> = swept.running.iter().map(|b| b.as_str()).collect();
         lines.push(format!("left alone, still running: {}", running.join(", ")));
     }
+    if !swept.unknown.is_empty() {
+        let unknown: Vec<&str> = swept.unknown.iter().map(|b| b.as_str()).collect();
+        lines.push(format!(
+            "left alone, no execution here but younger than their longest build (another kiln's?): {}",
+            unknown.join(", ")
+        ));
+    }
     if lines.is_empty() {
         lines.push("nothing to sweep".into());
     }

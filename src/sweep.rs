@@ -4,7 +4,8 @@
 //! stopped, times out, or its definition is replaced. The sweep finds every
 //! resource carrying a `kiln:build-id` tag (instances not terminated, images
 //! and their snapshots) whose build is not running any more (its execution
-//! ended, or none exists) or has run longer than its recipe allows, and
+//! ended) or is older than its recipe's longest build (running, or with no
+//! execution on this state machine: a younger one may be another kiln's), and
 //! cleans each such build up as an outside cleanup: tested images, images on
 //! a channel or previous on one, and anything without kiln's tags are never
 //! touched. Kiln's builder security groups (one per VPC, shared by builds) go
@@ -46,6 +47,9 @@ pub struct Sweep {
     pub builds: Vec<SweptBuild>,
     /// Builds left alone because they are still running.
     pub running: Vec<BuildId>,
+    /// Builds left alone because this state machine has no execution of them
+    /// and they are younger than their longest build: perhaps another kiln's.
+    pub unknown: Vec<BuildId>,
     /// Kiln builder security groups deleted (unused, no build running).
     pub security_groups: Vec<String>,
 }
@@ -100,12 +104,16 @@ pub async fn execution_ended(ctx: &Context, change: &ExecutionStatusChange) -> R
     })
 }
 
-/// A build that left something tagged behind.
+/// A build that left something tagged behind: its recipe, and when its
+/// oldest resource was made.
 #[derive(Debug, Default)]
 struct Traces {
     recipe: Option<String>,
-    launched: Option<jiff::Timestamp>,
+    since: Option<jiff::Timestamp>,
 }
+
+/// How long a build without a loadable recipe may run, for the sweep.
+const DEFAULT_MAX_BUILD_SECONDS: u64 = 3 * 86_400;
 
 /// Sweeps this account and region; see the module. The build state machine
 /// (`Settings::state_machine_arn`) tells running builds from ended ones.
@@ -120,6 +128,7 @@ pub async fn sweep(ctx: &Context, dry_run: bool) -> Result<Sweep> {
         dry_run,
         builds: Vec::new(),
         running: Vec::new(),
+        unknown: Vec::new(),
         security_groups: Vec::new(),
     };
     for (build_id, traces) in traces(ctx).await? {
@@ -129,16 +138,22 @@ pub async fn sweep(ctx: &Context, dry_run: bool) -> Result<Sweep> {
             .as_deref()
             .and_then(|r| r.parse::<RecipeName>().ok())
             .and_then(|r| ctx.recipe(&r).ok());
-        let why = match status.as_deref() {
-            Some("RUNNING") => match overdue(recipe.as_ref(), traces.launched) {
-                Some(why) => why,
-                None => {
-                    report.running.push(build_id);
-                    continue;
-                }
+        let overdue = overdue(recipe.as_ref(), traces.since);
+        let why = match (status.as_deref(), overdue) {
+            (Some(status), _) if status != "RUNNING" => format!("its execution ended {status}"),
+            (_, Some(overdue)) => match status {
+                Some(_) => format!("still running, but {overdue}"),
+                None => format!("no execution of it on this state machine, and {overdue}"),
             },
-            Some(status) => format!("its execution ended {status}"),
-            None => "no execution exists for it".to_owned(),
+            // Running, or perhaps another state machine's build: not yet.
+            (Some(_), None) => {
+                report.running.push(build_id);
+                continue;
+            }
+            (None, None) => {
+                report.unknown.push(build_id);
+                continue;
+            }
         };
         let policy = Policy::outside_build(recipe.as_ref());
         let removed = if dry_run {
@@ -172,16 +187,23 @@ pub async fn sweep(ctx: &Context, dry_run: bool) -> Result<Sweep> {
     Ok(report)
 }
 
-/// Why a running build counts as over: it has run longer than its recipe
-/// allows. Without its recipe or a launch time, a running build is left alone.
+/// Why a build counts as over whatever its execution says: its oldest
+/// resource is older than its recipe's longest build (or three days when the
+/// recipe does not load). A build whose age is unknown counts as over.
 fn overdue(
     recipe: Option<&crate::recipe::Recipe>,
-    launched: Option<jiff::Timestamp>,
+    since: Option<jiff::Timestamp>,
 ) -> Option<String> {
-    let limit = recipe?.max_build_seconds();
-    let running = jiff::Timestamp::now().duration_since(launched?).as_secs();
-    (running > i64::try_from(limit).unwrap_or(i64::MAX))
-        .then(|| format!("it has run {running} s, longer than its recipe allows ({limit} s)"))
+    let limit = recipe.map_or(
+        DEFAULT_MAX_BUILD_SECONDS,
+        crate::recipe::Recipe::max_build_seconds,
+    );
+    let Some(since) = since else {
+        return Some("its age is unknown".into());
+    };
+    let age = jiff::Timestamp::now().duration_since(since).as_secs();
+    (age > i64::try_from(limit).unwrap_or(i64::MAX))
+        .then(|| format!("it is {age} s old, more than its longest build ({limit} s)"))
 }
 
 /// Every build with a live instance, an image or a snapshot tagged with its
@@ -194,15 +216,22 @@ async fn traces(ctx: &Context) -> Result<BTreeMap<BuildId, Traces>> {
             .values(tags::BUILD_ID)
             .build()
     };
-    let mut note = |tags: &[aws_sdk_ec2::types::Tag]| -> Option<BuildId> {
-        let build_id = tags::value(tags, tags::BUILD_ID)?.parse::<BuildId>().ok()?;
-        let traces = found.entry(build_id.clone()).or_default();
+    let mut note = |tags: &[aws_sdk_ec2::types::Tag], made: Option<jiff::Timestamp>| {
+        let Some(build_id) = tags::value(tags, tags::BUILD_ID).and_then(|b| b.parse().ok()) else {
+            return;
+        };
+        let traces: &mut Traces = found.entry(build_id).or_default();
         if traces.recipe.is_none() {
             traces.recipe = tags::value(tags, tags::RECIPE).map(str::to_owned);
         }
-        Some(build_id)
+        traces.since = match (traces.since, made) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     };
-    let mut launches = Vec::new();
+    let time = |t: Option<&aws_smithy_types::DateTime>| {
+        t.and_then(|t| jiff::Timestamp::from_second(t.secs()).ok())
+    };
     let mut pages = ctx
         .ec2
         .describe_instances()
@@ -213,12 +242,7 @@ async fn traces(ctx: &Context) -> Result<BTreeMap<BuildId, Traces>> {
     while let Some(page) = pages.next().await {
         let page = page.map_err(|err| Error::aws("DescribeInstances", err))?;
         for instance in page.reservations().iter().flat_map(|r| r.instances()) {
-            if let Some(build_id) = note(instance.tags()) {
-                let launched = instance
-                    .launch_time()
-                    .and_then(|t| jiff::Timestamp::from_second(t.secs()).ok());
-                launches.push((build_id, launched));
-            }
+            note(instance.tags(), time(instance.launch_time()));
         }
     }
     let images = ctx
@@ -230,7 +254,8 @@ async fn traces(ctx: &Context) -> Result<BTreeMap<BuildId, Traces>> {
         .await
         .map_err(|err| Error::aws("DescribeImages", err))?;
     for image in images.images() {
-        note(image.tags());
+        let created = image.creation_date().and_then(|c| c.parse().ok());
+        note(image.tags(), created);
     }
     let mut pages = ctx
         .ec2
@@ -242,15 +267,7 @@ async fn traces(ctx: &Context) -> Result<BTreeMap<BuildId, Traces>> {
     while let Some(page) = pages.next().await {
         let page = page.map_err(|err| Error::aws("DescribeSnapshots", err))?;
         for snapshot in page.snapshots() {
-            note(snapshot.tags());
-        }
-    }
-    for (build_id, launched) in launches {
-        if let Some(traces) = found.get_mut(&build_id) {
-            traces.launched = match (traces.launched, launched) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            note(snapshot.tags(), time(snapshot.start_time()));
         }
     }
     Ok(found)

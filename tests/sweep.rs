@@ -142,20 +142,34 @@ async fn the_sweep_removes_exactly_the_leftovers_and_a_second_run_finds_nothing(
         .instance_id()
         .expect("id")
         .to_owned();
-    // A finished build's leftover builder (its execution is gone).
-    let leftover = kiln_testkit::launch(&ctx, &emulator.seeded.source_ami).await;
+    // A finished (stopped) build's leftover builder, with a failed and a
+    // tested image of the same build.
+    let (stopped, _) = start_waiting_build(&emulator, &ctx, "finished-1").await;
+    emulator
+        .sfn()
+        .stop_execution()
+        .execution_arn(stopped)
+        .send()
+        .await
+        .expect("stop");
+    let leftover = kiln_testkit::live_instances(&ctx, Some("finished-1")).await[0]
+        .instance_id()
+        .expect("id")
+        .to_owned();
+    let failed = built_image(&ctx, "ubuntu-base", "finished-1", "failed").await;
+    let tested = built_image(&ctx, "ubuntu-base", "finished-1", "tested").await;
+    // A young build this state machine never ran (another kiln's?): left alone.
+    let foreign = kiln_testkit::launch(&ctx, &emulator.seeded.source_ami).await;
     ctx.ec2
         .create_tags()
-        .resources(&leftover)
+        .resources(&foreign)
         .tags(kiln::tags::tag("kiln:recipe", "ubuntu-base"))
-        .tags(kiln::tags::tag("kiln:build-id", "finished-1"))
+        .tags(kiln::tags::tag("kiln:build-id", "elsewhere-1"))
         .tags(kiln::tags::tag("kiln:role", "builder"))
         .send()
         .await
         .expect("tag");
     let untagged = kiln_testkit::launch(&ctx, &emulator.seeded.source_ami).await;
-    let tested = built_image(&ctx, "ubuntu-base", "old-tested", "tested").await;
-    let failed = built_image(&ctx, "ubuntu-base", "old-failed", "failed").await;
     let vpc = ctx
         .ec2
         .create_vpc()
@@ -196,21 +210,23 @@ async fn the_sweep_removes_exactly_the_leftovers_and_a_second_run_finds_nothing(
     let swept = kiln::sweep::sweep(&ctx, false).await.expect("sweep");
     for report in [&dry, &swept] {
         let builds: Vec<&str> = report.builds.iter().map(|b| b.build_id.as_str()).collect();
-        assert_eq!(builds, ["finished-1", "old-failed"], "{report:#?}");
-        assert_eq!(report.builds[0].removed.terminated[0].as_str(), leftover);
-        assert_eq!(
-            report.builds[1].removed.deregistered[0].as_str(),
-            failed.as_str()
-        );
-        assert!(!report.builds[1].removed.deleted_snapshots.is_empty());
+        assert_eq!(builds, ["finished-1"], "{report:#?}");
+        let removed = &report.builds[0].removed;
+        assert_eq!(removed.terminated.len(), 1, "{removed:?}");
+        assert_eq!(removed.terminated[0].as_str(), leftover);
+        assert_eq!(removed.deregistered.len(), 1, "{removed:?}");
+        assert_eq!(removed.deregistered[0].as_str(), failed.as_str());
+        assert!(!removed.deleted_snapshots.is_empty());
         assert_eq!(report.security_groups, std::slice::from_ref(&old_group));
         let running: Vec<&str> = report.running.iter().map(|b| b.as_str()).collect();
         assert_eq!(running, ["running-1"]);
+        let unknown: Vec<&str> = report.unknown.iter().map(|b| b.as_str()).collect();
+        assert_eq!(unknown, ["elsewhere-1"]);
     }
 
     let mut live_after = live(&ctx).await;
     live_after.sort();
-    let mut expected = vec![running_builder, untagged];
+    let mut expected = vec![running_builder, untagged, foreign];
     expected.sort();
     assert_eq!(live_after, expected, "only the leftover builder went");
     let images = kiln_testkit::own_images(&ctx).await;
