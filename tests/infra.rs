@@ -214,13 +214,15 @@ async fn the_stack_creates_with_every_function_role_rule_and_the_state_machine()
     );
 }
 
-/// Inspector's finding as AWS documents it, at `severity`.
-fn inspector_finding(severity: &str) -> Value {
+/// Inspector's finding as AWS documents it, at `severity`, with `fix`
+/// (`YES`, `PARTIAL` or `NO`) available.
+fn inspector_finding(severity: &str, fix: &str) -> Value {
     json!({
         "awsAccountId": "123456789012",
         "description": "A flaw was found in openssl.",
         "findingArn": "arn:aws:inspector2:us-east-1:123456789012:finding/FINDING_ID",
         "firstObservedAt": "Apr 29, 2022, 9:26:17 PM",
+        "fixAvailable": fix,
         "inspectorScore": 7.5,
         "packageVulnerabilityDetails": {"vulnerabilityId": "CVE-2022-0778", "source": "UBUNTU_CVE"},
         "remediation": {"recommendation": {"text": "None Provided"}},
@@ -291,17 +293,22 @@ async fn the_event_patterns_match_the_samples_and_nothing_else() {
         (
             "aws.inspector2",
             "Inspector2 Finding",
-            inspector_finding("HIGH"),
+            inspector_finding("HIGH", "YES"),
         ),
         (
             "aws.inspector2",
             "Inspector2 Finding",
-            inspector_finding("CRITICAL"),
+            inspector_finding("CRITICAL", "PARTIAL"),
         ),
         (
             "aws.inspector2",
             "Inspector2 Finding",
-            inspector_finding("LOW"),
+            inspector_finding("LOW", "YES"),
+        ),
+        (
+            "aws.inspector2",
+            "Inspector2 Finding",
+            inspector_finding("CRITICAL", "NO"),
         ),
         (
             "kiln",
@@ -350,7 +357,7 @@ async fn the_event_patterns_match_the_samples_and_nothing_else() {
     assert_eq!(
         severities,
         ["HIGH", "CRITICAL"],
-        "a LOW finding starts nothing"
+        "a LOW finding, or one without a fix, starts nothing"
     );
     assert_eq!(advisory.received().await.len(), 1);
     let statuses: Vec<String> = ended
