@@ -160,6 +160,11 @@ pub async fn prune(
     keep: usize,
     dry_run: bool,
 ) -> Result<Pruning> {
+    if keep == 0 {
+        return Err(Error::InvalidInput(
+            "keep at least 1 image: the newest may belong to a build still running".into(),
+        ));
+    }
     let mut report = Pruning {
         recipe: recipe.clone(),
         dry_run,
