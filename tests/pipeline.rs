@@ -20,21 +20,8 @@ struct Run {
 async fn build(emulator: &Emulator, build_id: &str) -> Run {
     let sfn = emulator.sfn();
     let input = serde_json::json!({"recipe": "ubuntu-base", "wait_seconds": 0});
-    let started = sfn
-        .start_execution()
-        .state_machine_arn(
-            emulator
-                .seeded
-                .state_machine_arn
-                .as_deref()
-                .expect("a pipeline"),
-        )
-        .name(build_id)
-        .input(input.to_string())
-        .send()
-        .await
-        .expect("start");
-    let arn = started.execution_arn();
+    let arn = emulator.start_build(build_id, &input).await;
+    let arn = arn.as_str();
     for _ in 0..600 {
         let described = sfn
             .describe_execution()
@@ -276,14 +263,7 @@ async fn kiln_build_follows_a_build_and_never_builds_the_same_inputs_twice() {
             ])
             .arg(copy.dir())
             .envs(emulator.env())
-            .env(
-                "KILN_STATE_MACHINE_ARN",
-                emulator
-                    .seeded
-                    .state_machine_arn
-                    .as_deref()
-                    .expect("pipeline"),
-            );
+            .env("KILN_STATE_MACHINE_ARN", emulator.pipeline());
         command
     };
 

@@ -13,23 +13,8 @@ use kiln_testkit::{Emulator, RecipeCopy, built_image, tag};
 /// builder runs and the execution waits (where a stop aborts at once).
 async fn start_waiting_build(emulator: &Emulator, ctx: &Context, name: &str) -> (String, String) {
     let sfn = emulator.sfn();
-    let input = serde_json::json!({"recipe": "ubuntu-base", "wait_seconds": 120}).to_string();
-    let arn = sfn
-        .start_execution()
-        .state_machine_arn(
-            emulator
-                .seeded
-                .state_machine_arn
-                .as_deref()
-                .expect("pipeline"),
-        )
-        .name(name)
-        .input(&input)
-        .send()
-        .await
-        .expect("start")
-        .execution_arn()
-        .to_owned();
+    let input = serde_json::json!({"recipe": "ubuntu-base", "wait_seconds": 120});
+    let arn = emulator.start_build(name, &input).await;
     for _ in 0..300 {
         let history = sfn
             .get_execution_history()
@@ -46,7 +31,7 @@ async fn start_waiting_build(emulator: &Emulator, ctx: &Context, name: &str) -> 
                 .await
                 .is_empty()
         {
-            return (arn, input);
+            return (arn, input.to_string());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

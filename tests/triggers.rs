@@ -15,13 +15,7 @@ async fn executions(emulator: &Emulator) -> Vec<(String, ExecutionStatus)> {
     emulator
         .sfn()
         .list_executions()
-        .state_machine_arn(
-            emulator
-                .seeded
-                .state_machine_arn
-                .as_deref()
-                .expect("pipeline"),
-        )
+        .state_machine_arn(emulator.pipeline())
         .send()
         .await
         .expect("list")

@@ -162,6 +162,28 @@ impl Emulator {
         }
     }
 
+    /// The build state machine, when started with [`Emulator::start_pipeline`].
+    pub fn pipeline(&self) -> &str {
+        self.seeded
+            .state_machine_arn
+            .as_deref()
+            .expect("an emulator started with start_pipeline")
+    }
+
+    /// Starts build `name` on the pipeline with `input`; returns its ARN.
+    pub async fn start_build(&self, name: &str, input: &serde_json::Value) -> String {
+        self.sfn()
+            .start_execution()
+            .state_machine_arn(self.pipeline())
+            .name(name)
+            .input(input.to_string())
+            .send()
+            .await
+            .expect("StartExecution")
+            .execution_arn()
+            .to_owned()
+    }
+
     /// Puts one event on the default bus.
     pub async fn put_event(&self, source: &str, detail_type: &str, detail: &serde_json::Value) {
         self.events()
