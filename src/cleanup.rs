@@ -3,20 +3,25 @@
 //! state, so a crash between steps leaks nothing), and deregister the build's
 //! images with their snapshots, unless the recipe keeps failed images for
 //! inspection: then they are tagged `kiln:stage=failed`. An image on a channel
-//! or previous on one is never touched. Safe to run any number of times.
+//! or previous on one (by its recipe's pointers, or by its tags) is never
+//! touched. Safe to run any number of times.
 //!
 //! The build state machine's own cleanup removes even a tested image: a
 //! failed build delivers none. Cleanups from outside the build (an execution
 //! that was stopped or timed out, the sweep) cannot tell, and keep tested
 //! images.
 
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+
 use tracing::{info, instrument};
 
 use crate::aws::Context;
 use crate::builder;
 use crate::error::{Error, Result};
+use crate::promotion::{self, ChannelMap};
 use crate::recipe::Recipe;
-use crate::state::{AmiId, BuildId, Cleanup};
+use crate::state::{AmiId, BuildId, Cleanup, RecipeName};
 use crate::tags::{self, Stage};
 
 /// Which images of a build a cleanup keeps.
@@ -71,13 +76,25 @@ pub async fn plan(ctx: &Context, build_id: &BuildId, policy: Policy) -> Result<C
         ..Cleanup::default()
     };
     let mut kept = Vec::new();
+    let mut pointers: BTreeMap<String, ChannelMap> = BTreeMap::new();
     for image in build_images(ctx, build_id).await? {
         let Some(id) = image.image_id().and_then(|id| id.parse::<AmiId>().ok()) else {
             continue;
         };
-        let promoted = [tags::CHANNEL, tags::PREVIOUS]
+        // On a channel or previous on one: by the pointers (the truth), and by
+        // the tags (a pointer write not yet visible, or another recipe's).
+        let mut promoted = [tags::CHANNEL, tags::PREVIOUS]
             .iter()
             .any(|key| tags::value(image.tags(), key).is_some());
+        let recipe =
+            tags::value(image.tags(), tags::RECIPE).and_then(|r| r.parse::<RecipeName>().ok());
+        if let Some(recipe) = recipe {
+            let map = match pointers.entry(recipe.to_string()) {
+                Entry::Occupied(found) => found.into_mut(),
+                Entry::Vacant(slot) => slot.insert(promotion::channel_map(ctx, &recipe).await?),
+            };
+            promoted |= map.images.contains_key(id.as_str());
+        }
         let stage = tags::value(image.tags(), tags::STAGE);
         if promoted || (policy.keep_tested && stage == Some(Stage::Tested.as_ref())) {
             kept.push(id);

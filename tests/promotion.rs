@@ -528,3 +528,40 @@ async fn retention_removes_only_images_nothing_needs_and_their_snapshots() {
         "every image is among the newest 10"
     );
 }
+
+#[tokio::test]
+async fn a_failed_builds_cleanup_spares_an_image_the_pointer_names_whatever_its_tags_say() {
+    let emulator = Emulator::start().await;
+    let ctx = emulator.context(&kiln_testkit::recipe_root());
+    let image = built_image(&ctx, RECIPE, "build-hotfix", "candidate").await;
+    promotion::promote(&ctx, &recipe(), &prod(), &image, why("hotfix"), true)
+        .await
+        .expect("forced");
+    // The tags have not caught up (an interrupted or not yet visible move).
+    ctx.ec2
+        .delete_tags()
+        .resources(image.as_str())
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("kiln:channel")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("untag");
+
+    let build_id = "build-hotfix".parse().expect("id");
+    let cleaned =
+        kiln::cleanup::cleanup(&ctx, &build_id, kiln::cleanup::Policy::failed_build(None))
+            .await
+            .expect("cleanup");
+
+    assert!(cleaned.deregistered.is_empty(), "{cleaned:?}");
+    assert!(
+        kiln_testkit::own_images(&ctx)
+            .await
+            .iter()
+            .any(|i| i.image_id() == Some(image.as_str())),
+        "the image prod names is still there"
+    );
+}
