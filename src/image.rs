@@ -229,13 +229,7 @@ fn description(recipe: &Recipe, source: &Source) -> String {
             recipe.name, source.source_name, source.source_ami
         )
     });
-    if text.len() > MAX_DESCRIPTION_LEN {
-        let mut end = MAX_DESCRIPTION_LEN;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
+    crate::text::truncate(&mut text, MAX_DESCRIPTION_LEN);
     text
 }
 

@@ -23,6 +23,7 @@ pub mod state;
 pub mod sweep;
 pub mod tags;
 pub mod test_run;
+mod text;
 pub mod trigger;
 
 pub use error::{Error, Result};

@@ -551,13 +551,7 @@ fn reason(why: Why<'_>) -> Result<String> {
         ));
     }
     let mut reason = reason.to_owned();
-    if reason.len() > MAX_REASON_LEN {
-        let mut end = MAX_REASON_LEN;
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        reason.truncate(end);
-    }
+    crate::text::truncate(&mut reason, MAX_REASON_LEN);
     Ok(reason)
 }
 
@@ -577,9 +571,7 @@ async fn write_pointer(
     image: &AmiId,
     record: &Record,
 ) -> Result<i64> {
-    let description = serde_json::to_string(record)
-        .map_err(|err| Error::InvalidInput(format!("cannot record the move: {err}")))?;
-    debug_assert!(description.len() <= MAX_DESCRIPTION_LEN);
+    let description = description(record)?;
     let output = ctx
         .ssm
         .put_parameter()
@@ -593,6 +585,21 @@ async fn write_pointer(
         .await
         .map_err(|err| Error::aws("PutParameter", err))?;
     Ok(output.version())
+}
+
+/// The record as a parameter description: JSON within SSM's 1,024 bytes (a
+/// reason full of characters JSON escapes is shortened further).
+fn description(record: &Record) -> Result<String> {
+    let mut record = record.clone();
+    loop {
+        let json = serde_json::to_string(&record)
+            .map_err(|err| Error::InvalidInput(format!("cannot record the move: {err}")))?;
+        if json.len() <= MAX_DESCRIPTION_LEN || record.reason.is_empty() {
+            return Ok(json);
+        }
+        let shorter = record.reason.len() * 3 / 4;
+        crate::text::truncate(&mut record.reason, shorter);
+    }
 }
 
 async fn read_pointer(ctx: &Context, parameter: &str) -> Result<Option<(AmiId, i64)>> {
@@ -760,14 +767,22 @@ mod tests {
 
     #[test]
     fn a_reason_is_required_and_kept_short() {
-        let why = |reason| Why {
-            reason,
-            actor: "ana",
-        };
+        fn why(reason: &str) -> Why<'_> {
+            Why {
+                reason,
+                actor: "ana",
+            }
+        }
         assert!(record(Action::Promote, why("  "), None).is_err());
-        let long = "x".repeat(5_000);
-        let kept = record(Action::Promote, why(&long), None).expect("record");
-        let json = serde_json::to_string(&kept).expect("json");
-        assert!(json.len() <= MAX_DESCRIPTION_LEN, "{}", json.len());
+        for long in [
+            "x".repeat(5_000),
+            "\"\n".repeat(2_000),
+            "\u{e9}".repeat(3_000),
+        ] {
+            let kept = record(Action::Promote, why(&long), None).expect("record");
+            let json = description(&kept).expect("json");
+            assert!(json.len() <= MAX_DESCRIPTION_LEN, "{}", json.len());
+            assert!(!kept.reason.is_empty());
+        }
     }
 }
