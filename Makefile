@@ -7,10 +7,14 @@ export CARGO_TARGET_DIR ?= $(CURDIR)/target
 # The emulator's virtual environment (scripts/emulator reads the same variable).
 export KILN_VENV ?= $(CURDIR)/.venv
 
-.PHONY: demo test lint tools infra-tools emulator-install emulator-start emulator-stop bench clean
+.PHONY: demo test lint tools browser infra-tools emulator-install emulator-start emulator-stop bench clean
 
-# The ASL validator the offline state machine checks use (npm, project-local).
+# The ASL validator the offline state machine checks use, and the driver of
+# headless Chromium for the audit report's page (npm, project-local).
 ASL_VALIDATOR := asl-validator@4.0.0
+PLAYWRIGHT := playwright-core@1.65.1
+# Debian's Chromium for the audit report test; installed as root (or with sudo).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 ## demo: a whole build, locally, with the real state machine and Lambdas
 demo: emulator-install
@@ -18,7 +22,7 @@ demo: emulator-install
 	scripts/demo
 
 ## test: lint, then every test (unit, mocked, and against a fresh emulator per test)
-test: emulator-install tools infra-tools lint
+test: emulator-install tools browser infra-tools lint
 	$(CARGO) build --workspace --bins
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
@@ -26,7 +30,12 @@ test: emulator-install tools infra-tools lint
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
 
-tools: .tools/node_modules/.bin/asl-validator
+tools: .tools/node_modules/.bin/asl-validator .tools/node_modules/playwright-core/package.json
+
+browser:
+	@command -v chromium >/dev/null || { \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
 # cfn-lint, checkov and aws-sam-translator for the infra/ checks (their own
 # virtual environment: checkov's pins do not mix with moto's).
@@ -39,6 +48,9 @@ infra-tools: .tools/infra/.installed
 
 .tools/node_modules/.bin/asl-validator:
 	npm install --silent --no-audit --no-fund --prefix .tools $(ASL_VALIDATOR)
+
+.tools/node_modules/playwright-core/package.json:
+	npm install --silent --no-audit --no-fund --prefix .tools $(PLAYWRIGHT)
 
 lint:
 	$(CARGO) fmt --all --check

@@ -1,5 +1,6 @@
-"""Runs moto server seeded for kiln, with two small patches: ENA, and the
-execution start time as Step Functions gives it.
+"""Runs moto server seeded for kiln, with four small patches: ENA, the
+execution start time as Step Functions gives it, AssumeRole of a role that
+does not exist, and DescribeInstances pages.
 
 Seeds:
   * Canonical-owned (099720109477) Ubuntu 24.04 images, amd64 and arm64, the
@@ -10,7 +11,9 @@ Seeds:
     with KILN_SOURCE_PARAMETER);
   * the builder's IAM role and instance profile `kiln-builder` with
     AmazonSSMManagedInstanceCore (unless --no-builder-profile: the stack of
-    infra/template.yaml creates its own).
+    infra/template.yaml creates its own);
+  * a second account, MEMBER_ACCOUNT, with the role MEMBER_ROLE that an audit
+    across accounts assumes.
 
 With --functions DIR the emulator also runs the build state machine for real:
 Step Functions executes definitions, and a proxy in front of moto (moto's
@@ -32,6 +35,15 @@ The start time patch: in a state machine, `$$.Execution.StartTime` is an ISO
 8601 string (`2026-11-26T02:30:00.123Z`); moto passes a Python datetime, which
 its own DescribeExecution then fails to serialize. The patch makes it the
 string AWS gives.
+
+The AssumeRole patch: moto lets any role ARN be assumed, even one that does
+not exist; AWS answers AccessDenied. The patch refuses a role its account
+does not have, so an audit's "role that cannot be assumed" is real.
+
+The pages patch: moto counts DescribeInstances' MaxResults in reservations;
+AWS counts instances (a page of MaxResults 1000 holds at most 1000
+instances, whatever the reservations). The patch pages by instances, never
+splitting a reservation, so the audit's call count is checked as on AWS.
 """
 
 import argparse
@@ -58,6 +70,8 @@ SOURCE_PARAMETER = (
 )
 INSTANCE_PROFILE = "kiln-builder"
 ACCOUNT = "123456789012"
+MEMBER_ACCOUNT = "210987654321"
+MEMBER_ROLE = "kiln-audit"
 INVOKE_PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations")
 
 IMAGES = [
@@ -137,6 +151,87 @@ def patch_start_time():
     execution_worker.ExecutionData = with_iso_start
 
 
+def patch_assume_role():
+    """Refuse to assume a role that does not exist (see the module docstring)."""
+    import warnings
+
+    from moto.iam.models import iam_backends
+    from moto.sts.exceptions import STSClientError
+    from moto.sts.models import STSBackend
+
+    assume_role = STSBackend.assume_role
+
+    def assume_existing_role(self, region_name, role_session_name, role_arn, *args, **kwargs):
+        parts = role_arn.split(":")
+        account, resource = (parts[4], parts[5]) if len(parts) == 6 else ("", "")
+        name = resource.removeprefix("role/").rsplit("/", 1)[-1]
+        roles = iam_backends[account]["global"].roles.values() if account.isdigit() else []
+        if not resource.startswith("role/") or all(r.name != name for r in roles):
+            raise STSClientError(
+                "AccessDenied", f"Not authorized to perform sts:AssumeRole on resource: {role_arn}"
+            )
+        return assume_role(self, region_name, role_session_name, role_arn, *args, **kwargs)
+
+    STSBackend.assume_role = assume_existing_role
+    # STS models no AccessDenied shape; moto still answers it as AWS does.
+    warnings.filterwarnings("ignore", message=".*AccessDenied does not match an error shape")
+
+
+def patch_instance_pages():
+    """Page DescribeInstances by instances (see the module docstring)."""
+    from moto.core.responses import ActionResult
+    from moto.ec2.responses.instances import InstanceResponse
+
+    describe = InstanceResponse.describe_instances
+
+    def describe_by_instances(self):
+        if "MaxResults" not in self.data or "InstanceId.1" in self.data:
+            return describe(self)
+        self.error_on_dryrun()
+        reservations = self.ec2_backend.describe_instances(
+            filters=self._filters_from_querystring()
+        )
+        ids = [reservation.id for reservation in reservations]
+        token = self._get_param("NextToken")
+        start = ids.index(token) + 1 if token in ids else 0
+        limit = int(self._get_param("MaxResults"))
+        page, count = [], 0
+        for reservation in reservations[start:]:
+            if page and count + len(reservation.instances) > limit:
+                break
+            page.append(reservation)
+            count += len(reservation.instances)
+        more = start + len(page) < len(reservations)
+        return ActionResult({"Reservations": page, "NextToken": page[-1].id if more else None})
+
+    InstanceResponse.describe_instances = describe_by_instances
+
+
+def seed_member_account(session, endpoint):
+    """The member account's audit role, created as that account."""
+    iam = session.client("iam", endpoint_url=endpoint)
+    iam.meta.events.register(
+        "before-sign.iam.*",
+        lambda request, **_: request.headers.add_header("x-moto-account-id", MEMBER_ACCOUNT),
+    )
+    iam.create_role(
+        RoleName=MEMBER_ROLE,
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        ),
+    )
+    return f"arn:aws:iam::{MEMBER_ACCOUNT}:role/{MEMBER_ROLE}"
+
+
 def seed(endpoint, builder_profile=True):
     import boto3
 
@@ -171,9 +266,12 @@ def seed(endpoint, builder_profile=True):
         )
         iam.create_instance_profile(InstanceProfileName=INSTANCE_PROFILE)
         iam.add_role_to_instance_profile(InstanceProfileName=INSTANCE_PROFILE, RoleName=INSTANCE_PROFILE)
+    member_role = seed_member_account(session, endpoint)
     return {
         "endpoint": endpoint,
         "region": REGION,
+        "account": ACCOUNT,
+        "member_role": member_role,
         "source_parameter": SOURCE_PARAMETER,
         "source_ami": current[0],
         "instance_profile": INSTANCE_PROFILE,
@@ -308,6 +406,8 @@ def serve(args):
 
     patch_ena()
     patch_start_time()
+    patch_assume_role()
+    patch_instance_pages()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -6,9 +6,15 @@ binary with the Lambda environment, hands it the event on its first
 `GET /runtime/invocation/next`, and returns its answer: the response body, or
 the error it posted. Used by the emulator's Lambda proxy (scripts/emulator.py)
 and by the cold-start benchmark (bench/coldstart.py).
+
+As a command, it runs one event from stdin with the caller's environment and
+prints the answer; the exit status is 1 when the function answered an error:
+
+    python3 scripts/local_lambda.py target/debug/audit-fleet < event.json
 """
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -135,3 +141,19 @@ def invoke(command, env, event: bytes, timeout: float = 900) -> Answer:
         return Answer(True, json.dumps(crash).encode(), 0.0, time.perf_counter() - start, stderr)
     ready = (inv.ready_at or inv.done_at) - start
     return Answer(inv.error, inv.body, ready, inv.done_at - start, stderr)
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: local_lambda.py FUNCTION_BINARY < EVENT.json")
+    env = dict(os.environ)
+    env.setdefault("AWS_LAMBDA_FUNCTION_NAME", os.path.basename(sys.argv[1]))
+    env.setdefault("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+    env.setdefault("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+    answer = invoke([sys.argv[1]], env, sys.stdin.buffer.read() or b"{}")
+    sys.stdout.write(answer.body.decode(errors="replace") + "\n")
+    sys.exit(1 if answer.error else 0)
+
+
+if __name__ == "__main__":
+    main()

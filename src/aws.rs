@@ -35,6 +35,9 @@ pub struct Settings {
     /// The base poll interval of builds a trigger starts, when its input does
     /// not say (`KILN_WAIT_SECONDS`; default the state machine's, 30 s).
     pub wait_seconds: Option<u32>,
+    /// S3 bucket the `audit-fleet` Lambda writes its reports to
+    /// (`KILN_AUDIT_BUCKET`); without one it only puts metrics.
+    pub audit_bucket: Option<String>,
 }
 
 impl Settings {
@@ -50,6 +53,7 @@ impl Settings {
             security_window_seconds: var("KILN_SECURITY_WINDOW_SECONDS")
                 .and_then(|v| v.parse().ok()),
             wait_seconds: var("KILN_WAIT_SECONDS").and_then(|v| v.parse().ok()),
+            audit_bucket: var("KILN_AUDIT_BUCKET"),
         }
     }
 
@@ -70,6 +74,9 @@ pub struct Context {
     pub ssm: aws_sdk_ssm::Client,
     /// Step Functions.
     pub sfn: aws_sdk_sfn::Client,
+    /// The configuration the clients came from, for work that makes its own
+    /// (an audit, per region and account).
+    pub config: SdkConfig,
     /// Settings.
     pub settings: Settings,
 }
@@ -81,6 +88,7 @@ impl Context {
             ec2: aws_sdk_ec2::Client::new(config),
             ssm: aws_sdk_ssm::Client::new(config),
             sfn: aws_sdk_sfn::Client::new(config),
+            config: config.clone(),
             settings,
         }
     }

@@ -191,6 +191,16 @@ pub enum Error {
         error: String,
     },
 
+    /// Part of the fleet could not be audited (a region, an account, a
+    /// call); the report says which, and reports the rest.
+    #[error(
+        "the audit is incomplete: {parts} part(s) of the fleet could not be audited (see the report's problems)"
+    )]
+    AuditIncomplete {
+        /// How many parts failed.
+        parts: usize,
+    },
+
     /// AWS failed in a way that may pass: a timeout, a dropped connection, a
     /// 5xx, beyond the SDK's own retries; retry later.
     #[error("{operation} failed transiently: {code}: {message}")]

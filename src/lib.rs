@@ -5,6 +5,7 @@
 //! [`aws::Context`]) and typed input, and returns the typed output that flows
 //! through the state machine ([`state`]).
 
+pub mod audit;
 pub mod aws;
 pub mod builder;
 pub mod cleanup;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use kiln::Error;
+use kiln::audit;
 use kiln::aws::{Context, Settings};
 use kiln::execution::{self, Progress};
 use kiln::promotion::{self, Moved, Why};
@@ -27,6 +28,7 @@ struct Cli {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Output {
     /// For people.
+    #[value(alias = "table")]
     Text,
     /// For scripts.
     Json,
@@ -152,6 +154,33 @@ enum Command {
         /// The build state machine (tells running builds from ended ones).
         #[arg(long, env = "KILN_STATE_MACHINE_ARN")]
         state_machine: String,
+    },
+    /// Which images the fleet runs, against each recipe's channel pointer:
+    /// how much is on the promoted image and who is behind. Exits 1 when part
+    /// of the fleet could not be audited (the rest is still reported).
+    Audit {
+        /// A region to audit (repeatable); none means the configured region.
+        #[arg(long = "region", value_name = "REGION", conflicts_with = "all_regions")]
+        regions: Vec<String>,
+        /// Audit every region enabled in each account.
+        #[arg(long)]
+        all_regions: bool,
+        /// A role to assume in another account (repeatable); the current
+        /// account is always audited.
+        #[arg(long = "account-role", value_name = "ARN")]
+        account_roles: Vec<String>,
+        /// The channel instances are compared against.
+        #[arg(long, default_value = audit::DEFAULT_CHANNEL)]
+        channel: String,
+        /// The instance tag that names services.
+        #[arg(long, default_value = audit::DEFAULT_SERVICE_TAG)]
+        service_tag: String,
+        /// Regions and accounts audited at once.
+        #[arg(long, default_value_t = audit::DEFAULT_CONCURRENCY)]
+        concurrency: usize,
+        /// Also write the report as a self-contained HTML page to FILE.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// List the newest builds, of one recipe or of all.
     Builds {
@@ -481,6 +510,36 @@ async fn run(cli: &Cli) -> Result<(), Error> {
             let swept = kiln::sweep::sweep(&Context::new(&config, settings), *dry_run).await?;
             print(cli.output, &swept, || sweep_text(&swept));
         }
+        Command::Audit {
+            regions,
+            all_regions,
+            account_roles,
+            channel,
+            service_tag,
+            concurrency,
+            html,
+        } => {
+            let scope = audit::Request {
+                regions: regions.clone(),
+                all_regions: *all_regions,
+                account_roles: account_roles.clone(),
+                channel: channel.parse()?,
+                service_tag: service_tag.clone(),
+                concurrency: *concurrency,
+            }
+            .scope()?;
+            let report = audit::audit(&aws_config::load_from_env().await, &scope).await;
+            if let Some(file) = html {
+                std::fs::write(file, audit::html::render(&report)).map_err(|err| {
+                    Error::InvalidInput(format!("cannot write {}: {err}", file.display()))
+                })?;
+            }
+            print(cli.output, &report, || report.table());
+            let parts = report.incomplete();
+            if parts > 0 {
+                return Err(Error::AuditIncomplete { parts });
+            }
+        }
         Command::Builds {
             recipe,
             limit,
@@ -722,8 +781,12 @@ fn print<T: serde::Serialize>(output: Output, value: &T, text: impl FnOnce() -> 
 
 fn report(output: Output, err: &Error) {
     match output {
-        // The build's own JSON document already said how it ended.
-        Output::Json if matches!(err, Error::BuildFailed { .. }) => {}
+        // The build's or audit's own JSON document already said how it ended.
+        Output::Json
+            if matches!(
+                err,
+                Error::BuildFailed { .. } | Error::AuditIncomplete { .. }
+            ) => {}
         Output::Json => {
             let problems = match err {
                 Error::InvalidRecipe { problems, .. } => {

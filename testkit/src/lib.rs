@@ -39,6 +39,10 @@ pub struct Seeded {
     pub images: std::collections::BTreeMap<String, String>,
     /// The build state machine, when started with [`Emulator::start_pipeline`].
     pub state_machine_arn: Option<String>,
+    /// The account the default credentials belong to.
+    pub account: String,
+    /// A role in a second account that the default credentials may assume.
+    pub member_role: String,
 }
 
 /// A running, seeded emulator.
@@ -75,11 +79,60 @@ pub fn mocked(recipe_root: &Path, ec2: &[&Rule], ssm: &[&Rule]) -> Context {
         ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, ssm, |c| c
             .retry_config(retry_ssm.clone())),
         sfn: mock_client!(aws_sdk_sfn, RuleMode::MatchAny, &[]),
+        // Clients made from it (an audit's) reach nothing.
+        config: SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .http_client(aws_smithy_mocks::create_mock_http_client())
+            .region(Region::new("us-east-1"))
+            .build(),
         settings: Settings {
             recipe_root: recipe_root.to_owned(),
             ..Settings::default()
         },
     }
+}
+
+/// The function binary `name` of this build (`target/debug/NAME`).
+pub fn function_binary(name: &str) -> PathBuf {
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent()?.parent().map(|dir| dir.join(name)))
+        .expect("the target directory");
+    assert!(
+        binary.is_file(),
+        "no function binary {}: run `cargo build --workspace --bins` (make test does)",
+        binary.display()
+    );
+    binary
+}
+
+/// Runs function binary `name` as Lambda does, for one `event`, with `env`
+/// added to this process's environment (scripts/local_lambda.py). Returns
+/// whether it answered without error, and its answer.
+pub fn invoke_function(
+    name: &str,
+    env: &[(&str, String)],
+    event: &serde_json::Value,
+) -> (bool, serde_json::Value) {
+    use std::io::Write as _;
+    let mut child = Command::new("python3")
+        .arg(repo().join("scripts/local_lambda.py"))
+        .arg(function_binary(name))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 scripts/local_lambda.py");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(event.to_string().as_bytes())
+        .expect("write the event");
+    let output = child.wait_with_output().expect("the function's answer");
+    let answer = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{name} answered {:?}: {e}", output.stdout));
+    (output.status.success(), answer)
 }
 
 impl Emulator {
@@ -99,15 +152,10 @@ impl Emulator {
     /// Each fault `FUNCTION[:ACTION]:ERROR` makes that function answer ERROR
     /// after it ran (see `scripts/emulator.py`).
     pub async fn start_pipeline(recipe_root: &Path, faults: &[&str]) -> Self {
-        let functions = std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent()?.parent().map(Path::to_owned))
+        let functions = function_binary("resolve-source")
+            .parent()
+            .map(Path::to_owned)
             .expect("the target directory");
-        assert!(
-            functions.join("resolve-source").is_file(),
-            "no function binaries in {}: run `cargo build --workspace --bins` (make test does)",
-            functions.display()
-        );
         let mut args = vec![
             "--functions".to_owned(),
             functions.display().to_string(),
@@ -274,8 +322,34 @@ impl Emulator {
                 security_window_seconds: None,
                 // Builds a trigger starts poll at once, as the local runs do.
                 wait_seconds: Some(0),
+                audit_bucket: None,
             },
         )
+    }
+
+    /// SDK configuration with the credentials of [`Seeded::member_role`]:
+    /// calls act in the second account.
+    pub async fn member_config(&self) -> SdkConfig {
+        let assumed = aws_sdk_sts::Client::new(&self.config)
+            .assume_role()
+            .role_arn(&self.seeded.member_role)
+            .role_session_name("kiln-tests")
+            .send()
+            .await
+            .expect("AssumeRole");
+        let credentials = assumed.credentials().expect("credentials");
+        self.config
+            .to_builder()
+            .credentials_provider(aws_sdk_ec2::config::SharedCredentialsProvider::new(
+                Credentials::new(
+                    credentials.access_key_id(),
+                    credentials.secret_access_key(),
+                    Some(credentials.session_token().to_owned()),
+                    None,
+                    "kiln-tests-member",
+                ),
+            ))
+            .build()
     }
 
     /// Environment for a `kiln` process talking to this emulator.
@@ -506,6 +580,28 @@ pub async fn launch(ctx: &Context, image: &str) -> String {
         .instance_id()
         .expect("instance id")
         .to_owned()
+}
+
+/// Launches `count` instances of `image` in one call (one reservation),
+/// each tagged with `tags`.
+pub async fn launch_many(ctx: &Context, image: &str, count: i32, tags: &[(&str, &str)]) {
+    let mut run = ctx
+        .ec2
+        .run_instances()
+        .image_id(image)
+        .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+        .min_count(count)
+        .max_count(count);
+    if !tags.is_empty() {
+        run = run.tag_specifications(kiln::tags::specification(
+            aws_sdk_ec2::types::ResourceType::Instance,
+            &tags
+                .iter()
+                .map(|(k, v)| kiln::tags::tag(k, *v))
+                .collect::<Vec<_>>(),
+        ));
+    }
+    run.send().await.expect("RunInstances");
 }
 
 /// The value of tag `key`.

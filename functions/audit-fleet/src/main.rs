@@ -1,0 +1,70 @@
+//! audit-fleet: which images the fleet runs against each recipe's channel
+//! pointer (see `kiln::audit`). Input: an audit request, every field
+//! optional (`{regions, all_regions, account_roles, channel, service_tag,
+//! concurrency}`; the daily schedule sends the stack's). Puts the metrics
+//! (`Kiln/Fleet`), writes the JSON and HTML reports to `KILN_AUDIT_BUCKET`
+//! when set, and answers the summary, the problems and where the reports
+//! went. Parts that cannot be audited are problems in the report and the
+//! `UnauditedParts` metric, not a failed invocation: a retry would audit the
+//! whole fleet again to meet the same problem.
+
+use kiln::audit::publish::{self, Published};
+use kiln::audit::report::{Problem, Summary};
+use kiln::audit::{self, Request};
+use kiln::aws::Context;
+use kiln::lambda::{self, LambdaEvent, Value};
+use serde::Serialize;
+
+/// What one audit found, and where its reports went.
+#[derive(Debug, Serialize)]
+struct Answer {
+    summary: Summary,
+    problems: Vec<Problem>,
+    published: Published,
+}
+
+async fn handler(ctx: &Context, event: LambdaEvent<Value>) -> kiln::Result<Answer> {
+    let request: Request = if event.payload.is_null() {
+        Request::default()
+    } else {
+        lambda::parse(event)?
+    };
+    let scope = request.scope()?;
+    let report = audit::audit(&ctx.config, &scope).await;
+    let published =
+        publish::publish(&ctx.config, &report, ctx.settings.audit_bucket.as_deref()).await?;
+    Ok(Answer {
+        summary: report.summary,
+        problems: report.problems,
+        published,
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda::run(handler).await
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_contradicting_request_is_refused_before_any_call() {
+        let ctx = kiln_testkit::mocked(std::path::Path::new("."), &[], &[]);
+        let event = LambdaEvent::new(
+            json!({"regions": ["us-east-1"], "all_regions": true}),
+            lambda_runtime::Context::default(),
+        );
+        let err = handler(&ctx, event).await.expect_err("refused");
+        assert_eq!(err.name(), "InvalidInput");
+        let event = LambdaEvent::new(
+            json!({"region": "us-east-1"}),
+            lambda_runtime::Context::default(),
+        );
+        let err = handler(&ctx, event).await.expect_err("unknown field");
+        assert!(err.to_string().contains("unknown field `region`"), "{err}");
+    }
+}

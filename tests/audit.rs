@@ -1,0 +1,676 @@
+//! The fleet audit against the emulator (exact counts over two regions and two
+//! accounts, the API calls of a 2,500-instance region, parts that fail) and
+//! with mocks (throttled pages), and its HTML page in headless Chromium.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use aws_sdk_ec2::operation::describe_images::DescribeImagesOutput;
+use aws_sdk_ec2::operation::describe_instances::{DescribeInstancesInput, DescribeInstancesOutput};
+use aws_sdk_ec2::types::{Image, ImageState, Instance, Reservation, Tag};
+use aws_sdk_ssm::operation::get_parameters::GetParametersOutput;
+use aws_sdk_ssm::types::Parameter;
+use aws_smithy_mocks::mock;
+use aws_smithy_types::body::SdkBody;
+use kiln::audit::fleet::Status;
+use kiln::audit::report::{ProblemKind, Report};
+use kiln::audit::{self, RegionClients, Regions, Scope, Target};
+use kiln::aws::Context;
+use kiln::promotion::{self, Why};
+use kiln::state::{AmiId, Channel};
+use kiln_testkit::{Emulator, built_image, launch_many, recipe_root};
+
+const EAST: &str = "us-east-1";
+const WEST: &str = "us-west-2";
+
+fn prod() -> Channel {
+    "prod".parse().expect("channel")
+}
+
+async fn promote(ctx: &Context, recipe: &str, image: &AmiId) {
+    promotion::promote(
+        ctx,
+        &recipe.parse().expect("recipe"),
+        &prod(),
+        image,
+        Why {
+            reason: "audit test",
+            actor: "tests",
+        },
+        false,
+    )
+    .await
+    .expect("promote");
+}
+
+/// Builds `recipe` images in order, one second apart (image creation times
+/// have one-second precision).
+async fn images(ctx: &Context, recipe: &str, builds: &[&str]) -> Vec<AmiId> {
+    let mut made = Vec::new();
+    for build in builds {
+        if !made.is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        }
+        made.push(built_image(ctx, recipe, build, "tested").await);
+    }
+    made
+}
+
+fn services(tag: &str) -> [(&'static str, &str); 1] {
+    [("Service", tag)]
+}
+
+/// The demo fleet: two regions of the home account and one of a member
+/// account, with every status. Returns the expected instances per status.
+async fn seed_fleet(emu: &Emulator) -> BTreeMap<Status, u64> {
+    let root = recipe_root();
+    let east = emu.context_in(EAST, &root);
+    let west = emu.context_in(WEST, &root);
+    let foreign = emu.seeded.source_ami.clone();
+
+    let web = images(&east, "web", &["web-1", "web-2", "web-3", "web-4"]).await;
+    let (stale, previous, current, newer) = (&web[0], &web[1], &web[2], &web[3]);
+    promote(&east, "web", previous).await;
+    promote(&east, "web", current).await;
+    let api = built_image(&east, "api", "api-1", "tested").await;
+    let gone = built_image(&east, "web", "web-0", "tested").await;
+    launch_many(&east, current.as_str(), 80, &services("payments")).await;
+    launch_many(&east, current.as_str(), 40, &services("search")).await;
+    launch_many(&east, previous.as_str(), 30, &services("payments")).await;
+    launch_many(&east, stale.as_str(), 20, &services("search")).await;
+    launch_many(&east, newer.as_str(), 10, &services("canary")).await;
+    launch_many(&east, api.as_str(), 15, &services("api")).await;
+    launch_many(&east, &foreign, 25, &services("legacy")).await;
+    launch_many(&east, &foreign, 5, &[]).await;
+    launch_many(&east, gone.as_str(), 12, &services("batch")).await;
+    launch_many(&east, &foreign, 3, &[("kiln:role", "builder")]).await;
+    east.ec2
+        .deregister_image()
+        .image_id(gone.as_str())
+        .send()
+        .await
+        .expect("DeregisterImage");
+
+    let west_foreign = west
+        .ec2
+        .describe_images()
+        .owners("099720109477")
+        .send()
+        .await
+        .expect("DescribeImages")
+        .images()[0]
+        .image_id()
+        .expect("id")
+        .to_owned();
+    let web_west = images(&west, "web", &["west-1", "west-2", "west-3"]).await;
+    promote(&west, "web", &web_west[1]).await;
+    promote(&west, "web", &web_west[2]).await;
+    launch_many(&west, web_west[2].as_str(), 60, &services("payments")).await;
+    launch_many(&west, web_west[0].as_str(), 8, &services("search")).await;
+    launch_many(&west, &west_foreign, 4, &services("legacy")).await;
+
+    let member = Context::new(&emu.member_config().await, east.settings.clone());
+    launch_many(&member, &foreign, 7, &services("partner")).await;
+
+    BTreeMap::from([
+        (Status::Current, 80 + 40 + 60),
+        (Status::Newer, 10),
+        (Status::Previous, 30),
+        (Status::Stale, 20 + 8),
+        (Status::Unpromoted, 15),
+        (Status::Foreign, 25 + 5 + 4 + 7),
+        (Status::Deregistered, 12),
+    ])
+}
+
+fn scope(emu: &Emulator) -> Scope {
+    Scope {
+        regions: Regions::List(vec![EAST.into(), WEST.into(), "xx-nowhere-1".into()]),
+        account_roles: vec![
+            emu.seeded.member_role.clone(),
+            "arn:aws:iam::210987654321:role/no-such-role".into(),
+        ],
+        ..Scope::new(prod())
+    }
+}
+
+fn service<'a>(report: &'a Report, name: &str) -> &'a BTreeMap<Status, u64> {
+    &report
+        .services
+        .iter()
+        .find(|s| s.service == name)
+        .unwrap_or_else(|| panic!("service {name} in the report"))
+        .by_status
+}
+
+fn only(counts: &BTreeMap<Status, u64>) -> BTreeMap<Status, u64> {
+    counts
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(s, n)| (*s, *n))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_count_is_exact_across_regions_and_accounts() {
+    let emu = Emulator::start().await;
+    let expected = seed_fleet(&emu).await;
+    let report = audit::audit(&emu.config, &scope(&emu)).await;
+
+    assert_eq!(report.summary.by_status, expected);
+    assert_eq!(report.summary.instances, expected.values().sum::<u64>());
+    assert_eq!(report.summary.current, 180);
+    assert_eq!(report.summary.behind, 30 + 28 + 41 + 12);
+    assert!(
+        (report.summary.current_percent - 57.0).abs() < 1e-9,
+        "180 of 316"
+    );
+    assert_eq!(report.summary.builders, 3);
+    assert_eq!((report.summary.accounts, report.summary.regions), (2, 4));
+
+    let counts: Vec<_> = report
+        .scopes
+        .iter()
+        .map(|s| (s.account.as_str(), s.region.as_str(), s.instances))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("123456789012", EAST, 237),
+            ("123456789012", WEST, 72),
+            ("210987654321", EAST, 7),
+            ("210987654321", WEST, 0),
+        ]
+    );
+
+    use Status::*;
+    assert_eq!(
+        only(service(&report, "payments")),
+        BTreeMap::from([(Current, 140), (Previous, 30)])
+    );
+    assert_eq!(
+        only(service(&report, "search")),
+        BTreeMap::from([(Current, 40), (Stale, 28)])
+    );
+    assert_eq!(
+        only(service(&report, "canary")),
+        BTreeMap::from([(Newer, 10)])
+    );
+    assert_eq!(
+        only(service(&report, "api")),
+        BTreeMap::from([(Unpromoted, 15)])
+    );
+    assert_eq!(
+        only(service(&report, "legacy")),
+        BTreeMap::from([(Foreign, 29)])
+    );
+    assert_eq!(
+        only(service(&report, "partner")),
+        BTreeMap::from([(Foreign, 7)])
+    );
+    assert_eq!(
+        only(service(&report, "(untagged)")),
+        BTreeMap::from([(Foreign, 5)])
+    );
+    assert_eq!(
+        only(service(&report, "batch")),
+        BTreeMap::from([(Deregistered, 12)])
+    );
+    assert_eq!(
+        report.services[0].service, "payments",
+        "the most behind first"
+    );
+
+    let gone = report
+        .images
+        .iter()
+        .find(|i| i.status == Deregistered)
+        .expect("the deregistered image");
+    assert_eq!(
+        (gone.instances, gone.name.as_deref(), gone.age_days),
+        (12, None, None)
+    );
+    let current = report
+        .images
+        .iter()
+        .find(|i| i.status == Current)
+        .expect("current");
+    assert_eq!(current.age_days, Some(0));
+    assert_eq!(current.recipe.as_ref().map(|r| r.as_str()), Some("web"));
+
+    let pointers: Vec<_> = report
+        .pointers
+        .iter()
+        .map(|p| (p.recipe.as_str(), p.region.as_str(), p.image_id.is_some()))
+        .collect();
+    assert_eq!(
+        pointers,
+        [
+            ("api", EAST, false),
+            ("web", EAST, true),
+            ("web", WEST, true)
+        ]
+    );
+
+    let problems: Vec<_> = report
+        .problems
+        .iter()
+        .map(|p| (p.account.as_deref(), p.region.as_deref(), p.kind))
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            (Some("123456789012"), Some(EAST), ProblemKind::NoPointer),
+            (
+                Some("123456789012"),
+                Some("xx-nowhere-1"),
+                ProblemKind::UnknownRegion
+            ),
+            (Some("210987654321"), None, ProblemKind::RoleNotAssumed),
+            (
+                Some("210987654321"),
+                Some("xx-nowhere-1"),
+                ProblemKind::UnknownRegion
+            ),
+        ]
+    );
+    assert_eq!(
+        report.incomplete(),
+        3,
+        "a missing pointer is a fact, not a failure"
+    );
+    let table = report.table();
+    assert!(
+        table.contains("316 instances: 57% on the promoted image (180), 111 behind"),
+        "{table}"
+    );
+}
+
+#[tokio::test]
+async fn a_2500_instance_region_takes_the_minimum_calls() {
+    let emu = Emulator::start().await;
+    let ctx = emu.context(&recipe_root());
+    let web = images(&ctx, "web", &["web-1", "web-2"]).await;
+    promote(&ctx, "web", &web[1]).await;
+    let foreign = emu.seeded.source_ami.clone();
+    for (image, service) in [
+        (web[1].as_str(), "a"),
+        (web[1].as_str(), "b"),
+        (web[1].as_str(), "c"),
+        (web[1].as_str(), "d"),
+        (web[0].as_str(), "e"),
+        (web[0].as_str(), "f"),
+        (foreign.as_str(), "g"),
+        (foreign.as_str(), "h"),
+        (foreign.as_str(), "i"),
+        (foreign.as_str(), "j"),
+    ] {
+        launch_many(&ctx, image, 250, &services(service)).await;
+    }
+
+    let report = audit::audit(&emu.config, &Scope::new(prod())).await;
+    assert_eq!(report.summary.instances, 2500);
+    let calls = &report.scopes[0].api_calls;
+    let minimum = BTreeMap::from([
+        ("DescribeInstances".to_owned(), 3),
+        ("DescribeImages".to_owned(), 1),
+        ("GetParameters".to_owned(), 1),
+    ]);
+    assert_eq!(
+        calls, &minimum,
+        "ceil(2500/1000) pages, one image batch, one pointer batch"
+    );
+    assert_eq!(report.api_calls.get("GetCallerIdentity"), Some(&1));
+    assert_eq!(report.api_calls.get("DescribeRegions"), Some(&1));
+    assert_eq!(report.api_calls.values().sum::<u64>(), 7);
+}
+
+fn instance(image: &str, service: &str) -> Instance {
+    Instance::builder()
+        .image_id(image)
+        .tags(Tag::builder().key("Service").value(service).build())
+        .build()
+}
+
+/// A page of `count` instances of `image`, in reservations of 100.
+fn page(image: &str, count: usize, next: Option<&str>) -> DescribeInstancesOutput {
+    let reservations = (0..count / 100).map(|_| {
+        Reservation::builder()
+            .set_instances(Some(vec![instance(image, "svc"); 100]))
+            .build()
+    });
+    DescribeInstancesOutput::builder()
+        .set_reservations(Some(reservations.collect()))
+        .set_next_token(next.map(str::to_owned))
+        .build()
+}
+
+fn throttled() -> aws_smithy_runtime_api::http::Response {
+    aws_smithy_runtime_api::http::Response::new(
+        aws_smithy_runtime_api::http::StatusCode::try_from(503).expect("status"),
+        SdkBody::from(
+            "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>1</RequestID></Response>",
+        ),
+    )
+}
+
+#[tokio::test]
+async fn throttled_pages_are_retried_and_nothing_is_asked_twice() {
+    const CURRENT: &str = "ami-0000000000000c001";
+    const FOREIGN: &str = "ami-0000000000000f001";
+    let first = |i: &DescribeInstancesInput| i.next_token().is_none();
+    let pages = [
+        mock!(aws_sdk_ec2::Client::describe_instances)
+            .match_requests(first)
+            .then_output(|| page(CURRENT, 1000, Some("p2"))),
+        mock!(aws_sdk_ec2::Client::describe_instances)
+            .match_requests(|i| i.next_token() == Some("p2"))
+            .sequence()
+            .http_response(throttled)
+            .times(2)
+            .output(|| page(CURRENT, 1000, Some("p3")))
+            .build(),
+        mock!(aws_sdk_ec2::Client::describe_instances)
+            .match_requests(|i| i.next_token() == Some("p3"))
+            .then_output(|| page(FOREIGN, 500, None)),
+    ];
+    let described = mock!(aws_sdk_ec2::Client::describe_images).then_output(|| {
+        let image = |id: &str, tags: Vec<Tag>| {
+            Image::builder()
+                .image_id(id)
+                .state(ImageState::Available)
+                .creation_date("2026-11-20T00:00:00.000Z")
+                .set_tags(Some(tags))
+                .build()
+        };
+        DescribeImagesOutput::builder()
+            .images(image(
+                CURRENT,
+                vec![Tag::builder().key("kiln:recipe").value("web").build()],
+            ))
+            .images(image(FOREIGN, Vec::new()))
+            .build()
+    });
+    let parameters = mock!(aws_sdk_ssm::Client::get_parameters)
+        .match_requests(|i| i.names() == ["/kiln/web/prod"])
+        .then_output(|| {
+            GetParametersOutput::builder()
+                .parameters(
+                    Parameter::builder()
+                        .name("/kiln/web/prod")
+                        .value(CURRENT)
+                        .build(),
+                )
+                .build()
+        });
+    let rules: Vec<_> = pages.iter().chain([&described]).collect();
+    let ctx = kiln_testkit::mocked(Path::new("."), &rules, &[&parameters]);
+    let clients = RegionClients {
+        ec2: ctx.ec2.clone(),
+        home_ec2: ctx.ec2.clone(),
+        home_ssm: ctx.ssm.clone(),
+    };
+    let target = Target {
+        account: "123456789012",
+        home_account: "123456789012",
+        region: EAST,
+        channel: &prod(),
+        service_tag: "Service",
+    };
+    let region = audit::audit_region(&clients, target)
+        .await
+        .expect("audited");
+    assert_eq!(region.instances, 2500);
+    let statuses: Vec<_> = region
+        .images
+        .iter()
+        .map(|i| (i.image_id.as_str(), i.status, i.instances))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            (CURRENT, Status::Current, 2000),
+            (FOREIGN, Status::Foreign, 500)
+        ]
+    );
+    let calls: Vec<_> = pages.iter().map(|r| r.num_calls()).collect();
+    assert_eq!(
+        calls,
+        [1, 3, 1],
+        "the throttled page twice more, the others once"
+    );
+    assert_eq!(described.num_calls(), 1);
+    assert_eq!(parameters.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn the_cli_reports_the_rest_and_exits_1_when_a_part_fails() {
+    let emu = Emulator::start().await;
+    let ctx = emu.context(&recipe_root());
+    launch_many(&ctx, &emu.seeded.source_ami, 4, &services("legacy")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let html = dir.path().join("report.html");
+    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .envs(emu.env())
+        .args([
+            "audit",
+            "--region",
+            EAST,
+            "--region",
+            "xx-nowhere-1",
+            "--output",
+            "json",
+        ])
+        .arg("--html")
+        .arg(&html)
+        .output()
+        .expect("run kiln");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let report: Report = serde_json::from_slice(&output.stdout).expect("one JSON report");
+    assert_eq!(report.summary.instances, 4);
+    assert_eq!(report.problems.len(), 1);
+    assert_eq!(report.problems[0].kind, ProblemKind::UnknownRegion);
+    let page = std::fs::read_to_string(&html).expect("the HTML report");
+    assert!(page.contains("unknown-region"));
+
+    let text = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .envs(emu.env())
+        .args(["audit", "--region", EAST, "--region", "xx-nowhere-1"])
+        .output()
+        .expect("run kiln");
+    assert_eq!(text.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        stdout.starts_with("Fleet audit against channel prod"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("4 instances: 0% on the promoted image (0), 4 behind"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("unknown-region: region xx-nowhere-1 does not exist"),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&text.stderr);
+    assert!(stderr.contains("error[AuditIncomplete]"), "{stderr}");
+}
+
+/// Opens `page` in headless Chromium (tests/browser/render.cjs): what it
+/// shows, and every console error, page error and request it made.
+fn render(page: &Path, screenshot: &Path) -> serde_json::Value {
+    let script = kiln_testkit::repo().join("tests/browser/render.cjs");
+    let output = Command::new("node")
+        .arg(&script)
+        .arg(page)
+        .arg(screenshot)
+        .env(
+            "NODE_PATH",
+            kiln_testkit::repo().join(".tools/node_modules"),
+        )
+        .output()
+        .expect("node (make test installs it, and Chromium)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the renderer's JSON")
+}
+
+#[tokio::test]
+async fn the_html_report_renders_in_chromium_with_its_totals() {
+    let emu = Emulator::start().await;
+    seed_fleet(&emu).await;
+    let report = audit::audit(&emu.config, &scope(&emu)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let page = dir.path().join("report.html");
+    std::fs::write(&page, audit::html::render(&report)).expect("write");
+    let shot = dir.path().join("report.png");
+    let rendered = render(&page, &shot);
+
+    assert_eq!(rendered["errors"], serde_json::json!([]), "{rendered}");
+    assert_eq!(
+        rendered["external_requests"],
+        serde_json::json!([]),
+        "{rendered}"
+    );
+    let text = |id: &str| {
+        rendered["tiles"][id]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(text("instances"), "316 instances");
+    assert_eq!(text("current"), "57% on the promoted image (180)");
+    assert_eq!(text("behind"), "111 behind");
+    assert_eq!(rendered["bars"], serde_json::json!(report.images.len()));
+    let drift = rendered["drift"].as_array().expect("drift rows");
+    let behind: Vec<_> = drift
+        .iter()
+        .map(|row| (row[0].clone(), row[2].clone()))
+        .collect();
+    let expected = [
+        ("payments", "30"),
+        ("legacy", "29"),
+        ("search", "28"),
+        ("batch", "12"),
+        ("partner", "7"),
+        ("(untagged)", "5"),
+    ];
+    assert_eq!(behind, expected.map(|(s, n)| (s.into(), n.into())));
+    assert!(std::fs::metadata(&shot).expect("a screenshot").len() > 10_000);
+}
+
+#[tokio::test]
+async fn the_audit_fleet_lambda_writes_its_reports_and_metrics() {
+    let emu = Emulator::start().await;
+    let ctx = emu.context(&recipe_root());
+    let web = images(&ctx, "web", &["web-1"]).await;
+    promote(&ctx, "web", &web[0]).await;
+    launch_many(&ctx, web[0].as_str(), 6, &services("payments")).await;
+    launch_many(&ctx, &emu.seeded.source_ami, 2, &services("legacy")).await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&emu.config)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket()
+        .bucket("fleet-reports")
+        .send()
+        .await
+        .expect("CreateBucket");
+
+    let mut env = emu.env();
+    env.push(("KILN_AUDIT_BUCKET", "fleet-reports".into()));
+    env.push(("AWS_S3_FORCE_PATH_STYLE", "true".into()));
+    let (ok, answer) = kiln_testkit::invoke_function(
+        "audit-fleet",
+        &env,
+        &serde_json::json!({"service_tag": "Service"}),
+    );
+    assert!(ok, "{answer}");
+    assert_eq!(answer["summary"]["instances"], 8);
+    assert_eq!(answer["summary"]["current"], 6);
+    assert_eq!(
+        answer["published"]["keys"].as_array().map(Vec::len),
+        Some(4)
+    );
+
+    let latest = s3
+        .get_object()
+        .bucket("fleet-reports")
+        .key("kiln/audit/latest.json")
+        .send()
+        .await
+        .expect("the latest report");
+    let body = latest.body.collect().await.expect("body").into_bytes();
+    let report: Report = serde_json::from_slice(&body).expect("a report");
+    assert_eq!(report.summary.by_status[&Status::Foreign], 2);
+    let keys: Vec<String> = s3
+        .list_objects_v2()
+        .bucket("fleet-reports")
+        .send()
+        .await
+        .expect("ListObjectsV2")
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect();
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    assert!(
+        keys.iter()
+            .any(|k| k.ends_with(".html") && k != "kiln/audit/latest.html")
+    );
+
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&emu.config);
+    let value = |dimensions: &[(&str, &str)]| {
+        let request = cloudwatch
+            .get_metric_statistics()
+            .namespace(kiln::audit::publish::NAMESPACE)
+            .metric_name(kiln::audit::publish::INSTANCES)
+            .set_dimensions(Some(
+                dimensions
+                    .iter()
+                    .map(|(n, v)| {
+                        aws_sdk_cloudwatch::types::Dimension::builder()
+                            .name(*n)
+                            .value(*v)
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .start_time(aws_smithy_types::DateTime::from_secs(
+                jiff::Timestamp::now().as_second() - 3600,
+            ))
+            .end_time(aws_smithy_types::DateTime::from_secs(
+                jiff::Timestamp::now().as_second() + 3600,
+            ))
+            .period(60)
+            .statistics(aws_sdk_cloudwatch::types::Statistic::Maximum);
+        async move {
+            request
+                .send()
+                .await
+                .expect("GetMetricStatistics")
+                .datapoints()
+                .iter()
+                .filter_map(|d| d.maximum())
+                .sum::<f64>()
+        }
+    };
+    let current = value(&[("Channel", "prod"), ("Status", "current")]).await;
+    let foreign = value(&[("Channel", "prod"), ("Status", "foreign")]).await;
+    let web_current = value(&[
+        ("Channel", "prod"),
+        ("Recipe", "web"),
+        ("Status", "current"),
+    ])
+    .await;
+    let web_stale = value(&[("Channel", "prod"), ("Recipe", "web"), ("Status", "stale")]).await;
+    assert_eq!(
+        (current, foreign, web_current, web_stale),
+        (6.0, 2.0, 6.0, 0.0)
+    );
+}
