@@ -38,6 +38,12 @@ pub struct Settings {
     /// S3 bucket the `audit-fleet` Lambda writes its reports to
     /// (`KILN_AUDIT_BUCKET`); without one it only puts metrics.
     pub audit_bucket: Option<String>,
+    /// Regions an audit covers when its request names none
+    /// (`KILN_AUDIT_REGIONS`, comma separated; `all` for every enabled one).
+    pub audit_regions: Vec<String>,
+    /// Roles an audit assumes when its request names none
+    /// (`KILN_AUDIT_ROLES`, comma separated ARNs).
+    pub audit_roles: Vec<String>,
 }
 
 impl Settings {
@@ -54,6 +60,8 @@ impl Settings {
                 .and_then(|v| v.parse().ok()),
             wait_seconds: var("KILN_WAIT_SECONDS").and_then(|v| v.parse().ok()),
             audit_bucket: var("KILN_AUDIT_BUCKET"),
+            audit_regions: list(var("KILN_AUDIT_REGIONS")),
+            audit_roles: list(var("KILN_AUDIT_ROLES")),
         }
     }
 
@@ -63,6 +71,17 @@ impl Settings {
             .as_deref()
             .unwrap_or(&recipe.file.source.parameter)
     }
+}
+
+/// The items of a comma-separated list, trimmed, empty ones dropped.
+fn list(value: Option<String>) -> Vec<String> {
+    value
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The clients and settings a step works with. Cheap to share: clients are pooled.

@@ -148,6 +148,9 @@ async fn the_stack_creates_with_every_function_role_rule_and_the_state_machine()
         "Channel",
         "NightlySchedule",
         "ReleaseCheckSchedule",
+        "AuditSchedule",
+        "AuditRegions",
+        "AuditAccountRoles",
         "VpcId",
         "SubnetId",
     ] {
@@ -169,6 +172,7 @@ async fn the_stack_creates_with_every_function_role_rule_and_the_state_machine()
         r#"\"reason\": \"release\""#,
         r#"\"action\": \"sweep\""#,
         r#"\"action\": \"prune\""#,
+        r#"\"channel\": \"${Channel}\""#,
     ] {
         assert!(
             inputs.contains(expected),

@@ -40,6 +40,7 @@ use tokio::task::JoinSet;
 
 use self::fleet::{ImageFacts, Pointer, Tally};
 use self::report::{ImageRow, PointerRow, Problem, ProblemKind, Report, ScopeSummary};
+use crate::aws::Settings;
 use crate::builder::live_state_filter;
 use crate::error::{Error, Result};
 use crate::promotion::pointer_name;
@@ -132,6 +133,9 @@ impl Default for Request {
     }
 }
 
+/// In `KILN_AUDIT_REGIONS`, every region enabled in each account.
+pub const ALL_REGIONS: &str = "all";
+
 /// The channel audits compare against unless told otherwise.
 pub const DEFAULT_CHANNEL: &str = "prod";
 
@@ -141,6 +145,22 @@ fn default_channel() -> Channel {
 }
 
 impl Request {
+    /// The request with the deployment's defaults where it names no regions
+    /// or roles (`all` among the regions means every enabled region).
+    pub fn or_defaults(mut self, settings: &Settings) -> Self {
+        if self.regions.is_empty() && !self.all_regions {
+            if settings.audit_regions.iter().any(|r| r == ALL_REGIONS) {
+                self.all_regions = true;
+            } else {
+                self.regions.clone_from(&settings.audit_regions);
+            }
+        }
+        if self.account_roles.is_empty() {
+            self.account_roles.clone_from(&settings.audit_roles);
+        }
+        self
+    }
+
     /// The scope to audit; refused before any call when it contradicts itself.
     pub fn scope(self) -> Result<Scope> {
         let regions = match (self.all_regions, self.regions.is_empty()) {

@@ -323,6 +323,8 @@ impl Emulator {
                 // Builds a trigger starts poll at once, as the local runs do.
                 wait_seconds: Some(0),
                 audit_bucket: None,
+                audit_regions: Vec::new(),
+                audit_roles: Vec::new(),
             },
         )
     }

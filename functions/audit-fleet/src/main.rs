@@ -1,7 +1,8 @@
 //! audit-fleet: which images the fleet runs against each recipe's channel
 //! pointer (see `kiln::audit`). Input: an audit request, every field
 //! optional (`{regions, all_regions, account_roles, channel, service_tag,
-//! concurrency}`; the daily schedule sends the stack's). Puts the metrics
+//! concurrency}`; regions and roles default to `KILN_AUDIT_REGIONS` and
+//! `KILN_AUDIT_ROLES`, the channel to prod). Puts the metrics
 //! (`Kiln/Fleet`), writes the JSON and HTML reports to `KILN_AUDIT_BUCKET`
 //! when set, and answers the summary, the problems and where the reports
 //! went. Parts that cannot be audited are problems in the report and the
@@ -29,7 +30,7 @@ async fn handler(ctx: &Context, event: LambdaEvent<Value>) -> kiln::Result<Answe
     } else {
         lambda::parse(event)?
     };
-    let scope = request.scope()?;
+    let scope = request.or_defaults(&ctx.settings).scope()?;
     let report = audit::audit(&ctx.config, &scope).await;
     let published =
         publish::publish(&ctx.config, &report, ctx.settings.audit_bucket.as_deref()).await?;
@@ -66,5 +67,28 @@ mod tests {
         );
         let err = handler(&ctx, event).await.expect_err("unknown field");
         assert!(err.to_string().contains("unknown field `region`"), "{err}");
+    }
+
+    #[test]
+    fn the_deployment_fills_in_regions_and_roles_a_request_leaves_out() {
+        let settings = kiln::aws::Settings {
+            audit_regions: vec!["us-east-1".into(), "eu-west-1".into()],
+            audit_roles: vec!["arn:aws:iam::210987654321:role/kiln-audit".into()],
+            ..kiln::aws::Settings::default()
+        };
+        let filled = Request::default().or_defaults(&settings);
+        assert_eq!(filled.regions, settings.audit_regions);
+        assert_eq!(filled.account_roles, settings.audit_roles);
+        let asked = Request {
+            regions: vec!["ap-south-1".into()],
+            ..Request::default()
+        };
+        assert_eq!(asked.or_defaults(&settings).regions, ["ap-south-1"]);
+        let all = kiln::aws::Settings {
+            audit_regions: vec!["all".into()],
+            ..kiln::aws::Settings::default()
+        };
+        let filled = Request::default().or_defaults(&all);
+        assert!(filled.all_regions && filled.regions.is_empty());
     }
 }
