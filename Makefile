@@ -65,12 +65,16 @@ emulator-start:
 emulator-stop:
 	scripts/emulator stop
 
-## bench: cold start and size of each release Lambda against Python + boto3
+## bench: cold start and size of each release Lambda against Python + boto3;
+## the audit of a 5,000-instance fleet against a Python + boto3 tool; the
+## audit's in-process throughput
 FUNCTIONS := resolve-source launch-builder run-ssm-provision create-image test-image cleanup-build
 
 bench: emulator-install
-	$(CARGO) build --release $(addprefix -p ,$(FUNCTIONS))
+	$(CARGO) build --release $(addprefix -p ,$(FUNCTIONS)) -p kiln --bin kiln
 	$(KILN_VENV)/bin/python bench/coldstart.py --target-dir $(CARGO_TARGET_DIR)/release
+	$(KILN_VENV)/bin/python bench/audit.py --kiln $(CARGO_TARGET_DIR)/release/kiln
+	$(CARGO) bench --bench audit_throughput
 
 clean:
 	$(CARGO) clean

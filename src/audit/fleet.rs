@@ -277,6 +277,6 @@ mod tests {
         assert_eq!(tally.images(), ["ami-1", "ami-2"]);
         let mut api: Vec<_> = tally.services("ami-2").collect();
         api.sort_unstable();
-        assert_eq!(api, [("api", 1), (UNTAGGED, 1)]);
+        assert_eq!(api, [(UNTAGGED, 1), ("api", 1)]);
     }
 }

@@ -147,7 +147,7 @@ fn chart(report: &Report, page: &mut String) {
                 image.image_id, image.region, image.account, image.instances, image.status
             )),
             ty = y + 15,
-            label = escape(&shorten(&label, 48)),
+            label = escape(&shorten(&label, 44)),
             ry = y + 3,
             bh = ROW_HEIGHT - 6,
             fill = color(image.status),

@@ -557,10 +557,9 @@ fn columns(rows: &[Vec<String>]) -> String {
         .collect();
     let mut out = String::new();
     for row in rows {
-        out.push(' ');
         for (c, cell) in row.iter().enumerate() {
             let pad = widths[c] - cell.chars().count();
-            out.push(' ');
+            out.push_str("  ");
             if numeric[c] {
                 out.push_str(&" ".repeat(pad));
                 out.push_str(cell);
@@ -601,7 +600,7 @@ mod tests {
         ];
         assert_eq!(
             columns(&rows),
-            "  NAME         N\n  web      1,200\n  payments     7\n"
+            "  NAME          N\n  web       1,200\n  payments      7\n"
         );
     }
 }
