@@ -207,6 +207,12 @@ def patch_instance_pages():
     InstanceResponse.describe_instances = describe_by_instances
 
 
+def trust(principal):
+    """A role trust policy letting `principal` assume the role."""
+    statement = {"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
 def seed_member_account(session, endpoint):
     """The member account's audit role, created as that account."""
     iam = session.client("iam", endpoint_url=endpoint)
@@ -215,19 +221,7 @@ def seed_member_account(session, endpoint):
         lambda request, **_: request.headers.add_header("x-moto-account-id", MEMBER_ACCOUNT),
     )
     iam.create_role(
-        RoleName=MEMBER_ROLE,
-        AssumeRolePolicyDocument=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
-                        "Action": "sts:AssumeRole",
-                    }
-                ],
-            }
-        ),
+        RoleName=MEMBER_ROLE, AssumeRolePolicyDocument=trust({"AWS": f"arn:aws:iam::{ACCOUNT}:root"})
     )
     return f"arn:aws:iam::{MEMBER_ACCOUNT}:role/{MEMBER_ROLE}"
 
@@ -247,18 +241,7 @@ def seed(endpoint, builder_profile=True):
         iam = session.client("iam", endpoint_url=endpoint)
         iam.create_role(
             RoleName=INSTANCE_PROFILE,
-            AssumeRolePolicyDocument=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "ec2.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
+            AssumeRolePolicyDocument=trust({"Service": "ec2.amazonaws.com"}),
         )
         iam.attach_role_policy(
             RoleName=INSTANCE_PROFILE,

@@ -19,7 +19,7 @@ use kiln::audit::{self, RegionClients, Regions, Scope, Target};
 use kiln::aws::Context;
 use kiln::promotion::{self, Why};
 use kiln::state::{AmiId, Channel};
-use kiln_testkit::{Emulator, built_image, launch_many, recipe_root};
+use kiln_testkit::{Emulator, built_image, canonical_image, launch_many, recipe_root};
 
 const EAST: &str = "us-east-1";
 const WEST: &str = "us-west-2";
@@ -92,17 +92,7 @@ async fn seed_fleet(emu: &Emulator) -> BTreeMap<Status, u64> {
         .await
         .expect("DeregisterImage");
 
-    let west_foreign = west
-        .ec2
-        .describe_images()
-        .owners("099720109477")
-        .send()
-        .await
-        .expect("DescribeImages")
-        .images()[0]
-        .image_id()
-        .expect("id")
-        .to_owned();
+    let west_foreign = canonical_image(&west).await;
     let web_west = images(&west, "web", &["west-1", "west-2", "west-3"]).await;
     promote(&west, "web", &web_west[1]).await;
     promote(&west, "web", &web_west[2]).await;

@@ -171,7 +171,12 @@ impl Request {
             }
             (true, true) => Regions::AllEnabled,
             (false, true) => Regions::Configured,
-            (false, false) => Regions::List(self.regions),
+            (false, false) => {
+                let mut seen = HashSet::new();
+                let mut regions = self.regions;
+                regions.retain(|region| seen.insert(region.clone()));
+                Regions::List(regions)
+            }
         };
         if self.concurrency == 0 {
             return Err(Error::InvalidInput("concurrency must be at least 1".into()));
@@ -648,6 +653,13 @@ async fn regions(account: &Account, wanted: &Regions) -> Result<(Vec<String>, Ve
     };
     let mut regions = Vec::new();
     let mut problems = Vec::new();
+    if asked.is_empty() && *wanted == Regions::Configured {
+        problems.push(Problem::account(
+            Some(account.id.clone()),
+            ProblemKind::UnknownRegion,
+            "no region is configured: set AWS_REGION, or name regions".into(),
+        ));
+    }
     for region in asked {
         let refused = match enabled.get(region.as_str()) {
             Some(true) => None,

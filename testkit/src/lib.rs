@@ -514,12 +514,9 @@ pub async fn own_images(ctx: &Context) -> Vec<Image> {
         .to_vec()
 }
 
-/// Makes an image as a build of `recipe` would leave it (`build_id` and
-/// `stage` tags, from a seeded Canonical image, its instance terminated) and
-/// returns its id. Quicker than a build, for tests of what comes after.
-pub async fn built_image(ctx: &Context, recipe: &str, build_id: &str, stage: &str) -> AmiId {
-    let source = ctx
-        .ec2
+/// A seeded Canonical x86_64 image in the context's region.
+pub async fn canonical_image(ctx: &Context) -> String {
+    ctx.ec2
         .describe_images()
         .owners("099720109477")
         .send()
@@ -529,7 +526,14 @@ pub async fn built_image(ctx: &Context, recipe: &str, build_id: &str, stage: &st
         .iter()
         .find(|i| i.architecture().is_some_and(|a| a.as_str() == "x86_64"))
         .and_then(|i| i.image_id().map(str::to_owned))
-        .expect("a seeded x86_64 image");
+        .expect("a seeded x86_64 image")
+}
+
+/// Makes an image as a build of `recipe` would leave it (`build_id` and
+/// `stage` tags, from a seeded Canonical image, its instance terminated) and
+/// returns its id. Quicker than a build, for tests of what comes after.
+pub async fn built_image(ctx: &Context, recipe: &str, build_id: &str, stage: &str) -> AmiId {
+    let source = canonical_image(ctx).await;
     let instance = launch(ctx, &source).await;
     let tags = [
         ("kiln:recipe", recipe),

@@ -84,6 +84,16 @@ mod tests {
             ..Request::default()
         };
         assert_eq!(asked.or_defaults(&settings).regions, ["ap-south-1"]);
+        let twice = Request {
+            regions: vec!["eu-west-1".into(), "us-east-1".into(), "eu-west-1".into()],
+            ..Request::default()
+        };
+        let scope = twice.scope().expect("a scope");
+        assert_eq!(
+            scope.regions,
+            kiln::audit::Regions::List(vec!["eu-west-1".into(), "us-east-1".into()]),
+            "each region once, in the order given"
+        );
         let all = kiln::aws::Settings {
             audit_regions: vec!["all".into()],
             ..kiln::aws::Settings::default()
