@@ -71,10 +71,10 @@ emulator-stop:
 FUNCTIONS := resolve-source launch-builder run-ssm-provision create-image test-image cleanup-build
 
 bench: emulator-install
-	$(CARGO) build --release $(addprefix -p ,$(FUNCTIONS)) -p kiln --bin kiln
+	$(CARGO) build --release --bins $(addprefix -p ,$(FUNCTIONS)) -p kiln -p audit-throughput
 	$(KILN_VENV)/bin/python bench/coldstart.py --target-dir $(CARGO_TARGET_DIR)/release
 	$(KILN_VENV)/bin/python bench/audit.py --kiln $(CARGO_TARGET_DIR)/release/kiln
-	$(CARGO) bench --bench audit_throughput
+	$(CARGO_TARGET_DIR)/release/audit-throughput
 
 clean:
 	$(CARGO) clean

@@ -2,7 +2,7 @@
 //! images, 35 services, each with the tags a real instance carries) folded
 //! into a tally and classified, without AWS. Prints instances per second.
 //!
-//! `cargo bench --bench audit_throughput` (`make bench` runs it).
+//! `cargo run --release -p audit-throughput` (`make bench` runs it).
 
 use std::collections::HashMap;
 use std::hint::black_box;
