@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::state::{AmiId, Fingerprint, RecipeName};
+use crate::state::{AmiId, Channel, Fingerprint, RecipeName};
 use crate::tags::RESERVED_PREFIXES;
 
 /// The recipe file inside a recipe directory.
@@ -247,6 +247,27 @@ pub struct ImageSpec {
     pub tags: BTreeMap<String, String>,
 }
 
+/// The longest soak a release stage may ask for: 30 days.
+pub const MAX_SOAK_HOURS: u32 = 720;
+/// Gate alarms per release stage (`DescribeAlarms` takes 100 names).
+pub const MAX_GATE_ALARMS: usize = 100;
+
+/// One stage of a recipe's release policy: a channel the image moves to,
+/// after how long in the stage before, unless a gate fired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseStage {
+    /// The channel promoted at this stage.
+    pub channel: Channel,
+    /// Hours the image must spend in the previous stage's channel (or, for
+    /// the first stage, since its test passed) with no gate firing.
+    #[serde(default)]
+    pub soak_hours: u32,
+    /// CloudWatch alarm names: any in ALARM during the soak stops the release.
+    #[serde(default)]
+    pub alarms: Vec<String>,
+}
+
 /// The parsed `recipe.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RecipeFile {
@@ -262,6 +283,9 @@ pub struct RecipeFile {
     pub test: TestSpec,
     /// The image.
     pub image: ImageSpec,
+    /// The release policy: the channels a tested image moves through, in
+    /// order (`[[release]]`; none: images are promoted by hand).
+    pub release: Vec<ReleaseStage>,
 }
 
 /// A loaded, valid recipe: its file, its raw bytes and every script it names.
@@ -435,6 +459,11 @@ fn parse(
     if let Some(image) = &image {
         check_image(image, problems);
     }
+    let release = section::<Vec<ReleaseStage>>(&mut table, "release", problems)
+        .map(Option::unwrap_or_default);
+    if let Ok(release) = &release {
+        check_release(release, problems);
+    }
     let scripts = read_scripts(
         dir,
         steps.as_deref().unwrap_or_default(),
@@ -444,7 +473,7 @@ fn parse(
     for unknown in table.keys() {
         problems.add(
             unknown.as_str(),
-            "unknown field; expected one of description, source, builder, steps, test, image",
+            "unknown field; expected one of description, source, builder, steps, test, image, release",
         );
     }
     let file = RecipeFile {
@@ -454,6 +483,7 @@ fn parse(
         steps: steps?,
         test: test?,
         image: image?,
+        release: release.ok()?,
     };
     Some((file, scripts))
 }
@@ -474,6 +504,8 @@ fn section<T: DeserializeOwned>(
             let inner = err.path().to_string();
             let field = if inner == "." {
                 key.to_owned()
+            } else if inner.starts_with('[') {
+                format!("{key}{inner}")
             } else {
                 format!("{key}.{inner}")
             };
@@ -634,6 +666,45 @@ fn check_timeout(field: &str, seconds: u32, problems: &mut Problems) {
             field,
             format!("must be between 1 and {MAX_TIMEOUT_SECONDS} seconds"),
         );
+    }
+}
+
+fn check_release(stages: &[ReleaseStage], problems: &mut Problems) {
+    let mut channels = BTreeSet::new();
+    for (i, stage) in stages.iter().enumerate() {
+        if !channels.insert(&stage.channel) {
+            problems.add(
+                format!("release[{i}].channel"),
+                format!("{} is already a stage: each channel once", stage.channel),
+            );
+        }
+        if stage.soak_hours > MAX_SOAK_HOURS {
+            problems.add(
+                format!("release[{i}].soak_hours"),
+                format!("must be at most {MAX_SOAK_HOURS} (30 days)"),
+            );
+        }
+        if stage.alarms.len() > MAX_GATE_ALARMS {
+            problems.add(
+                format!("release[{i}].alarms"),
+                format!("at most {MAX_GATE_ALARMS} alarms"),
+            );
+        }
+        let mut alarms = BTreeSet::new();
+        for alarm in &stage.alarms {
+            if alarm.trim().is_empty() || alarm.len() > 255 || alarm.chars().any(char::is_control) {
+                problems.add(
+                    format!("release[{i}].alarms"),
+                    format!("{alarm:?} is not a CloudWatch alarm name (1-255 characters, no control characters)"),
+                );
+            }
+            if !alarms.insert(alarm) {
+                problems.add(
+                    format!("release[{i}].alarms"),
+                    format!("{alarm:?} is listed twice"),
+                );
+            }
+        }
     }
 }
 

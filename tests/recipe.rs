@@ -229,3 +229,77 @@ fn kiln_validate_passes_the_example_and_lists_every_problem_of_a_broken_one() {
     assert_eq!(json["error"], "InvalidRecipe");
     assert_eq!(json["problems"].as_array().map(Vec::len), Some(2), "{json}");
 }
+
+#[test]
+fn a_release_policy_is_read_in_order_and_checked_with_the_rest() {
+    let copy = RecipeCopy::ubuntu_base();
+    copy.edit("recipe.toml", |text| {
+        text + r#"
+[[release]]
+channel = "staging"
+
+[[release]]
+channel = "prod"
+soak_hours = 24
+alarms = ["web-5xx", "web-latency"]
+"#
+    });
+    let release = copy.load().file.release;
+    let stages: Vec<_> = release
+        .iter()
+        .map(|s| (s.channel.as_str(), s.soak_hours, s.alarms.len()))
+        .collect();
+    assert_eq!(stages, [("staging", 0, 0), ("prod", 24, 2)]);
+    assert!(
+        RecipeCopy::ubuntu_base().load().file.release.is_empty(),
+        "no policy: images are promoted by hand"
+    );
+
+    let problems = with_recipe(|text| {
+        text + r#"
+[[release]]
+channel = "Prod"
+
+[[release]]
+channel = "staging"
+soak_hours = 721
+alarms = ["", "web-5xx", "web-5xx"]
+
+[[release]]
+channel = "staging"
+gates = []
+"#
+    });
+    let release: Vec<_> = problems
+        .iter()
+        .filter(|p| p.field.starts_with("release"))
+        .map(|p| p.field.as_str())
+        .collect();
+    assert_eq!(
+        release,
+        ["release[0].channel"],
+        "a bad channel fails the section's parse: {problems:#?}"
+    );
+
+    let problems = with_recipe(|text| {
+        text + r#"
+[[release]]
+channel = "staging"
+soak_hours = 721
+alarms = ["", "web-5xx", "web-5xx"]
+
+[[release]]
+channel = "staging"
+"#
+    });
+    assert_eq!(
+        fields(&problems),
+        [
+            "release[0].soak_hours",
+            "release[0].alarms",
+            "release[0].alarms",
+            "release[1].channel"
+        ],
+        "{problems:#?}"
+    );
+}
