@@ -1,6 +1,7 @@
-"""Runs moto server seeded for kiln, with four small patches: ENA, the
+"""Runs moto server seeded for kiln, with six small patches: ENA, the
 execution start time as Step Functions gives it, AssumeRole of a role that
-does not exist, and DescribeInstances pages.
+does not exist, DescribeInstances pages, a launch template version's
+SourceVersion, and Auto Scaling instance refreshes.
 
 Seeds:
   * Canonical-owned (099720109477) Ubuntu 24.04 images, amd64 and arm64, the
@@ -22,7 +23,9 @@ Invoke by running the function binary from DIR through the Lambda Runtime API
 (scripts/local_lambda.py), with real Lambda's answer to a function error (200
 and X-Amz-Function-Error: Unhandled), and passes everything else to moto.
 With --pipeline FILE it creates that state machine, each ${NameFunction}
-placeholder naming the function binary name-in-kebab-case.
+placeholder naming the function binary name-in-kebab-case; when it starts
+releases (${ReleaseStateMachine}), the release machine beside it
+(release.asl.json) is created first.
 
 The ENA patch: moto does not model ENA at all. Real AWS reports `enaSupport`
 on images and instances; instances take it from their image, and
@@ -44,6 +47,30 @@ The pages patch: moto counts DescribeInstances' MaxResults in reservations;
 AWS counts instances (a page of MaxResults 1000 holds at most 1000
 instances, whatever the reservations). The patch pages by instances, never
 splitting a reservation, so the audit's call count is checked as on AWS.
+
+The source version patch: moto's CreateLaunchTemplateVersion ignores
+SourceVersion and makes the version of the request's LaunchTemplateData
+alone. On AWS the new version starts as a copy of the source version's data
+(a number, `$Latest` or `$Default`), and the request's data overrides it, key
+by top-level key. The patch does that.
+
+The instance refresh patch: moto's Auto Scaling has no instance refreshes
+(StartInstanceRefresh, DescribeInstanceRefreshes, CancelInstanceRefresh and
+RollbackInstanceRefresh answer 500). The patch adds them, with AWS's shapes
+and errors, per account and region, advancing deterministically: each
+DescribeInstanceRefreshes of a group first moves its active refresh one step.
+Pending goes InProgress at 0%, then 50%, then Successful at 100%: the group
+takes the desired launch template and version, and every InService instance
+is replaced by one launched from it. While InProgress, an alarm of
+Preferences.AlarmSpecification in state ALARM (CloudWatch SetAlarmState)
+ends the refresh: RollbackSuccessful with AutoRollback (the group keeps its
+configuration and instances), otherwise Failed. Cancelling goes Cancelled,
+RollbackInProgress goes RollbackSuccessful. As on AWS, a second refresh while
+one is active is InstanceRefreshInProgress, Cancel and Rollback without an
+active refresh are ActiveInstanceRefreshNotFound, and AutoRollback (or a
+Rollback) needs a desired launch template version other than `$Latest` or
+`$Default`. Strategy, MixedInstancesPolicy and the other preferences are
+echoed back but not acted on; BakeTime never shows Baking.
 """
 
 import argparse
@@ -207,6 +234,216 @@ def patch_instance_pages():
     InstanceResponse.describe_instances = describe_by_instances
 
 
+def patch_launch_template_source_version():
+    """Start a launch template version from SourceVersion (see the module docstring)."""
+    import copy
+
+    from moto.ec2.responses.launch_templates import LaunchTemplates
+
+    create_version = LaunchTemplates.create_launch_template_version
+
+    def from_source_version(self):
+        source = self._get_param("SourceVersion")
+        if source is not None:
+            template_id = self._get_param("LaunchTemplateId")
+            template = (
+                self.ec2_backend.get_launch_template(template_id)
+                if template_id
+                else self.ec2_backend.get_launch_template_by_name(self._get_param("LaunchTemplateName"))
+            )
+            data = copy.deepcopy(template.get_version(source).data)
+            self.params["LaunchTemplateData"] = {**data, **self._get_param("LaunchTemplateData", {})}
+        return create_version(self)
+
+    LaunchTemplates.create_launch_template_version = from_source_version
+
+
+def patch_instance_refresh():
+    """Model Auto Scaling instance refreshes (see the module docstring)."""
+    import uuid
+
+    from moto.autoscaling.exceptions import AutoscalingClientError, ValidationError
+    from moto.autoscaling.models import AutoScalingBackend
+    from moto.autoscaling.responses import AutoScalingResponse
+    from moto.cloudwatch.models import cloudwatch_backends
+    from moto.core.responses import ActionResult
+    from moto.core.utils import utcnow
+    from moto.ec2.exceptions import EC2ClientError
+
+    active = ("Pending", "InProgress", "Cancelling", "RollbackInProgress", "Baking")
+    defaults = {
+        "MinHealthyPercentage": 90, "SkipMatching": False, "AutoRollback": False,
+        "ScaleInProtectedInstances": "Ignore", "StandbyInstances": "Ignore",
+    }
+
+    backend_init = AutoScalingBackend.__init__
+
+    def with_refreshes(self, *args, **kwargs):
+        backend_init(self, *args, **kwargs)
+        self.instance_refreshes = {}  # a group's id -> its refreshes, newest first
+
+    def group_refreshes(self, name):
+        if name not in self.autoscaling_groups:
+            raise ValidationError(f"AutoScalingGroup name not found - AutoScalingGroup '{name}' not found")
+        group = self.autoscaling_groups[name]
+        return group, self.instance_refreshes.setdefault(group._id, [])
+
+    def active_refresh(self, name):
+        group, refreshes = group_refreshes(self, name)
+        refresh = next((r for r in refreshes if r["Status"] in active), None)
+        if refresh is None:
+            raise AutoscalingClientError(
+                "ActiveInstanceRefreshNotFound",
+                f"No in progress or pending Instance Refresh found for Auto Scaling group {name}",
+            )
+        return group, refresh
+
+    def reversible(desired):
+        """AWS rolls back only to a desired configuration of a fixed version."""
+        spec = (desired or {}).get("LaunchTemplate")
+        return bool(desired) and not (spec and spec.get("Version", "$Default") in ("$Latest", "$Default"))
+
+    def start_instance_refresh(self, name, strategy, desired, preferences):
+        group, refreshes = group_refreshes(self, name)
+        if any(r["Status"] in active for r in refreshes):
+            raise AutoscalingClientError(
+                "InstanceRefreshInProgress",
+                "An Instance Refresh is already in progress and blocks the execution of this Instance Refresh.",
+            )
+        spec = (desired or {}).get("LaunchTemplate")
+        if spec and bool(spec.get("LaunchTemplateId")) == bool(spec.get("LaunchTemplateName")):
+            raise ValidationError("Valid requests must contain either launchTemplateId or LaunchTemplateName")
+        if spec:
+            try:
+                template = (
+                    self.ec2_backend.get_launch_template(spec["LaunchTemplateId"])
+                    if spec.get("LaunchTemplateId")
+                    else self.ec2_backend.get_launch_template_by_name(spec["LaunchTemplateName"])
+                )
+                template.get_version(spec.get("Version", "$Default"))
+            except EC2ClientError as error:
+                raise ValidationError(error.message)
+        preferences = {**defaults, **(preferences or {})}
+        if preferences["AutoRollback"] and not reversible(desired):
+            raise ValidationError(
+                "AutoRollback needs a DesiredConfiguration whose launch template version is"
+                " neither $Latest nor $Default."
+            )
+        refresh = {
+            "InstanceRefreshId": str(uuid.uuid4()), "AutoScalingGroupName": name, "Status": "Pending",
+            "StartTime": utcnow(), "PercentageComplete": 0, "InstancesToUpdate": len(group.instance_states),
+            "Preferences": preferences, "DesiredConfiguration": desired, "Strategy": strategy or "Rolling",
+        }
+        refreshes.insert(0, refresh)
+        return refresh["InstanceRefreshId"]
+
+    def roll_back(group, refresh, status, reason):
+        """The instances replaced so far go back to the group's configuration."""
+        refresh["Status"] = status
+        refresh["RollbackDetails"] = {
+            "RollbackReason": reason, "RollbackStartTime": utcnow(),
+            "PercentageCompleteOnRollback": refresh["PercentageComplete"],
+            "InstancesToUpdateOnRollback": max(len(group.instance_states) - refresh["InstancesToUpdate"], 0),
+        }
+
+    def in_alarm(self, refresh):
+        alarms = cloudwatch_backends[self.account_id][self.region_name].alarms
+        names = refresh["Preferences"].get("AlarmSpecification", {}).get("Alarms", [])
+        return next((n for n in names if n in alarms and alarms[n].state_value == "ALARM"), None)
+
+    def advance(self, group, refresh):
+        """One deterministic step of an active refresh."""
+        status, total = refresh["Status"], refresh["InstancesToUpdate"]
+        alarm = status == "InProgress" and in_alarm(self, refresh)
+        if status == "Pending":
+            refresh["Status"] = "InProgress"
+        elif alarm:
+            reason = f"The instance refresh failed because alarm {alarm} went into ALARM state."
+            if refresh["Preferences"]["AutoRollback"]:
+                roll_back(group, refresh, "RollbackSuccessful", reason)
+                reason = f"{reason} The Auto Scaling group was rolled back to its previous configuration."
+            else:
+                refresh["Status"] = "Failed"
+            refresh.update(StatusReason=reason, EndTime=utcnow())
+        elif status == "InProgress" and refresh["PercentageComplete"] < 50:
+            refresh.update(PercentageComplete=50, InstancesToUpdate=total - total // 2)
+        elif status == "InProgress":
+            spec = (refresh["DesiredConfiguration"] or {}).get("LaunchTemplate")
+            if spec:
+                group._set_launch_configuration(None, spec, None)
+            replaced = [state.instance.id for state in group.active_instances()]
+            if replaced:
+                self.ec2_backend.terminate_instances(replaced)
+                self.notify_terminate_instances(replaced)  # launches their replacements
+            refresh.update(Status="Successful", PercentageComplete=100, InstancesToUpdate=0, EndTime=utcnow())
+        else:  # Cancelling, RollbackInProgress
+            ended = "Cancelled" if status == "Cancelling" else "RollbackSuccessful"
+            refresh.update(Status=ended, EndTime=utcnow())
+
+    def describe_instance_refreshes(self, name, ids):
+        group, refreshes = group_refreshes(self, name)
+        for refresh in refreshes:
+            if refresh["Status"] in active:
+                advance(self, group, refresh)
+        return [r for r in refreshes if not ids or r["InstanceRefreshId"] in ids]
+
+    def cancel_instance_refresh(self, name):
+        _, refresh = active_refresh(self, name)
+        refresh["Status"] = "Cancelling"
+        return refresh["InstanceRefreshId"]
+
+    def rollback_instance_refresh(self, name):
+        group, refresh = active_refresh(self, name)
+        if not reversible(refresh["DesiredConfiguration"]):
+            raise AutoscalingClientError(
+                "IrreversibleInstanceRefresh",
+                "The instance refresh has no desired configuration of a fixed launch template version"
+                " to roll back from.",
+            )
+        roll_back(group, refresh, "RollbackInProgress", "Rollback initiated by user.")
+        return refresh["InstanceRefreshId"]
+
+    AutoScalingBackend.__init__ = with_refreshes
+    AutoScalingBackend.start_instance_refresh = start_instance_refresh
+    AutoScalingBackend.describe_instance_refreshes = describe_instance_refreshes
+    AutoScalingBackend.cancel_instance_refresh = cancel_instance_refresh
+    AutoScalingBackend.rollback_instance_refresh = rollback_instance_refresh
+
+    def start(self):
+        refresh_id = self.autoscaling_backend.start_instance_refresh(
+            self._get_param("AutoScalingGroupName"), self._get_param("Strategy"),
+            self._get_param("DesiredConfiguration"), self._get_param("Preferences"),
+        )
+        return ActionResult({"InstanceRefreshId": refresh_id})
+
+    def describe(self):
+        refreshes = self.autoscaling_backend.describe_instance_refreshes(
+            self._get_param("AutoScalingGroupName"), self._get_param("InstanceRefreshIds", [])
+        )
+        ids = [r["InstanceRefreshId"] for r in refreshes]
+        token = self._get_param("NextToken")
+        if token and token not in ids:
+            raise AutoscalingClientError("InvalidNextToken", "The token is not valid.")
+        start = ids.index(token) + 1 if token else 0
+        page = refreshes[start : start + (self._get_int_param("MaxRecords") or 50)]
+        more = start + len(page) < len(refreshes)
+        next_token = page[-1]["InstanceRefreshId"] if more else None
+        return ActionResult({"InstanceRefreshes": page, "NextToken": next_token})
+
+    def cancel(self):
+        name = self._get_param("AutoScalingGroupName")
+        return ActionResult({"InstanceRefreshId": self.autoscaling_backend.cancel_instance_refresh(name)})
+
+    def rollback(self):
+        name = self._get_param("AutoScalingGroupName")
+        return ActionResult({"InstanceRefreshId": self.autoscaling_backend.rollback_instance_refresh(name)})
+
+    AutoScalingResponse.start_instance_refresh = start
+    AutoScalingResponse.describe_instance_refreshes = describe
+    AutoScalingResponse.cancel_instance_refresh = cancel
+    AutoScalingResponse.rollback_instance_refresh = rollback
+
+
 def trust(principal):
     """A role trust policy letting `principal` assume the role."""
     statement = {"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}
@@ -356,22 +593,34 @@ def function_arn(placeholder):
 
 
 def create_pipeline(endpoint, path):
+    """Creates the state machine in `path` and, when it starts releases, the
+    release machine beside it (release.asl.json). Returns {name: ARN}."""
     import boto3
 
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
-    definition = Path(path).read_text()
-    names = set(re.findall(r"\$\{(\w+)\}", definition))
-    substitutions = {name: function_arn(name) for name in names if name.endswith("Function")}
-    substitutions["EventBusName"] = "default"
     role = session.client("iam", endpoint_url=endpoint).create_role(
         RoleName="kiln-pipeline",
         AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole"}]}),
     )["Role"]["Arn"]
-    machine = session.client("stepfunctions", endpoint_url=endpoint).create_state_machine(
-        name="kiln-pipeline", definition=substitute(definition, substitutions), roleArn=role, type="STANDARD"
-    )
-    return machine["stateMachineArn"]
+    sfn = session.client("stepfunctions", endpoint_url=endpoint)
+    machines = {}
+
+    def create(name, definition_path):
+        definition = Path(definition_path).read_text()
+        names = set(re.findall(r"\$\{(\w+)\}", definition))
+        substitutions = {name: function_arn(name) for name in names if name.endswith("Function")}
+        substitutions["EventBusName"] = "default"
+        if "ReleaseStateMachine" in names:
+            substitutions["ReleaseStateMachine"] = create(
+                "kiln-release", Path(definition_path).with_name("release.asl.json"))
+        machines[name] = sfn.create_state_machine(
+            name=name, definition=substitute(definition, substitutions), roleArn=role, type="STANDARD"
+        )["stateMachineArn"]
+        return machines[name]
+
+    create("kiln-pipeline", path)
+    return machines
 
 
 def serve(args):
@@ -391,6 +640,8 @@ def serve(args):
     patch_start_time()
     patch_assume_role()
     patch_instance_pages()
+    patch_launch_template_source_version()
+    patch_instance_refresh()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -422,7 +673,10 @@ def serve(args):
             headers={"Content-Type": "application/json"})).read()
         info["lambda_proxy"] = f"http://127.0.0.1:{proxy.server_address[1]}"
         if args.pipeline:
-            info["state_machine_arn"] = create_pipeline(endpoint, args.pipeline)
+            machines = create_pipeline(endpoint, args.pipeline)
+            info["state_machine_arn"] = machines["kiln-pipeline"]
+            if "kiln-release" in machines:
+                info["release_state_machine_arn"] = machines["kiln-release"]
     print(json.dumps(info), flush=True)
 
     stop = threading.Event()
@@ -446,6 +700,8 @@ def env():
     }
     if "state_machine_arn" in info:
         lines["KILN_STATE_MACHINE_ARN"] = info["state_machine_arn"]
+    if "release_state_machine_arn" in info:
+        lines["KILN_RELEASE_STATE_MACHINE_ARN"] = info["release_state_machine_arn"]
     for key, value in lines.items():
         print(f"export {key}={value}")
 

@@ -29,6 +29,9 @@ pub struct Settings {
     /// The build state machine (`KILN_STATE_MACHINE_ARN`): triggers start
     /// builds on it, the sweep asks it which builds still run.
     pub state_machine_arn: Option<String>,
+    /// The release state machine (`KILN_RELEASE_STATE_MACHINE_ARN`):
+    /// `kiln rollout` starts and stops releases on it.
+    pub release_state_machine_arn: Option<String>,
     /// Security findings within this many seconds start one build per recipe
     /// (`KILN_SECURITY_WINDOW_SECONDS`; default 6 h).
     pub security_window_seconds: Option<u64>,
@@ -56,6 +59,7 @@ impl Settings {
             source_parameter: var("KILN_SOURCE_PARAMETER"),
             output_bucket: var("KILN_OUTPUT_BUCKET"),
             state_machine_arn: var("KILN_STATE_MACHINE_ARN"),
+            release_state_machine_arn: var("KILN_RELEASE_STATE_MACHINE_ARN"),
             security_window_seconds: var("KILN_SECURITY_WINDOW_SECONDS")
                 .and_then(|v| v.parse().ok()),
             wait_seconds: var("KILN_WAIT_SECONDS").and_then(|v| v.parse().ok()),
@@ -87,6 +91,10 @@ fn list(value: Option<String>) -> Vec<String> {
 /// The clients and settings a step works with. Cheap to share: clients are pooled.
 #[derive(Debug, Clone)]
 pub struct Context {
+    /// EC2 Auto Scaling.
+    pub autoscaling: aws_sdk_autoscaling::Client,
+    /// CloudWatch (release gates).
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
     /// EC2.
     pub ec2: aws_sdk_ec2::Client,
     /// Systems Manager.
@@ -104,6 +112,8 @@ impl Context {
     /// Clients for `config`.
     pub fn new(config: &SdkConfig, settings: Settings) -> Self {
         Self {
+            autoscaling: aws_sdk_autoscaling::Client::new(config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(config),
             ec2: aws_sdk_ec2::Client::new(config),
             ssm: aws_sdk_ssm::Client::new(config),
             sfn: aws_sdk_sfn::Client::new(config),

@@ -180,6 +180,16 @@ pub enum Error {
         recipe: String,
     },
 
+    /// An Auto Scaling group opted in to a rollout cannot be rolled as it is;
+    /// the release stops before touching it.
+    #[error("group {group} cannot be rolled: {reason}")]
+    RolloutBlocked {
+        /// The group's name.
+        group: String,
+        /// Why.
+        reason: String,
+    },
+
     /// A build (state machine execution) did not succeed.
     #[error("build {build} {status}: {error}")]
     BuildFailed {

@@ -18,6 +18,7 @@ pub mod promotion;
 pub mod provision;
 pub mod recipe;
 pub mod retention;
+pub mod rollout;
 pub mod run_command;
 pub mod source;
 pub mod state;

@@ -174,6 +174,12 @@ pub enum Request {
         /// Who (default: the Lambda itself).
         actor: Option<String>,
     },
+    /// [`crate::rollout::advance`]: one step of a release, as the release
+    /// state machine carries it.
+    Release {
+        /// The release.
+        release: crate::rollout::Release,
+    },
     /// [`crate::retention::prune`].
     Prune {
         /// The recipe.
@@ -542,6 +548,21 @@ fn rollback_target(versions: &[Version]) -> Option<&Version> {
     versions.iter().find(|v| v.version == target)
 }
 
+/// The rollback that moved a channel off `image`, if one did: a rollback
+/// version right after a version naming it.
+pub fn rolled_back_from<'a>(versions: &'a [Version], image: &str) -> Option<&'a Version> {
+    versions.windows(2).find_map(|pair| {
+        let rollback = matches!(
+            pair[1].record,
+            Some(Record {
+                action: Action::Rollback,
+                ..
+            })
+        );
+        (rollback && pair[0].image_id == image).then_some(&pair[1])
+    })
+}
+
 /// The reason of a move: required, and short enough for the record.
 fn reason(why: Why<'_>) -> Result<String> {
     let reason = why.reason.trim();
@@ -763,6 +784,19 @@ mod tests {
             version(4, "C", Action::Promote, None),
         ];
         assert_eq!(target(&history), Some("A"), "C replaced A, not B");
+    }
+
+    #[test]
+    fn an_image_rolled_back_from_is_found_in_the_history() {
+        let history = vec![
+            version(1, "A", Action::Promote, None),
+            version(2, "B", Action::Promote, None),
+            version(3, "A", Action::Rollback, Some(1)),
+            version(4, "C", Action::Promote, None),
+        ];
+        assert_eq!(rolled_back_from(&history, "B").map(|v| v.version), Some(3));
+        assert!(rolled_back_from(&history, "A").is_none());
+        assert!(rolled_back_from(&history, "C").is_none());
     }
 
     #[test]

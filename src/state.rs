@@ -415,6 +415,8 @@ pub struct BuildState {
     pub cleanup_error: Option<CaughtError>,
     /// The error of an event that could not be published.
     pub notify_error: Option<CaughtError>,
+    /// The error of a release that could not be started.
+    pub release_error: Option<CaughtError>,
 }
 
 /// Two-phase Lambdas first start work, then poll it from a Wait/Choice loop.

@@ -25,6 +25,9 @@ pub const CHANNEL: &str = "kiln:channel";
 pub const PREVIOUS: &str = "kiln:previous";
 /// `kiln:image-id`: on a snapshot, the image it backs.
 pub const IMAGE_ID: &str = "kiln:image-id";
+/// `kiln:wave`: on an Auto Scaling group opted in to a channel's rollouts,
+/// the wave it is rolled in (0-99, lower first; default 1; tag the canary 0).
+pub const WAVE: &str = "kiln:wave";
 /// Tag key prefixes a recipe may not set itself.
 pub const RESERVED_PREFIXES: &[&str] = &["kiln:", "aws:"];
 

@@ -1,5 +1,6 @@
-//! Offline checks of `statemachine/pipeline.asl.json`: valid ASL, and in step
-//! with the Rust code (error names, function crates, state paths).
+//! Offline checks of `statemachine/pipeline.asl.json` and
+//! `statemachine/release.asl.json`: valid ASL, and in step with the Rust code
+//! (error names, function crates, state paths).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -78,7 +79,8 @@ fn full_state() -> Value {
             ..Cleanup::default()
         }),
         cleanup_error: Some(caught.clone()),
-        notify_error: Some(caught),
+        notify_error: Some(caught.clone()),
+        release_error: Some(caught),
     };
     serde_json::to_value(state).expect("serialize")
 }
@@ -92,6 +94,42 @@ fn full_input() -> Value {
         wait_seconds: Some(1),
     })
     .expect("serialize")
+}
+
+fn release_machine() -> PathBuf {
+    kiln_testkit::repo().join("statemachine/release.asl.json")
+}
+
+/// A release document with every field set, as the Rust types serialize it,
+/// plus the error a failed step leaves.
+fn full_release() -> Value {
+    let refresh = kiln::rollout::groups::Refresh {
+        group: "web".into(),
+        refresh_id: "r-1".into(),
+        version: "2".into(),
+        status: "InProgress".into(),
+        percent: Some(50),
+        status_reason: Some("why".into()),
+    };
+    let release = kiln::rollout::Release {
+        status: kiln::rollout::Status::RolledBack,
+        wait_seconds: 1,
+        message: "m".into(),
+        stopped: Some(kiln::rollout::Stopped {
+            channel: "prod".parse().expect("channel"),
+            reason: "alarm".into(),
+            rolled_back_to: Some("ami-0a1b2c3d4e5f60001".parse().expect("ami")),
+            refreshes: vec![refresh],
+        }),
+        ..kiln::rollout::Release::new(
+            "ubuntu-base".parse().expect("name"),
+            "ami-0fedcba9876543210".parse().expect("ami"),
+            1,
+        )
+    };
+    let mut value = serde_json::to_value(release).expect("serialize");
+    value["error"] = serde_json::json!({"Error": "Throttled", "Cause": "c"});
+    value
 }
 
 fn functions() -> PathBuf {
@@ -110,6 +148,54 @@ fn the_pipeline_names_only_what_the_rust_code_has() {
     assert!(asl::placeholders(&machine).contains("CleanupBuildFunction"));
     let problems = asl::problems(&machine, &full_state(), &full_input(), &functions());
     assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn the_release_machine_names_only_what_the_rust_code_has() {
+    let machine = asl::load(&release_machine());
+    let input = serde_json::json!({"recipe": "r", "image_id": "ami-0", "check_seconds": 1});
+    assert!(asl::placeholders(&machine).contains("PromoteFunction"));
+    assert!(asl::paths(&machine).contains("$.stopped.rolled_back_to"));
+    let problems = asl::problems(&machine, &full_release(), &input, &functions());
+    assert!(problems.is_empty(), "{problems:#?}");
+    let advance = &machine["States"]["Advance"];
+    assert_eq!(advance["Parameters"]["action"], "release");
+    assert!(advance["TimeoutSeconds"].as_u64().is_some());
+    assert!(
+        asl::error_names(&machine).contains("Throttled"),
+        "the step is retried when throttled"
+    );
+}
+
+#[test]
+fn the_release_machine_starts_as_a_release_document() {
+    let machine = asl::load(&release_machine());
+    let start = &machine["States"]["Start"]["Parameters"];
+    let document = serde_json::json!({
+        "recipe": "ubuntu-base",
+        "image_id": "ami-0fedcba9876543210",
+        "check_seconds": 300,
+        "started_at": "2026-11-26T07:00:00.000Z",
+    });
+    let fields: Vec<&str> = start
+        .as_object()
+        .expect("parameters")
+        .keys()
+        .map(|k| k.trim_end_matches(".$"))
+        .collect();
+    let expected: Vec<&str> = document
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(fields.len(), expected.len(), "{fields:?}");
+    for field in &fields {
+        assert!(expected.contains(field), "{field}");
+    }
+    let release: kiln::rollout::Release = serde_json::from_value(document).expect("a release");
+    assert_eq!(release.status, kiln::rollout::Status::Waiting);
+    assert_eq!(release.phase, kiln::rollout::Phase::Gate);
 }
 
 #[test]
@@ -191,22 +277,25 @@ fn every_function_task_has_a_timeout_a_retry_and_a_way_to_cleanup() {
 }
 
 #[test]
-fn the_pipeline_validates_as_asl() {
+fn both_machines_validate_as_asl() {
     let validator = kiln_testkit::repo().join(".tools/node_modules/.bin/asl-validator");
     assert!(
         validator.is_file(),
         "{} is missing: run `make tools` (make test does)",
         validator.display()
     );
-    let output = Command::new(&validator)
-        .arg("--json-path")
-        .arg(pipeline())
-        .output()
-        .expect("run asl-validator");
-    assert!(
-        output.status.success(),
-        "asl-validator refused the pipeline:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    for machine in [pipeline(), release_machine()] {
+        let output = Command::new(&validator)
+            .arg("--json-path")
+            .arg(&machine)
+            .output()
+            .expect("run asl-validator");
+        assert!(
+            output.status.success(),
+            "asl-validator refused {}:\n{}{}",
+            machine.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }

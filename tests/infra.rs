@@ -180,21 +180,25 @@ async fn the_stack_creates_with_every_function_role_rule_and_the_state_machine()
         );
     }
 
-    // Every placeholder of the definition has its substitution (the emulator
-    // ignores DefinitionSubstitutions; AWS fills them in).
-    let machine = &cfn["Resources"]["BuildStateMachine"]["Properties"];
-    let substituted: Vec<&String> = machine["DefinitionSubstitutions"]
-        .as_object()
-        .expect("substitutions")
-        .keys()
-        .collect();
-    let pipeline =
-        kiln_testkit::asl::load(&kiln_testkit::repo().join("statemachine/pipeline.asl.json"));
-    for placeholder in kiln_testkit::asl::placeholders(&pipeline) {
-        assert!(
-            substituted.contains(&&placeholder),
-            "${{{placeholder}}} has no substitution"
-        );
+    // Every placeholder of each definition has its substitution (the
+    // emulator ignores DefinitionSubstitutions; AWS fills them in).
+    for (resource, definition) in [
+        ("BuildStateMachine", "statemachine/pipeline.asl.json"),
+        ("ReleaseStateMachine", "statemachine/release.asl.json"),
+    ] {
+        let machine = &cfn["Resources"][resource]["Properties"];
+        let substituted: Vec<&String> = machine["DefinitionSubstitutions"]
+            .as_object()
+            .expect("substitutions")
+            .keys()
+            .collect();
+        let definition = kiln_testkit::asl::load(&kiln_testkit::repo().join(definition));
+        for placeholder in kiln_testkit::asl::placeholders(&definition) {
+            assert!(
+                substituted.contains(&&placeholder),
+                "{resource}: ${{{placeholder}}} has no substitution"
+            );
+        }
     }
 
     // What the emulator holds.
@@ -209,6 +213,14 @@ async fn the_stack_creates_with_every_function_role_rule_and_the_state_machine()
         created.definition().contains("\"Cleanup\""),
         "the pipeline's definition"
     );
+    let release = emulator
+        .sfn()
+        .describe_state_machine()
+        .state_machine_arn("arn:aws:states:us-east-1:123456789012:stateMachine:kiln-release")
+        .send()
+        .await
+        .expect("the release state machine exists");
+    assert!(release.definition().contains("\"Advance\""));
     let rules = emulator.events().list_rules().send().await.expect("rules");
     let names: Vec<&str> = rules.rules().iter().filter_map(|r| r.name()).collect();
     assert_eq!(

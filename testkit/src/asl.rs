@@ -1,6 +1,7 @@
 //! Offline checks of a state machine definition against the Rust code: every
 //! error name it matches exists, every function placeholder names a crate in
-//! `functions/`, every `$.path` it reads exists in [`kiln::state::BuildState`].
+//! `functions/`, every `$.path` it reads exists in the state document it runs on
+//! ([`kiln::state::BuildState`], [`kiln::rollout::Release`]).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -15,7 +16,7 @@ const SERVICE_ERRORS: &[&str] = &[
     "Lambda.TooManyRequestsException",
 ];
 /// Placeholders that are not functions.
-const OTHER_PLACEHOLDERS: &[&str] = &["EventBusName"];
+const OTHER_PLACEHOLDERS: &[&str] = &["EventBusName", "ReleaseStateMachine"];
 
 /// Loads a definition.
 pub fn load(path: &Path) -> Value {
@@ -59,9 +60,9 @@ pub fn problems(machine: &Value, state: &Value, input: &Value, functions: &Path)
                 "{path} is not a field of the execution input (kiln::state::BuildInput)"
             )),
             Some(_) => {}
-            None if !resolves(state, &path) => problems.push(format!(
-                "{path} is not a field of the state document (kiln::state::BuildState)"
-            )),
+            None if !resolves(state, &path) => {
+                problems.push(format!("{path} is not a field of the state document"))
+            }
             None => {}
         }
     }

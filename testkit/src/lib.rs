@@ -39,6 +39,8 @@ pub struct Seeded {
     pub images: std::collections::BTreeMap<String, String>,
     /// The build state machine, when started with [`Emulator::start_pipeline`].
     pub state_machine_arn: Option<String>,
+    /// The release state machine, when started with [`Emulator::start_pipeline`].
+    pub release_state_machine_arn: Option<String>,
     /// The account the default credentials belong to.
     pub account: String,
     /// A role in a second account that the default credentials may assume.
@@ -69,15 +71,51 @@ pub fn recipe_root() -> PathBuf {
 /// retry like the SDK's standard mode, without the waiting; recipes are read
 /// from `recipe_root`.
 pub fn mocked(recipe_root: &Path, ec2: &[&Rule], ssm: &[&Rule]) -> Context {
+    mocked_with(
+        recipe_root,
+        &Mocks {
+            ec2,
+            ssm,
+            ..Mocks::default()
+        },
+    )
+}
+
+/// Mock rules per client, for [`mocked_with`].
+#[derive(Default)]
+pub struct Mocks<'a> {
+    /// EC2.
+    pub ec2: &'a [&'a Rule],
+    /// Systems Manager.
+    pub ssm: &'a [&'a Rule],
+    /// EC2 Auto Scaling.
+    pub autoscaling: &'a [&'a Rule],
+    /// CloudWatch.
+    pub cloudwatch: &'a [&'a Rule],
+}
+
+/// Like [`mocked`], with rules for every client that has some.
+pub fn mocked_with(recipe_root: &Path, mocks: &Mocks<'_>) -> Context {
     let retry = RetryConfig::standard()
         .with_max_attempts(3)
         .with_initial_backoff(Duration::from_millis(1));
-    let retry_ssm = retry.clone();
     Context {
-        ec2: mock_client!(aws_sdk_ec2, RuleMode::MatchAny, ec2, |c| c
+        autoscaling: mock_client!(
+            aws_sdk_autoscaling,
+            RuleMode::MatchAny,
+            mocks.autoscaling,
+            |c| c.retry_config(retry.clone())
+        ),
+        cloudwatch: mock_client!(
+            aws_sdk_cloudwatch,
+            RuleMode::MatchAny,
+            mocks.cloudwatch,
+            |c| c.retry_config(retry.clone())
+        ),
+        ec2: mock_client!(aws_sdk_ec2, RuleMode::MatchAny, mocks.ec2, |c| c
             .retry_config(retry.clone())),
-        ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, ssm, |c| c
-            .retry_config(retry_ssm.clone())),
+        ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, mocks.ssm, |c| c
+            .retry_config(retry.clone())),
         sfn: mock_client!(aws_sdk_sfn, RuleMode::MatchAny, &[]),
         // Clients made from it (an audit's) reach nothing.
         config: SdkConfig::builder()
@@ -319,6 +357,7 @@ impl Emulator {
                 source_parameter: Some(self.seeded.source_parameter.clone()),
                 output_bucket: None,
                 state_machine_arn: self.seeded.state_machine_arn.clone(),
+                release_state_machine_arn: self.seeded.release_state_machine_arn.clone(),
                 security_window_seconds: None,
                 // Builds a trigger starts poll at once, as the local runs do.
                 wait_seconds: Some(0),
@@ -613,4 +652,118 @@ pub async fn launch_many(ctx: &Context, image: &str, count: i32, tags: &[(&str, 
 /// The value of tag `key`.
 pub fn tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
     kiln::tags::value(tags, key)
+}
+
+/// An Auto Scaling group `name` of two instances of `image`, launched from a
+/// new launch template `name` pinned at version 1, with `tags` on the group;
+/// returns the template's id.
+pub async fn auto_scaling_group(
+    ctx: &Context,
+    name: &str,
+    image: &str,
+    tags: &[(&str, &str)],
+) -> String {
+    let template = ctx
+        .ec2
+        .create_launch_template()
+        .launch_template_name(name)
+        .launch_template_data(
+            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                .image_id(image)
+                .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateLaunchTemplate");
+    let id = template
+        .launch_template()
+        .and_then(|t| t.launch_template_id())
+        .expect("a template id")
+        .to_owned();
+    ctx.autoscaling
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(name)
+        .launch_template(
+            aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
+                .launch_template_id(&id)
+                .version("1")
+                .build(),
+        )
+        .min_size(1)
+        .max_size(4)
+        .desired_capacity(2)
+        .availability_zones("us-east-1a")
+        .set_tags(Some(
+            tags.iter()
+                .map(|(key, value)| {
+                    aws_sdk_autoscaling::types::Tag::builder()
+                        .key(*key)
+                        .value(*value)
+                        .resource_id(name)
+                        .resource_type("auto-scaling-group")
+                        .propagate_at_launch(false)
+                        .build()
+                })
+                .collect(),
+        ))
+        .send()
+        .await
+        .expect("CreateAutoScalingGroup");
+    id
+}
+
+/// A CloudWatch metric alarm `name`, in state OK.
+pub async fn alarm(ctx: &Context, name: &str) {
+    ctx.cloudwatch
+        .put_metric_alarm()
+        .alarm_name(name)
+        .namespace("Web")
+        .metric_name("5xx")
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(1.0)
+        .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .expect("PutMetricAlarm");
+    set_alarm(ctx, name, aws_sdk_cloudwatch::types::StateValue::Ok).await;
+}
+
+/// Drives alarm `name` into `state`, as its metric would.
+pub async fn set_alarm(ctx: &Context, name: &str, state: aws_sdk_cloudwatch::types::StateValue) {
+    ctx.cloudwatch
+        .set_alarm_state()
+        .alarm_name(name)
+        .state_value(state)
+        .state_reason("set by a test")
+        .send()
+        .await
+        .expect("SetAlarmState");
+}
+
+/// Every version of launch template `id`: (number, image).
+pub async fn template_versions(ctx: &Context, id: &str) -> Vec<(i64, Option<String>)> {
+    let found = ctx
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_id(id)
+        .send()
+        .await
+        .expect("DescribeLaunchTemplateVersions");
+    let mut versions: Vec<_> = found
+        .launch_template_versions()
+        .iter()
+        .map(|v| {
+            (
+                v.version_number().unwrap_or_default(),
+                v.launch_template_data()
+                    .and_then(|d| d.image_id())
+                    .map(str::to_owned),
+            )
+        })
+        .collect();
+    versions.sort();
+    versions
 }

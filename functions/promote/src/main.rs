@@ -4,6 +4,8 @@
 //! followed. A refused move changes nothing and fails as `PromotionRefused`
 //! or `NothingToRollBack`. `{action: prune, recipe, keep, dry_run?}` (the
 //! daily retention run): output what went and why the rest stays.
+//! `{action: release, release}` (the release state machine's step): the
+//! release's next moves, up to its next wait or its end.
 
 use kiln::aws::Context;
 use kiln::lambda::{self, LambdaEvent, Value, json};
@@ -44,6 +46,7 @@ async fn handler(ctx: &Context, event: LambdaEvent<Value>) -> kiln::Result<Value
             reason,
             actor,
         } => json(promotion::demote(ctx, &recipe, &channel, why(&reason, &actor)).await?),
+        Request::Release { release } => json(kiln::rollout::advance(ctx, release).await?),
         Request::Prune {
             recipe,
             keep,

@@ -1,0 +1,743 @@
+//! Hands-off releases against the emulator (launch template versions, Auto
+//! Scaling groups and their tags, alarms driven with SetAlarmState, the
+//! pointers; instance refreshes by the emulator's documented model), and the
+//! instance refresh handling against mocked answers AWS gives.
+
+use aws_sdk_autoscaling::operation::describe_instance_refreshes::DescribeInstanceRefreshesOutput;
+use aws_sdk_autoscaling::operation::start_instance_refresh::StartInstanceRefreshError;
+use aws_sdk_autoscaling::types::error::InstanceRefreshInProgressFault;
+use aws_sdk_autoscaling::types::{
+    DesiredConfiguration, InstanceRefresh, InstanceRefreshStatus, LaunchTemplateSpecification,
+};
+use aws_sdk_cloudwatch::types::StateValue;
+use aws_sdk_ec2::operation::describe_launch_template_versions::DescribeLaunchTemplateVersionsOutput;
+use aws_sdk_ec2::types::{LaunchTemplateVersion, ResponseLaunchTemplateData};
+use aws_smithy_mocks::mock;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::http::StatusCode;
+use aws_smithy_types::body::SdkBody;
+use kiln::aws::Context;
+use kiln::promotion::{self, Action, Why};
+use kiln::rollout::groups::{self, Progress, Refresh};
+use kiln::rollout::{self, Phase, Release, Status};
+use kiln::state::{AmiId, Channel, RecipeName};
+use kiln_testkit::{
+    Emulator, Mocks, RecipeCopy, alarm, auto_scaling_group, built_image, set_alarm,
+    template_versions,
+};
+
+const RECIPE: &str = "ubuntu-base";
+const ALARM: &str = "web-5xx";
+
+fn recipe() -> RecipeName {
+    RECIPE.parse().expect("recipe")
+}
+
+fn channel(name: &str) -> Channel {
+    name.parse().expect("channel")
+}
+
+/// The example recipe with `policy` as its release policy.
+fn with_policy(policy: &str) -> RecipeCopy {
+    let copy = RecipeCopy::ubuntu_base();
+    copy.edit("recipe.toml", |text| format!("{text}\n{policy}"));
+    copy
+}
+
+async fn promote(ctx: &Context, to: &str, image: &AmiId) {
+    promotion::promote(
+        ctx,
+        &recipe(),
+        &channel(to),
+        image,
+        Why {
+            reason: "by hand",
+            actor: "test",
+        },
+        false,
+    )
+    .await
+    .expect("promote");
+}
+
+async fn pointer(ctx: &Context, channel_name: &str) -> Option<String> {
+    promotion::pointers(ctx, &recipe())
+        .await
+        .expect("pointers")
+        .remove(&channel(channel_name))
+        .map(|(image, _)| image)
+}
+
+/// The launch template version `group` uses, and the images its instances run.
+async fn group_state(ctx: &Context, group: &str) -> (String, Vec<String>) {
+    let found = ctx
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(group)
+        .send()
+        .await
+        .expect("DescribeAutoScalingGroups");
+    let group = found.auto_scaling_groups().first().expect("the group");
+    let version = group
+        .launch_template()
+        .and_then(|t| t.version())
+        .unwrap_or_default()
+        .to_owned();
+    let ids: Vec<String> = group
+        .instances()
+        .iter()
+        .filter_map(|i| i.instance_id().map(str::to_owned))
+        .collect();
+    let instances = ctx
+        .ec2
+        .describe_instances()
+        .set_instance_ids(Some(ids))
+        .send()
+        .await
+        .expect("DescribeInstances");
+    let mut images: Vec<String> = instances
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter_map(|i| i.image_id().map(str::to_owned))
+        .collect();
+    images.sort();
+    images.dedup();
+    (version, images)
+}
+
+fn groups_of(release: &Release) -> Vec<String> {
+    match &release.phase {
+        Phase::Rollout { refreshes, .. } => refreshes.iter().map(|r| r.group.clone()).collect(),
+        Phase::Gate => Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_channel_rollout_makes_one_version_per_opted_in_group_wave_by_wave() {
+    let emulator = Emulator::start().await;
+    let copy = with_policy("[[release]]\nchannel = \"prod\"\n");
+    let ctx = emulator.context(copy.root.path());
+    let old = built_image(&ctx, RECIPE, "b0", "tested").await;
+    let new = built_image(&ctx, RECIPE, "b1", "tested").await;
+    promote(&ctx, "prod", &old).await;
+    let prod = [("kiln:recipe", RECIPE), ("kiln:channel", "prod")];
+    let mut templates = Vec::new();
+    for (name, extra) in [
+        ("canary", Some(("kiln:wave", "0"))),
+        ("web", None),
+        ("batch", Some(("kiln:wave", "2"))),
+    ] {
+        let tags: Vec<_> = prod.iter().copied().chain(extra).collect();
+        templates.push((
+            name,
+            auto_scaling_group(&ctx, name, old.as_str(), &tags).await,
+        ));
+    }
+    let staging = auto_scaling_group(
+        &ctx,
+        "staging-web",
+        old.as_str(),
+        &[("kiln:recipe", RECIPE), ("kiln:channel", "staging")],
+    )
+    .await;
+    let other = auto_scaling_group(
+        &ctx,
+        "other-recipe",
+        old.as_str(),
+        &[("kiln:recipe", "other"), ("kiln:channel", "prod")],
+    )
+    .await;
+    let untagged = auto_scaling_group(&ctx, "untagged", old.as_str(), &[]).await;
+
+    let release = Release::new(recipe(), new.clone(), 1);
+    let release = rollout::advance(&ctx, release).await.expect("advance");
+    assert_eq!(release.status, Status::Waiting, "{}", release.message);
+    assert_eq!(pointer(&ctx, "prod").await.as_deref(), Some(new.as_str()));
+    assert_eq!(
+        groups_of(&release),
+        ["canary"],
+        "the canary wave goes first"
+    );
+    assert_eq!(
+        template_versions(&ctx, &templates[1].1).await.len(),
+        1,
+        "the next wave waits for the canary"
+    );
+    let mut order = vec![groups_of(&release)];
+    let mut release = release;
+    for _ in 0..20 {
+        if release.status != Status::Waiting {
+            break;
+        }
+        release = rollout::advance(&ctx, release).await.expect("advance");
+        order.push(groups_of(&release));
+    }
+    assert_eq!(release.status, Status::Done, "{}", release.message);
+    order.retain(|groups| !groups.is_empty());
+    order.dedup();
+    assert_eq!(order, [vec!["canary"], vec!["web"], vec!["batch"]]);
+
+    for (name, template) in &templates {
+        assert_eq!(
+            template_versions(&ctx, template).await,
+            [(1, Some(old.to_string())), (2, Some(new.to_string()))],
+            "{name}: exactly one new version, with the literal AMI id"
+        );
+        assert_eq!(
+            group_state(&ctx, name).await,
+            ("2".to_owned(), vec![new.to_string()]),
+            "{name} runs the new image"
+        );
+    }
+    for (name, template) in [
+        ("staging-web", &staging),
+        ("other-recipe", &other),
+        ("untagged", &untagged),
+    ] {
+        assert_eq!(
+            template_versions(&ctx, template).await,
+            [(1, Some(old.to_string()))],
+            "{name} is left alone"
+        );
+        assert_eq!(
+            group_state(&ctx, name).await,
+            ("1".to_owned(), vec![old.to_string()])
+        );
+    }
+    let again = rollout::advance(&ctx, release)
+        .await
+        .expect("advance again");
+    assert_eq!(again.status, Status::Done);
+    assert_eq!(
+        template_versions(&ctx, &templates[0].1).await.len(),
+        2,
+        "a finished release makes nothing more"
+    );
+}
+
+#[tokio::test]
+async fn an_alarm_during_the_soak_rolls_staging_back_and_prod_never_moves() {
+    let emulator = Emulator::start().await;
+    let copy = with_policy(&format!(
+        "[[release]]\nchannel = \"staging\"\n[[release]]\nchannel = \"prod\"\nsoak_hours = 24\nalarms = [\"{ALARM}\"]\n"
+    ));
+    let ctx = emulator.context(copy.root.path());
+    let old = built_image(&ctx, RECIPE, "b0", "tested").await;
+    let new = built_image(&ctx, RECIPE, "b1", "tested").await;
+    promote(&ctx, "staging", &old).await;
+    promote(&ctx, "prod", &old).await;
+    alarm(&ctx, ALARM).await;
+
+    let release = rollout::advance(&ctx, Release::new(recipe(), new.clone(), 60))
+        .await
+        .expect("advance");
+    assert_eq!(release.status, Status::Waiting);
+    assert!(
+        release.message.contains("soaking in staging"),
+        "{}",
+        release.message
+    );
+    assert_eq!(release.wait_seconds, 60, "the soak is checked every minute");
+    assert_eq!(
+        pointer(&ctx, "staging").await.as_deref(),
+        Some(new.as_str())
+    );
+
+    set_alarm(&ctx, ALARM, StateValue::Alarm).await;
+    let release = rollout::advance(&ctx, release).await.expect("advance");
+
+    assert_eq!(release.status, Status::RolledBack, "{}", release.message);
+    let stopped = release.stopped.as_ref().expect("why it stopped");
+    assert_eq!(stopped.channel.as_str(), "staging");
+    assert_eq!(stopped.rolled_back_to.as_ref(), Some(&old));
+    assert_eq!(
+        pointer(&ctx, "staging").await.as_deref(),
+        Some(old.as_str())
+    );
+    assert_eq!(pointer(&ctx, "prod").await.as_deref(), Some(old.as_str()));
+    let prod_history = promotion::history(&ctx, &recipe(), &channel("prod"))
+        .await
+        .expect("history");
+    assert_eq!(prod_history.len(), 1, "prod never moved");
+    let staging_history = promotion::history(&ctx, &recipe(), &channel("staging"))
+        .await
+        .expect("history");
+    let last = staging_history
+        .last()
+        .and_then(|v| v.record.clone())
+        .expect("a record");
+    assert_eq!(last.action, Action::Rollback);
+    assert_eq!(last.actor, rollout::ACTOR);
+    assert!(
+        last.reason.contains(ALARM) && last.reason.contains("soak before prod"),
+        "{}",
+        last.reason
+    );
+
+    set_alarm(&ctx, ALARM, StateValue::Ok).await;
+    let retry = rollout::advance(&ctx, Release::new(recipe(), new.clone(), 60))
+        .await
+        .expect("advance");
+    assert_eq!(retry.status, Status::Halted, "{}", retry.message);
+    assert!(
+        retry.message.contains("rolled back from"),
+        "{}",
+        retry.message
+    );
+    assert_eq!(
+        pointer(&ctx, "staging").await.as_deref(),
+        Some(old.as_str()),
+        "an image rolled back from is not promoted again"
+    );
+}
+
+#[tokio::test]
+async fn an_alarm_during_the_prod_rollout_rolls_the_pointer_back_and_starts_no_further_wave() {
+    let emulator = Emulator::start().await;
+    let copy = with_policy(&format!(
+        "[[release]]\nchannel = \"prod\"\nalarms = [\"{ALARM}\"]\n"
+    ));
+    let ctx = emulator.context(copy.root.path());
+    let old = built_image(&ctx, RECIPE, "b0", "tested").await;
+    let new = built_image(&ctx, RECIPE, "b1", "tested").await;
+    promote(&ctx, "prod", &old).await;
+    alarm(&ctx, ALARM).await;
+    let prod = [("kiln:recipe", RECIPE), ("kiln:channel", "prod")];
+    let canary_tags: Vec<_> = prod.iter().copied().chain([("kiln:wave", "0")]).collect();
+    let canary = auto_scaling_group(&ctx, "canary", old.as_str(), &canary_tags).await;
+    let web = auto_scaling_group(&ctx, "web", old.as_str(), &prod).await;
+
+    let release = rollout::advance(&ctx, Release::new(recipe(), new.clone(), 1))
+        .await
+        .expect("advance");
+    assert_eq!(groups_of(&release), ["canary"]);
+    set_alarm(&ctx, ALARM, StateValue::Alarm).await;
+    let release = rollout::advance(&ctx, release).await.expect("advance");
+
+    assert_eq!(release.status, Status::RolledBack, "{}", release.message);
+    assert_eq!(pointer(&ctx, "prod").await.as_deref(), Some(old.as_str()));
+    let stopped = release.stopped.as_ref().expect("why it stopped");
+    assert_eq!(stopped.channel.as_str(), "prod");
+    assert_eq!(stopped.refreshes.len(), 1);
+    let history = promotion::history(&ctx, &recipe(), &channel("prod"))
+        .await
+        .expect("history");
+    let record = history
+        .last()
+        .and_then(|v| v.record.clone())
+        .expect("record");
+    assert_eq!(record.action, Action::Rollback);
+    assert!(
+        record.reason.contains(ALARM) && record.reason.contains("wave 0 of prod"),
+        "{}",
+        record.reason
+    );
+    let canary_refresh = groups::latest(&ctx, "canary")
+        .await
+        .expect("refreshes")
+        .expect("the canary's refresh");
+    assert!(
+        canary_refresh.status.starts_with("Rollback"),
+        "the canary's refresh was rolled back: {}",
+        canary_refresh.status
+    );
+    assert_eq!(template_versions(&ctx, &canary).await.len(), 2);
+    assert_eq!(
+        template_versions(&ctx, &web).await,
+        [(1, Some(old.to_string()))],
+        "the next wave never started"
+    );
+    assert!(
+        groups::latest(&ctx, "web")
+            .await
+            .expect("refreshes")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_group_kiln_cannot_roll_stops_the_release_before_its_channel_moves() {
+    let emulator = Emulator::start().await;
+    let copy = with_policy("[[release]]\nchannel = \"prod\"\n");
+    let ctx = emulator.context(copy.root.path());
+    let old = built_image(&ctx, RECIPE, "b0", "tested").await;
+    let new = built_image(&ctx, RECIPE, "b1", "tested").await;
+    promote(&ctx, "prod", &old).await;
+    auto_scaling_group(
+        &ctx,
+        "web",
+        old.as_str(),
+        &[
+            ("kiln:recipe", RECIPE),
+            ("kiln:channel", "prod"),
+            ("kiln:wave", "first"),
+        ],
+    )
+    .await;
+
+    let release = rollout::advance(&ctx, Release::new(recipe(), new, 1))
+        .await
+        .expect("advance");
+
+    assert_eq!(release.status, Status::Halted);
+    assert!(
+        release.message.contains("group web cannot be rolled")
+            && release.message.contains("kiln:wave"),
+        "{}",
+        release.message
+    );
+    assert_eq!(pointer(&ctx, "prod").await.as_deref(), Some(old.as_str()));
+}
+
+/// Answers of `DescribeInstanceRefreshes` for refresh `r-1` of group `web`.
+fn refresh_output(status: InstanceRefreshStatus) -> DescribeInstanceRefreshesOutput {
+    DescribeInstanceRefreshesOutput::builder()
+        .instance_refreshes(
+            InstanceRefresh::builder()
+                .auto_scaling_group_name("web")
+                .instance_refresh_id("r-1")
+                .status(status)
+                .status_reason("as AWS said")
+                .percentage_complete(40)
+                .desired_configuration(
+                    DesiredConfiguration::builder()
+                        .launch_template(
+                            LaunchTemplateSpecification::builder()
+                                .launch_template_id("lt-1")
+                                .version("7")
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
+        .build()
+}
+
+fn running() -> Refresh {
+    Refresh {
+        group: "web".into(),
+        refresh_id: "r-1".into(),
+        version: "7".into(),
+        status: "InProgress".into(),
+        percent: Some(0),
+        status_reason: None,
+    }
+}
+
+fn throttled() -> HttpResponse {
+    HttpResponse::new(
+        StatusCode::try_from(400).expect("status"),
+        SdkBody::from(
+            "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>\
+             <Message>Rate exceeded</Message></Error></ErrorResponse>",
+        ),
+    )
+}
+
+#[tokio::test]
+async fn a_refresh_is_tracked_to_each_way_it_can_end() {
+    for (status, progress) in [
+        (InstanceRefreshStatus::Pending, Progress::Running),
+        (InstanceRefreshStatus::InProgress, Progress::Running),
+        (InstanceRefreshStatus::Baking, Progress::Running),
+        (InstanceRefreshStatus::RollbackInProgress, Progress::Running),
+        (InstanceRefreshStatus::Successful, Progress::Succeeded),
+        (InstanceRefreshStatus::Failed, Progress::Failed),
+        (InstanceRefreshStatus::Cancelled, Progress::Failed),
+        (InstanceRefreshStatus::RollbackSuccessful, Progress::Failed),
+        (InstanceRefreshStatus::RollbackFailed, Progress::Failed),
+    ] {
+        let answer = status.clone();
+        let describe = mock!(aws_sdk_autoscaling::Client::describe_instance_refreshes)
+            .match_requests(|r| {
+                r.auto_scaling_group_name() == Some("web") && r.instance_refresh_ids() == ["r-1"]
+            })
+            .then_output(move || refresh_output(answer.clone()));
+        let ctx = kiln_testkit::mocked_with(
+            &kiln_testkit::recipe_root(),
+            &Mocks {
+                autoscaling: &[&describe],
+                ..Mocks::default()
+            },
+        );
+
+        let tracked = groups::track(&ctx, &running()).await.expect("tracked");
+
+        assert_eq!(tracked.status, status.as_str());
+        assert_eq!(tracked.progress(), progress, "{status:?}");
+        assert_eq!(tracked.percent, Some(40));
+        assert_eq!(tracked.status_reason.as_deref(), Some("as AWS said"));
+        assert_eq!(tracked.version, "7");
+    }
+}
+
+#[tokio::test]
+async fn throttled_refresh_calls_are_retried_then_named_for_the_state_machine() {
+    let describe = mock!(aws_sdk_autoscaling::Client::describe_instance_refreshes)
+        .sequence()
+        .http_response(throttled)
+        .times(2)
+        .output(|| refresh_output(InstanceRefreshStatus::Successful))
+        .build();
+    let ctx = kiln_testkit::mocked_with(
+        &kiln_testkit::recipe_root(),
+        &Mocks {
+            autoscaling: &[&describe],
+            ..Mocks::default()
+        },
+    );
+    let tracked = groups::track(&ctx, &running()).await.expect("retried");
+    assert_eq!(tracked.progress(), Progress::Succeeded);
+    assert_eq!(describe.num_calls(), 3);
+
+    let always = mock!(aws_sdk_autoscaling::Client::describe_instance_refreshes)
+        .sequence()
+        .http_response(throttled)
+        .times(3)
+        .build();
+    let ctx = kiln_testkit::mocked_with(
+        &kiln_testkit::recipe_root(),
+        &Mocks {
+            autoscaling: &[&always],
+            ..Mocks::default()
+        },
+    );
+    let err = groups::track(&ctx, &running())
+        .await
+        .expect_err("throttled");
+    assert_eq!(err.name(), "Throttled", "{err}");
+}
+
+/// A group of kiln's opted in to prod, as Auto Scaling describes it.
+fn web_group() -> aws_sdk_autoscaling::types::AutoScalingGroup {
+    let tag = |key: &str, value: &str| {
+        aws_sdk_autoscaling::types::TagDescription::builder()
+            .key(key)
+            .value(value)
+            .build()
+    };
+    aws_sdk_autoscaling::types::AutoScalingGroup::builder()
+        .auto_scaling_group_name("web")
+        .launch_template(
+            LaunchTemplateSpecification::builder()
+                .launch_template_id("lt-1")
+                .version("6")
+                .build(),
+        )
+        .tags(tag("kiln:recipe", RECIPE))
+        .tags(tag("kiln:channel", "prod"))
+        .build()
+}
+
+#[tokio::test]
+async fn a_refresh_starts_with_the_literal_image_auto_rollback_checkpoints_and_the_alarms() {
+    let image: AmiId = "ami-0fedcba9876543210".parse().expect("ami");
+    let expected_image = image.to_string();
+    let latest = mock!(aws_sdk_ec2::Client::describe_launch_template_versions).then_output(|| {
+        DescribeLaunchTemplateVersionsOutput::builder()
+            .launch_template_versions(
+                LaunchTemplateVersion::builder()
+                    .version_number(6)
+                    .launch_template_data(
+                        ResponseLaunchTemplateData::builder()
+                            .image_id("resolve:ssm:/kiln/ubuntu-base/prod")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    });
+    let create = mock!(aws_sdk_ec2::Client::create_launch_template_version)
+        .match_requests(move |r| {
+            r.launch_template_id() == Some("lt-1")
+                && r.source_version() == Some("6")
+                && r.launch_template_data().and_then(|d| d.image_id()) == Some(&expected_image)
+        })
+        .then_output(|| {
+            aws_sdk_ec2::operation::create_launch_template_version::CreateLaunchTemplateVersionOutput::builder()
+                .launch_template_version(LaunchTemplateVersion::builder().version_number(7).build())
+                .build()
+        });
+    let start = mock!(aws_sdk_autoscaling::Client::start_instance_refresh)
+        .match_requests(|r| {
+            let preferences = r.preferences().expect("preferences");
+            let desired = r
+                .desired_configuration()
+                .and_then(|d| d.launch_template())
+                .expect("a desired launch template");
+            desired.version() == Some("7")
+                && preferences.auto_rollback() == Some(true)
+                && preferences.checkpoint_percentages() == [50, 100]
+                && preferences
+                    .alarm_specification()
+                    .is_some_and(|a| a.alarms() == [ALARM])
+        })
+        .then_output(|| {
+            aws_sdk_autoscaling::operation::start_instance_refresh::StartInstanceRefreshOutput::builder()
+                .instance_refresh_id("r-1")
+                .build()
+        });
+    let describe_groups = mock!(aws_sdk_autoscaling::Client::describe_auto_scaling_groups)
+        .then_output(|| {
+            aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput::builder()
+                .auto_scaling_groups(web_group())
+                .build()
+        });
+    let ctx = kiln_testkit::mocked_with(
+        &kiln_testkit::recipe_root(),
+        &Mocks {
+            ec2: &[&latest, &create],
+            autoscaling: &[&start, &describe_groups],
+            ..Mocks::default()
+        },
+    );
+    let group = groups::groups(&ctx, &recipe(), Some(&channel("prod")))
+        .await
+        .expect("groups")
+        .remove(0);
+
+    let refresh = groups::start(&ctx, &group, &image, &channel("prod"), &[ALARM.into()])
+        .await
+        .expect("started");
+
+    assert_eq!(refresh.refresh_id, "r-1");
+    assert_eq!(refresh.version, "7");
+    assert_eq!((create.num_calls(), start.num_calls()), (1, 1));
+}
+
+#[tokio::test]
+async fn a_refresh_already_running_is_taken_over_only_when_it_is_kiln_s() {
+    let image: AmiId = "ami-0fedcba9876543210".parse().expect("ami");
+    let described = image.to_string();
+    let ours =
+        mock!(aws_sdk_ec2::Client::describe_launch_template_versions).then_output(move || {
+            DescribeLaunchTemplateVersionsOutput::builder()
+                .launch_template_versions(
+                    LaunchTemplateVersion::builder()
+                        .version_number(7)
+                        .version_description(format!("kiln prod: {described}"))
+                        .launch_template_data(
+                            ResponseLaunchTemplateData::builder()
+                                .image_id(described.clone())
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build()
+        });
+    let in_progress = || {
+        mock!(aws_sdk_autoscaling::Client::start_instance_refresh).then_error(|| {
+            StartInstanceRefreshError::InstanceRefreshInProgressFault(
+                InstanceRefreshInProgressFault::builder()
+                    .message("in progress")
+                    .build(),
+            )
+        })
+    };
+    for (running_version, taken_over) in [("7", true), ("5", false)] {
+        let start = in_progress();
+        let version = running_version.to_owned();
+        let describe = mock!(aws_sdk_autoscaling::Client::describe_instance_refreshes).then_output(
+            move || {
+                let mut output = refresh_output(InstanceRefreshStatus::InProgress);
+                if let Some(refresh) = output
+                    .instance_refreshes
+                    .as_mut()
+                    .and_then(|r| r.first_mut())
+                {
+                    refresh.desired_configuration = Some(
+                        DesiredConfiguration::builder()
+                            .launch_template(
+                                LaunchTemplateSpecification::builder()
+                                    .launch_template_id("lt-1")
+                                    .version(version.clone())
+                                    .build(),
+                            )
+                            .build(),
+                    );
+                }
+                output
+            },
+        );
+        let describe_groups = mock!(aws_sdk_autoscaling::Client::describe_auto_scaling_groups)
+            .then_output(|| {
+                aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput::builder()
+                    .auto_scaling_groups(web_group())
+                    .build()
+            });
+        let ctx = kiln_testkit::mocked_with(
+            &kiln_testkit::recipe_root(),
+            &Mocks {
+                ec2: &[&ours],
+                autoscaling: &[&start, &describe, &describe_groups],
+                ..Mocks::default()
+            },
+        );
+        let group = groups::groups(&ctx, &recipe(), None)
+            .await
+            .expect("groups")
+            .remove(0);
+
+        let started = groups::start(&ctx, &group, &image, &channel("prod"), &[]).await;
+
+        if taken_over {
+            let refresh = started.expect("taken over");
+            assert_eq!(
+                (refresh.refresh_id.as_str(), refresh.version.as_str()),
+                ("r-1", "7")
+            );
+        } else {
+            let err = started.expect_err("someone else's refresh");
+            assert_eq!(err.name(), "RolloutBlocked", "{err}");
+            assert!(
+                err.to_string().contains("another instance refresh"),
+                "{err}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unusable_group_is_named_with_the_reason() {
+    let launch_configuration = aws_sdk_autoscaling::types::AutoScalingGroup::builder()
+        .auto_scaling_group_name("legacy")
+        .launch_configuration_name("lc-1")
+        .build();
+    let latest = aws_sdk_autoscaling::types::AutoScalingGroup::builder()
+        .auto_scaling_group_name("floating")
+        .launch_template(
+            LaunchTemplateSpecification::builder()
+                .launch_template_id("lt-1")
+                .version("$Latest")
+                .build(),
+        )
+        .build();
+    let describe = mock!(aws_sdk_autoscaling::Client::describe_auto_scaling_groups).then_output(
+        move || {
+            aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput::builder()
+                .auto_scaling_groups(launch_configuration.clone())
+                .auto_scaling_groups(latest.clone())
+                .build()
+        },
+    );
+    let ctx = kiln_testkit::mocked_with(
+        &kiln_testkit::recipe_root(),
+        &Mocks {
+            autoscaling: &[&describe],
+            ..Mocks::default()
+        },
+    );
+
+    let found = groups::groups(&ctx, &recipe(), None).await.expect("groups");
+
+    let why: Vec<_> = found
+        .iter()
+        .map(|g| (g.name.as_str(), g.template.clone().expect_err("unusable")))
+        .collect();
+    assert_eq!(why[0].0, "floating");
+    assert!(why[0].1.contains("$Latest"), "{}", why[0].1);
+    assert_eq!(why[1].0, "legacy");
+    assert!(why[1].1.contains("launch configuration"), "{}", why[1].1);
+}
