@@ -1,7 +1,8 @@
 //! The build fingerprint: what an image is a pure function of.
 //!
-//! Two builds with the same source image, the same recipe file and the same
-//! scripts make the same image, so the second is skipped. Every input is
+//! Two builds with the same source image, the same recipe file (but for its
+//! release policy, comments and layout) and the same scripts make the same
+//! image, so the second is skipped. Every input is
 //! length-prefixed, so moving bytes between inputs changes the hash.
 
 use sha2::{Digest, Sha256};
@@ -11,7 +12,7 @@ use std::collections::BTreeMap;
 use crate::state::{AmiId, Fingerprint};
 
 /// Bumped when the fingerprint's inputs change meaning, so old images rebuild.
-const VERSION: &[u8] = b"kiln-fingerprint-v1";
+const VERSION: &[u8] = b"kiln-fingerprint-v2";
 
 /// The fingerprint of building from `source` with a recipe file's bytes and
 /// its scripts (by path). See [`crate::recipe::Recipe::fingerprint`].

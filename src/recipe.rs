@@ -288,7 +288,11 @@ pub struct RecipeFile {
     pub release: Vec<ReleaseStage>,
 }
 
-/// A loaded, valid recipe: its file, its raw bytes and every script it names.
+/// Script contents by path relative to the recipe directory.
+type Scripts = BTreeMap<String, Vec<u8>>;
+
+/// A loaded, valid recipe: its file, what of it a build depends on, and
+/// every script it names.
 #[derive(Debug, Clone)]
 pub struct Recipe {
     /// The recipe's name (its directory name).
@@ -297,8 +301,10 @@ pub struct Recipe {
     pub dir: PathBuf,
     /// The parsed recipe file.
     pub file: RecipeFile,
-    /// The recipe file's bytes, as hashed into the fingerprint.
-    pub raw: Vec<u8>,
+    /// The recipe file as the fingerprint hashes it: every section but the
+    /// release policy (which decides where an image goes, not what it is),
+    /// written out again, so comments and layout do not count either.
+    pub built_from: Vec<u8>,
     /// Every script the recipe names, by its path relative to `dir`.
     pub scripts: BTreeMap<String, Vec<u8>>,
 }
@@ -320,7 +326,7 @@ impl Recipe {
             }
         };
         let parsed = parse(dir, &raw, &mut problems);
-        let (Some(name), Some((file, scripts))) = (name, parsed) else {
+        let (Some(name), Some((file, built_from, scripts))) = (name, parsed) else {
             return Err(problems.into_error(dir));
         };
         if problems.is_empty() {
@@ -328,7 +334,7 @@ impl Recipe {
                 name,
                 dir: dir.to_owned(),
                 file,
-                raw,
+                built_from,
                 scripts,
             })
         } else {
@@ -338,7 +344,7 @@ impl Recipe {
 
     /// The fingerprint of building this recipe from `source`.
     pub fn fingerprint(&self, source: &AmiId) -> Fingerprint {
-        crate::fingerprint::fingerprint(source, &self.raw, &self.scripts)
+        crate::fingerprint::fingerprint(source, &self.built_from, &self.scripts)
     }
 
     /// The longest a build of this recipe can run: every step, the image and
@@ -422,7 +428,7 @@ fn parse(
     dir: &Path,
     raw: &[u8],
     problems: &mut Problems,
-) -> Option<(RecipeFile, BTreeMap<String, Vec<u8>>)> {
+) -> Option<(RecipeFile, Vec<u8>, Scripts)> {
     let text = match std::str::from_utf8(raw) {
         Ok(text) => text,
         Err(err) => {
@@ -437,6 +443,15 @@ fn parse(
             return None;
         }
     };
+    let mut built_from = table.clone();
+    built_from.remove("release");
+    let built_from = toml::to_string(&built_from).map_or_else(
+        |err| {
+            problems.add(RECIPE_FILE, format!("cannot write it out again: {err}"));
+            Vec::new()
+        },
+        String::into_bytes,
+    );
     let description = section::<String>(&mut table, "description", problems);
     let source =
         section::<SourceSpec>(&mut table, "source", problems).map(Option::unwrap_or_default);
@@ -485,7 +500,7 @@ fn parse(
         image: image?,
         release: release.ok()?,
     };
-    Some((file, scripts))
+    Some((file, built_from, scripts))
 }
 
 /// Takes `key` out of `table`: `Ok(None)` when absent, `Err(())` when present

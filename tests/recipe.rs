@@ -303,3 +303,28 @@ channel = "staging"
         "{problems:#?}"
     );
 }
+
+#[test]
+fn the_fingerprint_follows_what_is_built_not_where_it_goes() {
+    let source = "ami-0123456789abcdef0".parse().expect("ami");
+    let copy = RecipeCopy::ubuntu_base();
+    let before = copy.load().fingerprint(&source);
+
+    copy.edit("recipe.toml", |text| {
+        format!("# a comment\n{text}\n[[release]]\nchannel = \"prod\"\nsoak_hours = 24\n")
+    });
+    assert_eq!(
+        copy.load().fingerprint(&source),
+        before,
+        "a release policy or a comment rebuilds nothing"
+    );
+
+    copy.edit("recipe.toml", |text| {
+        text.replace("size_gib = 16", "size_gib = 20")
+    });
+    assert_ne!(
+        copy.load().fingerprint(&source),
+        before,
+        "a builder change rebuilds"
+    );
+}

@@ -238,7 +238,10 @@ async fn an_alarm_during_the_soak_rolls_staging_back_and_prod_never_moves() {
         "{}",
         release.message
     );
-    assert_eq!(release.wait_seconds, 60, "the soak is checked every minute");
+    assert_eq!(
+        release.wait_seconds, 432,
+        "a day's soak is checked 200 times, not every minute"
+    );
     assert_eq!(
         pointer(&ctx, "staging").await.as_deref(),
         Some(new.as_str())

@@ -44,6 +44,10 @@ use groups::{Progress, Refresh};
 pub const ACTOR: &str = "kiln release";
 /// Seconds between two checks of a release, unless its input says.
 pub const DEFAULT_CHECK_SECONDS: u32 = 300;
+/// Most checks of one soak: a standard execution's history holds at most
+/// 25,000 events (a check costs about eight), so a long soak is checked less
+/// often than the release's interval.
+pub const MAX_SOAK_CHECKS: u32 = 200;
 
 /// The state of a release: what the release state machine carries from one
 /// [`advance`] to the next.
@@ -295,7 +299,8 @@ async fn gate(
         let seconds = u32::try_from(left.as_secs()).unwrap_or(u32::MAX);
         let place = previous.map_or_else(|| "release".to_owned(), |p| p.to_string());
         return Ok(Step::Wait(
-            release.check_seconds.min(seconds.saturating_add(1)),
+            soak_check_seconds(release.check_seconds, stage.soak_hours)
+                .min(seconds.saturating_add(1)),
             format!(
                 "soaking in {place} until {ends} before {channel} ({} s left); gates clear",
                 left.as_secs()
@@ -534,6 +539,11 @@ async fn roll_back_refreshes(ctx: &Context, refreshes: Vec<Refresh>) -> Result<V
     Ok(refreshes)
 }
 
+/// Seconds between two checks of a soak of `soak_hours`.
+fn soak_check_seconds(check_seconds: u32, soak_hours: u32) -> u32 {
+    check_seconds.max(soak_hours.saturating_mul(3600) / MAX_SOAK_CHECKS)
+}
+
 fn halt(channel: &Channel, reason: String) -> Step {
     Step::End(
         Status::Halted,
@@ -560,4 +570,18 @@ fn list(refreshes: &[Refresh]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_soak_is_checked_at_most_max_soak_checks_times() {
+        assert_eq!(soak_check_seconds(300, 24), 432);
+        assert_eq!(soak_check_seconds(300, 1), 300);
+        assert_eq!(soak_check_seconds(1, 0), 1);
+        let longest = crate::recipe::MAX_SOAK_HOURS;
+        assert!(longest * 3600 / soak_check_seconds(300, longest) <= MAX_SOAK_CHECKS);
+    }
 }
