@@ -1,7 +1,8 @@
-"""Runs moto server seeded for kiln, with six small patches: ENA, the
+"""Runs moto server seeded for kiln, with seven small patches: ENA, the
 execution start time as Step Functions gives it, AssumeRole of a role that
 does not exist, DescribeInstances pages, a launch template version's
-SourceVersion, and Auto Scaling instance refreshes.
+SourceVersion, Auto Scaling instance refreshes, and the parameters of the
+Step Functions `states:startExecution` integration.
 
 Seeds:
   * Canonical-owned (099720109477) Ubuntu 24.04 images, amd64 and arm64, the
@@ -71,6 +72,14 @@ active refresh are ActiveInstanceRefreshNotFound, and AutoRollback (or a
 Rollback) needs a desired launch template version other than `$Latest` or
 `$Default`. Strategy, MixedInstancesPolicy and the other preferences are
 echoed back but not acted on; BakeTime never shows Baking.
+
+The start execution patch: a state machine starts another with
+`arn:aws:states:::states:startExecution` and the API's own parameter names
+(`StateMachineArn`, `Name`, `Input`), as AWS documents. moto's executor hands
+them to boto3 unchanged, whose Step Functions model spells them
+`stateMachineArn`, `name`, `input`, so every such task failed
+(States.Runtime 'StateMachineArn'). The patch renames each parameter to its
+model member, matching case-insensitively.
 """
 
 import argparse
@@ -256,6 +265,31 @@ def patch_launch_template_source_version():
         return create_version(self)
 
     LaunchTemplates.create_launch_template_version = from_source_version
+
+
+def patch_start_execution_parameters():
+    """Name `states:startExecution` parameters as boto3 does (see the module docstring)."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_sfn as sfn,
+    )
+
+    normalise = sfn.StateTaskServiceSfn._normalise_parameters
+
+    def with_model_names(self, parameters, boto_service_name=None, service_action_name=None):
+        normalise(self, parameters, boto_service_name, service_action_name)
+        if self._get_boto_service_action() != "start_execution":
+            return
+        import botocore.session
+
+        shape = botocore.session.get_session().get_service_model("stepfunctions").operation_model(
+            "StartExecution").input_shape
+        members = {name.lower(): name for name in shape.members}
+        for key in list(parameters):
+            member = members.get(key.lower())
+            if member and member != key:
+                parameters[member] = parameters.pop(key)
+
+    sfn.StateTaskServiceSfn._normalise_parameters = with_model_names
 
 
 def patch_instance_refresh():
@@ -642,6 +676,7 @@ def serve(args):
     patch_instance_pages()
     patch_launch_template_source_version()
     patch_instance_refresh()
+    patch_start_execution_parameters()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

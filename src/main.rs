@@ -12,6 +12,7 @@ use kiln::execution::{self, Progress};
 use kiln::promotion::{self, Moved, Why};
 use kiln::recipe::Recipe;
 use kiln::retention;
+use kiln::rollout;
 use kiln::state::{BuildInput, BuildState, Channel, Reason, RecipeName};
 
 /// Kiln builds, tests and promotes golden Ubuntu AMIs with no SSH.
@@ -182,6 +183,11 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
     },
+    /// Hands-off releases: where a recipe's stand, and a hand on them.
+    Rollout {
+        #[command(subcommand)]
+        action: Rollout,
+    },
     /// List the newest builds, of one recipe or of all.
     Builds {
         /// Only builds of this recipe (by name).
@@ -192,6 +198,55 @@ enum Command {
         /// The build state machine.
         #[arg(long, env = "KILN_STATE_MACHINE_ARN")]
         state_machine: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Rollout {
+    /// Every channel's pointer; every opted-in Auto Scaling group with its
+    /// wave, the image it launches and its newest refresh; the hold; the
+    /// releases running.
+    Status {
+        /// The recipe (its name, or its directory).
+        recipe: String,
+    },
+    /// Release a tested image by hand (every build starts a release of the
+    /// image it tested).
+    Start {
+        /// The recipe (its name, or its directory).
+        recipe: String,
+        /// The image (ami-…).
+        #[arg(long)]
+        image: String,
+        /// Seconds between two checks of alarms, soak and refreshes.
+        #[arg(long, default_value_t = rollout::DEFAULT_CHECK_SECONDS)]
+        check_seconds: u32,
+    },
+    /// Hold the recipe's releases before their next move: no promotion, no
+    /// new wave (refreshes already running go on; abort cancels them).
+    Pause {
+        /// The recipe (its name, or its directory).
+        recipe: String,
+        /// Why: shown by status and in the releases' messages.
+        #[arg(long)]
+        reason: String,
+        /// Who.
+        #[arg(long, env = "KILN_ACTOR", default_value_t = default_actor())]
+        actor: String,
+    },
+    /// Lift the hold: releases go on at their next check.
+    Resume {
+        /// The recipe (its name, or its directory).
+        recipe: String,
+    },
+    /// Stop the recipe's running releases and cancel its groups' running
+    /// refreshes. Pointers stay: kiln rollback moves one back.
+    Abort {
+        /// The recipe (its name, or its directory).
+        recipe: String,
+        /// Why: the stopped executions' cause.
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -540,6 +595,7 @@ async fn run(cli: &Cli) -> Result<(), Error> {
                 return Err(Error::AuditIncomplete { parts });
             }
         }
+        Command::Rollout { action } => rollout_command(cli.output, action).await?,
         Command::Builds {
             recipe,
             limit,
@@ -745,6 +801,134 @@ fn sweep_text(swept: &kiln::sweep::Sweep) -> String {
     if lines.is_empty() {
         lines.push("nothing to sweep".into());
     }
+    lines.join("\n")
+}
+
+async fn rollout_command(output: Output, action: &Rollout) -> Result<(), Error> {
+    let ctx = Context::from_env().await;
+    match action {
+        Rollout::Status { recipe } => {
+            let overview = rollout::control::overview(&ctx, &recipe_name(recipe)?).await?;
+            print(output, &overview, || overview_text(&overview));
+        }
+        Rollout::Start {
+            recipe,
+            image,
+            check_seconds,
+        } => {
+            let image = image.parse()?;
+            let arn = rollout::control::start(&ctx, &recipe_name(recipe)?, &image, *check_seconds)
+                .await?;
+            print(
+                output,
+                &serde_json::json!({"release": image, "arn": arn}),
+                || format!("release of {image} started\n  {arn}"),
+            );
+        }
+        Rollout::Pause {
+            recipe,
+            reason,
+            actor,
+        } => {
+            let recipe = recipe_name(recipe)?;
+            let hold = rollout::gates::Hold {
+                actor: actor.clone(),
+                reason: reason.clone(),
+            };
+            rollout::gates::set_hold(&ctx, &recipe, Some(&hold)).await?;
+            print(
+                output,
+                &serde_json::json!({"recipe": recipe, "hold": hold}),
+                || {
+                    format!(
+                        "releases of {recipe} paused: no promotion and no new wave until kiln rollout resume {recipe}"
+                    )
+                },
+            );
+        }
+        Rollout::Resume { recipe } => {
+            let recipe = recipe_name(recipe)?;
+            rollout::gates::set_hold(&ctx, &recipe, None).await?;
+            print(
+                output,
+                &serde_json::json!({"recipe": recipe, "hold": null}),
+                || format!("releases of {recipe} go on at their next check"),
+            );
+        }
+        Rollout::Abort { recipe, reason } => {
+            let recipe = recipe_name(recipe)?;
+            let aborted = rollout::control::abort(&ctx, &recipe, reason).await?;
+            print(output, &aborted, || {
+                format!(
+                    "releases stopped: {}\nrefreshes cancelled: {}\npointers unchanged (kiln rollback moves one back)",
+                    list_or_none(&aborted.stopped),
+                    list_or_none(&aborted.cancelled)
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn overview_text(overview: &rollout::control::Overview) -> String {
+    let mut lines = vec![format!("recipe {}", overview.recipe)];
+    lines.push(format!("{:<16} {:<22} {}", "CHANNEL", "IMAGE", "VERSION"));
+    lines.extend(
+        overview
+            .pointers
+            .iter()
+            .map(|p| format!("{:<16} {:<22} {}", p.channel, p.image_id, p.version)),
+    );
+    lines.push(match &overview.hold {
+        Some(hold) => format!("hold: paused by {}: {}", hold.actor, hold.reason),
+        None => "hold: none".to_owned(),
+    });
+    lines.push(format!(
+        "{:<24} {:<10} {:>4} {:<28} {:<32} {:>9}  {}",
+        "GROUP", "CHANNEL", "WAVE", "TEMPLATE", "IMAGE", "INSTANCES", "REFRESH"
+    ));
+    for group in &overview.groups {
+        let image = group.image_id.as_deref().unwrap_or("-");
+        let image = if group.current {
+            format!("{image} (current)")
+        } else {
+            image.to_owned()
+        };
+        let refresh = match (&group.problem, &group.refresh) {
+            (Some(problem), _) => format!("cannot be rolled: {problem}"),
+            (None, Some(r)) => format!("{} {}%", r.status, r.percent.unwrap_or_default()),
+            (None, None) => "-".to_owned(),
+        };
+        lines.push(format!(
+            "{:<24} {:<10} {:>4} {:<28} {:<32} {:>9}  {refresh}",
+            group.name,
+            group.channel.as_ref().map_or("-", Channel::as_str),
+            group.wave,
+            group.template.as_deref().unwrap_or("-"),
+            image,
+            group.instances,
+        ));
+    }
+    lines.push(match &overview.releases {
+        None => "releases running: unknown (set KILN_RELEASE_STATE_MACHINE_ARN)".to_owned(),
+        Some(running) if running.is_empty() => "releases running: none".to_owned(),
+        Some(running) => format!(
+            "releases running: {}",
+            running
+                .iter()
+                .map(|r| format!("{} (since {})", r.name, r.started))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    });
     lines.join("\n")
 }
 

@@ -12,6 +12,7 @@ use aws_sdk_autoscaling::types::{
 use aws_sdk_cloudwatch::types::StateValue;
 use aws_sdk_ec2::operation::describe_launch_template_versions::DescribeLaunchTemplateVersionsOutput;
 use aws_sdk_ec2::types::{LaunchTemplateVersion, ResponseLaunchTemplateData};
+use aws_sdk_sfn::types::ExecutionStatus;
 use aws_smithy_mocks::mock;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::http::StatusCode;
@@ -743,4 +744,246 @@ async fn an_unusable_group_is_named_with_the_reason() {
     assert!(why[0].1.contains("$Latest"), "{}", why[0].1);
     assert_eq!(why[1].0, "legacy");
     assert!(why[1].1.contains("launch configuration"), "{}", why[1].1);
+}
+
+/// `kiln ARGS --output json` against `emulator`: its answer, and whether it
+/// exited 0.
+fn kiln(emulator: &Emulator, args: &[&str]) -> (bool, serde_json::Value) {
+    let output = assert_cmd::Command::cargo_bin("kiln")
+        .expect("kiln binary")
+        .args(args)
+        .args(["--output", "json"])
+        .envs(emulator.env())
+        .output()
+        .expect("run kiln");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let answer = serde_json::from_str(&stdout).unwrap_or_else(|_| {
+        serde_json::json!({"stdout": stdout, "stderr": String::from_utf8_lossy(&output.stderr)})
+    });
+    (output.status.success(), answer)
+}
+
+/// How the release of `image` stands: (status, error).
+async fn release_execution(emulator: &Emulator, image: &str) -> (ExecutionStatus, Option<String>) {
+    let arn = format!("arn:aws:states:us-east-1:123456789012:execution:kiln-release:{image}");
+    let described = emulator
+        .sfn()
+        .describe_execution()
+        .execution_arn(arn)
+        .send()
+        .await
+        .expect("the release execution");
+    (
+        described.status().clone(),
+        described.error().map(str::to_owned),
+    )
+}
+
+/// Polls `check` every 100 ms for up to 120 s.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..1200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{what} did not happen in 120 s");
+}
+
+#[tokio::test]
+async fn a_build_releases_its_image_and_an_alarm_in_the_prod_rollout_brings_it_back() {
+    let copy = with_policy(&format!(
+        "[[release]]\nchannel = \"staging\"\n[[release]]\nchannel = \"prod\"\nalarms = [\"{ALARM}\"]\n"
+    ));
+    let emulator = Emulator::start_pipeline(copy.root.path(), &[]).await;
+    let ctx = emulator.context(copy.root.path());
+    let events = emulator.capture_events().await;
+    let old = built_image(&ctx, RECIPE, "b0", "tested").await;
+    promote(&ctx, "staging", &old).await;
+    promote(&ctx, "prod", &old).await;
+    alarm(&ctx, ALARM).await;
+    let staging_tags = [("kiln:recipe", RECIPE), ("kiln:channel", "staging")];
+    let prod = [("kiln:recipe", RECIPE), ("kiln:channel", "prod")];
+    let canary_tags: Vec<_> = prod.iter().copied().chain([("kiln:wave", "0")]).collect();
+    auto_scaling_group(&ctx, "staging-web", old.as_str(), &staging_tags).await;
+    let canary = auto_scaling_group(&ctx, "canary", old.as_str(), &canary_tags).await;
+    let web = auto_scaling_group(&ctx, "web", old.as_str(), &prod).await;
+
+    emulator
+        .start_build(
+            "release-e2e",
+            &serde_json::json!({"recipe": RECIPE, "wait_seconds": 0}),
+        )
+        .await;
+    eventually("the canary's new launch template version", || async {
+        template_versions(&ctx, &canary).await.len() == 2
+    })
+    .await;
+    set_alarm(&ctx, ALARM, StateValue::Alarm).await;
+    let new = pointer(&ctx, "staging").await.expect("staging");
+    assert_ne!(new, old.as_str(), "staging took the new image");
+    eventually("the release's end", || async {
+        release_execution(&emulator, &new).await.0 != ExecutionStatus::Running
+    })
+    .await;
+
+    assert_eq!(
+        release_execution(&emulator, &new).await,
+        (ExecutionStatus::Failed, Some("RolledBack".into()))
+    );
+    assert_eq!(pointer(&ctx, "prod").await.as_deref(), Some(old.as_str()));
+    assert_eq!(
+        pointer(&ctx, "staging").await.as_deref(),
+        Some(new.as_str())
+    );
+    assert_eq!(
+        group_state(&ctx, "staging-web").await,
+        ("2".to_owned(), vec![new.clone()]),
+        "staging rolled before prod"
+    );
+    assert_eq!(
+        template_versions(&ctx, &web).await,
+        [(1, Some(old.to_string()))],
+        "the wave after the canary never started"
+    );
+    let history = promotion::history(&ctx, &recipe(), &channel("prod"))
+        .await
+        .expect("history");
+    let record = history
+        .last()
+        .and_then(|v| v.record.clone())
+        .expect("record");
+    assert_eq!(record.action, Action::Rollback);
+    assert!(record.reason.contains(ALARM), "{}", record.reason);
+
+    let received = events.received().await;
+    let rolled: Vec<_> = received
+        .iter()
+        .filter(|e| e["detail-type"] == "Image Rollout Rolled Back")
+        .collect();
+    assert_eq!(rolled.len(), 1, "{received:#?}");
+    let detail = &rolled[0]["detail"];
+    assert_eq!(detail["recipe"], RECIPE);
+    assert_eq!(detail["image_id"], new.as_str());
+    assert_eq!(detail["channel"], "prod");
+    assert_eq!(detail["rolled_back_to"], old.as_str());
+    assert_eq!(detail["refreshes"][0]["group"], "canary");
+    assert!(
+        detail["reason"].as_str().is_some_and(|r| r.contains(ALARM)),
+        "{detail:#}"
+    );
+
+    let (ok, status) = kiln(&emulator, &["rollout", "status", RECIPE]);
+    assert!(ok, "{status:#}");
+    let group = |name: &str| {
+        status["groups"]
+            .as_array()
+            .and_then(|groups| groups.iter().find(|g| g["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("group {name} in {status:#}"))
+    };
+    assert_eq!(group("staging-web")["current"], true);
+    assert_eq!(
+        group("web")["current"],
+        true,
+        "web never left the old image"
+    );
+    assert_eq!(group("web")["wave"], 1);
+    assert!(
+        group("canary")["refresh"]["status"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("Rollback")),
+        "{status:#}"
+    );
+    assert_eq!(status["releases"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn kiln_rollout_starts_pauses_resumes_and_aborts_a_release() {
+    let copy = with_policy(
+        "[[release]]\nchannel = \"staging\"\n[[release]]\nchannel = \"prod\"\nsoak_hours = 1\n",
+    );
+    let emulator = Emulator::start_pipeline(copy.root.path(), &[]).await;
+    let ctx = emulator.context(copy.root.path());
+    let new = built_image(&ctx, RECIPE, "b1", "tested").await;
+    let image = new.as_str();
+
+    let (ok, started) = kiln(
+        &emulator,
+        &[
+            "rollout",
+            "start",
+            RECIPE,
+            "--image",
+            image,
+            "--check-seconds",
+            "1",
+        ],
+    );
+    assert!(ok, "{started:#}");
+    eventually("staging's promotion", || async {
+        pointer(&ctx, "staging").await.as_deref() == Some(image)
+    })
+    .await;
+
+    let (ok, _) = kiln(
+        &emulator,
+        &[
+            "rollout",
+            "pause",
+            RECIPE,
+            "--reason",
+            "change freeze",
+            "--actor",
+            "ana",
+        ],
+    );
+    assert!(ok);
+    let (ok, status) = kiln(&emulator, &["rollout", "status", RECIPE]);
+    assert!(ok, "{status:#}");
+    assert_eq!(status["hold"]["reason"], "change freeze");
+    assert_eq!(status["hold"]["actor"], "ana");
+    assert_eq!(status["releases"][0]["name"], image);
+    let paused = rollout::advance(&ctx, Release::new(recipe(), new.clone(), 1))
+        .await
+        .expect("advance");
+    assert_eq!(paused.status, Status::Waiting);
+    assert!(
+        paused.message.contains("paused by ana"),
+        "{}",
+        paused.message
+    );
+
+    let (again, refused) = kiln(&emulator, &["rollout", "start", RECIPE, "--image", image]);
+    assert!(!again, "an image is released once");
+    assert!(refused.to_string().contains("released once"), "{refused:#}");
+
+    let (ok, resumed) = kiln(&emulator, &["rollout", "resume", RECIPE]);
+    assert!(ok, "{resumed:#}");
+    assert!(gates_hold(&ctx).await.is_none());
+
+    let (ok, aborted) = kiln(
+        &emulator,
+        &["rollout", "abort", RECIPE, "--reason", "enough"],
+    );
+    assert!(ok, "{aborted:#}");
+    assert_eq!(aborted["stopped"], serde_json::json!([image]));
+    eventually("the release's end", || async {
+        release_execution(&emulator, image).await.0 == ExecutionStatus::Aborted
+    })
+    .await;
+    assert_eq!(
+        pointer(&ctx, "prod").await,
+        None,
+        "prod never moved: its soak had an hour to go"
+    );
+    assert_eq!(pointer(&ctx, "staging").await.as_deref(), Some(image));
+}
+
+async fn gates_hold(ctx: &Context) -> Option<rollout::gates::Hold> {
+    rollout::gates::hold(ctx, &recipe()).await.expect("hold")
 }

@@ -61,6 +61,11 @@ pub async fn alarms(ctx: &Context, names: &[String]) -> Result<Alarms> {
     Ok(found)
 }
 
+/// Longest reason a hold keeps.
+const MAX_REASON_LEN: usize = 600;
+/// Longest actor a hold keeps.
+const MAX_ACTOR_LEN: usize = 100;
+
 /// A person's hold on a recipe's releases: no promotion and no new wave
 /// until it is lifted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,7 +113,15 @@ pub async fn set_hold(ctx: &Context, recipe: &RecipeName, hold: Option<&Hold>) -
     let name = hold_parameter(recipe);
     match hold {
         Some(hold) => {
-            let value = serde_json::to_string(hold)
+            if hold.reason.trim().is_empty() {
+                return Err(Error::InvalidInput(
+                    "a reason is required: it is shown with the hold".into(),
+                ));
+            }
+            let mut hold = hold.clone();
+            crate::text::truncate(&mut hold.reason, MAX_REASON_LEN);
+            crate::text::truncate(&mut hold.actor, MAX_ACTOR_LEN);
+            let value = serde_json::to_string(&hold)
                 .map_err(|err| Error::InvalidInput(format!("cannot record the hold: {err}")))?;
             ctx.ssm
                 .put_parameter()

@@ -24,6 +24,7 @@
 //! An image a channel was rolled back from is never promoted again by a
 //! release; a later build may try again.
 
+pub mod control;
 pub mod gates;
 pub mod groups;
 

@@ -395,7 +395,12 @@ impl Emulator {
 
     /// Environment for a `kiln` process talking to this emulator.
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let release = self
+            .seeded
+            .release_state_machine_arn
+            .iter()
+            .map(|arn| ("KILN_RELEASE_STATE_MACHINE_ARN", arn.clone()));
+        let mut env = vec![
             ("AWS_ENDPOINT_URL", self.seeded.endpoint.clone()),
             ("AWS_REGION", self.seeded.region.clone()),
             ("AWS_ACCESS_KEY_ID", "testing".into()),
@@ -405,7 +410,9 @@ impl Emulator {
                 "KILN_SOURCE_PARAMETER",
                 self.seeded.source_parameter.clone(),
             ),
-        ]
+        ];
+        env.extend(release);
+        env
     }
 }
 
