@@ -110,6 +110,7 @@ fn full_release() -> Value {
         status: "InProgress".into(),
         percent: Some(50),
         status_reason: Some("why".into()),
+        from_version: Some("1".into()),
     };
     let release = kiln::rollout::Release {
         status: kiln::rollout::Status::RolledBack,
@@ -119,8 +120,10 @@ fn full_release() -> Value {
             channel: "prod".parse().expect("channel"),
             reason: "alarm".into(),
             rolled_back_to: Some("ami-0a1b2c3d4e5f60001".parse().expect("ami")),
-            refreshes: vec![refresh],
+            refreshes: vec![refresh.clone()],
+            reverted: vec![refresh.clone()],
         }),
+        rolled: [("prod".parse().expect("channel"), vec![refresh])].into(),
         ..kiln::rollout::Release::new(
             "ubuntu-base".parse().expect("name"),
             "ami-0fedcba9876543210".parse().expect("ami"),

@@ -427,6 +427,7 @@ fn running() -> Refresh {
         status: "InProgress".into(),
         percent: Some(0),
         status_reason: None,
+        from_version: Some("6".into()),
     }
 }
 
@@ -986,4 +987,61 @@ async fn kiln_rollout_starts_pauses_resumes_and_aborts_a_release() {
 
 async fn gates_hold(ctx: &Context) -> Option<rollout::gates::Hold> {
     rollout::gates::hold(ctx, &recipe()).await.expect("hold")
+}
+
+#[tokio::test]
+async fn groups_of_earlier_waves_go_back_with_the_pointer() {
+    let emulator = Emulator::start().await;
+    let copy = with_policy(&format!(
+        "[[release]]\nchannel = \"prod\"\nalarms = [\"{ALARM}\"]\n"
+    ));
+    let ctx = emulator.context(copy.root.path());
+    let old = built_image(&ctx, RECIPE, "b0", "tested").await;
+    let new = built_image(&ctx, RECIPE, "b1", "tested").await;
+    promote(&ctx, "prod", &old).await;
+    alarm(&ctx, ALARM).await;
+    let prod = [("kiln:recipe", RECIPE), ("kiln:channel", "prod")];
+    let canary_tags: Vec<_> = prod.iter().copied().chain([("kiln:wave", "0")]).collect();
+    auto_scaling_group(&ctx, "canary", old.as_str(), &canary_tags).await;
+    auto_scaling_group(&ctx, "web", old.as_str(), &prod).await;
+
+    let mut release = Release::new(recipe(), new.clone(), 1);
+    for _ in 0..10 {
+        release = rollout::advance(&ctx, release).await.expect("advance");
+        if groups_of(&release) == ["web"] {
+            break;
+        }
+    }
+    assert_eq!(groups_of(&release), ["web"], "{}", release.message);
+    assert_eq!(
+        group_state(&ctx, "canary").await,
+        ("2".to_owned(), vec![new.to_string()]),
+        "the canary took the new image"
+    );
+    set_alarm(&ctx, ALARM, StateValue::Alarm).await;
+    let release = rollout::advance(&ctx, release).await.expect("advance");
+
+    assert_eq!(release.status, Status::RolledBack, "{}", release.message);
+    assert_eq!(pointer(&ctx, "prod").await.as_deref(), Some(old.as_str()));
+    let stopped = release.stopped.expect("why it stopped");
+    assert_eq!(stopped.reverted.len(), 1, "{stopped:#?}");
+    let back = &stopped.reverted[0];
+    assert_eq!(
+        (
+            back.group.as_str(),
+            back.version.as_str(),
+            back.from_version.as_deref()
+        ),
+        ("canary", "1", Some("2"))
+    );
+    let mut now = back.clone();
+    for _ in 0..3 {
+        now = groups::track(&ctx, &now).await.expect("track");
+    }
+    assert_eq!(now.progress(), Progress::Succeeded, "{now:?}");
+    assert_eq!(
+        group_state(&ctx, "canary").await,
+        ("1".to_owned(), vec![old.to_string()]),
+        "the canary is back on the image prod names"
+    );
 }

@@ -123,6 +123,9 @@ pub struct Refresh {
     /// Auto Scaling's reason for the status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
+    /// The version the group used before, which a revert returns it to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_version: Option<String>,
 }
 
 /// How a refresh stands.
@@ -358,8 +361,6 @@ pub async fn start(
     let version = version_for(ctx, template, image, channel).await?;
     let mut preferences = RefreshPreferences::builder()
         .auto_rollback(true)
-        .skip_matching(true)
-        .min_healthy_percentage(MIN_HEALTHY_PERCENT)
         .set_checkpoint_percentages(Some(CHECKPOINTS.to_vec()))
         .checkpoint_delay(CHECKPOINT_DELAY_SECONDS);
     if !alarms.is_empty() {
@@ -369,13 +370,87 @@ pub async fn start(
                 .build(),
         );
     }
+    let Some(refresh) = refresh_to(ctx, &group.name, template, &version, preferences).await? else {
+        return match latest(ctx, &group.name).await? {
+            Some(ours) if ours.version == version => Ok(Refresh {
+                from_version: Some(template.version.clone()),
+                ..ours
+            }),
+            _ => Err(Error::RolloutBlocked {
+                group: group.name.clone(),
+                reason: "another instance refresh is in progress on it".into(),
+            }),
+        };
+    };
+    Ok(Refresh {
+        from_version: Some(template.version.clone()),
+        ..refresh
+    })
+}
+
+/// Sends every group of `rolled` (refreshes that succeeded) back to the
+/// version it used before, with a refresh of its own (no alarms: the
+/// alarms are why it goes back). A group kiln can no longer roll, or one
+/// with a refresh running, is left as it is. Returns the refreshes started.
+pub async fn revert(
+    ctx: &Context,
+    recipe: &RecipeName,
+    channel: &Channel,
+    rolled: &[Refresh],
+) -> Result<Vec<Refresh>> {
+    if rolled.is_empty() {
+        return Ok(Vec::new());
+    }
+    let current = groups(ctx, recipe, Some(channel)).await?;
+    let mut started = Vec::new();
+    for refresh in rolled {
+        let group = current.iter().find(|g| g.name == refresh.group);
+        let (Some(from), Some(Ok(template))) = (
+            refresh.from_version.as_deref(),
+            group.map(|g| g.template.as_ref()),
+        ) else {
+            continue;
+        };
+        if let Some(back) = refresh_to(
+            ctx,
+            &refresh.group,
+            template,
+            from,
+            RefreshPreferences::builder(),
+        )
+        .await?
+        {
+            started.push(Refresh {
+                from_version: Some(refresh.version.clone()),
+                ..back
+            });
+        }
+    }
+    Ok(started)
+}
+
+/// Starts a refresh of `group` to `version` of its template, with kiln's
+/// usual preferences on top of `preferences`; `None` when a refresh is
+/// running already.
+async fn refresh_to(
+    ctx: &Context,
+    group: &str,
+    template: &Template,
+    version: &str,
+    preferences: aws_sdk_autoscaling::types::builders::RefreshPreferencesBuilder,
+) -> Result<Option<Refresh>> {
     let started = ctx
         .autoscaling
         .start_instance_refresh()
-        .auto_scaling_group_name(&group.name)
+        .auto_scaling_group_name(group)
         .strategy(RefreshStrategy::Rolling)
-        .desired_configuration(template.desired(&version))
-        .preferences(preferences.build())
+        .desired_configuration(template.desired(version))
+        .preferences(
+            preferences
+                .skip_matching(true)
+                .min_healthy_percentage(MIN_HEALTHY_PERCENT)
+                .build(),
+        )
         .send()
         .await;
     let refresh_id = match started {
@@ -385,28 +460,20 @@ pub async fn start(
                 .as_service_error()
                 .is_some_and(|e| e.is_instance_refresh_in_progress_fault()) =>
         {
-            let running = latest(ctx, &group.name).await?;
-            match running.filter(|r| r.version == version) {
-                Some(ours) => return Ok(ours),
-                None => {
-                    return Err(Error::RolloutBlocked {
-                        group: group.name.clone(),
-                        reason: "another instance refresh is in progress on it".into(),
-                    });
-                }
-            }
+            return Ok(None);
         }
         Err(err) => return Err(Error::aws("StartInstanceRefresh", err)),
     };
-    info!(group = %group.name, %refresh_id, %version, "instance refresh started");
-    Ok(Refresh {
-        group: group.name.clone(),
+    info!(%group, %refresh_id, %version, "instance refresh started");
+    Ok(Some(Refresh {
+        group: group.to_owned(),
         refresh_id,
-        version,
+        version: version.to_owned(),
         status: InstanceRefreshStatus::Pending.as_str().to_owned(),
         percent: Some(0),
         status_reason: None,
-    })
+        from_version: None,
+    }))
 }
 
 /// The refresh as Auto Scaling reports it now.
@@ -430,7 +497,10 @@ pub async fn track(ctx: &Context, refresh: &Refresh) -> Result<Refresh> {
                 refresh.group, refresh.refresh_id
             ),
         })?;
-    Ok(reported(&refresh.group, found, refresh.version.clone()))
+    Ok(Refresh {
+        from_version: refresh.from_version.clone(),
+        ..reported(&refresh.group, found, refresh.version.clone())
+    })
 }
 
 /// The group's newest refresh, if it has one.
@@ -475,6 +545,7 @@ fn reported(
             .to_owned(),
         percent: found.percentage_complete(),
         status_reason: found.status_reason().map(str::to_owned),
+        from_version: None,
     }
 }
 

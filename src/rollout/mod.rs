@@ -28,7 +28,7 @@ pub mod control;
 pub mod gates;
 pub mod groups;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -82,6 +82,10 @@ pub struct Release {
     /// Why the release stopped, when it stopped short.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<Stopped>,
+    /// The refreshes that succeeded, per channel: what a rollback of the
+    /// channel sends back to the version each group used before.
+    #[serde(default)]
+    pub rolled: BTreeMap<Channel, Vec<Refresh>>,
 }
 
 fn default_check_seconds() -> u32 {
@@ -102,6 +106,7 @@ impl Release {
             wait_seconds: 0,
             message: String::new(),
             stopped: None,
+            rolled: BTreeMap::new(),
         }
     }
 }
@@ -154,6 +159,10 @@ pub struct Stopped {
     /// were rolled back).
     #[serde(default)]
     pub refreshes: Vec<Refresh>,
+    /// Refreshes started to send the channel's groups of earlier waves back
+    /// to the version they used before (when its pointer went back).
+    #[serde(default)]
+    pub reverted: Vec<Refresh>,
 }
 
 /// What a step of [`advance`] decided.
@@ -267,6 +276,7 @@ async fn gate(
                             "{previous} no longer names {image} (rolled back, or another image \
                              promoted): the release stops before {channel}"
                         ),
+                        Vec::new(),
                     ));
                 }
             }
@@ -279,8 +289,15 @@ async fn gate(
             alarms.firing.join(", ")
         );
         return match previous {
-            Some(previous) => roll_back_channel(ctx, recipe, previous, reason, Vec::new()).await,
-            None => Ok(halt(channel, format!("{reason}; no channel has {image}"))),
+            Some(previous) => {
+                let rolled = release.rolled.get(previous).cloned().unwrap_or_default();
+                roll_back_channel(ctx, recipe, previous, reason, Vec::new(), &rolled).await
+            }
+            None => Ok(halt(
+                channel,
+                format!("{reason}; no channel has {image}"),
+                Vec::new(),
+            )),
         };
     }
     if !alarms.missing.is_empty() {
@@ -291,6 +308,7 @@ async fn gate(
                  of recipe {recipe}",
                 alarms.missing.join(", ")
             ),
+            Vec::new(),
         ));
     }
     let soak = SignedDuration::from_hours(i64::from(stage.soak_hours));
@@ -315,6 +333,7 @@ async fn gate(
                 "{rolled} was rolled back from {image} (version {version}): a release never \
                  promotes it again; a new build may try again, or promote it by hand"
             ),
+            Vec::new(),
         ));
     }
     let groups = groups::groups(ctx, recipe, Some(channel)).await?;
@@ -328,6 +347,7 @@ async fn gate(
                 "group {} cannot be rolled: {why}; the release stops before promoting {channel}",
                 group.name
             ),
+            Vec::new(),
         ));
     }
     let reason = match previous {
@@ -365,18 +385,13 @@ async fn roll(
     let channel = &stage.channel;
     if !names(ctx, recipe, channel, image).await? {
         let rolled = roll_back_refreshes(ctx, refreshes).await?;
-        return Ok(Step::End(
-            Status::Halted,
+        return Ok(halt(
+            channel,
             format!(
                 "{channel} no longer names {image} (moved by hand or by another release): the \
                  release stops; refreshes still running were rolled back"
             ),
-            Some(Stopped {
-                channel: channel.clone(),
-                reason: format!("{channel} moved off {image} during its rollout"),
-                rolled_back_to: None,
-                refreshes: rolled,
-            }),
+            rolled,
         ));
     }
     let alarms = gates::alarms(ctx, &stage.alarms).await?;
@@ -392,7 +407,8 @@ async fn roll(
                 "alarm {} in ALARM before wave {wave} of {channel}",
                 alarms.firing.join(", ")
             );
-            return roll_back_channel(ctx, recipe, channel, reason, Vec::new()).await;
+            let rolled = release.rolled.get(channel).cloned().unwrap_or_default();
+            return roll_back_channel(ctx, recipe, channel, reason, Vec::new(), &rolled).await;
         }
         let mut started = Vec::new();
         for group in members {
@@ -400,15 +416,10 @@ async fn roll(
                 Ok(refresh) => started.push(refresh),
                 Err(Error::RolloutBlocked { group, reason }) => {
                     let rolled = roll_back_refreshes(ctx, started).await?;
-                    return Ok(Step::End(
-                        Status::Halted,
+                    return Ok(halt(
+                        channel,
                         format!("group {group} cannot be rolled: {reason}; the release stops"),
-                        Some(Stopped {
-                            channel: channel.clone(),
-                            reason: format!("group {group} cannot be rolled: {reason}"),
-                            rolled_back_to: None,
-                            refreshes: rolled,
-                        }),
+                        rolled,
                     ));
                 }
                 Err(err) => return Err(err),
@@ -446,10 +457,16 @@ async fn roll(
             )
         }));
         let reason = format!("{} during wave {wave} of {channel}", reasons.join("; "));
-        let rolled = roll_back_refreshes(ctx, now).await?;
-        return roll_back_channel(ctx, recipe, channel, reason, rolled).await;
+        let stood = roll_back_refreshes(ctx, now).await?;
+        let rolled = release.rolled.get(channel).cloned().unwrap_or_default();
+        return roll_back_channel(ctx, recipe, channel, reason, stood, &rolled).await;
     }
     if now.iter().all(|r| r.progress() == Progress::Succeeded) {
+        release
+            .rolled
+            .entry(channel.clone())
+            .or_default()
+            .extend(now);
         release.phase = Phase::Rollout {
             wave: wave + 1,
             refreshes: Vec::new(),
@@ -492,40 +509,46 @@ async fn rolled_back_from(
     Ok(None)
 }
 
-/// Moves `channel` back, recording `reason`; the release ends rolled back.
+/// Moves `channel` back, recording `reason`, and sends the groups this
+/// release `rolled` on it back too; the release ends rolled back.
 async fn roll_back_channel(
     ctx: &Context,
     recipe: &RecipeName,
     channel: &Channel,
     reason: String,
     refreshes: Vec<Refresh>,
+    rolled: &[Refresh],
 ) -> Result<Step> {
     let why = Why {
         reason: &reason,
         actor: ACTOR,
     };
     match promotion::rollback(ctx, recipe, channel, why).await {
-        Ok(moved) => Ok(Step::End(
-            Status::RolledBack,
-            format!("{reason}: {}", moved.message),
-            Some(Stopped {
-                channel: channel.clone(),
-                reason,
-                rolled_back_to: moved.to,
-                refreshes,
-            }),
-        )),
+        Ok(moved) => {
+            let reverted = groups::revert(ctx, recipe, channel, rolled).await?;
+            let back = if reverted.is_empty() {
+                String::new()
+            } else {
+                format!("; {} sent back", list(&reverted))
+            };
+            Ok(Step::End(
+                Status::RolledBack,
+                format!("{reason}: {}{back}", moved.message),
+                Some(Stopped {
+                    channel: channel.clone(),
+                    reason,
+                    rolled_back_to: moved.to,
+                    refreshes,
+                    reverted,
+                }),
+            ))
+        }
         Err(Error::NothingToRollBack {
             reason: nothing, ..
-        }) => Ok(Step::End(
-            Status::Halted,
+        }) => Ok(halt(
+            channel,
             format!("{reason}; {channel} cannot go back: {nothing}"),
-            Some(Stopped {
-                channel: channel.clone(),
-                reason,
-                rolled_back_to: None,
-                refreshes,
-            }),
+            refreshes,
         )),
         Err(err) => Err(err),
     }
@@ -545,7 +568,8 @@ fn soak_check_seconds(check_seconds: u32, soak_hours: u32) -> u32 {
     check_seconds.max(soak_hours.saturating_mul(3600) / MAX_SOAK_CHECKS)
 }
 
-fn halt(channel: &Channel, reason: String) -> Step {
+/// The release stops short without moving a pointer back.
+fn halt(channel: &Channel, reason: String, refreshes: Vec<Refresh>) -> Step {
     Step::End(
         Status::Halted,
         reason.clone(),
@@ -553,7 +577,8 @@ fn halt(channel: &Channel, reason: String) -> Step {
             channel: channel.clone(),
             reason,
             rolled_back_to: None,
-            refreshes: Vec::new(),
+            refreshes,
+            reverted: Vec::new(),
         }),
     )
 }
