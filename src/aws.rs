@@ -128,6 +128,24 @@ impl Context {
         Self::new(&config, Settings::from_env())
     }
 
+    /// The SSM parameter `name`, or `None` when it does not exist.
+    pub(crate) async fn parameter(
+        &self,
+        name: &str,
+    ) -> Result<Option<aws_sdk_ssm::types::Parameter>> {
+        match self.ssm.get_parameter().name(name).send().await {
+            Ok(output) => Ok(output.parameter),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_parameter_not_found()) =>
+            {
+                Ok(None)
+            }
+            Err(err) => Err(crate::Error::aws("GetParameter", err)),
+        }
+    }
+
     /// Loads the recipe called `name` from the recipe root.
     pub fn recipe(&self, name: &RecipeName) -> Result<Recipe> {
         Recipe::load(&self.settings.recipe_root.join(name.as_str()))

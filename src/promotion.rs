@@ -624,23 +624,11 @@ fn description(record: &Record) -> Result<String> {
 }
 
 async fn read_pointer(ctx: &Context, parameter: &str) -> Result<Option<(AmiId, i64)>> {
-    match ctx.ssm.get_parameter().name(parameter).send().await {
-        Ok(output) => {
-            let Some(found) = output.parameter() else {
-                return Ok(None);
-            };
-            let image = found.value().unwrap_or_default().parse()?;
-            Ok(Some((image, found.version())))
-        }
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_parameter_not_found()) =>
-        {
-            Ok(None)
-        }
-        Err(err) => Err(Error::aws("GetParameter", err)),
-    }
+    let Some(found) = ctx.parameter(parameter).await? else {
+        return Ok(None);
+    };
+    let image = found.value().unwrap_or_default().parse()?;
+    Ok(Some((image, found.version())))
 }
 
 /// The image, when it exists in this region.

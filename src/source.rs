@@ -48,26 +48,11 @@ pub async fn resolve(ctx: &Context, recipe: &Recipe, force: bool) -> Result<Sour
 }
 
 async fn read_parameter(ctx: &Context, parameter: &str) -> Result<AmiId> {
-    let output = ctx
-        .ssm
-        .get_parameter()
-        .name(parameter)
-        .send()
-        .await
-        .map_err(|err| {
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_parameter_not_found())
-            {
-                Error::SourceNotFound(format!("parameter {parameter} does not exist"))
-            } else {
-                Error::aws("GetParameter", err)
-            }
-        })?;
-    let value = output
-        .parameter()
-        .and_then(|p| p.value())
-        .unwrap_or_default();
+    let found = ctx
+        .parameter(parameter)
+        .await?
+        .ok_or_else(|| Error::SourceNotFound(format!("parameter {parameter} does not exist")))?;
+    let value = found.value().unwrap_or_default();
     value.parse().map_err(|_| {
         Error::SourceNotFound(format!(
             "parameter {parameter} holds {value:?}, not an AMI id"

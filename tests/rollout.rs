@@ -61,6 +61,25 @@ async fn promote(ctx: &Context, to: &str, image: &AmiId) {
     .expect("promote");
 }
 
+/// A tested image `old` on each of `channels`, a tested image `new` to
+/// release, and the gate alarm, in OK.
+async fn old_and_new(ctx: &Context, channels: &[&str]) -> (AmiId, AmiId) {
+    let old = built_image(ctx, RECIPE, "b0", "tested").await;
+    let new = built_image(ctx, RECIPE, "b1", "tested").await;
+    for channel in channels {
+        promote(ctx, channel, &old).await;
+    }
+    alarm(ctx, ALARM).await;
+    (old, new)
+}
+
+/// The tags of a group of the recipe following `channel`, in `wave` when given.
+fn opted_in<'a>(channel: &'a str, wave: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
+    let mut tags = vec![("kiln:recipe", RECIPE), ("kiln:channel", channel)];
+    tags.extend(wave.map(|wave| ("kiln:wave", wave)));
+    tags
+}
+
 async fn pointer(ctx: &Context, channel_name: &str) -> Option<String> {
     promotion::pointers(ctx, &recipe())
         .await
@@ -119,17 +138,10 @@ async fn a_channel_rollout_makes_one_version_per_opted_in_group_wave_by_wave() {
     let emulator = Emulator::start().await;
     let copy = with_policy("[[release]]\nchannel = \"prod\"\n");
     let ctx = emulator.context(copy.root.path());
-    let old = built_image(&ctx, RECIPE, "b0", "tested").await;
-    let new = built_image(&ctx, RECIPE, "b1", "tested").await;
-    promote(&ctx, "prod", &old).await;
-    let prod = [("kiln:recipe", RECIPE), ("kiln:channel", "prod")];
+    let (old, new) = old_and_new(&ctx, &["prod"]).await;
     let mut templates = Vec::new();
-    for (name, extra) in [
-        ("canary", Some(("kiln:wave", "0"))),
-        ("web", None),
-        ("batch", Some(("kiln:wave", "2"))),
-    ] {
-        let tags: Vec<_> = prod.iter().copied().chain(extra).collect();
+    for (name, wave) in [("canary", Some("0")), ("web", None), ("batch", Some("2"))] {
+        let tags = opted_in("prod", wave);
         templates.push((
             name,
             auto_scaling_group(&ctx, name, old.as_str(), &tags).await,
@@ -139,7 +151,7 @@ async fn a_channel_rollout_makes_one_version_per_opted_in_group_wave_by_wave() {
         &ctx,
         "staging-web",
         old.as_str(),
-        &[("kiln:recipe", RECIPE), ("kiln:channel", "staging")],
+        &opted_in("staging", None),
     )
     .await;
     let other = auto_scaling_group(
@@ -224,11 +236,7 @@ async fn an_alarm_during_the_soak_rolls_staging_back_and_prod_never_moves() {
         "[[release]]\nchannel = \"staging\"\n[[release]]\nchannel = \"prod\"\nsoak_hours = 24\nalarms = [\"{ALARM}\"]\n"
     ));
     let ctx = emulator.context(copy.root.path());
-    let old = built_image(&ctx, RECIPE, "b0", "tested").await;
-    let new = built_image(&ctx, RECIPE, "b1", "tested").await;
-    promote(&ctx, "staging", &old).await;
-    promote(&ctx, "prod", &old).await;
-    alarm(&ctx, ALARM).await;
+    let (old, new) = old_and_new(&ctx, &["staging", "prod"]).await;
 
     let release = rollout::advance(&ctx, Release::new(recipe(), new.clone(), 60))
         .await
@@ -303,12 +311,8 @@ async fn an_alarm_during_the_prod_rollout_rolls_the_pointer_back_and_starts_no_f
         "[[release]]\nchannel = \"prod\"\nalarms = [\"{ALARM}\"]\n"
     ));
     let ctx = emulator.context(copy.root.path());
-    let old = built_image(&ctx, RECIPE, "b0", "tested").await;
-    let new = built_image(&ctx, RECIPE, "b1", "tested").await;
-    promote(&ctx, "prod", &old).await;
-    alarm(&ctx, ALARM).await;
-    let prod = [("kiln:recipe", RECIPE), ("kiln:channel", "prod")];
-    let canary_tags: Vec<_> = prod.iter().copied().chain([("kiln:wave", "0")]).collect();
+    let (old, new) = old_and_new(&ctx, &["prod"]).await;
+    let (prod, canary_tags) = (opted_in("prod", None), opted_in("prod", Some("0")));
     let canary = auto_scaling_group(&ctx, "canary", old.as_str(), &canary_tags).await;
     let web = auto_scaling_group(&ctx, "web", old.as_str(), &prod).await;
 
@@ -365,20 +369,8 @@ async fn a_group_kiln_cannot_roll_stops_the_release_before_its_channel_moves() {
     let emulator = Emulator::start().await;
     let copy = with_policy("[[release]]\nchannel = \"prod\"\n");
     let ctx = emulator.context(copy.root.path());
-    let old = built_image(&ctx, RECIPE, "b0", "tested").await;
-    let new = built_image(&ctx, RECIPE, "b1", "tested").await;
-    promote(&ctx, "prod", &old).await;
-    auto_scaling_group(
-        &ctx,
-        "web",
-        old.as_str(),
-        &[
-            ("kiln:recipe", RECIPE),
-            ("kiln:channel", "prod"),
-            ("kiln:wave", "first"),
-        ],
-    )
-    .await;
+    let (old, new) = old_and_new(&ctx, &["prod"]).await;
+    auto_scaling_group(&ctx, "web", old.as_str(), &opted_in("prod", Some("first"))).await;
 
     let release = rollout::advance(&ctx, Release::new(recipe(), new, 1))
         .await
@@ -803,13 +795,9 @@ async fn a_build_releases_its_image_and_an_alarm_in_the_prod_rollout_brings_it_b
     let emulator = Emulator::start_pipeline(copy.root.path(), &[]).await;
     let ctx = emulator.context(copy.root.path());
     let events = emulator.capture_events().await;
-    let old = built_image(&ctx, RECIPE, "b0", "tested").await;
-    promote(&ctx, "staging", &old).await;
-    promote(&ctx, "prod", &old).await;
-    alarm(&ctx, ALARM).await;
-    let staging_tags = [("kiln:recipe", RECIPE), ("kiln:channel", "staging")];
-    let prod = [("kiln:recipe", RECIPE), ("kiln:channel", "prod")];
-    let canary_tags: Vec<_> = prod.iter().copied().chain([("kiln:wave", "0")]).collect();
+    let (old, _) = old_and_new(&ctx, &["staging", "prod"]).await;
+    let staging_tags = opted_in("staging", None);
+    let (prod, canary_tags) = (opted_in("prod", None), opted_in("prod", Some("0")));
     auto_scaling_group(&ctx, "staging-web", old.as_str(), &staging_tags).await;
     let canary = auto_scaling_group(&ctx, "canary", old.as_str(), &canary_tags).await;
     let web = auto_scaling_group(&ctx, "web", old.as_str(), &prod).await;
@@ -996,12 +984,8 @@ async fn groups_of_earlier_waves_go_back_with_the_pointer() {
         "[[release]]\nchannel = \"prod\"\nalarms = [\"{ALARM}\"]\n"
     ));
     let ctx = emulator.context(copy.root.path());
-    let old = built_image(&ctx, RECIPE, "b0", "tested").await;
-    let new = built_image(&ctx, RECIPE, "b1", "tested").await;
-    promote(&ctx, "prod", &old).await;
-    alarm(&ctx, ALARM).await;
-    let prod = [("kiln:recipe", RECIPE), ("kiln:channel", "prod")];
-    let canary_tags: Vec<_> = prod.iter().copied().chain([("kiln:wave", "0")]).collect();
+    let (old, new) = old_and_new(&ctx, &["prod"]).await;
+    let (prod, canary_tags) = (opted_in("prod", None), opted_in("prod", Some("0")));
     auto_scaling_group(&ctx, "canary", old.as_str(), &canary_tags).await;
     auto_scaling_group(&ctx, "web", old.as_str(), &prod).await;
 

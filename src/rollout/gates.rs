@@ -84,28 +84,13 @@ pub fn hold_parameter(recipe: &RecipeName) -> String {
 
 /// The hold on `recipe`, if there is one.
 pub async fn hold(ctx: &Context, recipe: &RecipeName) -> Result<Option<Hold>> {
-    match ctx
-        .ssm
-        .get_parameter()
-        .name(hold_parameter(recipe))
-        .send()
-        .await
-    {
-        Ok(out) => Ok(out.parameter().and_then(|p| p.value()).map(|value| {
-            serde_json::from_str(value).unwrap_or_else(|_| Hold {
-                actor: "unknown".into(),
-                reason: value.to_owned(),
-            })
-        })),
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_parameter_not_found()) =>
-        {
-            Ok(None)
-        }
-        Err(err) => Err(Error::aws("GetParameter", err)),
-    }
+    let found = ctx.parameter(&hold_parameter(recipe)).await?;
+    Ok(found.and_then(|p| p.value).map(|value| {
+        serde_json::from_str(&value).unwrap_or(Hold {
+            actor: "unknown".into(),
+            reason: value,
+        })
+    }))
 }
 
 /// Puts a hold on `recipe` (replacing any), or lifts it with `None`.

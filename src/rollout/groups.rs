@@ -15,7 +15,7 @@ use aws_sdk_autoscaling::types::{
     LaunchTemplate, LaunchTemplateSpecification, MixedInstancesPolicy, RefreshPreferences,
     RefreshStrategy,
 };
-use aws_sdk_ec2::types::RequestLaunchTemplateData;
+use aws_sdk_ec2::types::{LaunchTemplateVersion, RequestLaunchTemplateData};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
@@ -270,21 +270,32 @@ fn template(group: &AutoScalingGroup) -> std::result::Result<Template, String> {
 
 /// The image a version of `template` launches.
 pub async fn template_image(ctx: &Context, template: &Template) -> Result<Option<String>> {
+    Ok(describe_version(ctx, template, &template.version)
+        .await?
+        .and_then(|v| v.launch_template_data)
+        .and_then(|d| d.image_id))
+}
+
+/// Version `version` (a number, or `$Latest`) of `template`.
+async fn describe_version(
+    ctx: &Context,
+    template: &Template,
+    version: &str,
+) -> Result<Option<LaunchTemplateVersion>> {
     let found = ctx
         .ec2
         .describe_launch_template_versions()
         .set_launch_template_id(template.id.clone())
         .set_launch_template_name(template.name.clone())
-        .versions(&template.version)
+        .versions(version)
         .send()
         .await
         .map_err(|err| Error::aws("DescribeLaunchTemplateVersions", err))?;
     Ok(found
-        .launch_template_versions()
-        .first()
-        .and_then(|v| v.launch_template_data())
-        .and_then(|d| d.image_id())
-        .map(str::to_owned))
+        .launch_template_versions
+        .unwrap_or_default()
+        .into_iter()
+        .next())
 }
 
 /// A version of the group's template that launches `image`: the template's
@@ -298,16 +309,8 @@ async fn version_for(
     channel: &Channel,
 ) -> Result<String> {
     let description = format!("{VERSION_DESCRIPTION} {channel}: {image}");
-    let latest = ctx
-        .ec2
-        .describe_launch_template_versions()
-        .set_launch_template_id(template.id.clone())
-        .set_launch_template_name(template.name.clone())
-        .versions("$Latest")
-        .send()
-        .await
-        .map_err(|err| Error::aws("DescribeLaunchTemplateVersions", err))?;
-    let reusable = latest.launch_template_versions().first().filter(|v| {
+    let latest = describe_version(ctx, template, "$Latest").await?;
+    let reusable = latest.as_ref().filter(|v| {
         v.version_description() == Some(description.as_str())
             && v.launch_template_data().and_then(|d| d.image_id()) == Some(image.as_str())
     });
