@@ -222,8 +222,8 @@ enum Rollout {
         #[arg(long, default_value_t = rollout::DEFAULT_CHECK_SECONDS)]
         check_seconds: u32,
     },
-    /// Hold the recipe's releases before their next move: no promotion, no
-    /// new wave (refreshes already running go on; abort cancels them).
+    /// Hold the recipe's releases before their next promotion or wave
+    /// (soaks, running refreshes and gates go on: an alarm still rolls back).
     Pause {
         /// The recipe (its name, or its directory).
         recipe: String,

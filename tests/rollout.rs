@@ -320,8 +320,21 @@ async fn an_alarm_during_the_prod_rollout_rolls_the_pointer_back_and_starts_no_f
         .await
         .expect("advance");
     assert_eq!(groups_of(&release), ["canary"]);
+    let hold = rollout::gates::Hold {
+        actor: "ana".into(),
+        reason: "change freeze".into(),
+    };
+    rollout::gates::set_hold(&ctx, &recipe(), Some(&hold))
+        .await
+        .expect("pause");
     set_alarm(&ctx, ALARM, StateValue::Alarm).await;
     let release = rollout::advance(&ctx, release).await.expect("advance");
+    assert_eq!(
+        release.status,
+        Status::RolledBack,
+        "a pause holds new moves, never a rollback: {}",
+        release.message
+    );
 
     assert_eq!(release.status, Status::RolledBack, "{}", release.message);
     assert_eq!(pointer(&ctx, "prod").await.as_deref(), Some(old.as_str()));
@@ -901,24 +914,6 @@ async fn kiln_rollout_starts_pauses_resumes_and_aborts_a_release() {
     let new = built_image(&ctx, RECIPE, "b1", "tested").await;
     let image = new.as_str();
 
-    let (ok, started) = kiln(
-        &emulator,
-        &[
-            "rollout",
-            "start",
-            RECIPE,
-            "--image",
-            image,
-            "--check-seconds",
-            "1",
-        ],
-    );
-    assert!(ok, "{started:#}");
-    eventually("staging's promotion", || async {
-        pointer(&ctx, "staging").await.as_deref() == Some(image)
-    })
-    .await;
-
     let (ok, _) = kiln(
         &emulator,
         &[
@@ -932,6 +927,19 @@ async fn kiln_rollout_starts_pauses_resumes_and_aborts_a_release() {
         ],
     );
     assert!(ok);
+    let (ok, started) = kiln(
+        &emulator,
+        &[
+            "rollout",
+            "start",
+            RECIPE,
+            "--image",
+            image,
+            "--check-seconds",
+            "1",
+        ],
+    );
+    assert!(ok, "{started:#}");
     let (ok, status) = kiln(&emulator, &["rollout", "status", RECIPE]);
     assert!(ok, "{status:#}");
     assert_eq!(status["hold"]["reason"], "change freeze");
@@ -942,9 +950,15 @@ async fn kiln_rollout_starts_pauses_resumes_and_aborts_a_release() {
         .expect("advance");
     assert_eq!(paused.status, Status::Waiting);
     assert!(
-        paused.message.contains("paused by ana"),
+        paused.message.contains("paused by ana") && paused.message.contains("promoting staging"),
         "{}",
         paused.message
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(
+        pointer(&ctx, "staging").await,
+        None,
+        "the paused release promoted nothing"
     );
 
     let (again, refused) = kiln(&emulator, &["rollout", "start", RECIPE, "--image", image]);
@@ -954,6 +968,10 @@ async fn kiln_rollout_starts_pauses_resumes_and_aborts_a_release() {
     let (ok, resumed) = kiln(&emulator, &["rollout", "resume", RECIPE]);
     assert!(ok, "{resumed:#}");
     assert!(gates_hold(&ctx).await.is_none());
+    eventually("staging's promotion", || async {
+        pointer(&ctx, "staging").await.as_deref() == Some(image)
+    })
+    .await;
 
     let (ok, aborted) = kiln(
         &emulator,

@@ -39,6 +39,7 @@ use crate::error::{Error, Result};
 use crate::promotion::{self, Why};
 use crate::recipe::ReleaseStage;
 use crate::state::{AmiId, Channel, RecipeName};
+use gates::Hold;
 use groups::{Progress, Refresh};
 
 /// Who moves pointers in a release.
@@ -199,28 +200,21 @@ pub async fn advance(ctx: &Context, mut release: Release) -> Result<Release> {
                 ),
                 None,
             ),
-            Some(stage) => match gates::hold(ctx, &release.recipe).await? {
-                Some(hold) => Step::Wait(
-                    release.check_seconds,
-                    format!(
-                        "paused by {}: {} (kiln rollout resume {} lifts the hold)",
-                        hold.actor, hold.reason, release.recipe
-                    ),
-                ),
-                None => {
-                    let previous = release
-                        .stage
-                        .checked_sub(1)
-                        .and_then(|i| policy.get(i))
-                        .map(|s| &s.channel);
-                    match std::mem::take(&mut release.phase) {
-                        Phase::Gate => gate(ctx, &mut release, &policy, stage, previous).await?,
-                        Phase::Rollout { wave, refreshes } => {
-                            roll(ctx, &mut release, stage, wave, refreshes).await?
-                        }
+            Some(stage) => {
+                let previous = release
+                    .stage
+                    .checked_sub(1)
+                    .and_then(|i| policy.get(i))
+                    .map(|s| &s.channel);
+                let held = gates::hold(ctx, &release.recipe).await?;
+                let held = held.as_ref();
+                match std::mem::take(&mut release.phase) {
+                    Phase::Gate => gate(ctx, &mut release, &policy, stage, previous, held).await?,
+                    Phase::Rollout { wave, refreshes } => {
+                        roll(ctx, &mut release, stage, wave, refreshes, held).await?
                     }
                 }
-            },
+            }
         };
         match step {
             Step::Continue => continue,
@@ -241,13 +235,15 @@ pub async fn advance(ctx: &Context, mut release: Release) -> Result<Release> {
     }
 }
 
-/// Soak and gates before `stage`'s channel, then its promotion.
+/// Soak and gates before `stage`'s channel, then its promotion (unless
+/// `held`: the soak and its gates go on, the promotion waits).
 async fn gate(
     ctx: &Context,
     release: &mut Release,
     policy: &[ReleaseStage],
     stage: &ReleaseStage,
     previous: Option<&Channel>,
+    held: Option<&Hold>,
 ) -> Result<Step> {
     let (recipe, image) = (&release.recipe.clone(), &release.image_id.clone());
     let channel = &stage.channel;
@@ -326,6 +322,9 @@ async fn gate(
             ),
         ));
     }
+    if let Some(hold) = held {
+        return Ok(paused(release, hold, &format!("promoting {channel}")));
+    }
     if let Some((rolled, version)) = rolled_back_from(ctx, recipe, policy, image).await? {
         return Ok(halt(
             channel,
@@ -373,13 +372,15 @@ async fn gate(
     Ok(Step::Continue)
 }
 
-/// The waves of `stage`'s channel: start the next, or follow the one running.
+/// The waves of `stage`'s channel: start the next (unless `held`), or
+/// follow the one running.
 async fn roll(
     ctx: &Context,
     release: &mut Release,
     stage: &ReleaseStage,
     wave: u32,
     refreshes: Vec<Refresh>,
+    held: Option<&Hold>,
 ) -> Result<Step> {
     let (recipe, image) = (&release.recipe.clone(), &release.image_id.clone());
     let channel = &stage.channel;
@@ -409,6 +410,13 @@ async fn roll(
             );
             let rolled = release.rolled.get(channel).cloned().unwrap_or_default();
             return roll_back_channel(ctx, recipe, channel, reason, Vec::new(), &rolled).await;
+        }
+        if let Some(hold) = held {
+            release.phase = Phase::Rollout {
+                wave,
+                refreshes: Vec::new(),
+            };
+            return Ok(paused(release, hold, &format!("wave {wave} of {channel}")));
         }
         let mut started = Vec::new();
         for group in members {
@@ -561,6 +569,18 @@ async fn roll_back_refreshes(ctx: &Context, refreshes: Vec<Refresh>) -> Result<V
         groups::roll_back(ctx, refresh).await?;
     }
     Ok(refreshes)
+}
+
+/// Waiting for a hold to be lifted before `next`.
+fn paused(release: &Release, hold: &Hold, next: &str) -> Step {
+    Step::Wait(
+        release.check_seconds,
+        format!(
+            "paused by {}: {}; {next} waits (kiln rollout resume {} lifts the hold; gates are \
+             still watched)",
+            hold.actor, hold.reason, release.recipe
+        ),
+    )
 }
 
 /// Seconds between two checks of a soak of `soak_hours`.
