@@ -1047,3 +1047,53 @@ async fn groups_of_earlier_waves_go_back_with_the_pointer() {
         "the canary is back on the image prod names"
     );
 }
+
+#[tokio::test]
+async fn a_group_that_finished_in_the_wave_a_gate_stopped_goes_back_too() {
+    let emulator = Emulator::start().await;
+    let copy = with_policy(&format!(
+        "[[release]]\nchannel = \"prod\"\nalarms = [\"{ALARM}\"]\n"
+    ));
+    let ctx = emulator.context(copy.root.path());
+    let (old, new) = old_and_new(&ctx, &["prod"]).await;
+    let tags = opted_in("prod", None);
+    auto_scaling_group(&ctx, "fast", old.as_str(), &tags).await;
+    auto_scaling_group(&ctx, "slow", old.as_str(), &tags).await;
+
+    let release = rollout::advance(&ctx, Release::new(recipe(), new.clone(), 1))
+        .await
+        .expect("advance");
+    assert_eq!(groups_of(&release), ["fast", "slow"]);
+    let Phase::Rollout { refreshes, .. } = &release.phase else {
+        panic!("rolling: {release:#?}");
+    };
+    let mut fast = refreshes[0].clone();
+    while fast.progress() == Progress::Running {
+        fast = groups::track(&ctx, &fast).await.expect("track");
+    }
+    assert_eq!(fast.progress(), Progress::Succeeded);
+    set_alarm(&ctx, ALARM, StateValue::Alarm).await;
+    let release = rollout::advance(&ctx, release).await.expect("advance");
+
+    assert_eq!(release.status, Status::RolledBack, "{}", release.message);
+    let stopped = release.stopped.expect("why it stopped");
+    let reverted: Vec<_> = stopped.reverted.iter().map(|r| r.group.as_str()).collect();
+    assert_eq!(
+        reverted,
+        ["fast"],
+        "the group already on the new image goes back"
+    );
+    let mut back = stopped.reverted[0].clone();
+    while back.progress() == Progress::Running {
+        back = groups::track(&ctx, &back).await.expect("track");
+    }
+    assert_eq!(
+        group_state(&ctx, "fast").await,
+        ("1".to_owned(), vec![old.to_string()])
+    );
+    assert_eq!(
+        group_state(&ctx, "slow").await,
+        ("1".to_owned(), vec![old.to_string()]),
+        "the group still rolling was rolled back"
+    );
+}

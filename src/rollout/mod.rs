@@ -19,7 +19,8 @@
 //!    ([`groups`]): an instance refresh per group, with the stage's alarms as
 //!    its alarm specification and auto rollback on. A refresh that ends
 //!    without success, or an alarm in ALARM, rolls the channel's pointer back,
-//!    rolls back the refreshes still running and starts no further wave.
+//!    rolls back the refreshes still running, sends the groups already on
+//!    the image back to their previous version, and starts no further wave.
 //!
 //! An image a channel was rolled back from is never promoted again by a
 //! release; a later build may try again.
@@ -465,8 +466,13 @@ async fn roll(
             )
         }));
         let reason = format!("{} during wave {wave} of {channel}", reasons.join("; "));
+        let mut rolled = release.rolled.get(channel).cloned().unwrap_or_default();
+        rolled.extend(
+            now.iter()
+                .filter(|r| r.progress() == Progress::Succeeded)
+                .cloned(),
+        );
         let stood = roll_back_refreshes(ctx, now).await?;
-        let rolled = release.rolled.get(channel).cloned().unwrap_or_default();
         return roll_back_channel(ctx, recipe, channel, reason, stood, &rolled).await;
     }
     if now.iter().all(|r| r.progress() == Progress::Succeeded) {
