@@ -24,6 +24,7 @@ demo: emulator-install
 ## test: lint, then every test (unit, mocked, and against a fresh emulator per test)
 test: emulator-install tools browser infra-tools lint
 	$(CARGO) build --workspace --bins
+	$(KILN_VENV)/bin/python -m unittest discover -s scripts/kiln_emulator/tests -t scripts
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
@@ -71,7 +72,7 @@ emulator-stop:
 FUNCTIONS := resolve-source launch-builder run-ssm-provision create-image test-image cleanup-build
 
 bench: emulator-install
-	$(CARGO) build --release --bins $(addprefix -p ,$(FUNCTIONS)) -p kiln -p audit-throughput
+	$(CARGO) build --release --bins $(addprefix -p ,$(FUNCTIONS)) -p kiln-cli -p audit-throughput
 	$(KILN_VENV)/bin/python bench/coldstart.py --target-dir $(CARGO_TARGET_DIR)/release
 	$(KILN_VENV)/bin/python bench/audit.py --kiln $(CARGO_TARGET_DIR)/release/kiln
 	$(CARGO_TARGET_DIR)/release/audit-throughput

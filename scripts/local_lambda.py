@@ -4,8 +4,9 @@
 killed runtime's requests in flight can never reach another call), spawns the
 binary with the Lambda environment, hands it the event on its first
 `GET /runtime/invocation/next`, and returns its answer: the response body, or
-the error it posted. Used by the emulator's Lambda proxy (scripts/emulator.py)
-and by the cold-start benchmark (bench/coldstart.py).
+the error it posted. Used by the emulator's Lambda proxy
+(scripts/kiln_emulator/proxy.py) and by the cold-start benchmark
+(bench/coldstart.py).
 
 As a command, it runs one event from stdin with the caller's environment and
 prints the answer; the exit status is 1 when the function answered an error:

@@ -8,8 +8,22 @@ use std::fmt;
 
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use serde::Serialize;
 
-use crate::recipe::Problem;
+/// One thing wrong with a recipe, and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The field, as a dotted path (`builder.root_volume.size_gib`), or the file.
+    pub field: String,
+    /// What is wrong, in words a person can act on.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
 
 /// The result type of every fallible kiln operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

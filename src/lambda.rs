@@ -1,20 +1,17 @@
-//! The edge every kiln Lambda shares: tracing, clients built once, event
-//! parsing with the failing field named, and errors returned under their
-//! stable names.
+//! The edge every kiln Lambda shares: tracing, clients built once, the event
+//! parsed into the function's request type with the failing field named,
+//! and errors returned under their stable names.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use lambda_runtime::LambdaEvent;
-pub use serde_json::Value;
-
 use crate::aws::Context;
 use crate::error::{Error, Result};
 
-/// Parses an event into the request type of a step; a bad event is an
+/// Parses an event into a request; a bad event is an
 /// [`Error::InvalidInput`] that names the field.
-pub fn parse<T: DeserializeOwned>(event: LambdaEvent<Value>) -> Result<T> {
-    serde_path_to_error::deserialize(event.payload).map_err(|err| {
+pub fn parse<T: DeserializeOwned>(event: serde_json::Value) -> Result<T> {
+    serde_path_to_error::deserialize(event).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         if path == "." {
@@ -25,28 +22,42 @@ pub fn parse<T: DeserializeOwned>(event: LambdaEvent<Value>) -> Result<T> {
     })
 }
 
-/// An answer as JSON, for handlers that answer different types by request.
-pub fn json(answer: impl Serialize) -> Result<Value> {
-    serde_json::to_value(answer)
-        .map_err(|err| Error::InvalidInput(format!("cannot encode the answer: {err}")))
+/// Answers one event as the Lambda does: the event parsed into `Req`, then
+/// handled. Tests call Lambdas through it.
+pub async fn answer<Req, Ans, H>(
+    handler: &H,
+    ctx: &Context,
+    event: serde_json::Value,
+) -> Result<Ans>
+where
+    Req: DeserializeOwned,
+    H: AsyncFn(&Context, Req) -> Result<Ans>,
+{
+    handler(ctx, parse(event)?).await
 }
 
 /// Runs `handler` as a Lambda function: initialises tracing (JSON when the
 /// function's log format is JSON), builds the clients once from the
-/// environment, and answers each event until the runtime stops.
-pub async fn run<R, H>(handler: H) -> std::result::Result<(), lambda_runtime::Error>
+/// environment, and answers each event, parsed into `Req`, until the
+/// runtime stops.
+pub async fn run<Req, Ans, H>(handler: H) -> std::result::Result<(), lambda_runtime::Error>
 where
-    R: Serialize,
-    H: AsyncFn(&Context, LambdaEvent<Value>) -> Result<R>,
+    Req: DeserializeOwned,
+    Ans: Serialize,
+    H: AsyncFn(&Context, Req) -> Result<Ans>,
 {
     lambda_runtime::tracing::init_default_subscriber();
     let ctx = Context::from_env().await;
     let ctx = &ctx;
     let handler = &handler;
-    lambda_runtime::run(lambda_runtime::service_fn(move |event| async move {
-        handler(ctx, event)
-            .await
-            .map_err(lambda_runtime::Diagnostic::from)
-    }))
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
+            // Boxed: the handler's future is deep (the SDK's are), and the
+            // runtime's own futures need not carry its layout.
+            Box::pin(answer(handler, ctx, event.payload))
+                .await
+                .map_err(lambda_runtime::Diagnostic::from)
+        },
+    ))
     .await
 }

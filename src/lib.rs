@@ -1,31 +1,32 @@
 //! Kiln: a golden-image factory for AWS.
 //!
 //! The library holds every rule; the Lambdas in `functions/` and the `kiln`
-//! CLI are thin adapters over it. Each build step takes real SDK clients (in a
-//! [`aws::Context`]) and typed input, and returns the typed output that flows
-//! through the state machine ([`state`]).
+//! CLI in `cli/` are thin adapters over it. Dependencies run one way, from
+//! the bottom of this list up:
+//!
+//! - [`ids`], [`error`], [`text`], [`tags`]: validated identifiers, every
+//!   failure with its stable name, text helpers, the tags kiln writes;
+//! - [`recipe`]: what to build, read and checked;
+//! - [`aws`]: the clients and settings ([`aws::Context`]) and one helper per
+//!   SDK idiom, for EC2, Run Command and Step Functions;
+//! - [`channels`]: the pointers production launches from, promotion,
+//!   retention and hands-off releases;
+//! - [`pipeline`]: the build steps and the state document that flows
+//!   through the build state machine;
+//! - [`fleet`]: the audit of what the fleet runs;
+//! - [`ops`]: triggers and the sweep;
+//! - [`lambda`]: the edge every Lambda shares.
 
-pub mod audit;
 pub mod aws;
-pub mod builder;
-pub mod cleanup;
+pub mod channels;
 pub mod error;
-pub mod execution;
-pub mod fingerprint;
-pub mod image;
+pub mod fleet;
+pub mod ids;
 pub mod lambda;
-pub mod promotion;
-pub mod provision;
+pub mod ops;
+pub mod pipeline;
 pub mod recipe;
-pub mod retention;
-pub mod rollout;
-pub mod run_command;
-pub mod source;
-pub mod state;
-pub mod sweep;
 pub mod tags;
-pub mod test_run;
-mod text;
-pub mod trigger;
+pub mod text;
 
 pub use error::{Error, Result};

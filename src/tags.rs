@@ -3,7 +3,7 @@
 
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 
-use crate::state::{BuildId, RecipeName};
+use crate::ids::{BuildId, RecipeName};
 
 /// `kiln:recipe`: the recipe a resource belongs to.
 pub const RECIPE: &str = "kiln:recipe";

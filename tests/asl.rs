@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use kiln::state::{
+use kiln::pipeline::state::{
     BuildInput, BuildState, Builder, CaughtError, Cleanup, Image, ImageState, Polling, Provision,
     Reason, Source, StepStatus, TestRun, TestStatus, Trigger,
 };
@@ -19,8 +19,8 @@ fn pipeline() -> PathBuf {
 /// A state document with every field set, as the Rust types serialize it.
 fn full_state() -> Value {
     let ami = "ami-0a1b2c3d4e5f60001".parse().expect("ami");
-    let instance: kiln::state::InstanceId = "i-0123456789abcdef0".parse().expect("id");
-    let command: kiln::state::CommandId = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+    let instance: kiln::ids::InstanceId = "i-0123456789abcdef0".parse().expect("id");
+    let command: kiln::ids::CommandId = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
         .parse()
         .expect("command");
     let caught = CaughtError {
@@ -103,7 +103,7 @@ fn release_machine() -> PathBuf {
 /// A release document with every field set, as the Rust types serialize it,
 /// plus the error a failed step leaves.
 fn full_release() -> Value {
-    let refresh = kiln::rollout::groups::Refresh {
+    let refresh = kiln::channels::rollout::groups::Refresh {
         group: "web".into(),
         refresh_id: "r-1".into(),
         version: "2".into(),
@@ -112,11 +112,11 @@ fn full_release() -> Value {
         status_reason: Some("why".into()),
         from_version: Some("1".into()),
     };
-    let release = kiln::rollout::Release {
-        status: kiln::rollout::Status::RolledBack,
+    let release = kiln::channels::rollout::Release {
+        status: kiln::channels::rollout::Status::RolledBack,
         wait_seconds: 1,
         message: "m".into(),
-        stopped: Some(kiln::rollout::Stopped {
+        stopped: Some(kiln::channels::rollout::Stopped {
             channel: "prod".parse().expect("channel"),
             reason: "alarm".into(),
             rolled_back_to: Some("ami-0a1b2c3d4e5f60001".parse().expect("ami")),
@@ -124,7 +124,7 @@ fn full_release() -> Value {
             reverted: vec![refresh.clone()],
         }),
         rolled: [("prod".parse().expect("channel"), vec![refresh])].into(),
-        ..kiln::rollout::Release::new(
+        ..kiln::channels::rollout::Release::new(
             "ubuntu-base".parse().expect("name"),
             "ami-0fedcba9876543210".parse().expect("ami"),
             1,
@@ -196,9 +196,10 @@ fn the_release_machine_starts_as_a_release_document() {
     for field in &fields {
         assert!(expected.contains(field), "{field}");
     }
-    let release: kiln::rollout::Release = serde_json::from_value(document).expect("a release");
-    assert_eq!(release.status, kiln::rollout::Status::Waiting);
-    assert_eq!(release.phase, kiln::rollout::Phase::Gate);
+    let release: kiln::channels::rollout::Release =
+        serde_json::from_value(document).expect("a release");
+    assert_eq!(release.status, kiln::channels::rollout::Status::Waiting);
+    assert_eq!(release.phase, kiln::channels::rollout::Phase::Gate);
 }
 
 #[test]

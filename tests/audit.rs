@@ -12,27 +12,25 @@ use aws_sdk_ec2::types::{Image, ImageState, Instance, Reservation, Tag};
 use aws_sdk_ssm::operation::get_parameters::GetParametersOutput;
 use aws_sdk_ssm::types::Parameter;
 use aws_smithy_mocks::mock;
-use aws_smithy_types::body::SdkBody;
-use kiln::audit::fleet::Status;
-use kiln::audit::report::{ProblemKind, Report};
-use kiln::audit::{self, RegionClients, Regions, Scope, Target};
 use kiln::aws::Context;
-use kiln::promotion::{self, Why};
-use kiln::state::{AmiId, Channel};
-use kiln_testkit::{Emulator, built_image, canonical_image, launch_many, recipe_root};
+use kiln::channels::pointers::Why;
+use kiln::channels::promotion;
+use kiln::fleet::report::{ProblemKind, Report};
+use kiln::fleet::tally::Status;
+use kiln::fleet::{self as audit, RegionClients, Regions, Scope, Target};
+use kiln::ids::AmiId;
+use kiln_testkit::{
+    Emulator, Protocol, built_image, canonical_image, channel, launch_many, recipe_root, throttled,
+};
 
 const EAST: &str = "us-east-1";
 const WEST: &str = "us-west-2";
-
-fn prod() -> Channel {
-    "prod".parse().expect("channel")
-}
 
 async fn promote(ctx: &Context, recipe: &str, image: &AmiId) {
     promotion::promote(
         ctx,
         &recipe.parse().expect("recipe"),
-        &prod(),
+        &channel("prod"),
         image,
         Why {
             reason: "audit test",
@@ -121,7 +119,7 @@ fn scope(emu: &Emulator) -> Scope {
             emu.seeded.member_role.clone(),
             "arn:aws:iam::210987654321:role/no-such-role".into(),
         ],
-        ..Scope::new(prod())
+        ..Scope::new(channel("prod"))
     }
 }
 
@@ -299,7 +297,7 @@ async fn a_2500_instance_region_takes_the_minimum_calls() {
         launch_many(&ctx, image, 250, &services(service)).await;
     }
 
-    let report = audit::audit(&emu.config, &Scope::new(prod())).await;
+    let report = audit::audit(&emu.config, &Scope::new(channel("prod"))).await;
     assert_eq!(report.summary.instances, 2500);
     let calls = &report.scopes[0].api_calls;
     let minimum = BTreeMap::from([
@@ -336,15 +334,6 @@ fn page(image: &str, count: usize, next: Option<&str>) -> DescribeInstancesOutpu
         .build()
 }
 
-fn throttled() -> aws_smithy_runtime_api::http::Response {
-    aws_smithy_runtime_api::http::Response::new(
-        aws_smithy_runtime_api::http::StatusCode::try_from(503).expect("status"),
-        SdkBody::from(
-            "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>1</RequestID></Response>",
-        ),
-    )
-}
-
 #[tokio::test]
 async fn throttled_pages_are_retried_and_nothing_is_asked_twice() {
     const CURRENT: &str = "ami-0000000000000c001";
@@ -357,7 +346,7 @@ async fn throttled_pages_are_retried_and_nothing_is_asked_twice() {
         mock!(aws_sdk_ec2::Client::describe_instances)
             .match_requests(|i| i.next_token() == Some("p2"))
             .sequence()
-            .http_response(throttled)
+            .http_response(|| throttled(Protocol::Ec2))
             .times(2)
             .output(|| page(CURRENT, 1000, Some("p3")))
             .build(),
@@ -405,7 +394,7 @@ async fn throttled_pages_are_retried_and_nothing_is_asked_twice() {
         account: "123456789012",
         home_account: "123456789012",
         region: EAST,
-        channel: &prod(),
+        channel: &channel("prod"),
         service_tag: "Service",
     };
     let region = audit::audit_region(&clients, target)
@@ -441,7 +430,7 @@ async fn the_cli_reports_the_rest_and_exits_1_when_a_part_fails() {
     launch_many(&ctx, &emu.seeded.source_ami, 4, &services("legacy")).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let html = dir.path().join("report.html");
-    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+    let output = kiln_testkit::kiln()
         .envs(emu.env())
         .args([
             "audit",
@@ -464,7 +453,7 @@ async fn the_cli_reports_the_rest_and_exits_1_when_a_part_fails() {
     let page = std::fs::read_to_string(&html).expect("the HTML report");
     assert!(page.contains("unknown-region"));
 
-    let text = Command::new(env!("CARGO_BIN_EXE_kiln"))
+    let text = kiln_testkit::kiln()
         .envs(emu.env())
         .args(["audit", "--region", EAST, "--region", "xx-nowhere-1"])
         .output()
@@ -618,8 +607,8 @@ async fn the_audit_fleet_lambda_writes_its_reports_and_metrics() {
     let value = |dimensions: &[(&str, &str)]| {
         let request = cloudwatch
             .get_metric_statistics()
-            .namespace(kiln::audit::publish::NAMESPACE)
-            .metric_name(kiln::audit::publish::INSTANCES)
+            .namespace(kiln::fleet::publish::NAMESPACE)
+            .metric_name(kiln::fleet::publish::INSTANCES)
             .set_dimensions(Some(
                 dimensions
                     .iter()

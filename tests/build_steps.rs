@@ -3,43 +3,43 @@
 
 use kiln::Error;
 use kiln::aws::Context;
+use kiln::pipeline::state::{Builder, Image, ImageState, Source, StepStatus, Trigger};
 use kiln::recipe::Recipe;
-use kiln::state::{Builder, Image, ImageState, Source, StepStatus, Trigger};
 use kiln_testkit::{Emulator, RecipeCopy, tag};
 
 /// Runs resolve -> launch -> provision (every step) -> create image, polling
 /// as the state machine would (without waiting: the emulator is instant).
 async fn build(ctx: &Context, recipe: &Recipe, trigger: &Trigger) -> (Source, Builder, Image) {
     let build_id = &trigger.build_id;
-    let source = kiln::source::resolve(ctx, recipe, trigger.force)
+    let source = kiln::pipeline::source::resolve(ctx, recipe, trigger.force)
         .await
         .expect("resolve");
     assert!(!source.skip, "a fresh build must not skip");
-    let builder = kiln::builder::launch(ctx, recipe, build_id, &source)
+    let builder = kiln::pipeline::builder::launch(ctx, recipe, build_id, &source)
         .await
         .expect("launch");
-    let first = kiln::provision::start(ctx, recipe, trigger, &builder, 0)
+    let first = kiln::pipeline::provision::start(ctx, recipe, trigger, &builder, 0)
         .await
         .expect("start");
-    let retried = kiln::provision::start(ctx, recipe, trigger, &builder, 0)
+    let retried = kiln::pipeline::provision::start(ctx, recipe, trigger, &builder, 0)
         .await
         .expect("start");
     assert_eq!(
         first.command_id, retried.command_id,
         "a retried start sends nothing new"
     );
-    let mut provision = kiln::provision::start(ctx, recipe, trigger, &builder, 0)
+    let mut provision = kiln::pipeline::provision::start(ctx, recipe, trigger, &builder, 0)
         .await
         .expect("start step 0");
     for _ in 0..20 {
         provision = match provision.status {
             StepStatus::InProgress => {
-                kiln::provision::poll(ctx, recipe, trigger, &builder, &provision)
+                kiln::pipeline::provision::poll(ctx, recipe, trigger, &builder, &provision)
                     .await
                     .expect("poll")
             }
             StepStatus::Pending => {
-                kiln::provision::start(ctx, recipe, trigger, &builder, provision.step)
+                kiln::pipeline::provision::start(ctx, recipe, trigger, &builder, provision.step)
                     .await
                     .expect("start step")
             }
@@ -48,14 +48,14 @@ async fn build(ctx: &Context, recipe: &Recipe, trigger: &Trigger) -> (Source, Bu
     }
     assert_eq!(provision.status, StepStatus::Done, "provisioning finished");
     assert_eq!(provision.steps, recipe.file.steps.len());
-    let mut image = kiln::image::start(ctx, recipe, trigger, &source, &builder)
+    let mut image = kiln::pipeline::image::start(ctx, recipe, trigger, &source, &builder)
         .await
         .expect("create image");
     for _ in 0..20 {
         if image.state == ImageState::Available {
             break;
         }
-        image = kiln::image::poll(ctx, recipe, trigger, &image)
+        image = kiln::pipeline::image::poll(ctx, recipe, trigger, &image)
             .await
             .expect("poll image");
     }
@@ -152,14 +152,14 @@ async fn the_builder_is_locked_down_and_a_retried_launch_returns_it() {
     let ctx = emulator.context(copy.root.path());
     let recipe = copy.load();
     let trigger = kiln_testkit::trigger("build-lock-1");
-    let source = kiln::source::resolve(&ctx, &recipe, false)
+    let source = kiln::pipeline::source::resolve(&ctx, &recipe, false)
         .await
         .expect("resolve");
 
-    let first = kiln::builder::launch(&ctx, &recipe, &trigger.build_id, &source)
+    let first = kiln::pipeline::builder::launch(&ctx, &recipe, &trigger.build_id, &source)
         .await
         .expect("launch");
-    let again = kiln::builder::launch(&ctx, &recipe, &trigger.build_id, &source)
+    let again = kiln::pipeline::builder::launch(&ctx, &recipe, &trigger.build_id, &source)
         .await
         .expect("relaunch");
     assert_eq!(first, again, "a retried launch returns the same instance");
@@ -244,9 +244,14 @@ async fn the_builder_is_locked_down_and_a_retried_launch_returns_it() {
     }
 
     // A second build reuses kiln's security group instead of making another.
-    let other = kiln::builder::launch(&ctx, &recipe, &"build-lock-2".parse().expect("id"), &source)
-        .await
-        .expect("launch");
+    let other = kiln::pipeline::builder::launch(
+        &ctx,
+        &recipe,
+        &"build-lock-2".parse().expect("id"),
+        &source,
+    )
+    .await
+    .expect("launch");
     assert_ne!(other.builder_instance_id, first.builder_instance_id);
     let kiln_groups = ctx
         .ec2
@@ -271,31 +276,31 @@ async fn unchanged_inputs_skip_and_one_byte_of_setup_sh_does_not() {
     let recipe = copy.load();
     let trigger = kiln_testkit::trigger("build-skip-1");
     let (first, _, image) = build(&ctx, &recipe, &trigger).await;
-    let untested = kiln::source::resolve(&ctx, &recipe, false)
+    let untested = kiln::pipeline::source::resolve(&ctx, &recipe, false)
         .await
         .expect("resolve");
     assert!(
         !untested.skip,
         "an untested candidate does not make the build up to date"
     );
-    let test = kiln::test_run::launch(&ctx, &recipe, &trigger, &first, &image)
+    let test = kiln::pipeline::test_run::launch(&ctx, &recipe, &trigger, &first, &image)
         .await
         .expect("test");
-    let test = kiln::test_run::start(&ctx, &recipe, &trigger, &test)
+    let test = kiln::pipeline::test_run::start(&ctx, &recipe, &trigger, &test)
         .await
         .expect("start");
-    kiln::test_run::poll(&ctx, &recipe, &trigger, &image, &test)
+    kiln::pipeline::test_run::poll(&ctx, &recipe, &trigger, &image, &test)
         .await
         .expect("pass");
 
-    let again = kiln::source::resolve(&ctx, &copy.load(), false)
+    let again = kiln::pipeline::source::resolve(&ctx, &copy.load(), false)
         .await
         .expect("resolve");
     assert!(again.skip, "nothing changed: skip");
     assert_eq!(again.existing_image_id.as_ref(), Some(&image.image_id));
     assert_eq!(again.fingerprint, first.fingerprint);
 
-    let forced = kiln::source::resolve(&ctx, &copy.load(), true)
+    let forced = kiln::pipeline::source::resolve(&ctx, &copy.load(), true)
         .await
         .expect("resolve");
     assert!(!forced.skip, "force overrides the skip");
@@ -304,7 +309,7 @@ async fn unchanged_inputs_skip_and_one_byte_of_setup_sh_does_not() {
     copy.edit("setup.sh", |text| {
         text.replacen("common tools", "common tools!", 1)
     });
-    let changed = kiln::source::resolve(&ctx, &copy.load(), false)
+    let changed = kiln::pipeline::source::resolve(&ctx, &copy.load(), false)
         .await
         .expect("resolve");
     assert_ne!(
@@ -356,7 +361,7 @@ async fn a_bad_source_is_refused_by_name_and_nothing_is_launched() {
     // An image in our own account posing as Ubuntu: not Canonical's.
     let impostor = register_own_image(&ctx).await;
     point_source_at(&ctx, parameter, &impostor).await;
-    let err = kiln::source::resolve(&ctx, &recipe, false)
+    let err = kiln::pipeline::source::resolve(&ctx, &recipe, false)
         .await
         .expect_err("untrusted");
     assert_eq!(err.name(), "UntrustedSource", "{err}");
@@ -372,7 +377,7 @@ async fn a_bad_source_is_refused_by_name_and_nothing_is_launched() {
         &emulator.seeded.images["noble-24.04-arm64-20261118"],
     )
     .await;
-    let err = kiln::source::resolve(&ctx, &recipe, false)
+    let err = kiln::pipeline::source::resolve(&ctx, &recipe, false)
         .await
         .expect_err("wrong arch");
     assert!(matches!(err, Error::SourceMismatch { .. }), "{err}");
@@ -387,7 +392,7 @@ async fn a_bad_source_is_refused_by_name_and_nothing_is_launched() {
         .send()
         .await
         .expect("deregister");
-    let err = kiln::source::resolve(&ctx, &recipe, false)
+    let err = kiln::pipeline::source::resolve(&ctx, &recipe, false)
         .await
         .expect_err("deregistered");
     assert_eq!(err.name(), "SourceNotFound", "{err}");
@@ -401,7 +406,7 @@ async fn a_bad_source_is_refused_by_name_and_nothing_is_launched() {
         },
         ..ctx.clone()
     };
-    let err = kiln::source::resolve(&missing, &recipe, false)
+    let err = kiln::pipeline::source::resolve(&missing, &recipe, false)
         .await
         .expect_err("missing");
     assert_eq!(err.name(), "SourceNotFound", "{err}");
@@ -417,7 +422,7 @@ async fn a_bad_source_is_refused_by_name_and_nothing_is_launched() {
         &emulator.seeded.images["trusty-14.04-x86_64-20160114"],
     )
     .await;
-    let err = kiln::source::resolve(&ctx, &recipe, false)
+    let err = kiln::pipeline::source::resolve(&ctx, &recipe, false)
         .await
         .expect_err("no ENA");
     assert!(matches!(err, Error::SourceMismatch { .. }), "{err}");
@@ -467,12 +472,17 @@ async fn a_builder_security_group_with_inbound_rules_is_refused_before_launch() 
         )
     });
     let recipe = copy.load();
-    let source = kiln::source::resolve(&ctx, &recipe, false)
+    let source = kiln::pipeline::source::resolve(&ctx, &recipe, false)
         .await
         .expect("resolve");
-    let err = kiln::builder::launch(&ctx, &recipe, &"build-open-1".parse().expect("id"), &source)
-        .await
-        .expect_err("refused");
+    let err = kiln::pipeline::builder::launch(
+        &ctx,
+        &recipe,
+        &"build-open-1".parse().expect("id"),
+        &source,
+    )
+    .await
+    .expect_err("refused");
     assert_eq!(err.name(), "InsecureSecurityGroup", "{err}");
     assert!(
         kiln_testkit::instances(&ctx, None).await.is_empty(),
@@ -489,10 +499,10 @@ async fn a_passing_test_marks_the_image_tested_and_leaves_no_instance() {
     let trigger = kiln_testkit::trigger("build-test-1");
     let (source, _, image) = build(&ctx, &recipe, &trigger).await;
 
-    let launched = kiln::test_run::launch(&ctx, &recipe, &trigger, &source, &image)
+    let launched = kiln::pipeline::test_run::launch(&ctx, &recipe, &trigger, &source, &image)
         .await
         .expect("launch");
-    let again = kiln::test_run::launch(&ctx, &recipe, &trigger, &source, &image)
+    let again = kiln::pipeline::test_run::launch(&ctx, &recipe, &trigger, &source, &image)
         .await
         .expect("relaunch");
     assert_eq!(
@@ -519,14 +529,17 @@ async fn a_passing_test_marks_the_image_tested_and_leaves_no_instance() {
     );
     assert_eq!(tests[0].key_name(), None);
 
-    let started = kiln::test_run::start(&ctx, &recipe, &trigger, &launched)
+    let started = kiln::pipeline::test_run::start(&ctx, &recipe, &trigger, &launched)
         .await
         .expect("start");
-    assert_eq!(started.status, kiln::state::TestStatus::InProgress);
-    let passed = kiln::test_run::poll(&ctx, &recipe, &trigger, &image, &started)
+    assert_eq!(
+        started.status,
+        kiln::pipeline::state::TestStatus::InProgress
+    );
+    let passed = kiln::pipeline::test_run::poll(&ctx, &recipe, &trigger, &image, &started)
         .await
         .expect("poll");
-    assert_eq!(passed.status, kiln::state::TestStatus::Passed);
+    assert_eq!(passed.status, kiln::pipeline::state::TestStatus::Passed);
 
     let images = kiln_testkit::own_images(&ctx).await;
     assert_eq!(tag(images[0].tags(), "kiln:stage"), Some("tested"));
@@ -536,10 +549,10 @@ async fn a_passing_test_marks_the_image_tested_and_leaves_no_instance() {
     );
 
     // A later step of this build fails: cleanup removes even the tested image.
-    let cleaned = kiln::cleanup::cleanup(
+    let cleaned = kiln::pipeline::cleanup::cleanup(
         &ctx,
         &trigger.build_id,
-        kiln::cleanup::Policy::failed_build(Some(&recipe)),
+        kiln::pipeline::cleanup::Policy::failed_build(Some(&recipe)),
     )
     .await
     .expect("cleanup");
@@ -555,20 +568,20 @@ async fn a_passing_test_marks_the_image_tested_and_leaves_no_instance() {
 /// failure (or a crash) between steps leaves behind.
 async fn half_built(ctx: &Context, recipe: &Recipe, build_id: &str) -> Image {
     let trigger = kiln_testkit::trigger(build_id);
-    let source = kiln::source::resolve(ctx, recipe, true)
+    let source = kiln::pipeline::source::resolve(ctx, recipe, true)
         .await
         .expect("resolve");
-    let builder = kiln::builder::launch(ctx, recipe, &trigger.build_id, &source)
+    let builder = kiln::pipeline::builder::launch(ctx, recipe, &trigger.build_id, &source)
         .await
         .expect("launch");
-    let image = kiln::image::start(ctx, recipe, &trigger, &source, &builder)
+    let image = kiln::pipeline::image::start(ctx, recipe, &trigger, &source, &builder)
         .await
         .expect("image");
     let image = Image {
         state: ImageState::Available,
         ..image
     };
-    kiln::test_run::launch(ctx, recipe, &trigger, &source, &image)
+    kiln::pipeline::test_run::launch(ctx, recipe, &trigger, &source, &image)
         .await
         .expect("test instance");
     image
@@ -590,10 +603,10 @@ async fn cleanup_removes_everything_of_its_build_and_nothing_else() {
         "builder and test instance"
     );
 
-    let cleaned = kiln::cleanup::cleanup(
+    let cleaned = kiln::pipeline::cleanup::cleanup(
         &ctx,
         &"build-broken-1".parse().expect("id"),
-        kiln::cleanup::Policy::failed_build(Some(&recipe)),
+        kiln::pipeline::cleanup::Policy::failed_build(Some(&recipe)),
     )
     .await
     .expect("cleanup");
@@ -641,16 +654,16 @@ async fn cleanup_removes_everything_of_its_build_and_nothing_else() {
         "the other build is untouched"
     );
 
-    let again = kiln::cleanup::cleanup(
+    let again = kiln::pipeline::cleanup::cleanup(
         &ctx,
         &"build-broken-1".parse().expect("id"),
-        kiln::cleanup::Policy::failed_build(Some(&recipe)),
+        kiln::pipeline::cleanup::Policy::failed_build(Some(&recipe)),
     )
     .await
     .expect("again");
     assert_eq!(
         again,
-        kiln::state::Cleanup::default(),
+        kiln::pipeline::state::Cleanup::default(),
         "cleanup is idempotent"
     );
 }
@@ -669,10 +682,10 @@ async fn a_failed_image_kept_for_inspection_is_tagged_failed_and_never_skipped_t
     let recipe = copy.load();
     let kept = half_built(&ctx, &recipe, "build-kept-1").await;
 
-    let cleaned = kiln::cleanup::cleanup(
+    let cleaned = kiln::pipeline::cleanup::cleanup(
         &ctx,
         &"build-kept-1".parse().expect("id"),
-        kiln::cleanup::Policy::failed_build(Some(&recipe)),
+        kiln::pipeline::cleanup::Policy::failed_build(Some(&recipe)),
     )
     .await
     .expect("cleanup");
@@ -682,7 +695,7 @@ async fn a_failed_image_kept_for_inspection_is_tagged_failed_and_never_skipped_t
     let images = kiln_testkit::own_images(&ctx).await;
     assert_eq!(tag(images[0].tags(), "kiln:stage"), Some("failed"));
     assert!(kiln_testkit::live_instances(&ctx, None).await.is_empty());
-    let source = kiln::source::resolve(&ctx, &recipe, false)
+    let source = kiln::pipeline::source::resolve(&ctx, &recipe, false)
         .await
         .expect("resolve");
     assert!(

@@ -1,7 +1,6 @@
 //! The `kiln` command against the emulator, as a person or a script runs it:
 //! resolve, and promote / images / rollback / history / prune.
 
-use assert_cmd::Command;
 use kiln_testkit::{Emulator, RecipeCopy};
 use predicates::prelude::*;
 
@@ -13,8 +12,7 @@ async fn kiln_resolve_reports_the_source_and_the_fingerprint() {
         .load()
         .fingerprint(&emulator.seeded.source_ami.parse().expect("ami"));
 
-    Command::cargo_bin("kiln")
-        .expect("kiln binary")
+    kiln_testkit::kiln()
         .arg("resolve")
         .arg(copy.dir())
         .envs(emulator.env())
@@ -26,8 +24,7 @@ async fn kiln_resolve_reports_the_source_and_the_fingerprint() {
         .stdout(predicate::str::contains(expected.as_str()))
         .stdout(predicate::str::contains("a build is needed"));
 
-    let output = Command::cargo_bin("kiln")
-        .expect("kiln binary")
+    let output = kiln_testkit::kiln()
         .args(["resolve", "--output", "json"])
         .arg(copy.dir())
         .envs(emulator.env())
@@ -36,13 +33,12 @@ async fn kiln_resolve_reports_the_source_and_the_fingerprint() {
         .get_output()
         .stdout
         .clone();
-    let source: kiln::state::Source = serde_json::from_slice(&output).expect("a Source");
+    let source: kiln::pipeline::state::Source = serde_json::from_slice(&output).expect("a Source");
     assert_eq!(source.fingerprint, expected);
     assert_eq!(source.serial.as_deref(), Some("20261118"));
     assert!(!source.skip);
 
-    Command::cargo_bin("kiln")
-        .expect("kiln binary")
+    kiln_testkit::kiln()
         .arg("resolve")
         .arg(copy.dir())
         .envs(emulator.env())
@@ -54,7 +50,7 @@ async fn kiln_resolve_reports_the_source_and_the_fingerprint() {
 
 /// Runs `kiln ARGS --output json` against `emulator` and parses its answer.
 fn kiln_json(emulator: &Emulator, args: &[&str], success: bool) -> serde_json::Value {
-    let mut command = Command::cargo_bin("kiln").expect("kiln binary");
+    let mut command = kiln_testkit::kiln();
     command
         .args(args)
         .args(["--output", "json"])
@@ -172,8 +168,7 @@ async fn kiln_promotes_lists_and_rolls_back_from_the_command_line() {
     );
     assert_eq!(refused["error"], "PromotionRefused");
 
-    Command::cargo_bin("kiln")
-        .expect("kiln binary")
+    kiln_testkit::kiln()
         .args(["prune", "ubuntu-base", "--keep", "1", "--dry-run"])
         .envs(emulator.env())
         .assert()

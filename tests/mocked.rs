@@ -20,11 +20,10 @@ use aws_sdk_ssm::operation::list_commands::ListCommandsError;
 use aws_sdk_ssm::operation::send_command::SendCommandError;
 use aws_sdk_ssm::types::{CommandInvocationStatus, Parameter};
 use aws_smithy_mocks::{Rule, mock};
-use aws_smithy_types::body::SdkBody;
 use kiln::Error;
 use kiln::aws::Context;
-use kiln::state::{Builder, MAX_WAIT_SECONDS, Polling, Provision, Source, StepStatus};
-use kiln_testkit::RecipeCopy;
+use kiln::pipeline::state::{Builder, MAX_WAIT_SECONDS, Polling, Provision, Source, StepStatus};
+use kiln_testkit::{Protocol, RecipeCopy, throttled};
 
 const SOURCE: &str = "ami-0a1b2c3d4e5f60001";
 const INSTANCE: &str = "i-0123456789abcdef0";
@@ -121,7 +120,7 @@ async fn no_capacity_for_the_first_type_falls_through_to_the_second() {
         &[],
     );
 
-    let builder = kiln::builder::launch(
+    let builder = kiln::pipeline::builder::launch(
         &ctx,
         &copy.load(),
         &"b1".parse().expect("id"),
@@ -145,7 +144,7 @@ async fn no_capacity_anywhere_is_no_capacity_naming_every_type() {
     });
     let ctx = context(&copy, &[&nothing_live, &vpc, &group, &never], &[]);
 
-    let err = kiln::builder::launch(
+    let err = kiln::pipeline::builder::launch(
         &ctx,
         &copy.load(),
         &"b1".parse().expect("id"),
@@ -190,7 +189,7 @@ async fn an_unregistered_agent_is_builder_not_ready_and_a_gone_builder_is_not() 
     ];
     for (described, expected) in cases {
         let ctx = context(&copy, &[&described], &[&nothing_sent, &unknown]);
-        let err = kiln::provision::start(
+        let err = kiln::pipeline::provision::start(
             &ctx,
             &copy.load(),
             &kiln_testkit::trigger("b1"),
@@ -236,7 +235,7 @@ async fn a_script_that_exits_1_is_command_failed_with_the_exit_code_and_stderr_t
     let failed = invocation(CommandInvocationStatus::Failed, 1, stderr);
     let ctx = context(&copy, &[], &[&failed]);
 
-    let err = kiln::provision::poll(
+    let err = kiln::pipeline::provision::poll(
         &ctx,
         &copy.load(),
         &kiln_testkit::trigger("b1"),
@@ -282,9 +281,10 @@ async fn polling_reports_progress_timeouts_and_the_next_step() {
 
     let running = invocation(CommandInvocationStatus::InProgress, -1, String::new());
     let ctx = context(&copy, &[], &[&running]);
-    let polled = kiln::provision::poll(&ctx, &recipe, &trigger, &builder(), &in_progress())
-        .await
-        .expect("poll");
+    let polled =
+        kiln::pipeline::provision::poll(&ctx, &recipe, &trigger, &builder(), &in_progress())
+            .await
+            .expect("poll");
     assert_eq!(
         polled,
         Provision {
@@ -303,9 +303,10 @@ async fn polling_reports_progress_timeouts_and_the_next_step() {
         )
     });
     let ctx = context(&copy, &[], &[&not_yet]);
-    let polled = kiln::provision::poll(&ctx, &recipe, &trigger, &builder(), &in_progress())
-        .await
-        .expect("poll");
+    let polled =
+        kiln::pipeline::provision::poll(&ctx, &recipe, &trigger, &builder(), &in_progress())
+            .await
+            .expect("poll");
     assert_eq!(
         polled.status,
         StepStatus::InProgress,
@@ -314,7 +315,7 @@ async fn polling_reports_progress_timeouts_and_the_next_step() {
 
     let timed_out = invocation(CommandInvocationStatus::TimedOut, -1, String::new());
     let ctx = context(&copy, &[], &[&timed_out]);
-    let err = kiln::provision::poll(&ctx, &recipe, &trigger, &builder(), &in_progress())
+    let err = kiln::pipeline::provision::poll(&ctx, &recipe, &trigger, &builder(), &in_progress())
         .await
         .expect_err("timeout");
     assert_eq!(err.name(), "CommandTimedOut");
@@ -323,7 +324,7 @@ async fn polling_reports_progress_timeouts_and_the_next_step() {
     // setup succeeded (after the reboot it asked SSM for): cleanup is next.
     let succeeded = invocation(CommandInvocationStatus::Success, 0, String::new());
     let ctx = context(&copy, &[], &[&succeeded]);
-    let next = kiln::provision::poll(&ctx, &recipe, &trigger, &builder(), &in_progress())
+    let next = kiln::pipeline::provision::poll(&ctx, &recipe, &trigger, &builder(), &in_progress())
         .await
         .expect("poll");
     assert_eq!(
@@ -357,20 +358,13 @@ fn source_image() -> Rule {
     })
 }
 
-fn throttled() -> aws_smithy_runtime_api::http::Response {
-    aws_smithy_runtime_api::http::Response::new(
-        aws_smithy_runtime_api::http::StatusCode::try_from(400).expect("status"),
-        SdkBody::from(r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#),
-    )
-}
-
 #[tokio::test]
 async fn throttling_is_retried_by_the_sdk_and_named_when_it_persists() {
     let copy = RecipeCopy::ubuntu_base();
     let images = source_image();
     let parameter = mock!(aws_sdk_ssm::Client::get_parameter)
         .sequence()
-        .http_response(throttled)
+        .http_response(|| throttled(Protocol::Json))
         .times(2)
         .output(|| {
             GetParameterOutput::builder()
@@ -379,7 +373,7 @@ async fn throttling_is_retried_by_the_sdk_and_named_when_it_persists() {
         })
         .build();
     let ctx = context(&copy, &[&images], &[&parameter]);
-    let source = kiln::source::resolve(&ctx, &copy.load(), false)
+    let source = kiln::pipeline::source::resolve(&ctx, &copy.load(), false)
         .await
         .expect("resolves after two throttles");
     assert_eq!(
@@ -392,11 +386,11 @@ async fn throttling_is_retried_by_the_sdk_and_named_when_it_persists() {
 
     let always = mock!(aws_sdk_ssm::Client::get_parameter)
         .sequence()
-        .http_response(throttled)
+        .http_response(|| throttled(Protocol::Json))
         .repeatedly()
         .build();
     let ctx = context(&copy, &[&images], &[&always]);
-    let err = kiln::source::resolve(&ctx, &copy.load(), false)
+    let err = kiln::pipeline::source::resolve(&ctx, &copy.load(), false)
         .await
         .expect_err("throttled");
     assert_eq!(err.name(), "Throttled", "{err}");
@@ -423,11 +417,11 @@ fn image_now(state: ImageState, ena: Option<bool>) -> Rule {
 }
 
 /// An image requested at `since`.
-fn pending_image(since: jiff::Timestamp) -> kiln::state::Image {
-    kiln::state::Image {
+fn pending_image(since: jiff::Timestamp) -> kiln::pipeline::state::Image {
+    kiln::pipeline::state::Image {
         image_id: "ami-0fedcba9876543210".parse().expect("ami"),
         image_name: "kiln/ubuntu-base/19700101-b1".into(),
-        state: kiln::state::ImageState::Pending,
+        state: kiln::pipeline::state::ImageState::Pending,
         polling: Polling {
             since,
             wait_seconds: 0,
@@ -455,7 +449,7 @@ async fn an_available_image_without_ena_is_refused_after_the_builder_is_gone() {
         .then_output(|| aws_sdk_ec2::operation::create_tags::CreateTagsOutput::builder().build());
     let ctx = context(&copy, &[&no_ena, &builder, &terminate, &failed], &[]);
 
-    let err = kiln::image::poll(
+    let err = kiln::pipeline::image::poll(
         &ctx,
         &copy.load(),
         &kiln_testkit::trigger("b1"),
@@ -483,7 +477,7 @@ async fn a_failed_image_is_image_failed_with_the_reason() {
     let failed = image_now(ImageState::Failed, Some(true));
     let ctx = context(&copy, &[&failed], &[]);
 
-    let err = kiln::image::poll(
+    let err = kiln::pipeline::image::poll(
         &ctx,
         &copy.load(),
         &kiln_testkit::trigger("b1"),
@@ -498,9 +492,10 @@ async fn a_failed_image_is_image_failed_with_the_reason() {
     let pending = image_now(ImageState::Pending, None);
     let ctx = context(&copy, &[&pending], &[]);
     let image = pending_image(jiff::Timestamp::now());
-    let polled = kiln::image::poll(&ctx, &copy.load(), &kiln_testkit::trigger("b1"), &image)
-        .await
-        .expect("pending");
+    let polled =
+        kiln::pipeline::image::poll(&ctx, &copy.load(), &kiln_testkit::trigger("b1"), &image)
+            .await
+            .expect("pending");
     assert_eq!(
         (polled.state, polled.polling.since),
         (image.state, image.polling.since)
@@ -514,7 +509,7 @@ async fn an_image_pending_past_the_recipe_timeout_is_image_timed_out() {
     let ctx = context(&copy, &[&pending], &[]);
     let since = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(5);
 
-    let err = kiln::image::poll(
+    let err = kiln::pipeline::image::poll(
         &ctx,
         &copy.load(),
         &kiln_testkit::trigger("b1"),

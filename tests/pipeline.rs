@@ -251,7 +251,7 @@ async fn kiln_build_follows_a_build_and_never_builds_the_same_inputs_twice() {
     let copy = RecipeCopy::ubuntu_base();
     let emulator = Emulator::start_pipeline(copy.root.path(), &[]).await;
     let kiln_build = || {
-        let mut command = assert_cmd::Command::cargo_bin("kiln").expect("kiln binary");
+        let mut command = kiln_testkit::kiln();
         command
             .args([
                 "build",

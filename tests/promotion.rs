@@ -4,19 +4,10 @@
 use std::collections::BTreeMap;
 
 use kiln::aws::Context;
-use kiln::promotion::{self, Action, Why};
-use kiln::state::{AmiId, Channel, RecipeName};
-use kiln_testkit::{Emulator, built_image, tag};
-
-const RECIPE: &str = "ubuntu-base";
-
-fn recipe() -> RecipeName {
-    RECIPE.parse().expect("recipe")
-}
-
-fn prod() -> Channel {
-    "prod".parse().expect("channel")
-}
+use kiln::channels::pointers::{self, Action, Why};
+use kiln::channels::promotion;
+use kiln::ids::{AmiId, Channel};
+use kiln_testkit::{Emulator, RECIPE, built_image, channel, recipe, tag};
 
 fn why(reason: &str) -> Why<'_> {
     Why {
@@ -66,7 +57,7 @@ async fn promote_promote_rollback_moves_the_pointer_and_the_tags_follow() {
     let moved = promotion::promote(
         &ctx,
         &recipe(),
-        &prod(),
+        &channel("prod"),
         &a,
         why("first golden image"),
         false,
@@ -78,9 +69,16 @@ async fn promote_promote_rollback_moves_the_pointer_and_the_tags_follow() {
     assert_eq!(channel_tags(&ctx).await[a.as_str()], on(Some("prod")));
 
     let b = built_image(&ctx, RECIPE, "build-b", "tested").await;
-    promotion::promote(&ctx, &recipe(), &prod(), &b, why("November patches"), false)
-        .await
-        .expect("promote B");
+    promotion::promote(
+        &ctx,
+        &recipe(),
+        &channel("prod"),
+        &b,
+        why("November patches"),
+        false,
+    )
+    .await
+    .expect("promote B");
     assert_eq!(pointer(&ctx, "prod").await.as_deref(), Some(b.as_str()));
     let tags = channel_tags(&ctx).await;
     assert_eq!(tags[b.as_str()], on(Some("prod")));
@@ -90,7 +88,7 @@ async fn promote_promote_rollback_moves_the_pointer_and_the_tags_follow() {
         "A is what prod would roll back to"
     );
 
-    let back = promotion::rollback(&ctx, &recipe(), &prod(), why("B breaks the agent"))
+    let back = promotion::rollback(&ctx, &recipe(), &channel("prod"), why("B breaks the agent"))
         .await
         .expect("rollback");
     assert_eq!((back.from.as_ref(), back.to.as_ref()), (Some(&b), Some(&a)));
@@ -99,7 +97,7 @@ async fn promote_promote_rollback_moves_the_pointer_and_the_tags_follow() {
     assert_eq!(tags[a.as_str()], on(Some("prod")));
     assert_eq!(tags[b.as_str()], (None, None), "B carries no channel tag");
 
-    let history = promotion::history(&ctx, &recipe(), &prod())
+    let history = pointers::history(&ctx, &recipe(), &channel("prod"))
         .await
         .expect("history");
     let moves: Vec<_> = history
@@ -118,7 +116,7 @@ async fn promote_promote_rollback_moves_the_pointer_and_the_tags_follow() {
         ]
     );
 
-    let err = promotion::rollback(&ctx, &recipe(), &prod(), why("again"))
+    let err = promotion::rollback(&ctx, &recipe(), &channel("prod"), why("again"))
         .await
         .expect_err("A was the first image");
     assert_eq!(err.name(), "NothingToRollBack", "{err}");
@@ -130,9 +128,16 @@ async fn every_refusal_leaves_the_pointer_and_the_tags_as_they_were() {
     let emulator = Emulator::start().await;
     let ctx = emulator.context(&kiln_testkit::recipe_root());
     let current = built_image(&ctx, RECIPE, "build-current", "tested").await;
-    promotion::promote(&ctx, &recipe(), &prod(), &current, why("baseline"), false)
-        .await
-        .expect("promote");
+    promotion::promote(
+        &ctx,
+        &recipe(),
+        &channel("prod"),
+        &current,
+        why("baseline"),
+        false,
+    )
+    .await
+    .expect("promote");
     let untested = built_image(&ctx, RECIPE, "build-candidate", "candidate").await;
     let failed = built_image(&ctx, RECIPE, "build-failed", "failed").await;
     let foreign = built_image(&ctx, "other-recipe", "build-other", "tested").await;
@@ -161,18 +166,18 @@ async fn every_refusal_leaves_the_pointer_and_the_tags_as_they_were() {
         (&canonical, "PromotionRefused", "not built by kiln"),
     ];
     for (image, name, message) in cases {
-        let err = promotion::promote(&ctx, &recipe(), &prod(), image, why("try"), false)
+        let err = promotion::promote(&ctx, &recipe(), &channel("prod"), image, why("try"), false)
             .await
             .expect_err("refused");
         assert_eq!(err.name(), name, "{image}: {err}");
         assert!(err.to_string().contains(message), "{image}: {err}");
         assert!(err.to_string().contains("nothing changed"), "{err}");
     }
-    let err = promotion::promote(&ctx, &recipe(), &prod(), &untested, why(" "), true)
+    let err = promotion::promote(&ctx, &recipe(), &channel("prod"), &untested, why(" "), true)
         .await
         .expect_err("no reason");
     assert_eq!(err.name(), "InvalidInput", "{err}");
-    let err = promotion::rollback(&ctx, &recipe(), &prod(), why("nothing before"))
+    let err = promotion::rollback(&ctx, &recipe(), &channel("prod"), why("nothing before"))
         .await
         .expect_err("one version only");
     assert_eq!(err.name(), "NothingToRollBack", "{err}");
@@ -181,15 +186,22 @@ async fn every_refusal_leaves_the_pointer_and_the_tags_as_they_were() {
         .expect_err("no such channel");
     assert_eq!(err.name(), "NothingToRollBack", "{err}");
     assert!(err.to_string().contains("no pointer"), "{err}");
-    let same = promotion::promote(&ctx, &recipe(), &prod(), &current, why("again"), false)
-        .await
-        .expect("a no-op");
+    let same = promotion::promote(
+        &ctx,
+        &recipe(),
+        &channel("prod"),
+        &current,
+        why("again"),
+        false,
+    )
+    .await
+    .expect("a no-op");
     assert!(!same.changed);
     assert!(same.message.contains("already on prod"), "{}", same.message);
 
     let after = (pointer(&ctx, "prod").await, channel_tags(&ctx).await);
     assert_eq!(before, after, "nothing changed");
-    let versions = promotion::history(&ctx, &recipe(), &prod())
+    let versions = pointers::history(&ctx, &recipe(), &channel("prod"))
         .await
         .expect("history");
     assert_eq!(versions.len(), 1, "no version was written");
@@ -197,7 +209,7 @@ async fn every_refusal_leaves_the_pointer_and_the_tags_as_they_were() {
     let forced = promotion::promote(
         &ctx,
         &recipe(),
-        &prod(),
+        &channel("prod"),
         &untested,
         why("hotfix, tested by hand"),
         true,
@@ -205,7 +217,7 @@ async fn every_refusal_leaves_the_pointer_and_the_tags_as_they_were() {
     .await
     .expect("forced");
     assert!(forced.changed);
-    let versions = promotion::history(&ctx, &recipe(), &prod())
+    let versions = pointers::history(&ctx, &recipe(), &channel("prod"))
         .await
         .expect("history");
     assert!(
@@ -225,7 +237,7 @@ async fn racing_promotions_end_with_the_tags_agreeing_with_the_pointer() {
     let b = built_image(&ctx, RECIPE, "build-b", "tested").await;
     let c = built_image(&ctx, RECIPE, "build-c", "tested").await;
 
-    let (recipe, prod) = (recipe(), prod());
+    let (recipe, prod) = (recipe(), channel("prod"));
     for round in 0..5 {
         let (x, y) = if round % 2 == 0 { (&a, &b) } else { (&b, &c) };
         let (first, second) = tokio::join!(
@@ -252,7 +264,7 @@ async fn a_crash_between_pointer_and_tags_is_repaired_by_the_next_operation() {
     let ctx = emulator.context(&kiln_testkit::recipe_root());
     let a = built_image(&ctx, RECIPE, "build-a", "tested").await;
     let b = built_image(&ctx, RECIPE, "build-b", "tested").await;
-    promotion::promote(&ctx, &recipe(), &prod(), &a, why("first"), false)
+    promotion::promote(&ctx, &recipe(), &channel("prod"), &a, why("first"), false)
         .await
         .expect("promote");
     // The pointer moved, then the process died before the tags.
@@ -291,7 +303,7 @@ async fn channels_are_independent_and_demote_removes_one() {
     promotion::promote(&ctx, &recipe(), &staging, &a, why("soak"), false)
         .await
         .expect("staging");
-    promotion::promote(&ctx, &recipe(), &prod(), &a, why("soaked"), false)
+    promotion::promote(&ctx, &recipe(), &channel("prod"), &a, why("soaked"), false)
         .await
         .expect("prod");
     assert_eq!(
@@ -342,16 +354,23 @@ async fn retention_removes_only_images_nothing_needs_and_their_snapshots() {
     promotion::promote(
         &ctx,
         &recipe(),
-        &prod(),
+        &channel("prod"),
         &made["previous"],
         why("one"),
         false,
     )
     .await
     .expect("promote");
-    promotion::promote(&ctx, &recipe(), &prod(), &made["prod"], why("two"), false)
-        .await
-        .expect("promote");
+    promotion::promote(
+        &ctx,
+        &recipe(),
+        &channel("prod"),
+        &made["prod"],
+        why("two"),
+        false,
+    )
+    .await
+    .expect("promote");
     launch_from(&ctx, &made["running"], false).await;
     launch_from(&ctx, &made["stopped"], true).await;
     let terminated = launch_from(&ctx, &made["old-3"], false).await;
@@ -411,7 +430,7 @@ async fn retention_removes_only_images_nothing_needs_and_their_snapshots() {
         .iter()
         .map(|n| made[n].as_str())
         .collect();
-    let pruned_ids = |pruning: &kiln::retention::Pruning| {
+    let pruned_ids = |pruning: &kiln::channels::retention::Pruning| {
         let mut ids: Vec<String> = pruning
             .pruned
             .iter()
@@ -421,7 +440,7 @@ async fn retention_removes_only_images_nothing_needs_and_their_snapshots() {
         ids
     };
     // The newest image stays whatever it is (keep 1, the least allowed).
-    let newest = kiln::retention::images(&ctx, &recipe())
+    let newest = kiln::channels::retention::images(&ctx, &recipe())
         .await
         .expect("images")[0]
         .image_id
@@ -434,12 +453,12 @@ async fn retention_removes_only_images_nothing_needs_and_their_snapshots() {
         doomed_snapshots.extend(snapshots_of(&id.parse().expect("ami")).await);
     }
     assert!(!doomed_snapshots.is_empty(), "images have snapshots");
-    let refused = kiln::retention::prune(&ctx, &recipe(), 0, true)
+    let refused = kiln::channels::retention::prune(&ctx, &recipe(), 0, true)
         .await
         .expect_err("keep 0");
     assert_eq!(refused.name(), "InvalidInput");
 
-    let dry = kiln::retention::prune(&ctx, &recipe(), 1, true)
+    let dry = kiln::channels::retention::prune(&ctx, &recipe(), 1, true)
         .await
         .expect("dry run");
     assert_eq!(pruned_ids(&dry), expected_sorted);
@@ -475,7 +494,7 @@ async fn retention_removes_only_images_nothing_needs_and_their_snapshots() {
         why("template")
     );
 
-    let pruned = kiln::retention::prune(&ctx, &recipe(), 1, false)
+    let pruned = kiln::channels::retention::prune(&ctx, &recipe(), 1, false)
         .await
         .expect("prune");
     assert_eq!(pruned_ids(&pruned), expected_sorted);
@@ -513,18 +532,18 @@ async fn retention_removes_only_images_nothing_needs_and_their_snapshots() {
         "the pruned images' snapshots are gone"
     );
 
-    let again = kiln::retention::prune(&ctx, &recipe(), 1, false)
+    let again = kiln::channels::retention::prune(&ctx, &recipe(), 1, false)
         .await
         .expect("again");
     assert!(again.pruned.is_empty(), "a second run finds nothing");
-    let newest = kiln::retention::prune(&ctx, &recipe(), 10, true)
+    let newest = kiln::channels::retention::prune(&ctx, &recipe(), 10, true)
         .await
         .expect("keep 10");
     assert!(
         newest
             .kept
             .iter()
-            .all(|k| k.why.contains(&kiln::retention::Keep::Newest(10))),
+            .all(|k| k.why.contains(&kiln::channels::retention::Keep::Newest(10))),
         "every image is among the newest 10"
     );
 }
@@ -534,9 +553,16 @@ async fn a_failed_builds_cleanup_spares_an_image_the_pointer_names_whatever_its_
     let emulator = Emulator::start().await;
     let ctx = emulator.context(&kiln_testkit::recipe_root());
     let image = built_image(&ctx, RECIPE, "build-hotfix", "candidate").await;
-    promotion::promote(&ctx, &recipe(), &prod(), &image, why("hotfix"), true)
-        .await
-        .expect("forced");
+    promotion::promote(
+        &ctx,
+        &recipe(),
+        &channel("prod"),
+        &image,
+        why("hotfix"),
+        true,
+    )
+    .await
+    .expect("forced");
     // The tags have not caught up (an interrupted or not yet visible move).
     ctx.ec2
         .delete_tags()
@@ -551,10 +577,13 @@ async fn a_failed_builds_cleanup_spares_an_image_the_pointer_names_whatever_its_
         .expect("untag");
 
     let build_id = "build-hotfix".parse().expect("id");
-    let cleaned =
-        kiln::cleanup::cleanup(&ctx, &build_id, kiln::cleanup::Policy::failed_build(None))
-            .await
-            .expect("cleanup");
+    let cleaned = kiln::pipeline::cleanup::cleanup(
+        &ctx,
+        &build_id,
+        kiln::pipeline::cleanup::Policy::failed_build(None),
+    )
+    .await
+    .expect("cleanup");
 
     assert!(cleaned.deregistered.is_empty(), "{cleaned:?}");
     assert!(

@@ -1,9 +1,9 @@
 //! Recipe validation: every kind of malformed recipe gives `InvalidRecipe`
 //! naming each problem's field, through the library and through `kiln validate`.
 
-use assert_cmd::Command;
 use kiln::Error;
-use kiln::recipe::{Problem, Recipe};
+use kiln::error::Problem;
+use kiln::recipe::Recipe;
 use kiln_testkit::RecipeCopy;
 use predicates::prelude::*;
 
@@ -184,8 +184,7 @@ fn the_directory_name_must_be_a_recipe_name() {
 
 #[test]
 fn kiln_validate_passes_the_example_and_lists_every_problem_of_a_broken_one() {
-    Command::cargo_bin("kiln")
-        .expect("kiln binary")
+    kiln_testkit::kiln()
         .args(["validate", "images/ubuntu-base"])
         .current_dir(kiln_testkit::repo())
         .assert()
@@ -202,8 +201,7 @@ fn kiln_validate_passes_the_example_and_lists_every_problem_of_a_broken_one() {
     copy.edit("recipe.toml", |text| {
         text.replace("owners = [\"099720109477\"]", "owners = []")
     });
-    Command::cargo_bin("kiln")
-        .expect("kiln binary")
+    kiln_testkit::kiln()
         .arg("validate")
         .arg(copy.dir())
         .assert()
@@ -216,8 +214,7 @@ fn kiln_validate_passes_the_example_and_lists_every_problem_of_a_broken_one() {
             "source.owners: must list at least one trusted account",
         ));
 
-    let output = Command::cargo_bin("kiln")
-        .expect("kiln binary")
+    let output = kiln_testkit::kiln()
         .args(["validate", "--output", "json"])
         .arg(copy.dir())
         .assert()

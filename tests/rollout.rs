@@ -14,29 +14,18 @@ use aws_sdk_ec2::operation::describe_launch_template_versions::DescribeLaunchTem
 use aws_sdk_ec2::types::{LaunchTemplateVersion, ResponseLaunchTemplateData};
 use aws_sdk_sfn::types::ExecutionStatus;
 use aws_smithy_mocks::mock;
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use aws_smithy_runtime_api::http::StatusCode;
-use aws_smithy_types::body::SdkBody;
 use kiln::aws::Context;
-use kiln::promotion::{self, Action, Why};
-use kiln::rollout::groups::{self, Progress, Refresh};
-use kiln::rollout::{self, Phase, Release, Status};
-use kiln::state::{AmiId, Channel, RecipeName};
+use kiln::channels::pointers::{self, Action, Why};
+use kiln::channels::promotion;
+use kiln::channels::rollout::groups::{self, Progress, Refresh};
+use kiln::channels::rollout::{self, Phase, Release, Status};
+use kiln::ids::AmiId;
 use kiln_testkit::{
-    Emulator, Mocks, RecipeCopy, alarm, auto_scaling_group, built_image, set_alarm,
-    template_versions,
+    Emulator, Mocks, Protocol, RECIPE, RecipeCopy, alarm, auto_scaling_group, built_image, channel,
+    recipe, set_alarm, template_versions, throttled,
 };
 
-const RECIPE: &str = "ubuntu-base";
 const ALARM: &str = "web-5xx";
-
-fn recipe() -> RecipeName {
-    RECIPE.parse().expect("recipe")
-}
-
-fn channel(name: &str) -> Channel {
-    name.parse().expect("channel")
-}
 
 /// The example recipe with `policy` as its release policy.
 fn with_policy(policy: &str) -> RecipeCopy {
@@ -81,7 +70,7 @@ fn opted_in<'a>(channel: &'a str, wave: Option<&'a str>) -> Vec<(&'a str, &'a st
 }
 
 async fn pointer(ctx: &Context, channel_name: &str) -> Option<String> {
-    promotion::pointers(ctx, &recipe())
+    pointers::pointers(ctx, &recipe())
         .await
         .expect("pointers")
         .remove(&channel(channel_name))
@@ -268,11 +257,11 @@ async fn an_alarm_during_the_soak_rolls_staging_back_and_prod_never_moves() {
         Some(old.as_str())
     );
     assert_eq!(pointer(&ctx, "prod").await.as_deref(), Some(old.as_str()));
-    let prod_history = promotion::history(&ctx, &recipe(), &channel("prod"))
+    let prod_history = pointers::history(&ctx, &recipe(), &channel("prod"))
         .await
         .expect("history");
     assert_eq!(prod_history.len(), 1, "prod never moved");
-    let staging_history = promotion::history(&ctx, &recipe(), &channel("staging"))
+    let staging_history = pointers::history(&ctx, &recipe(), &channel("staging"))
         .await
         .expect("history");
     let last = staging_history
@@ -341,7 +330,7 @@ async fn an_alarm_during_the_prod_rollout_rolls_the_pointer_back_and_starts_no_f
     let stopped = release.stopped.as_ref().expect("why it stopped");
     assert_eq!(stopped.channel.as_str(), "prod");
     assert_eq!(stopped.refreshes.len(), 1);
-    let history = promotion::history(&ctx, &recipe(), &channel("prod"))
+    let history = pointers::history(&ctx, &recipe(), &channel("prod"))
         .await
         .expect("history");
     let record = history
@@ -436,16 +425,6 @@ fn running() -> Refresh {
     }
 }
 
-fn throttled() -> HttpResponse {
-    HttpResponse::new(
-        StatusCode::try_from(400).expect("status"),
-        SdkBody::from(
-            "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>\
-             <Message>Rate exceeded</Message></Error></ErrorResponse>",
-        ),
-    )
-}
-
 #[tokio::test]
 async fn a_refresh_is_tracked_to_each_way_it_can_end() {
     for (status, progress) in [
@@ -487,7 +466,7 @@ async fn a_refresh_is_tracked_to_each_way_it_can_end() {
 async fn throttled_refresh_calls_are_retried_then_named_for_the_state_machine() {
     let describe = mock!(aws_sdk_autoscaling::Client::describe_instance_refreshes)
         .sequence()
-        .http_response(throttled)
+        .http_response(|| throttled(Protocol::Query))
         .times(2)
         .output(|| refresh_output(InstanceRefreshStatus::Successful))
         .build();
@@ -504,7 +483,7 @@ async fn throttled_refresh_calls_are_retried_then_named_for_the_state_machine() 
 
     let always = mock!(aws_sdk_autoscaling::Client::describe_instance_refreshes)
         .sequence()
-        .http_response(throttled)
+        .http_response(|| throttled(Protocol::Query))
         .times(3)
         .build();
     let ctx = kiln_testkit::mocked_with(
@@ -755,8 +734,7 @@ async fn an_unusable_group_is_named_with_the_reason() {
 /// `kiln ARGS --output json` against `emulator`: its answer, and whether it
 /// exited 0.
 fn kiln(emulator: &Emulator, args: &[&str]) -> (bool, serde_json::Value) {
-    let output = assert_cmd::Command::cargo_bin("kiln")
-        .expect("kiln binary")
+    let output = kiln_testkit::kiln()
         .args(args)
         .args(["--output", "json"])
         .envs(emulator.env())
@@ -852,7 +830,7 @@ async fn a_build_releases_its_image_and_an_alarm_in_the_prod_rollout_brings_it_b
         [(1, Some(old.to_string()))],
         "the wave after the canary never started"
     );
-    let history = promotion::history(&ctx, &recipe(), &channel("prod"))
+    let history = pointers::history(&ctx, &recipe(), &channel("prod"))
         .await
         .expect("history");
     let record = history

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEventType};
 use kiln::aws::Context;
-use kiln::sweep::ExecutionStatusChange;
+use kiln::ops::sweep::ExecutionStatusChange;
 use kiln_testkit::{Emulator, RecipeCopy, built_image, tag};
 
 /// Starts build `name` with a long wait between polls, and returns once its
@@ -96,7 +96,7 @@ async fn a_stopped_build_is_cleaned_up_by_its_execution_event_and_nothing_else_i
         status: "ABORTED".into(),
         input: Some(input),
     };
-    let swept = kiln::sweep::execution_ended(&ctx, &change)
+    let swept = kiln::ops::sweep::execution_ended(&ctx, &change)
         .await
         .expect("cleanup");
 
@@ -109,7 +109,7 @@ async fn a_stopped_build_is_cleaned_up_by_its_execution_event_and_nothing_else_i
     assert_eq!(live(&ctx).await, [bystander], "the bystander runs on");
     assert!(own_image_ids(&ctx).await.contains(&other_image.to_string()));
 
-    let again = kiln::sweep::execution_ended(&ctx, &change)
+    let again = kiln::ops::sweep::execution_ended(&ctx, &change)
         .await
         .expect("again");
     assert!(again.removed.terminated.is_empty(), "nothing left to do");
@@ -184,7 +184,7 @@ async fn the_sweep_removes_exactly_the_leftovers_and_a_second_run_finds_nothing(
 
     let live_before = live(&ctx).await;
     let images_before = own_image_ids(&ctx).await;
-    let dry = kiln::sweep::sweep(&ctx, true).await.expect("dry run");
+    let dry = kiln::ops::sweep::sweep(&ctx, true).await.expect("dry run");
     assert_eq!(
         live(&ctx).await,
         live_before,
@@ -192,7 +192,7 @@ async fn the_sweep_removes_exactly_the_leftovers_and_a_second_run_finds_nothing(
     );
     assert_eq!(own_image_ids(&ctx).await, images_before);
 
-    let swept = kiln::sweep::sweep(&ctx, false).await.expect("sweep");
+    let swept = kiln::ops::sweep::sweep(&ctx, false).await.expect("sweep");
     for report in [&dry, &swept] {
         let builds: Vec<&str> = report.builds.iter().map(|b| b.build_id.as_str()).collect();
         assert_eq!(builds, ["finished-1"], "{report:#?}");
@@ -232,7 +232,7 @@ async fn the_sweep_removes_exactly_the_leftovers_and_a_second_run_finds_nothing(
         "the old kiln group is gone"
     );
 
-    let again = kiln::sweep::sweep(&ctx, false).await.expect("again");
+    let again = kiln::ops::sweep::sweep(&ctx, false).await.expect("again");
     assert!(again.builds.is_empty(), "{again:#?}");
     assert!(again.security_groups.is_empty(), "{again:#?}");
 }

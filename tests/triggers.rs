@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aws_sdk_sfn::types::ExecutionStatus;
 use kiln::aws::Context;
-use kiln::state::Reason;
+use kiln::pipeline::state::Reason;
 use kiln_testkit::{Emulator, RecipeCopy};
 use serde_json::json;
 
@@ -70,7 +70,7 @@ async fn nightly_builds_release_skips_and_a_burst_of_findings_starts_one_build()
     // The nightly schedule's input to start-build, as infra/template.yaml
     // gives it (the context polls at once, as KILN_WAIT_SECONDS=0 would).
     let nightly = json!({"recipe": "ubuntu-base", "reason": "schedule"});
-    let started = kiln::trigger::on_input(&ctx, nightly.clone(), now())
+    let started = kiln::ops::trigger::on_input(&ctx, nightly.clone(), now())
         .await
         .expect("nightly");
     assert_eq!(started.len(), 1);
@@ -87,7 +87,7 @@ async fn nightly_builds_release_skips_and_a_burst_of_findings_starts_one_build()
         json!({"recipe": "ubuntu-base", "reason": "release"}),
         nightly,
     ] {
-        let checked = kiln::trigger::on_input(&ctx, input, now())
+        let checked = kiln::ops::trigger::on_input(&ctx, input, now())
             .await
             .expect("check");
         assert_eq!(checked[0].build, None, "nothing new: nothing started");
@@ -103,7 +103,7 @@ async fn nightly_builds_release_skips_and_a_burst_of_findings_starts_one_build()
     let at = now();
     let mut builds = Vec::new();
     for _ in 0..20 {
-        let triggered = kiln::trigger::on_input(&ctx, finding(&instance, &image), at)
+        let triggered = kiln::ops::trigger::on_input(&ctx, finding(&instance, &image), at)
             .await
             .expect("finding");
         assert_eq!(triggered.len(), 1);
@@ -127,13 +127,14 @@ async fn nightly_builds_release_skips_and_a_burst_of_findings_starts_one_build()
 
     // A finding about an instance on a foreign or a deregistered image starts nothing.
     let foreign =
-        kiln::trigger::on_input(&ctx, finding(&instance, &emulator.seeded.source_ami), now())
+        kiln::ops::trigger::on_input(&ctx, finding(&instance, &emulator.seeded.source_ami), now())
             .await
             .expect("foreign");
     assert!(foreign.is_empty());
-    let gone = kiln::trigger::on_input(&ctx, finding(&instance, "ami-0123456789abcdef0"), now())
-        .await
-        .expect("gone");
+    let gone =
+        kiln::ops::trigger::on_input(&ctx, finding(&instance, "ami-0123456789abcdef0"), now())
+            .await
+            .expect("gone");
     assert!(gone.is_empty());
 }
 
@@ -145,7 +146,7 @@ async fn a_build_that_failed_is_tried_again_by_the_next_trigger() {
     let ctx: Context = emulator.context(copy.root.path());
     let nightly = json!({"recipe": "ubuntu-base", "reason": "schedule"});
 
-    let first = kiln::trigger::on_input(&ctx, nightly.clone(), now())
+    let first = kiln::ops::trigger::on_input(&ctx, nightly.clone(), now())
         .await
         .expect("first");
     let first = first[0].build.clone().expect("a build");
@@ -154,7 +155,7 @@ async fn a_build_that_failed_is_tried_again_by_the_next_trigger() {
         [(first.clone(), ExecutionStatus::Failed)]
     );
 
-    let second = kiln::trigger::on_input(&ctx, nightly, now())
+    let second = kiln::ops::trigger::on_input(&ctx, nightly, now())
         .await
         .expect("second");
     assert_eq!(

@@ -1,7 +1,7 @@
 //! Offline checks of a state machine definition against the Rust code: every
 //! error name it matches exists, every function placeholder names a crate in
 //! `functions/`, every `$.path` it reads exists in the state document it runs on
-//! ([`kiln::state::BuildState`], [`kiln::rollout::Release`]).
+//! ([`kiln::pipeline::state::BuildState`], [`kiln::channels::rollout::Release`]).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -57,7 +57,7 @@ pub fn problems(machine: &Value, state: &Value, input: &Value, functions: &Path)
     for path in paths(machine) {
         match path.strip_prefix("$.input.") {
             Some(field) if !resolves(input, &format!("$.{field}")) => problems.push(format!(
-                "{path} is not a field of the execution input (kiln::state::BuildInput)"
+                "{path} is not a field of the execution input (kiln::pipeline::state::BuildInput)"
             )),
             Some(_) => {}
             None if !resolves(state, &path) => {

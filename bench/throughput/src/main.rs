@@ -9,8 +9,8 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use aws_sdk_ec2::types::{Instance, Tag};
-use kiln::audit::fleet::{self, ImageFacts, Pointer, Status, Tally};
-use kiln::state::Channel;
+use kiln::fleet::tally::{self, ImageFacts, Pointer, Status, Tally};
+use kiln::ids::Channel;
 
 const RECORDS: usize = 1_000_000;
 const IMAGES: usize = 200;
@@ -65,7 +65,7 @@ fn main() {
         }
         let mut by_status: HashMap<Status, u64> = HashMap::new();
         for image in tally.images() {
-            let status = fleet::classify(image, facts.get(image), &pointers, &channel);
+            let status = tally::classify(image, facts.get(image), &pointers, &channel);
             *by_status.entry(status).or_default() +=
                 tally.services(image).map(|(_, n)| n).sum::<u64>();
         }

@@ -1,4 +1,5 @@
-//! cleanup-build: removes what a build left behind. Three inputs:
+//! cleanup-build: removes what a build left behind (`kiln::ops::handle`).
+//! Three inputs:
 //! * from the build state machine's catch-all (the trigger fields): terminates
 //!   every instance of the build (found by tag) and deregisters its images with
 //!   their snapshots (a failed build delivers none), or keeps them tagged
@@ -7,74 +8,11 @@
 //!   execution that ended `ABORTED`, `TIMED_OUT` or `FAILED`: the same for that
 //!   build, keeping tested images;
 //! * `{"action": "sweep", "dry_run": false}` (a schedule): every kiln-tagged
-//!   resource whose build is over (see `kiln::sweep`).
-
-use aws_lambda_events::eventbridge::EventBridgeEvent;
-use kiln::aws::Context;
-use kiln::cleanup::Policy;
-use kiln::lambda::{self, LambdaEvent, Value, json};
-use kiln::state::{Cleanup, Trigger};
-use kiln::sweep::ExecutionStatusChange;
-use serde::Deserialize;
-
-/// The detail type of Step Functions' execution events.
-const EXECUTION_STATUS_CHANGE: &str = "Step Functions Execution Status Change";
-
-/// A request by action (from a schedule, or by hand).
-#[derive(Debug, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
-enum Request {
-    /// Sweep the account and region.
-    Sweep {
-        /// Only report.
-        #[serde(default)]
-        dry_run: bool,
-    },
-}
-
-async fn handler(ctx: &Context, event: LambdaEvent<Value>) -> kiln::Result<Value> {
-    let payload = &event.payload;
-    if payload.get("detail-type").is_some() {
-        let event: EventBridgeEvent<ExecutionStatusChange> = lambda::parse(event)?;
-        if event.detail_type != EXECUTION_STATUS_CHANGE {
-            return Err(kiln::Error::InvalidInput(format!(
-                "cleanup-build takes {EXECUTION_STATUS_CHANGE:?} events, not {:?}",
-                event.detail_type
-            )));
-        }
-        json(kiln::sweep::execution_ended(ctx, &event.detail).await?)
-    } else if payload.get("action").is_some() {
-        let Request::Sweep { dry_run } = lambda::parse(event)?;
-        json(kiln::sweep::sweep(ctx, dry_run).await?)
-    } else {
-        json(failed_build(ctx, lambda::parse(event)?).await?)
-    }
-}
-
-/// The state machine's cleanup of its own failed build.
-async fn failed_build(ctx: &Context, trigger: Trigger) -> kiln::Result<Cleanup> {
-    // A recipe that no longer loads must not stop the cleanup: keep nothing.
-    let recipe = ctx
-        .recipe(&trigger.recipe)
-        .inspect_err(
-            |err| tracing::warn!(%err, "recipe unreadable; deregistering the build's images"),
-        )
-        .ok();
-    let done = kiln::cleanup::cleanup(
-        ctx,
-        &trigger.build_id,
-        Policy::failed_build(recipe.as_ref()),
-    )
-    .await?;
-    Ok(Cleanup {
-        duration_seconds: trigger.elapsed_seconds(),
-        ..done
-    })
-}
+//!   resource whose build is over (see `kiln::ops::sweep`).
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda::run(handler).await
+    kiln::lambda::run(kiln::ops::handle).await
 }
 
 #[cfg(test)]
@@ -84,7 +22,9 @@ mod tests {
     use aws_smithy_mocks::mock;
     use serde_json::json;
 
-    use super::*;
+    use kiln::lambda::answer;
+    use kiln::ops::{EXECUTION_STATUS_CHANGE, handle};
+    use kiln::pipeline::state::Cleanup;
 
     #[tokio::test]
     async fn it_searches_by_the_build_tag_and_reports_an_empty_cleanup() {
@@ -111,15 +51,10 @@ mod tests {
         let payload =
             json!({"recipe": "ubuntu-base", "build_id": "b1", "error": {"Error": "CommandFailed"}});
 
-        let done = handler(
-            &ctx,
-            LambdaEvent::new(payload, lambda_runtime::Context::default()),
-        )
-        .await
-        .expect("cleaned");
+        let done = answer(&handle, &ctx, payload).await.expect("cleaned");
 
         assert_eq!(
-            done,
+            serde_json::to_value(done).expect("json"),
             serde_json::to_value(Cleanup::default()).expect("json")
         );
         assert_eq!((instances.num_calls(), images.num_calls()), (1, 1));
@@ -147,12 +82,7 @@ mod tests {
             ),
             (json!({"action": "purge"}), "purge"),
         ] {
-            let err = handler(
-                &ctx,
-                LambdaEvent::new(payload, lambda_runtime::Context::default()),
-            )
-            .await
-            .expect_err("refused");
+            let err = answer(&handle, &ctx, payload).await.expect_err("refused");
             assert_eq!(err.name(), "InvalidInput", "{err}");
             assert!(err.to_string().contains(expected), "{expected}: {err}");
         }

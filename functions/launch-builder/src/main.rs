@@ -1,19 +1,10 @@
 //! launch-builder: launches the locked-down builder instance (idempotent per
-//! build). Input: the state with `$.source`; output: `$.builder`.
-
-use kiln::aws::Context;
-use kiln::lambda::{self, LambdaEvent, Value};
-use kiln::state::{Builder, LaunchRequest};
-
-async fn handler(ctx: &Context, event: LambdaEvent<Value>) -> kiln::Result<Builder> {
-    let request: LaunchRequest = lambda::parse(event)?;
-    let recipe = ctx.recipe(&request.trigger.recipe)?;
-    kiln::builder::launch(ctx, &recipe, &request.trigger.build_id, &request.source).await
-}
+//! build). Input: the state with `$.source`; output: `$.builder`
+//! (`kiln::pipeline::builder`).
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda::run(handler).await
+    kiln::lambda::run(kiln::pipeline::builder::handle).await
 }
 
 #[cfg(test)]
@@ -22,24 +13,17 @@ mod tests {
     use lambda_runtime::Diagnostic;
     use serde_json::json;
 
-    use super::*;
+    use kiln::lambda::answer;
+    use kiln::pipeline::builder::handle;
+    use serde_json::Value;
 
-    fn event(recipe: &str) -> LambdaEvent<Value> {
+    fn event(recipe: &str) -> Value {
         let payload = json!({
             "recipe": recipe,
             "build_id": "b1",
-            "source": {
-                "source_ami": "ami-0a1b2c3d4e5f60001",
-                "source_name": "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20261118",
-                "serial": "20261118",
-                "root_device_name": "/dev/sda1",
-                "fingerprint": "0".repeat(64),
-                "skip": false,
-                "existing_image_id": null,
-                "started_at": "2026-11-25T00:00:00Z"
-            }
+            "source": kiln_testkit::source()
         });
-        LambdaEvent::new(payload, lambda_runtime::Context::default())
+        payload
     }
 
     #[tokio::test]
@@ -57,7 +41,9 @@ mod tests {
         });
         let ctx = kiln_testkit::mocked(&recipes, &[&run], &[]);
 
-        let err = handler(&ctx, event("broken")).await.expect_err("refused");
+        let err = answer(&handle, &ctx, event("broken"))
+            .await
+            .expect_err("refused");
         std::fs::remove_dir_all(&recipes).expect("clean up");
 
         let diagnostic = Diagnostic::from(err);

@@ -1,63 +1,15 @@
-//! promote: moves one channel's pointer, or prunes a recipe's old images.
-//! Input: `{action: promote|rollback|demote, recipe, channel, image_id (to
-//! promote), reason, actor?, force?}`; output: what moved and the tags that
-//! followed. A refused move changes nothing and fails as `PromotionRefused`
-//! or `NothingToRollBack`. `{action: prune, recipe, keep, dry_run?}` (the
-//! daily retention run): output what went and why the rest stays.
-//! `{action: release, release}` (the release state machine's step): the
-//! release's next moves, up to its next wait or its end.
-
-use kiln::aws::Context;
-use kiln::lambda::{self, LambdaEvent, Value, json};
-use kiln::promotion::{self, Request, Why};
-
-/// Who moved the pointer when the request does not say.
-const DEFAULT_ACTOR: &str = "kiln promote Lambda";
-
-fn why<'a>(reason: &'a str, actor: &'a Option<String>) -> Why<'a> {
-    Why {
-        reason,
-        actor: actor.as_deref().unwrap_or(DEFAULT_ACTOR),
-    }
-}
-
-async fn handler(ctx: &Context, event: LambdaEvent<Value>) -> kiln::Result<Value> {
-    match lambda::parse(event)? {
-        Request::Promote {
-            recipe,
-            channel,
-            image_id,
-            reason,
-            actor,
-            force,
-        } => {
-            let why = why(&reason, &actor);
-            json(promotion::promote(ctx, &recipe, &channel, &image_id, why, force).await?)
-        }
-        Request::Rollback {
-            recipe,
-            channel,
-            reason,
-            actor,
-        } => json(promotion::rollback(ctx, &recipe, &channel, why(&reason, &actor)).await?),
-        Request::Demote {
-            recipe,
-            channel,
-            reason,
-            actor,
-        } => json(promotion::demote(ctx, &recipe, &channel, why(&reason, &actor)).await?),
-        Request::Release { release } => json(kiln::rollout::advance(ctx, release).await?),
-        Request::Prune {
-            recipe,
-            keep,
-            dry_run,
-        } => json(kiln::retention::prune(ctx, &recipe, keep, dry_run).await?),
-    }
-}
+//! promote: moves one channel's pointer, or prunes a recipe's old images
+//! (`kiln::channels::handle`). Input: `{action: promote|rollback|demote,
+//! recipe, channel, image_id (to promote), reason, actor?, force?}`; output:
+//! what moved and the tags that followed. A refused move changes nothing and
+//! fails as `PromotionRefused` or `NothingToRollBack`. `{action: prune,
+//! recipe, keep, dry_run?}` (the daily retention run): output what went and
+//! why the rest stays. `{action: release, release}` (the release state
+//! machine's step): the release's next moves, up to its next wait or its end.
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda::run(handler).await
+    kiln::lambda::run(kiln::channels::handle).await
 }
 
 #[cfg(test)]
@@ -67,12 +19,14 @@ mod tests {
     use aws_smithy_mocks::mock;
     use serde_json::json;
 
-    use super::*;
+    use kiln::channels::handle;
+    use kiln::lambda::answer;
+    use serde_json::Value;
 
     const IMAGE: &str = "ami-0fedcba9876543210";
 
-    fn event(payload: Value) -> LambdaEvent<Value> {
-        LambdaEvent::new(payload, lambda_runtime::Context::default())
+    fn event(payload: Value) -> Value {
+        payload
     }
 
     fn image(state: ImageState, stage: &str) -> Image {
@@ -103,7 +57,7 @@ mod tests {
         });
         let ctx = kiln_testkit::mocked(&kiln_testkit::recipe_root(), &[&pending], &[]);
 
-        let err = handler(&ctx, event(promote(true)))
+        let err = answer(&handle, &ctx, event(promote(true)))
             .await
             .expect_err("refused");
 
@@ -133,7 +87,9 @@ mod tests {
             ),
             (json!({"action": "prune", "recipe": "ubuntu-base"}), "keep"),
         ] {
-            let err = handler(&ctx, event(payload)).await.expect_err("refused");
+            let err = answer(&handle, &ctx, event(payload))
+                .await
+                .expect_err("refused");
             assert_eq!(err.name(), "InvalidInput", "{err}");
             assert!(err.to_string().contains(expected), "{expected}: {err}");
         }

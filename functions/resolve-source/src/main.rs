@@ -1,23 +1,10 @@
 //! resolve-source: finds the source image and the build fingerprint, and says
-//! whether the build can be skipped. Input: the trigger; output: `$.source`.
-
-use kiln::aws::Context;
-use kiln::lambda::{self, LambdaEvent, Value};
-use kiln::state::{Source, Trigger};
-
-async fn handler(ctx: &Context, event: LambdaEvent<Value>) -> kiln::Result<Source> {
-    let trigger: Trigger = lambda::parse(event)?;
-    let recipe = ctx.recipe(&trigger.recipe)?;
-    let source = kiln::source::resolve(ctx, &recipe, trigger.force).await?;
-    Ok(Source {
-        duration_seconds: trigger.elapsed_seconds(),
-        ..source
-    })
-}
+//! whether the build can be skipped. Input: the trigger; output: `$.source`
+//! (`kiln::pipeline::source`).
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda::run(handler).await
+    kiln::lambda::run(kiln::pipeline::source::handle).await
 }
 
 #[cfg(test)]
@@ -28,11 +15,16 @@ mod tests {
     use lambda_runtime::Diagnostic;
     use serde_json::json;
 
-    use super::*;
+    use kiln::aws::Context;
+    use kiln::lambda::answer;
+    use kiln::pipeline::source::handle;
+    use serde_json::Value;
 
     async fn error_type(ctx: &Context, payload: Value) -> String {
-        let event = LambdaEvent::new(payload, lambda_runtime::Context::default());
-        let err = handler(ctx, event).await.expect_err("the handler fails");
+        let event = payload;
+        let err = answer(&handle, ctx, event)
+            .await
+            .expect_err("the handler fails");
         Diagnostic::from(err).error_type
     }
 

@@ -1,30 +1,11 @@
 //! run-ssm-provision: `start` sends a recipe step to the builder through SSM
 //! Run Command; `poll` reports on it. Input: the state with `$.builder` (and
-//! `$.provision` to poll or to start a later step); output: `$.provision`.
-
-use kiln::aws::Context;
-use kiln::lambda::{self, LambdaEvent, Value};
-use kiln::state::{Action, Provision, ProvisionRequest};
-
-async fn handler(ctx: &Context, event: LambdaEvent<Value>) -> kiln::Result<Provision> {
-    let request: ProvisionRequest = lambda::parse(event)?;
-    let recipe = ctx.recipe(&request.trigger.recipe)?;
-    let trigger = &request.trigger;
-    match (request.action, request.provision) {
-        (Action::Start, provision) => {
-            let step = provision.map_or(0, |p| p.step);
-            kiln::provision::start(ctx, &recipe, trigger, &request.builder, step).await
-        }
-        (Action::Poll, provision) => {
-            let provision = kiln::state::required(provision, "provision")?;
-            kiln::provision::poll(ctx, &recipe, trigger, &request.builder, &provision).await
-        }
-    }
-}
+//! `$.provision` to poll or to start a later step); output: `$.provision`
+//! (`kiln::pipeline::provision`).
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda::run(handler).await
+    kiln::lambda::run(kiln::pipeline::provision::handle).await
 }
 
 #[cfg(test)]
@@ -32,14 +13,16 @@ mod tests {
     use aws_sdk_ssm::operation::send_command::SendCommandOutput;
     use aws_sdk_ssm::types::Command;
     use aws_smithy_mocks::mock;
-    use kiln::state::StepStatus;
+    use kiln::pipeline::state::StepStatus;
     use serde_json::json;
 
-    use super::*;
+    use kiln::lambda::answer;
+    use kiln::pipeline::provision::handle;
+    use serde_json::Value;
 
     const COMMAND: &str = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0";
 
-    fn event(action: &str, provision: Value) -> LambdaEvent<Value> {
+    fn event(action: &str, provision: Value) -> Value {
         let payload = json!({
             "action": action,
             "recipe": "ubuntu-base",
@@ -47,7 +30,7 @@ mod tests {
             "builder": {"builder_instance_id": "i-0123456789abcdef0", "instance_type": "t3.small"},
             "provision": provision,
         });
-        LambdaEvent::new(payload, lambda_runtime::Context::default())
+        payload
     }
 
     #[tokio::test]
@@ -74,7 +57,7 @@ mod tests {
             });
         let ctx = kiln_testkit::mocked(&kiln_testkit::recipe_root(), &[], &[&none_sent, &send]);
 
-        let provision = handler(&ctx, event("start", Value::Null))
+        let provision = answer(&handle, &ctx, event("start", Value::Null))
             .await
             .expect("started");
 
@@ -97,14 +80,14 @@ mod tests {
     #[tokio::test]
     async fn polling_needs_the_provision_state_and_a_real_step() {
         let ctx = kiln_testkit::mocked(&kiln_testkit::recipe_root(), &[], &[]);
-        let err = handler(&ctx, event("poll", Value::Null))
+        let err = answer(&handle, &ctx, event("poll", Value::Null))
             .await
             .expect_err("refused");
         assert_eq!(err.name(), "InvalidInput");
         assert!(err.to_string().contains("provision"), "{err}");
 
         let beyond = json!({"step": 7, "steps": 2, "step_name": "x", "command_id": null, "status": "pending", "since": "1970-01-01T00:00:00Z", "wait_seconds": 0});
-        let err = handler(&ctx, event("start", beyond))
+        let err = answer(&handle, &ctx, event("start", beyond))
             .await
             .expect_err("refused");
         assert_eq!(err.name(), "InvalidInput");

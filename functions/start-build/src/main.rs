@@ -1,29 +1,23 @@
-//! start-build: what the triggers call. Input: a schedule's constant input
-//! `{"recipe", "reason": "schedule"|"release"|"security"|"manual",
-//! "wait_seconds"?}`, an Amazon Inspector finding (`Inspector2 Finding`) about
-//! an instance running a kiln image, or kiln's `Security Update Available`
-//! event. Schedules and releases start a build only when the recipe is not up
-//! to date; security findings force one per recipe per debounce window.
-//! Output: per recipe, the build started or found, or the up-to-date image.
-
-use kiln::aws::Context;
-use kiln::lambda::{self, LambdaEvent, Value};
-use kiln::trigger::{self, Triggered};
-
-async fn handler(ctx: &Context, event: LambdaEvent<Value>) -> kiln::Result<Vec<Triggered>> {
-    trigger::on_input(ctx, event.payload, jiff::Timestamp::now()).await
-}
+//! start-build: what the triggers call (`kiln::ops::trigger`). Input: a
+//! schedule's constant input `{"recipe", "reason":
+//! "schedule"|"release"|"security"|"manual", "wait_seconds"?}`, an Amazon
+//! Inspector finding (`Inspector2 Finding`) about an instance running a kiln
+//! image, or kiln's `Security Update Available` event. Schedules and releases
+//! start a build only when the recipe is not up to date; security findings
+//! force one per recipe per debounce window. Output: per recipe, the build
+//! started or found, or the up-to-date image.
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda::run(handler).await
+    kiln::lambda::run(kiln::ops::trigger::handle).await
 }
 
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
-    use super::*;
+    use kiln::lambda::answer;
+    use kiln::ops::trigger::handle;
 
     #[tokio::test]
     async fn bad_input_is_refused_before_any_call() {
@@ -47,12 +41,7 @@ mod tests {
                 "no-such-recipe",
             ),
         ] {
-            let err = handler(
-                &ctx,
-                LambdaEvent::new(payload, lambda_runtime::Context::default()),
-            )
-            .await
-            .expect_err("refused");
+            let err = answer(&handle, &ctx, payload).await.expect_err("refused");
             assert!(
                 matches!(err.name(), "InvalidInput" | "InvalidRecipe"),
                 "{err}"

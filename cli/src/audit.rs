@@ -1,0 +1,64 @@
+//! The fleet: which images every instance runs, against the pointers.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use kiln::Error;
+use kiln::fleet;
+
+use crate::args::{Output, context};
+use crate::output::print;
+
+/// Which images the fleet runs, against each recipe's channel pointer: how
+/// much is on the promoted image and who is behind. Exits 1 when part of the
+/// fleet could not be audited (the rest is still reported).
+#[derive(Debug, Args)]
+pub struct Audit {
+    /// A region to audit (repeatable); none means the configured region.
+    #[arg(long = "region", value_name = "REGION", conflicts_with = "all_regions")]
+    regions: Vec<String>,
+    /// Audit every region enabled in each account.
+    #[arg(long)]
+    all_regions: bool,
+    /// A role to assume in another account (repeatable); the current
+    /// account is always audited.
+    #[arg(long = "account-role", value_name = "ARN")]
+    account_roles: Vec<String>,
+    /// The channel instances are compared against.
+    #[arg(long, default_value = fleet::DEFAULT_CHANNEL)]
+    channel: String,
+    /// The instance tag that names services.
+    #[arg(long, default_value = fleet::DEFAULT_SERVICE_TAG)]
+    service_tag: String,
+    /// Regions and accounts audited at once.
+    #[arg(long, default_value_t = fleet::DEFAULT_CONCURRENCY)]
+    concurrency: usize,
+    /// Also write the report as a self-contained HTML page to FILE.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+}
+
+pub async fn run(output: Output, audit: &Audit) -> Result<(), Error> {
+    let scope = fleet::Request {
+        regions: audit.regions.clone(),
+        all_regions: audit.all_regions,
+        account_roles: audit.account_roles.clone(),
+        channel: audit.channel.parse()?,
+        service_tag: audit.service_tag.clone(),
+        concurrency: audit.concurrency,
+    }
+    .scope()?;
+    let ctx = context(|_| {}).await;
+    let report = fleet::audit(&ctx.config, &scope).await;
+    if let Some(file) = &audit.html {
+        std::fs::write(file, fleet::html::render(&report)).map_err(|err| {
+            Error::InvalidInput(format!("cannot write {}: {err}", file.display()))
+        })?;
+    }
+    print(output, &report, || report.table());
+    let parts = report.incomplete();
+    if parts > 0 {
+        return Err(Error::AuditIncomplete { parts });
+    }
+    Ok(())
+}

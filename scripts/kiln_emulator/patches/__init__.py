@@ -1,0 +1,32 @@
+"""Where moto differs from AWS in what kiln does, a patch makes it behave as
+AWS documents: one module each, its docstring telling what moto does, what
+AWS does (with the page of AWS's documentation that says so) and what the
+patch changes.
+
+The modules import moto, and moto reads MOTO_AMIS_PATH as it is imported:
+apply_all imports them, so call it once the seed file is named (cli.serve).
+"""
+
+
+def apply_all():
+    """Applies every patch, in this order, before moto serves."""
+    from . import (
+        assume_role,
+        ena,
+        instance_pages,
+        instance_refresh,
+        launch_template_versions,
+        start_execution,
+        start_time,
+    )
+
+    for patch in (
+        ena,
+        start_time,
+        assume_role,
+        instance_pages,
+        launch_template_versions,
+        instance_refresh,
+        start_execution,
+    ):
+        patch.apply()

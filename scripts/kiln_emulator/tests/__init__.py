@@ -1,0 +1,1 @@
+"""Tests of the emulator package (test_emulator.py tells how to run them)."""

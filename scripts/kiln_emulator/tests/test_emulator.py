@@ -1,0 +1,229 @@
+"""The emulator, end to end: `python -m kiln_emulator serve` in a subprocess
+(stdin piped, so it stops when the test ends), its ready line read, and what
+it seeds and patches checked with boto3, from the emulator's own venv:
+
+    .venv/bin/python -m unittest discover -s scripts/kiln_emulator/tests -t scripts
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+from pathlib import Path
+
+import boto3
+from botocore.exceptions import ClientError
+
+SCRIPTS = Path(__file__).resolve().parents[2]
+CANONICAL = "099720109477"
+CURRENT = "noble-24.04-x86_64-20261118"
+PREVIOUS = "noble-24.04-x86_64-20261021"
+ARM = "noble-24.04-arm64-20261118"
+TRUSTY = "trusty-14.04-x86_64-20160114"
+
+# A Lambda custom runtime: answers its one event with the event and its name.
+FUNCTION = """#!{python}
+import json, os, urllib.request
+api = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2018-06-01/runtime/invocation/"
+with urllib.request.urlopen(api + "next") as event:
+    request_id = event.headers["Lambda-Runtime-Aws-Request-Id"]
+    answer = {{"event": json.load(event), "name": os.environ["AWS_LAMBDA_FUNCTION_NAME"]}}
+urllib.request.urlopen(api + request_id + "/response", data=json.dumps(answer).encode()).read()
+"""
+
+
+class EmulatorTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        functions = tempfile.TemporaryDirectory()
+        cls.addClassCleanup(functions.cleanup)
+        echo = Path(functions.name, "echo")
+        echo.write_text(FUNCTION.format(python=sys.executable))
+        echo.chmod(0o755)
+        cls.emulator = subprocess.Popen(
+            [
+                sys.executable, "-m", "kiln_emulator", "serve", "--port", "0",
+                "--functions", functions.name, "--fault", "echo:crash:Injected",
+                "--pipeline", str(SCRIPTS.parent / "statemachine/pipeline.asl.json"),
+            ],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env=dict(os.environ, PYTHONPATH=str(SCRIPTS)),
+        )
+        cls.addClassCleanup(cls.stop)
+        cls.info = json.loads(cls.emulator.stdout.readline())
+        cls.session = boto3.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=cls.info["region"]
+        )
+
+    @classmethod
+    def stop(cls):
+        cls.emulator.stdin.close()
+        cls.emulator.wait(30)
+        cls.emulator.stdout.close()
+
+    def client(self, service, endpoint=None):
+        return self.session.client(service, endpoint_url=endpoint or self.info["endpoint"])
+
+    def image(self, name):
+        return self.info["images"][name]
+
+    def wait_for(self, probe):
+        deadline = time.monotonic() + 30
+        while not (result := probe()):
+            self.assertLess(time.monotonic(), deadline, "timed out")
+            time.sleep(0.2)
+        return result
+
+    def test_source_parameter_names_the_current_image(self):
+        parameter = self.client("ssm").get_parameter(Name=self.info["source_parameter"])["Parameter"]
+        self.assertEqual(parameter["Value"], self.image(CURRENT))
+        self.assertEqual(self.info["source_ami"], self.image(CURRENT))
+
+    def test_canonical_images_have_ena_except_trusty(self):
+        images = self.client("ec2").describe_images(Owners=[CANONICAL])["Images"]
+        self.assertEqual(
+            {image["ImageId"]: image.get("EnaSupport") for image in images},
+            {self.image(name): name != TRUSTY for name in (CURRENT, PREVIOUS, ARM, TRUSTY)},
+        )
+
+    def test_instances_and_their_images_take_ena_from_their_image(self):
+        ec2 = self.client("ec2")
+        for name, ena in ((CURRENT, True), (TRUSTY, False)):
+            with self.subTest(name):
+                launched = ec2.run_instances(ImageId=self.image(name), MinCount=1, MaxCount=1)
+                instance_id = launched["Instances"][0]["InstanceId"]
+                reservation = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]
+                self.assertIs(reservation["Instances"][0].get("EnaSupport"), ena)
+                image_id = ec2.create_image(InstanceId=instance_id, Name=f"from-{name}")["ImageId"]
+                self.assertIs(ec2.describe_images(ImageIds=[image_id])["Images"][0].get("EnaSupport"), ena)
+
+    def test_assume_role_of_a_missing_role_is_denied(self):
+        sts = self.client("sts")
+        with self.assertRaises(ClientError) as denied:
+            sts.assume_role(RoleArn=f"arn:aws:iam::{self.info['account']}:role/missing", RoleSessionName="test")
+        self.assertEqual(denied.exception.response["Error"]["Code"], "AccessDenied")
+        assumed = sts.assume_role(RoleArn=self.info["member_role"], RoleSessionName="test")
+        self.assertEqual(
+            assumed["AssumedRoleUser"]["Arn"], "arn:aws:sts::210987654321:assumed-role/kiln-audit/test"
+        )
+
+    def test_describe_instances_pages_count_instances(self):
+        ec2 = self.client("ec2")
+        for count in (3, 3, 1):
+            ec2.run_instances(ImageId=self.image(ARM), MinCount=count, MaxCount=count)
+        pages = ec2.get_paginator("describe_instances").paginate(
+            Filters=[{"Name": "image-id", "Values": [self.image(ARM)]}], PaginationConfig={"PageSize": 5}
+        )
+        self.assertEqual([[len(r["Instances"]) for r in page["Reservations"]] for page in pages], [[3], [3, 1]])
+
+    def test_launch_template_version_starts_from_its_source_version(self):
+        ec2 = self.client("ec2")
+        ec2.create_launch_template(
+            LaunchTemplateName="sourced",
+            LaunchTemplateData={"ImageId": self.image(CURRENT), "InstanceType": "t3.micro"},
+        )
+        ec2.create_launch_template_version(
+            LaunchTemplateName="sourced", SourceVersion="1", LaunchTemplateData={"InstanceType": "t3.large"}
+        )
+        version = ec2.describe_launch_template_versions(LaunchTemplateName="sourced", Versions=["2"])
+        self.assertEqual(
+            version["LaunchTemplateVersions"][0]["LaunchTemplateData"],
+            {"ImageId": self.image(CURRENT), "InstanceType": "t3.large"},
+        )
+
+    def test_instance_refresh_steps_to_successful_as_it_is_described(self):
+        ec2, autoscaling = self.client("ec2"), self.client("autoscaling")
+        ec2.create_launch_template(
+            LaunchTemplateName="refreshed", LaunchTemplateData={"ImageId": self.image(PREVIOUS)}
+        )
+        ec2.create_launch_template_version(
+            LaunchTemplateName="refreshed", LaunchTemplateData={"ImageId": self.image(CURRENT)}
+        )
+        autoscaling.create_auto_scaling_group(
+            AutoScalingGroupName="refreshed", LaunchTemplate={"LaunchTemplateName": "refreshed", "Version": "1"},
+            MinSize=2, MaxSize=2, DesiredCapacity=2, AvailabilityZones=[f"{self.info['region']}a"],
+        )
+
+        def group():
+            groups = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["refreshed"])
+            return groups["AutoScalingGroups"][0]
+
+        before = {instance["InstanceId"] for instance in group()["Instances"]}
+        desired = {"LaunchTemplate": {"LaunchTemplateName": "refreshed", "Version": "2"}}
+        autoscaling.start_instance_refresh(AutoScalingGroupName="refreshed", DesiredConfiguration=desired)
+        with self.assertRaises(ClientError) as busy:
+            autoscaling.start_instance_refresh(AutoScalingGroupName="refreshed", DesiredConfiguration=desired)
+        self.assertEqual(busy.exception.response["Error"]["Code"], "InstanceRefreshInProgress")
+        # Started Pending; each DescribeInstanceRefreshes first moves it a step.
+        steps = []
+        for _ in range(4):
+            refreshes = autoscaling.describe_instance_refreshes(AutoScalingGroupName="refreshed")
+            refresh = refreshes["InstanceRefreshes"][0]
+            steps.append((refresh["Status"], refresh["PercentageComplete"]))
+        self.assertEqual(
+            steps, [("InProgress", 0), ("InProgress", 50), ("Successful", 100), ("Successful", 100)]
+        )
+        refreshed = group()
+        self.assertEqual(refreshed["LaunchTemplate"]["Version"], "2")
+        after = [instance["InstanceId"] for instance in refreshed["Instances"]]
+        self.assertEqual(len(after), 2)
+        self.assertFalse(before & set(after))
+        reservations = ec2.describe_instances(InstanceIds=after)["Reservations"]
+        self.assertEqual({i["ImageId"] for r in reservations for i in r["Instances"]}, {self.image(CURRENT)})
+
+    def test_lambda_proxy_runs_the_function_and_injects_faults(self):
+        lambda_ = self.client("lambda", self.info["lambda_proxy"])
+        answer = lambda_.invoke(FunctionName="echo", Payload=json.dumps({"action": "build"}))
+        self.assertNotIn("FunctionError", answer)
+        self.assertEqual(json.load(answer["Payload"]), {"event": {"action": "build"}, "name": "echo"})
+        arn = f"arn:aws:lambda:{self.info['region']}:{self.info['account']}:function:echo"
+        crashed = lambda_.invoke(FunctionName=arn, Payload=json.dumps({"action": "crash"}))
+        self.assertEqual(crashed["FunctionError"], "Unhandled")
+        self.assertEqual(json.load(crashed["Payload"])["errorType"], "Injected")
+        with self.assertRaises(lambda_.exceptions.ResourceNotFoundException):
+            lambda_.invoke(FunctionName="missing")
+
+    def test_pipeline_names_its_functions_and_release_machine(self):
+        sfn = self.client("stepfunctions")
+        self.assertTrue(self.info["state_machine_arn"].endswith(":stateMachine:kiln-pipeline"))
+        self.assertTrue(self.info["release_state_machine_arn"].endswith(":stateMachine:kiln-release"))
+        definition = sfn.describe_state_machine(stateMachineArn=self.info["state_machine_arn"])["definition"]
+        self.assertNotIn("${", definition)
+        self.assertIn(":function:resolve-source", definition)
+        self.assertIn(self.info["release_state_machine_arn"], definition)
+
+    def test_start_execution_task_with_the_api_names_and_the_start_time(self):
+        sfn = self.client("stepfunctions")
+        role = f"arn:aws:iam::{self.info['account']}:role/kiln-pipeline"
+        child = sfn.create_state_machine(
+            name="child", roleArn=role,
+            definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}),
+        )["stateMachineArn"]
+        # ResultPath null, as the pipeline's: moto cannot serialize the task's
+        # result (its StartDate) in DescribeExecution.
+        start = {
+            "Type": "Task", "Resource": "arn:aws:states:::states:startExecution",
+            "Parameters": {
+                "StateMachineArn": child, "Name": "started", "Input": {"at.$": "$$.Execution.StartTime"}
+            },
+            "ResultPath": None, "End": True,
+        }
+        parent = sfn.create_state_machine(
+            name="parent", roleArn=role, definition=json.dumps({"StartAt": "Start", "States": {"Start": start}})
+        )["stateMachineArn"]
+        execution = sfn.start_execution(stateMachineArn=parent)["executionArn"]
+        ended = self.wait_for(
+            lambda: (d := sfn.describe_execution(executionArn=execution))["status"] != "RUNNING" and d
+        )
+        self.assertEqual(ended["status"], "SUCCEEDED", ended.get("cause"))
+        started = self.wait_for(lambda: sfn.list_executions(stateMachineArn=child)["executions"])
+        self.assertEqual([e["name"] for e in started], ["started"])
+        at = json.loads(sfn.describe_execution(executionArn=started[0]["executionArn"])["input"])["at"]
+        self.assertRegex(at, r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,154 @@
+//! The clients and the settings every step reads once at start.
+//!
+//! Clients come from the standard AWS environment (`AWS_REGION`,
+//! `AWS_ENDPOINT_URL`, profiles, roles), so the same code runs against real
+//! AWS and the local emulator.
+
+use std::path::PathBuf;
+
+use aws_config::SdkConfig;
+
+use super::sdk::Answer;
+use crate::error::Result;
+use crate::ids::RecipeName;
+use crate::recipe::Recipe;
+
+/// Where recipes live unless `KILN_RECIPE_ROOT` says otherwise.
+pub const DEFAULT_RECIPE_ROOT: &str = "images";
+
+/// Settings read once at start (environment for Lambdas, flags for the CLI).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Directory holding one directory per recipe (`KILN_RECIPE_ROOT`).
+    pub recipe_root: PathBuf,
+    /// Replaces every recipe's `source.parameter` (`KILN_SOURCE_PARAMETER`): for
+    /// a private mirror of the source parameter, or an emulator that reserves `/aws`.
+    pub source_parameter: Option<String>,
+    /// S3 bucket for Run Command output (`KILN_OUTPUT_BUCKET`); without one the
+    /// API returns only the first 24,000 characters of a command's stdout.
+    pub output_bucket: Option<String>,
+    /// The build state machine (`KILN_STATE_MACHINE_ARN`): triggers start
+    /// builds on it, the sweep asks it which builds still run.
+    pub state_machine_arn: Option<String>,
+    /// The release state machine (`KILN_RELEASE_STATE_MACHINE_ARN`):
+    /// `kiln rollout` starts and stops releases on it.
+    pub release_state_machine_arn: Option<String>,
+    /// Security findings within this many seconds start one build per recipe
+    /// (`KILN_SECURITY_WINDOW_SECONDS`; default 6 h).
+    pub security_window_seconds: Option<u64>,
+    /// The base poll interval of builds a trigger starts, when its input does
+    /// not say (`KILN_WAIT_SECONDS`; default the state machine's, 30 s).
+    pub wait_seconds: Option<u32>,
+    /// S3 bucket the `audit-fleet` Lambda writes its reports to
+    /// (`KILN_AUDIT_BUCKET`); without one it only puts metrics.
+    pub audit_bucket: Option<String>,
+    /// Regions an audit covers when its request names none
+    /// (`KILN_AUDIT_REGIONS`, comma separated; `all` for every enabled one).
+    pub audit_regions: Vec<String>,
+    /// Roles an audit assumes when its request names none
+    /// (`KILN_AUDIT_ROLES`, comma separated ARNs).
+    pub audit_roles: Vec<String>,
+}
+
+impl Settings {
+    /// Reads the settings from the environment.
+    pub fn from_env() -> Self {
+        let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+        Self {
+            recipe_root: var("KILN_RECIPE_ROOT")
+                .map_or_else(|| DEFAULT_RECIPE_ROOT.into(), PathBuf::from),
+            source_parameter: var("KILN_SOURCE_PARAMETER"),
+            output_bucket: var("KILN_OUTPUT_BUCKET"),
+            state_machine_arn: var("KILN_STATE_MACHINE_ARN"),
+            release_state_machine_arn: var("KILN_RELEASE_STATE_MACHINE_ARN"),
+            security_window_seconds: var("KILN_SECURITY_WINDOW_SECONDS")
+                .and_then(|v| v.parse().ok()),
+            wait_seconds: var("KILN_WAIT_SECONDS").and_then(|v| v.parse().ok()),
+            audit_bucket: var("KILN_AUDIT_BUCKET"),
+            audit_regions: list(var("KILN_AUDIT_REGIONS")),
+            audit_roles: list(var("KILN_AUDIT_ROLES")),
+        }
+    }
+
+    /// The parameter naming `recipe`'s source image.
+    pub fn source_parameter<'a>(&'a self, recipe: &'a Recipe) -> &'a str {
+        self.source_parameter
+            .as_deref()
+            .unwrap_or(&recipe.file.source.parameter)
+    }
+}
+
+/// The items of a comma-separated list, trimmed, empty ones dropped.
+fn list(value: Option<String>) -> Vec<String> {
+    value
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The clients and settings a step works with. Cheap to share: clients are pooled.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// EC2 Auto Scaling.
+    pub autoscaling: aws_sdk_autoscaling::Client,
+    /// CloudWatch (release gates).
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+    /// EC2.
+    pub ec2: aws_sdk_ec2::Client,
+    /// Systems Manager.
+    pub ssm: aws_sdk_ssm::Client,
+    /// Step Functions.
+    pub sfn: aws_sdk_sfn::Client,
+    /// The configuration the clients came from, for work that makes its own
+    /// (an audit, per region and account).
+    pub config: SdkConfig,
+    /// Settings.
+    pub settings: Settings,
+}
+
+impl Context {
+    /// Clients for `config`.
+    pub fn new(config: &SdkConfig, settings: Settings) -> Self {
+        Self {
+            autoscaling: aws_sdk_autoscaling::Client::new(config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(config),
+            ec2: aws_sdk_ec2::Client::new(config),
+            ssm: aws_sdk_ssm::Client::new(config),
+            sfn: aws_sdk_sfn::Client::new(config),
+            config: config.clone(),
+            settings,
+        }
+    }
+
+    /// Clients and settings from the standard AWS environment.
+    pub async fn from_env() -> Self {
+        let config = aws_config::load_from_env().await;
+        Self::new(&config, Settings::from_env())
+    }
+
+    /// The SSM parameter `name`, or `None` when it does not exist.
+    pub(crate) async fn parameter(
+        &self,
+        name: &str,
+    ) -> Result<Option<aws_sdk_ssm::types::Parameter>> {
+        let found = self
+            .ssm
+            .get_parameter()
+            .name(name)
+            .send()
+            .await
+            .or_missing("GetParameter", |err| {
+                err.as_service_error()
+                    .is_some_and(|e| e.is_parameter_not_found())
+            })?;
+        Ok(found.and_then(|output| output.parameter))
+    }
+
+    /// Loads the recipe called `name` from the recipe root.
+    pub fn recipe(&self, name: &RecipeName) -> Result<Recipe> {
+        Recipe::load(&self.settings.recipe_root.join(name.as_str()))
+    }
+}

@@ -1,0 +1,139 @@
+//! The channel side: what production launches, and how that moves.
+//!
+//! A channel is its pointer ([`pointers`]); [`promotion`] moves it (promote,
+//! roll back, demote) and keeps the image tags in line with it;
+//! [`retention`] retires images nothing needs any more; [`rollout`] moves a
+//! tested image through a recipe's channels by itself and rolls their Auto
+//! Scaling groups. [`handle`] is the `promote` Lambda.
+
+pub mod pointers;
+pub mod promotion;
+pub mod retention;
+pub mod rollout;
+
+use serde::{Deserialize, Serialize};
+
+use crate::aws::Context;
+use crate::error::Result;
+use crate::ids::{AmiId, Channel, RecipeName};
+use pointers::Why;
+
+/// Who moved a pointer when a request does not say.
+pub const DEFAULT_ACTOR: &str = "kiln promote Lambda";
+
+/// The input of the promote Lambda: one move of one channel, or a retention
+/// run over a recipe's images.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// [`promotion::promote`].
+    Promote {
+        /// The recipe.
+        recipe: RecipeName,
+        /// The channel.
+        channel: Channel,
+        /// The image to promote.
+        image_id: AmiId,
+        /// Why.
+        reason: String,
+        /// Who (default: the Lambda itself).
+        actor: Option<String>,
+        /// Promote an untested image.
+        #[serde(default)]
+        force: bool,
+    },
+    /// [`promotion::rollback`].
+    Rollback {
+        /// The recipe.
+        recipe: RecipeName,
+        /// The channel.
+        channel: Channel,
+        /// Why.
+        reason: String,
+        /// Who (default: the Lambda itself).
+        actor: Option<String>,
+    },
+    /// [`promotion::demote`].
+    Demote {
+        /// The recipe.
+        recipe: RecipeName,
+        /// The channel.
+        channel: Channel,
+        /// Why.
+        reason: String,
+        /// Who (default: the Lambda itself).
+        actor: Option<String>,
+    },
+    /// [`rollout::advance`]: one step of a release, as the release
+    /// state machine carries it.
+    Release {
+        /// The release.
+        release: rollout::Release,
+    },
+    /// [`retention::prune`].
+    Prune {
+        /// The recipe.
+        recipe: RecipeName,
+        /// How many of the newest images to keep.
+        keep: usize,
+        /// Only report.
+        #[serde(default)]
+        dry_run: bool,
+    },
+}
+
+/// What the `promote` Lambda answers, by request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Answer {
+    /// What a move did.
+    Moved(promotion::Moved),
+    /// Where the release stands after its step.
+    Release(Box<rollout::Release>),
+    /// What a retention run did.
+    Pruning(retention::Pruning),
+}
+
+/// Who moves a pointer, and why: `actor`, or the Lambda itself.
+fn why<'a>(reason: &'a str, actor: &'a Option<String>) -> Why<'a> {
+    Why {
+        reason,
+        actor: actor.as_deref().unwrap_or(DEFAULT_ACTOR),
+    }
+}
+
+/// The `promote` Lambda: one move, one release step, or one retention run.
+pub async fn handle(ctx: &Context, request: Request) -> Result<Answer> {
+    Ok(match &request {
+        Request::Promote {
+            recipe,
+            channel,
+            image_id,
+            reason,
+            actor,
+            force,
+        } => Answer::Moved(
+            promotion::promote(ctx, recipe, channel, image_id, why(reason, actor), *force).await?,
+        ),
+        Request::Rollback {
+            recipe,
+            channel,
+            reason,
+            actor,
+        } => Answer::Moved(promotion::rollback(ctx, recipe, channel, why(reason, actor)).await?),
+        Request::Demote {
+            recipe,
+            channel,
+            reason,
+            actor,
+        } => Answer::Moved(promotion::demote(ctx, recipe, channel, why(reason, actor)).await?),
+        Request::Release { release } => {
+            Answer::Release(Box::new(rollout::advance(ctx, release.clone()).await?))
+        }
+        Request::Prune {
+            recipe,
+            keep,
+            dry_run,
+        } => Answer::Pruning(retention::prune(ctx, recipe, *keep, *dry_run).await?),
+    })
+}

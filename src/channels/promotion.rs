@@ -1,0 +1,337 @@
+//! Promote, roll back, demote: one pointer per recipe and channel.
+//!
+//! The pointer is the SSM parameter `/kiln/<recipe>/<channel>` (data type
+//! `aws:ec2:image`); its value is the AMI deploy tools launch (a launch
+//! template can say `resolve:ssm:/kiln/<recipe>/prod`). Its version history
+//! is the promotion history: each version's description records the move
+//! (action, reason, actor) as JSON, and SSM records who wrote it.
+//!
+//! Image tags mirror the pointers: `kiln:channel` lists the channels an image
+//! is on, `kiln:previous` the channels a rollback would return to it. The
+//! pointer is the single source of truth: tags are derived from the pointers
+//! alone by [`sync_tags`], which every operation ends with and `kiln doctor`
+//! runs. A crash between a pointer write and the tags is repaired by the next
+//! operation; racing operations converge, since each sync reads the pointers
+//! again after writing and goes round again if they moved.
+
+use aws_sdk_ec2::types::Image as Ec2Image;
+use serde::Serialize;
+use tracing::{info, instrument};
+
+use super::pointers::{
+    Action, ChannelMap, Record, Why, channel_map, history, pointer_name, pointers, read_pointer,
+    reason, record, rollback_target, write_pointer,
+};
+use crate::aws::sdk::Answer;
+use crate::aws::{Context, images};
+use crate::error::{Error, Result};
+use crate::ids::{AmiId, Channel, RecipeName};
+use crate::tags::{self, Stage};
+
+/// Rounds [`sync_tags`] makes before giving up on pointers that keep moving.
+const MAX_SYNC_ROUNDS: usize = 5;
+
+/// A tag kiln changed to make the tags agree with the pointers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TagChange {
+    /// The image.
+    pub image_id: String,
+    /// The tag key.
+    pub key: &'static str,
+    /// Its value before (absent: no tag).
+    pub from: Option<String>,
+    /// Its value after (absent: tag removed).
+    pub to: Option<String>,
+}
+
+/// What an operation did to a channel.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Moved {
+    /// The recipe.
+    pub recipe: RecipeName,
+    /// The channel.
+    pub channel: Channel,
+    /// The pointer parameter.
+    pub parameter: String,
+    /// The image the pointer named before.
+    pub from: Option<AmiId>,
+    /// The image it names now (absent: the channel is gone).
+    pub to: Option<AmiId>,
+    /// The pointer's version now.
+    pub version: Option<i64>,
+    /// False when there was nothing to do.
+    pub changed: bool,
+    /// What deploy tools see now, in words.
+    pub message: String,
+    /// Tags changed to agree with the pointers (including repairs of an
+    /// earlier, interrupted operation).
+    pub tags: Vec<TagChange>,
+}
+
+/// Points `recipe`'s `channel` at `image`. Refused, with nothing changed, when
+/// the image does not exist in this region (deregistered, or in another
+/// region than the pointer), is not available, was not built by `recipe`, or
+/// has not passed its test (unless `force`). Promoting the image the channel
+/// already names changes nothing and says so.
+#[instrument(skip(ctx, why))]
+pub async fn promote(
+    ctx: &Context,
+    recipe: &RecipeName,
+    channel: &Channel,
+    image: &AmiId,
+    why: Why<'_>,
+    force: bool,
+) -> Result<Moved> {
+    let record = record(Action::Promote, why, None)?;
+    let refuse = |reason: String| Error::PromotionRefused {
+        image: image.to_string(),
+        channel: channel.to_string(),
+        reason,
+    };
+    let Some(described) = images::describe(ctx, image).await? else {
+        return Err(refuse(gone(ctx)));
+    };
+    if !images::is_available(&described) {
+        return Err(refuse(format!(
+            "it is {}, not available",
+            images::state_name(&described)
+        )));
+    }
+    match tags::value(described.tags(), tags::RECIPE) {
+        Some(built_by) if built_by == recipe.as_str() => {}
+        Some(other) => return Err(refuse(format!("it was built by recipe {other}"))),
+        None => {
+            return Err(refuse(
+                "it was not built by kiln (no kiln:recipe tag)".into(),
+            ));
+        }
+    }
+    let stage = tags::value(described.tags(), tags::STAGE).unwrap_or("untagged");
+    let tested = stage == Stage::Tested.as_ref();
+    if !tested && !force {
+        return Err(refuse(format!(
+            "it is {stage}, not tested; promote it anyway with --force and a reason"
+        )));
+    }
+    let parameter = pointer_name(recipe, channel);
+    let from = read_pointer(ctx, &parameter).await?;
+    if from.as_ref().is_some_and(|(current, _)| current == image) {
+        let version = from.map(|(_, v)| v);
+        return Ok(Moved {
+            message: format!("{image} is already on {channel}; nothing changed"),
+            tags: sync_tags(ctx, recipe).await?,
+            ..unchanged(recipe, channel, parameter, Some(image.clone()), version)
+        });
+    }
+    let record = Record {
+        forced: !tested,
+        ..record
+    };
+    let version = write_pointer(ctx, &parameter, image, &record).await?;
+    info!(%image, version, "promoted");
+    Ok(Moved {
+        message: format!(
+            "{channel} now names {image}{}: deploy tools resolving {parameter} get it",
+            was(from.as_ref())
+        ),
+        tags: sync_tags(ctx, recipe).await?,
+        recipe: recipe.clone(),
+        channel: channel.clone(),
+        parameter,
+        from: from.map(|(id, _)| id),
+        to: Some(image.clone()),
+        version: Some(version),
+        changed: true,
+    })
+}
+
+/// Moves `recipe`'s `channel` back to the image it named before its current
+/// one. Repeated rollbacks walk back through the history: each returns to the
+/// image the current one replaced, skipping images that were rolled back from.
+#[instrument(skip(ctx, why))]
+pub async fn rollback(
+    ctx: &Context,
+    recipe: &RecipeName,
+    channel: &Channel,
+    why: Why<'_>,
+) -> Result<Moved> {
+    let parameter = pointer_name(recipe, channel);
+    let versions = history(ctx, recipe, channel).await?;
+    let nothing = |reason: &str| Error::NothingToRollBack {
+        channel: channel.to_string(),
+        reason: reason.to_owned(),
+    };
+    let current = versions
+        .last()
+        .ok_or_else(|| nothing("the channel has no pointer"))?;
+    let target = rollback_target(&versions)
+        .ok_or_else(|| nothing("its current image is the first one in the history kiln has"))?;
+    let image: AmiId = target.image_id.parse()?;
+    let usable = images::describe(ctx, &image)
+        .await?
+        .is_some_and(|i| images::is_available(&i));
+    if !usable {
+        return Err(Error::PromotionRefused {
+            image: image.to_string(),
+            channel: channel.to_string(),
+            reason: format!(
+                "the image version {} named is no longer available ({})",
+                target.version,
+                gone(ctx)
+            ),
+        });
+    }
+    let record = record(Action::Rollback, why, Some(target.version))?;
+    let version = write_pointer(ctx, &parameter, &image, &record).await?;
+    let from: Option<AmiId> = current.image_id.parse().ok();
+    info!(%image, version, "rolled back");
+    Ok(Moved {
+        message: format!(
+            "{channel} rolled back to {image} (version {}){}: deploy tools resolving {parameter} get it",
+            target.version,
+            was(from
+                .as_ref()
+                .map(|id| (id.clone(), current.version))
+                .as_ref())
+        ),
+        tags: sync_tags(ctx, recipe).await?,
+        recipe: recipe.clone(),
+        channel: channel.clone(),
+        parameter,
+        from,
+        to: Some(image),
+        version: Some(version),
+        changed: true,
+    })
+}
+
+/// Removes `recipe`'s `channel`: the pointer is deleted (with its history),
+/// so deploy tools resolving it fail instead of launching a stale image.
+#[instrument(skip(ctx, why))]
+pub async fn demote(
+    ctx: &Context,
+    recipe: &RecipeName,
+    channel: &Channel,
+    why: Why<'_>,
+) -> Result<Moved> {
+    let reason = reason(why)?;
+    let parameter = pointer_name(recipe, channel);
+    let Some((image, version)) = read_pointer(ctx, &parameter).await? else {
+        return Ok(Moved {
+            message: format!("{channel} has no pointer ({parameter}); nothing changed"),
+            tags: sync_tags(ctx, recipe).await?,
+            ..unchanged(recipe, channel, parameter.clone(), None, None)
+        });
+    };
+    ctx.ssm
+        .delete_parameter()
+        .name(&parameter)
+        .send()
+        .await
+        .or_aws("DeleteParameter")?;
+    info!(%image, version, %reason, actor = why.actor, "demoted");
+    Ok(Moved {
+        message: format!(
+            "{channel} removed (it named {image}, version {version}): {parameter} no longer exists, \
+             so launches resolving it fail until the next promotion; its history went with it"
+        ),
+        tags: sync_tags(ctx, recipe).await?,
+        recipe: recipe.clone(),
+        channel: channel.clone(),
+        parameter,
+        from: Some(image),
+        to: None,
+        version: None,
+        changed: true,
+    })
+}
+
+/// Brings every image tag of `recipe` in line with its pointers: the image a
+/// channel names carries it in `kiln:channel`, the image a rollback would
+/// return to carries it in `kiln:previous`, no other image carries it. Goes
+/// round again while the pointers move under it. Returns what it changed.
+#[instrument(skip(ctx))]
+pub async fn sync_tags(ctx: &Context, recipe: &RecipeName) -> Result<Vec<TagChange>> {
+    let mut changes = Vec::new();
+    for _ in 0..MAX_SYNC_ROUNDS {
+        let ChannelMap {
+            pointers: before,
+            images: mut desired,
+        } = channel_map(ctx, recipe).await?;
+        for image in recipe_images(ctx, recipe).await? {
+            let Some(id) = image.image_id() else { continue };
+            let wanted = desired.remove(id).unwrap_or_default();
+            for (key, channels) in [
+                (tags::CHANNEL, wanted.channels),
+                (tags::PREVIOUS, wanted.previous),
+            ] {
+                let to = (!channels.is_empty()).then(|| {
+                    channels
+                        .iter()
+                        .map(|c| c.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                });
+                let from = tags::value(image.tags(), key).map(str::to_owned);
+                if from != to {
+                    images::set_tag(ctx, id, key, to.as_deref()).await?;
+                    changes.push(TagChange {
+                        image_id: id.to_owned(),
+                        key,
+                        from,
+                        to,
+                    });
+                }
+            }
+        }
+        let after = pointers(ctx, recipe).await?;
+        if after == before {
+            return Ok(changes);
+        }
+    }
+    Err(Error::PointersMoving {
+        recipe: recipe.to_string(),
+    })
+}
+
+/// Every image of `recipe` in this account and region.
+pub(crate) async fn recipe_images(ctx: &Context, recipe: &RecipeName) -> Result<Vec<Ec2Image>> {
+    images::own(ctx, vec![tags::filter(tags::RECIPE, recipe.as_str())]).await
+}
+
+fn gone(ctx: &Context) -> String {
+    let region = ctx
+        .ec2
+        .config()
+        .region()
+        .map_or_else(|| "this region".to_owned(), ToString::to_string);
+    format!(
+        "no such image in {region}: it is deregistered, or lives in another region \
+         (a pointer names images of its own region: copy the image here first)"
+    )
+}
+
+fn was(from: Option<&(AmiId, i64)>) -> String {
+    from.map(|(id, v)| format!(" (was {id}, version {v})"))
+        .unwrap_or_default()
+}
+
+fn unchanged(
+    recipe: &RecipeName,
+    channel: &Channel,
+    parameter: String,
+    image: Option<AmiId>,
+    version: Option<i64>,
+) -> Moved {
+    Moved {
+        recipe: recipe.clone(),
+        channel: channel.clone(),
+        parameter,
+        from: image.clone(),
+        to: image,
+        version,
+        changed: false,
+        message: String::new(),
+        tags: Vec::new(),
+    }
+}

@@ -1,0 +1,293 @@
+//! The images of a recipe, what uses each, and retention: deregister old
+//! images with their snapshots, never one that anything still needs.
+//!
+//! An image is kept when it is among the newest `keep`, on a channel, what a
+//! channel would roll back to (both read from the pointers, not the tags),
+//! used by an instance in any state but terminated, or named by any version
+//! of any launch template.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::InstanceStateName;
+use serde::Serialize;
+use tracing::{info, instrument};
+
+use super::pointers::{self, Standing};
+use super::promotion;
+use crate::aws::sdk;
+use crate::aws::{Context, images};
+use crate::error::{Error, Result};
+use crate::ids::{AmiId, RecipeName};
+use crate::tags;
+
+/// Instance states in which an instance still holds its image.
+const HOLDING_STATES: &[InstanceStateName] = &[
+    InstanceStateName::Pending,
+    InstanceStateName::Running,
+    InstanceStateName::ShuttingDown,
+    InstanceStateName::Stopping,
+    InstanceStateName::Stopped,
+];
+/// Most values one `DescribeInstances` filter takes.
+const MAX_FILTER_VALUES: usize = 200;
+
+/// One image of a recipe and everything that holds on to it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImageInfo {
+    /// The image.
+    pub image_id: AmiId,
+    /// Its name.
+    pub name: String,
+    /// When EC2 made it (RFC 3339).
+    pub created: Option<String>,
+    /// Whole days since then.
+    pub age_days: Option<i64>,
+    /// Its EC2 state.
+    pub state: String,
+    /// Its `kiln:stage`.
+    pub stage: Option<String>,
+    /// The build that made it.
+    pub build_id: Option<String>,
+    /// Where it stands on the channels, by the pointers.
+    #[serde(flatten)]
+    pub standing: Standing,
+    /// Instances (not terminated) running or stopped on it.
+    pub instances: Vec<String>,
+    /// Launch template versions naming it (`lt-…:version`).
+    pub launch_templates: Vec<String>,
+    /// The snapshots backing it.
+    pub snapshots: Vec<String>,
+}
+
+/// Every image of `recipe`, newest first, with what holds on to each.
+#[instrument(skip(ctx))]
+pub async fn images(ctx: &Context, recipe: &RecipeName) -> Result<Vec<ImageInfo>> {
+    let mut found = promotion::recipe_images(ctx, recipe).await?;
+    // Newest first; EC2 dates have whole seconds, so ties go by id.
+    found.sort_by(|a, b| (b.creation_date(), b.image_id()).cmp(&(a.creation_date(), a.image_id())));
+    let ids: Vec<String> = found
+        .iter()
+        .filter_map(|i| i.image_id().map(str::to_owned))
+        .collect();
+    let mut standing = pointers::channel_map(ctx, recipe).await?.images;
+    let mut instances = instances_using(ctx, &ids).await?;
+    let mut templates = templates_naming(ctx).await?;
+    let now = jiff::Timestamp::now();
+    let mut infos = Vec::new();
+    for image in found {
+        let Some(id) = images::id(&image) else {
+            continue;
+        };
+        let created = image.creation_date().map(str::to_owned);
+        let age_days = created
+            .as_deref()
+            .and_then(|c| c.parse::<jiff::Timestamp>().ok())
+            .map(|c| now.duration_since(c).as_secs() / 86_400);
+        infos.push(ImageInfo {
+            name: image.name().unwrap_or_default().to_owned(),
+            state: images::state_name(&image).to_owned(),
+            stage: tags::value(image.tags(), tags::STAGE).map(str::to_owned),
+            build_id: tags::value(image.tags(), tags::BUILD_ID).map(str::to_owned),
+            standing: standing.remove(id.as_str()).unwrap_or_default(),
+            instances: instances.remove(id.as_str()).unwrap_or_default(),
+            launch_templates: templates.remove(id.as_str()).unwrap_or_default(),
+            snapshots: images::snapshot_ids(&image),
+            created,
+            age_days,
+            image_id: id,
+        });
+    }
+    Ok(infos)
+}
+
+/// Why retention keeps an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, strum::Display)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "detail")]
+pub enum Keep {
+    /// Among the newest `keep` images.
+    #[strum(to_string = "among the newest {0}")]
+    Newest(usize),
+    /// A channel names it.
+    #[strum(to_string = "on channel {0}")]
+    OnChannel(String),
+    /// A channel would roll back to it.
+    #[strum(to_string = "previous on channel {0}")]
+    Previous(String),
+    /// Instances hold it.
+    #[strum(to_string = "used by {0}")]
+    UsedBy(String),
+    /// Launch template versions name it.
+    #[strum(to_string = "in launch template {0}")]
+    InLaunchTemplate(String),
+}
+
+/// An image retention keeps, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Kept {
+    /// The image.
+    pub image_id: AmiId,
+    /// Its name.
+    pub name: String,
+    /// Every reason it stays.
+    pub why: Vec<Keep>,
+}
+
+/// An image retention removed (or would, on a dry run).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pruned {
+    /// The image.
+    pub image_id: AmiId,
+    /// Its name.
+    pub name: String,
+    /// When it was made.
+    pub created: Option<String>,
+    /// Its snapshots, deleted with it.
+    pub snapshots: Vec<String>,
+}
+
+/// What a retention run did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pruning {
+    /// The recipe.
+    pub recipe: RecipeName,
+    /// Nothing was removed: `pruned` is what would go.
+    pub dry_run: bool,
+    /// The images removed.
+    pub pruned: Vec<Pruned>,
+    /// The images kept, each with its reasons.
+    pub kept: Vec<Kept>,
+}
+
+/// Deregisters the images of `recipe` beyond the newest `keep` and deletes
+/// their snapshots, except those something still needs (see the module).
+/// With `dry_run`, only reports.
+#[instrument(skip(ctx))]
+pub async fn prune(
+    ctx: &Context,
+    recipe: &RecipeName,
+    keep: usize,
+    dry_run: bool,
+) -> Result<Pruning> {
+    if keep == 0 {
+        return Err(Error::InvalidInput(
+            "keep at least 1 image: the newest may belong to a build still running".into(),
+        ));
+    }
+    let mut report = Pruning {
+        recipe: recipe.clone(),
+        dry_run,
+        pruned: Vec::new(),
+        kept: Vec::new(),
+    };
+    for (rank, info) in images(ctx, recipe).await?.into_iter().enumerate() {
+        let why = reasons(&info, rank, keep);
+        if !why.is_empty() {
+            report.kept.push(Kept {
+                image_id: info.image_id,
+                name: info.name,
+                why,
+            });
+            continue;
+        }
+        if !dry_run {
+            images::deregister(ctx, &info.image_id, &info.snapshots).await?;
+            info!(image = %info.image_id, "pruned");
+        }
+        report.pruned.push(Pruned {
+            image_id: info.image_id,
+            name: info.name,
+            created: info.created,
+            snapshots: info.snapshots,
+        });
+    }
+    Ok(report)
+}
+
+fn reasons(info: &ImageInfo, rank: usize, keep: usize) -> Vec<Keep> {
+    let mut why = Vec::new();
+    if rank < keep {
+        why.push(Keep::Newest(keep));
+    }
+    why.extend(
+        info.standing
+            .channels
+            .iter()
+            .map(|c| Keep::OnChannel(c.to_string())),
+    );
+    why.extend(
+        info.standing
+            .previous
+            .iter()
+            .map(|c| Keep::Previous(c.to_string())),
+    );
+    if !info.instances.is_empty() {
+        why.push(Keep::UsedBy(info.instances.join(", ")));
+    }
+    if !info.launch_templates.is_empty() {
+        why.push(Keep::InLaunchTemplate(info.launch_templates.join(", ")));
+    }
+    why
+}
+
+/// Image id -> the instances (not terminated) launched from it.
+async fn instances_using(ctx: &Context, ids: &[String]) -> Result<BTreeMap<String, Vec<String>>> {
+    let mut using: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for batch in ids.chunks(MAX_FILTER_VALUES) {
+        let pages = ctx
+            .ec2
+            .describe_instances()
+            .filters(images::filter("image-id", batch.iter().cloned()))
+            .filters(images::filter(
+                "instance-state-name",
+                HOLDING_STATES.iter().map(InstanceStateName::as_str),
+            ))
+            .into_paginator()
+            .send();
+        for page in sdk::all(pages, "DescribeInstances").await? {
+            for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+                if let (Some(image), Some(id)) = (instance.image_id(), instance.instance_id()) {
+                    using
+                        .entry(image.to_owned())
+                        .or_default()
+                        .push(id.to_owned());
+                }
+            }
+        }
+    }
+    Ok(using)
+}
+
+/// Image id -> the launch template versions (`lt-…:version`) naming it.
+async fn templates_naming(ctx: &Context) -> Result<BTreeMap<String, Vec<String>>> {
+    let mut naming: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let templates = ctx
+        .ec2
+        .describe_launch_templates()
+        .into_paginator()
+        .items()
+        .send();
+    for template in sdk::all(templates, "DescribeLaunchTemplates").await? {
+        let Some(template_id) = template.launch_template_id() else {
+            continue;
+        };
+        let versions = ctx
+            .ec2
+            .describe_launch_template_versions()
+            .launch_template_id(template_id)
+            .into_paginator()
+            .items()
+            .send();
+        for version in sdk::all(versions, "DescribeLaunchTemplateVersions").await? {
+            let image = version
+                .launch_template_data()
+                .and_then(|data| data.image_id());
+            if let Some(image) = image {
+                naming.entry(image.to_owned()).or_default().push(format!(
+                    "{template_id}:{}",
+                    version.version_number().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    Ok(naming)
+}

@@ -1,0 +1,70 @@
+//! One step of a release: the next moves of its stage, up to the next wait
+//! or its end.
+
+use tracing::info;
+
+use super::release::{Phase, Release, Status, Step};
+use super::{gates, stages};
+use crate::aws::Context;
+use crate::error::Result;
+
+/// Makes the release's next moves, up to the next wait or its end.
+pub async fn advance(ctx: &Context, mut release: Release) -> Result<Release> {
+    let recipe = ctx.recipe(&release.recipe)?;
+    let policy = recipe.file.release;
+    loop {
+        let step = match policy.get(release.stage) {
+            None if policy.is_empty() => Step::End(
+                Status::Done,
+                "the recipe has no release policy: its channels move by hand".into(),
+                None,
+            ),
+            None => Step::End(
+                Status::Done,
+                format!(
+                    "{} runs on {}",
+                    release.image_id,
+                    policy
+                        .iter()
+                        .map(|s| s.channel.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                None,
+            ),
+            Some(stage) => {
+                let previous = release
+                    .stage
+                    .checked_sub(1)
+                    .and_then(|i| policy.get(i))
+                    .map(|s| &s.channel);
+                let held = gates::hold(ctx, &release.recipe).await?;
+                let held = held.as_ref();
+                match std::mem::take(&mut release.phase) {
+                    Phase::Gate => {
+                        stages::gate(ctx, &mut release, &policy, stage, previous, held).await?
+                    }
+                    Phase::Rollout { wave, refreshes } => {
+                        stages::roll(ctx, &mut release, stage, wave, refreshes, held).await?
+                    }
+                }
+            }
+        };
+        match step {
+            Step::Continue => continue,
+            Step::Wait(seconds, message) => {
+                release.status = Status::Waiting;
+                release.wait_seconds = seconds.max(1);
+                release.message = message;
+            }
+            Step::End(status, message, stopped) => {
+                release.status = status;
+                release.wait_seconds = 0;
+                release.message = message;
+                release.stopped = stopped;
+            }
+        }
+        info!(status = %release.status, stage = release.stage, message = %release.message, "release");
+        return Ok(release);
+    }
+}

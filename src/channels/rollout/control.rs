@@ -1,0 +1,222 @@
+//! A person's hand on releases (`kiln rollout`): where a recipe's release
+//! stands, and start, pause, resume or abort one.
+
+use serde::Serialize;
+
+use super::gates::{self, Hold};
+use super::groups::{self, Refresh};
+use crate::aws::Context;
+use crate::aws::executions;
+use crate::aws::sdk::Answer;
+use crate::channels::pointers;
+use crate::error::{Error, Result};
+use crate::ids::{AmiId, Channel, RecipeName};
+
+/// A recipe's releases as they stand.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Overview {
+    /// The recipe.
+    pub recipe: RecipeName,
+    /// The image each channel names, and the pointer's version.
+    pub pointers: Vec<Pointer>,
+    /// The hold on the recipe's releases, if any.
+    pub hold: Option<Hold>,
+    /// Every Auto Scaling group opted in for the recipe, by name.
+    pub groups: Vec<GroupStatus>,
+    /// Releases running now (none listed when the release state machine is
+    /// not configured).
+    pub releases: Option<Vec<Running>>,
+}
+
+/// A channel's pointer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pointer {
+    /// The channel.
+    pub channel: Channel,
+    /// The image it names.
+    pub image_id: String,
+    /// The pointer's version.
+    pub version: i64,
+}
+
+/// An opted-in group: what it runs and its newest refresh.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupStatus {
+    /// The group's name.
+    pub name: String,
+    /// The channel it follows.
+    pub channel: Option<Channel>,
+    /// Its wave.
+    pub wave: u32,
+    /// Its launch template (id or name) and version.
+    pub template: Option<String>,
+    /// The image that version launches.
+    pub image_id: Option<String>,
+    /// Whether that image is what its channel names.
+    pub current: bool,
+    /// Its instances.
+    pub instances: usize,
+    /// Its newest instance refresh.
+    pub refresh: Option<Refresh>,
+    /// Why kiln cannot roll it, if it cannot.
+    pub problem: Option<String>,
+}
+
+/// A release execution running now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Running {
+    /// The execution's name (the image id).
+    pub name: String,
+    /// The execution.
+    pub arn: String,
+    /// When it started (RFC 3339).
+    pub started: String,
+}
+
+/// What an abort did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Aborted {
+    /// Release executions stopped.
+    pub stopped: Vec<String>,
+    /// Groups whose running refresh was cancelled.
+    pub cancelled: Vec<String>,
+}
+
+/// Where `recipe`'s releases stand.
+pub async fn overview(ctx: &Context, recipe: &RecipeName) -> Result<Overview> {
+    let pointers: Vec<Pointer> = pointers::pointers(ctx, recipe)
+        .await?
+        .into_iter()
+        .map(|(channel, (image_id, version))| Pointer {
+            channel,
+            image_id,
+            version,
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for group in groups::groups(ctx, recipe, None).await? {
+        let (template, image_id, problem) = match &group.template {
+            Ok(template) => (
+                Some(format!(
+                    "{} v{}",
+                    template
+                        .id
+                        .as_deref()
+                        .or(template.name.as_deref())
+                        .unwrap_or_default(),
+                    template.version
+                )),
+                groups::template_image(ctx, template).await?,
+                None,
+            ),
+            Err(why) => (None, None, Some(why.clone())),
+        };
+        let current = pointers.iter().any(|p| {
+            Some(&p.channel) == group.channel.as_ref() && Some(&p.image_id) == image_id.as_ref()
+        });
+        statuses.push(GroupStatus {
+            refresh: groups::latest(ctx, &group.name).await?,
+            name: group.name,
+            channel: group.channel,
+            wave: group.wave,
+            template,
+            image_id,
+            current,
+            instances: group.instances,
+            problem,
+        });
+    }
+    let releases = match &ctx.settings.release_state_machine_arn {
+        Some(machine) => Some(running(ctx, machine, recipe).await?),
+        None => None,
+    };
+    Ok(Overview {
+        recipe: recipe.clone(),
+        pointers,
+        hold: gates::hold(ctx, recipe).await?,
+        groups: statuses,
+        releases,
+    })
+}
+
+/// Starts a release of `image` (the execution is named after it: an image
+/// is released once); returns the execution's ARN.
+pub async fn start(
+    ctx: &Context,
+    recipe: &RecipeName,
+    image: &AmiId,
+    check_seconds: u32,
+) -> Result<String> {
+    let machine = machine(ctx)?;
+    let input = serde_json::json!({
+        "recipe": recipe,
+        "image_id": image,
+        "check_seconds": check_seconds,
+    });
+    let started = executions::start(&ctx.sfn, machine, image.as_str(), &input).await?;
+    if started.existing {
+        return Err(Error::InvalidInput(format!(
+            "{image} has had a release already (execution {image}); an image is released \
+             once: promote it by hand, or build a new one"
+        )));
+    }
+    Ok(started.arn)
+}
+
+/// Stops `recipe`'s running releases and cancels the running refreshes of its
+/// groups. Pointers stay where they are: `kiln rollback` moves one back.
+pub async fn abort(ctx: &Context, recipe: &RecipeName, reason: &str) -> Result<Aborted> {
+    let machine = machine(ctx)?;
+    let mut stopped = Vec::new();
+    for release in running(ctx, machine, recipe).await? {
+        ctx.sfn
+            .stop_execution()
+            .execution_arn(&release.arn)
+            .error("Aborted")
+            .cause(reason)
+            .send()
+            .await
+            .or_aws("StopExecution")?;
+        stopped.push(release.name);
+    }
+    let mut cancelled = Vec::new();
+    for group in groups::groups(ctx, recipe, None).await? {
+        if groups::cancel(ctx, &group.name).await?.is_some() {
+            cancelled.push(group.name);
+        }
+    }
+    Ok(Aborted { stopped, cancelled })
+}
+
+fn machine(ctx: &Context) -> Result<&str> {
+    ctx.settings
+        .release_state_machine_arn
+        .as_deref()
+        .ok_or_else(|| {
+            Error::InvalidInput(
+                "no release state machine: set KILN_RELEASE_STATE_MACHINE_ARN (the stack's \
+                 ReleaseStateMachineArn output)"
+                    .into(),
+            )
+        })
+}
+
+/// The running releases of `recipe` on `machine`.
+async fn running(ctx: &Context, machine: &str, recipe: &RecipeName) -> Result<Vec<Running>> {
+    Ok(executions::running(&ctx.sfn, machine)
+        .await?
+        .into_iter()
+        .filter(|execution| {
+            execution
+                .input
+                .as_deref()
+                .and_then(|input| serde_json::from_str::<serde_json::Value>(input).ok())
+                .is_some_and(|input| input["recipe"] == recipe.as_str())
+        })
+        .map(|execution| Running {
+            name: execution.name,
+            arn: execution.arn,
+            started: execution.started,
+        })
+        .collect())
+}

@@ -1,0 +1,134 @@
+//! What holds a release back: the stage's CloudWatch alarms, and a hold a
+//! person put on the recipe (`kiln rollout pause`).
+
+use aws_sdk_cloudwatch::types::{AlarmType, StateValue};
+use aws_sdk_ssm::types::ParameterType;
+use serde::{Deserialize, Serialize};
+
+use crate::aws::Context;
+use crate::aws::sdk::{self, Answer};
+use crate::channels::pointers::POINTER_ROOT;
+use crate::error::{Error, Result};
+use crate::ids::RecipeName;
+
+/// The alarms of a gate as CloudWatch reports them now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Alarms {
+    /// Alarms in ALARM.
+    pub firing: Vec<String>,
+    /// Alarms that do not exist: they cannot vouch for anything.
+    pub missing: Vec<String>,
+}
+
+/// Where `names` stand (metric and composite alarms alike). An alarm with
+/// too little data does not fire.
+pub async fn alarms(ctx: &Context, names: &[String]) -> Result<Alarms> {
+    if names.is_empty() {
+        return Ok(Alarms::default());
+    }
+    let mut states = std::collections::BTreeMap::new();
+    let pages = ctx
+        .cloudwatch
+        .describe_alarms()
+        .set_alarm_names(Some(names.to_vec()))
+        .alarm_types(AlarmType::MetricAlarm)
+        .alarm_types(AlarmType::CompositeAlarm)
+        .into_paginator()
+        .send();
+    for page in sdk::all(pages, "DescribeAlarms").await? {
+        let metric = page
+            .metric_alarms()
+            .iter()
+            .map(|a| (a.alarm_name(), a.state_value()));
+        let composite = page
+            .composite_alarms()
+            .iter()
+            .map(|a| (a.alarm_name(), a.state_value()));
+        for (name, state) in metric.chain(composite) {
+            if let Some(name) = name {
+                states.insert(name.to_owned(), state.cloned());
+            }
+        }
+    }
+    let mut found = Alarms::default();
+    for name in names {
+        match states.get(name) {
+            None => found.missing.push(name.clone()),
+            Some(Some(StateValue::Alarm)) => found.firing.push(name.clone()),
+            Some(_) => {}
+        }
+    }
+    Ok(found)
+}
+
+/// Longest reason a hold keeps.
+const MAX_REASON_LEN: usize = 600;
+/// Longest actor a hold keeps.
+const MAX_ACTOR_LEN: usize = 100;
+
+/// A person's hold on a recipe's releases: no promotion and no new wave
+/// until it is lifted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    /// Who put it.
+    pub actor: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// The parameter holding `recipe`'s hold (not a channel: a channel name
+/// starts with a letter).
+pub fn hold_parameter(recipe: &RecipeName) -> String {
+    format!("{POINTER_ROOT}/{recipe}/_hold")
+}
+
+/// The hold on `recipe`, if there is one.
+pub async fn hold(ctx: &Context, recipe: &RecipeName) -> Result<Option<Hold>> {
+    let found = ctx.parameter(&hold_parameter(recipe)).await?;
+    Ok(found.and_then(|p| p.value).map(|value| {
+        serde_json::from_str(&value).unwrap_or(Hold {
+            actor: "unknown".into(),
+            reason: value,
+        })
+    }))
+}
+
+/// Puts a hold on `recipe` (replacing any), or lifts it with `None`.
+pub async fn set_hold(ctx: &Context, recipe: &RecipeName, hold: Option<&Hold>) -> Result<()> {
+    let name = hold_parameter(recipe);
+    match hold {
+        Some(hold) => {
+            if hold.reason.trim().is_empty() {
+                return Err(Error::InvalidInput(
+                    "a reason is required: it is shown with the hold".into(),
+                ));
+            }
+            let mut hold = hold.clone();
+            crate::text::truncate(&mut hold.reason, MAX_REASON_LEN);
+            crate::text::truncate(&mut hold.actor, MAX_ACTOR_LEN);
+            let value = serde_json::to_string(&hold)
+                .map_err(|err| Error::InvalidInput(format!("cannot record the hold: {err}")))?;
+            ctx.ssm
+                .put_parameter()
+                .name(name)
+                .value(value)
+                .r#type(ParameterType::String)
+                .overwrite(true)
+                .send()
+                .await
+                .map(drop)
+                .or_aws("PutParameter")
+        }
+        None => ctx
+            .ssm
+            .delete_parameter()
+            .name(name)
+            .send()
+            .await
+            .or_missing("DeleteParameter", |err| {
+                err.as_service_error()
+                    .is_some_and(|e| e.is_parameter_not_found())
+            })
+            .map(drop),
+    }
+}

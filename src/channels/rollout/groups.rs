@@ -1,0 +1,587 @@
+//! The Auto Scaling groups a channel rolls to, and their instance refreshes.
+//!
+//! A group opts in with the tags `kiln:recipe=<recipe>` and
+//! `kiln:channel=<channel>`; `kiln:wave` orders groups into waves (0-99,
+//! lower first, default 1: tag a canary 0). Rolling a group means a new
+//! version of its launch template whose image is the literal AMI id (an
+//! instance refresh cannot roll back to `resolve:ssm:` or `$Latest`), then an
+//! instance refresh to that version with checkpoints, auto rollback, and the
+//! channel's alarms as its alarm specification.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_autoscaling::types::{
+    AlarmSpecification, AutoScalingGroup, DesiredConfiguration, Filter, InstanceRefreshStatus,
+    LaunchTemplate, LaunchTemplateSpecification, MixedInstancesPolicy, RefreshPreferences,
+    RefreshStrategy,
+};
+use aws_sdk_ec2::types::{LaunchTemplateVersion, RequestLaunchTemplateData};
+use serde::{Deserialize, Serialize};
+use tracing::info;
+
+use crate::aws::Context;
+use crate::aws::sdk::{self, Answer};
+use crate::error::{Error, Result};
+use crate::ids::{AmiId, Channel, RecipeName};
+use crate::tags;
+
+/// The wave of a group with no `kiln:wave` tag.
+pub const DEFAULT_WAVE: u32 = 1;
+/// The highest `kiln:wave`.
+pub const MAX_WAVE: u32 = 99;
+/// Instance refresh checkpoints: the refresh pauses at each (percent of the
+/// group replaced) for [`CHECKPOINT_DELAY_SECONDS`], so the alarms see the
+/// new image serve before the rest of the group gets it.
+pub const CHECKPOINTS: [i32; 2] = [50, 100];
+/// Seconds a refresh waits at each checkpoint.
+pub const CHECKPOINT_DELAY_SECONDS: i32 = 300;
+/// Share of a group that stays in service while it is refreshed.
+pub const MIN_HEALTHY_PERCENT: i32 = 90;
+/// Start of the launch template version description kiln writes.
+const VERSION_DESCRIPTION: &str = "kiln";
+
+/// An opted-in Auto Scaling group.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Group {
+    /// The group's name.
+    pub name: String,
+    /// The channel it follows (`kiln:channel`).
+    pub channel: Option<Channel>,
+    /// Its wave.
+    pub wave: u32,
+    /// Its launch template, or why kiln cannot roll it.
+    pub template: std::result::Result<Template, String>,
+    /// Instances in service or on their way.
+    pub instances: usize,
+}
+
+/// The launch template a group launches from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Template {
+    /// The template's id.
+    pub id: Option<String>,
+    /// The template's name, when its id is unknown (requests name a template
+    /// by one or the other, never both).
+    pub name: Option<String>,
+    /// The version the group uses (a number: kiln refuses `$Latest` and
+    /// `$Default`, which a new version would change at once).
+    pub version: String,
+    /// The group's mixed instances policy, when it has one.
+    #[serde(skip)]
+    mixed: Option<MixedInstancesPolicy>,
+}
+
+impl Template {
+    fn spec(&self, version: &str) -> LaunchTemplateSpecification {
+        LaunchTemplateSpecification::builder()
+            .set_launch_template_id(self.id.clone())
+            .set_launch_template_name(self.name.clone())
+            .version(version)
+            .build()
+    }
+
+    /// The group's configuration with `version` of its template.
+    fn desired(&self, version: &str) -> DesiredConfiguration {
+        let spec = self.spec(version);
+        match &self.mixed {
+            Some(mixed) => {
+                let template = mixed.launch_template();
+                DesiredConfiguration::builder()
+                    .mixed_instances_policy(
+                        MixedInstancesPolicy::builder()
+                            .launch_template(
+                                LaunchTemplate::builder()
+                                    .launch_template_specification(spec)
+                                    .set_overrides(template.map(|t| t.overrides().to_vec()))
+                                    .build(),
+                            )
+                            .set_instances_distribution(mixed.instances_distribution().cloned())
+                            .build(),
+                    )
+                    .build()
+            }
+            None => DesiredConfiguration::builder()
+                .launch_template(spec)
+                .build(),
+        }
+    }
+}
+
+/// One group's instance refresh to a new image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refresh {
+    /// The group.
+    pub group: String,
+    /// The refresh's id.
+    pub refresh_id: String,
+    /// The launch template version it rolls to.
+    pub version: String,
+    /// Its status as Auto Scaling last reported it.
+    pub status: String,
+    /// How much of the group it has replaced.
+    #[serde(default)]
+    pub percent: Option<i32>,
+    /// Auto Scaling's reason for the status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    /// The version the group used before, which a revert returns it to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_version: Option<String>,
+}
+
+/// How a refresh stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Still going.
+    Running,
+    /// Every instance is on the new configuration.
+    Succeeded,
+    /// Ended without the new configuration (failed, cancelled, rolled back).
+    Failed,
+}
+
+impl Refresh {
+    /// Where the refresh stands, from its last reported status.
+    pub fn progress(&self) -> Progress {
+        match InstanceRefreshStatus::from(self.status.as_str()) {
+            InstanceRefreshStatus::Successful => Progress::Succeeded,
+            InstanceRefreshStatus::Failed
+            | InstanceRefreshStatus::Cancelled
+            | InstanceRefreshStatus::RollbackFailed
+            | InstanceRefreshStatus::RollbackSuccessful => Progress::Failed,
+            _ => Progress::Running,
+        }
+    }
+}
+
+/// Every group tagged for `recipe` (and `channel`, when given), by name.
+pub async fn groups(
+    ctx: &Context,
+    recipe: &RecipeName,
+    channel: Option<&Channel>,
+) -> Result<Vec<Group>> {
+    let filter = |key: &str, value: &str| {
+        Filter::builder()
+            .name(format!("tag:{key}"))
+            .values(value)
+            .build()
+    };
+    let mut request = ctx
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .filters(filter(tags::RECIPE, recipe.as_str()));
+    if let Some(channel) = channel {
+        request = request.filters(filter(tags::CHANNEL, channel.as_str()));
+    }
+    let pages = request.into_paginator().items().send();
+    let mut groups: Vec<Group> = sdk::all(pages, "DescribeAutoScalingGroups")
+        .await?
+        .iter()
+        .map(group)
+        .collect();
+    groups.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(groups)
+}
+
+/// `groups` in waves, lowest first.
+pub fn waves(groups: Vec<Group>) -> BTreeMap<u32, Vec<Group>> {
+    let mut waves: BTreeMap<u32, Vec<Group>> = BTreeMap::new();
+    for group in groups {
+        waves.entry(group.wave).or_default().push(group);
+    }
+    waves
+}
+
+fn group(found: &AutoScalingGroup) -> Group {
+    let tag = |key: &str| {
+        found
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some(key))
+            .and_then(|t| t.value())
+    };
+    let wave = match tag(tags::WAVE).map(str::parse::<u32>) {
+        None => Ok(DEFAULT_WAVE),
+        Some(Ok(wave)) if wave <= MAX_WAVE => Ok(wave),
+        Some(_) => Err(format!(
+            "{} must be a number from 0 to {MAX_WAVE}",
+            tags::WAVE
+        )),
+    };
+    let template = wave.clone().and_then(|_| template(found));
+    Group {
+        name: found
+            .auto_scaling_group_name()
+            .unwrap_or_default()
+            .to_owned(),
+        channel: tag(tags::CHANNEL).and_then(|c| c.parse().ok()),
+        wave: wave.unwrap_or(DEFAULT_WAVE),
+        template,
+        instances: found.instances().len(),
+    }
+}
+
+fn template(group: &AutoScalingGroup) -> std::result::Result<Template, String> {
+    let mixed = group.mixed_instances_policy();
+    let spec = match (group.launch_template(), mixed) {
+        (Some(spec), _) => spec,
+        (None, Some(mixed)) => {
+            let template = mixed.launch_template();
+            if template.is_some_and(|t| {
+                t.overrides()
+                    .iter()
+                    .any(|o| o.launch_template_specification().is_some())
+            }) {
+                return Err(
+                    "its mixed instances overrides name launch templates of their own; \
+                            kiln rolls groups with one launch template"
+                        .into(),
+                );
+            }
+            template
+                .and_then(LaunchTemplate::launch_template_specification)
+                .ok_or("its mixed instances policy has no launch template")?
+        }
+        (None, None) => {
+            return Err(
+                "it uses a launch configuration; kiln rolls groups with a launch template \
+                        (launch configurations are deprecated)"
+                    .into(),
+            );
+        }
+    };
+    let version = spec.version().unwrap_or("$Default");
+    if version.parse::<u64>().is_err() {
+        return Err(format!(
+            "it uses launch template version {version}; pin a version number (a new version would \
+             change {version} at once, and a refresh to it cannot roll back)"
+        ));
+    }
+    let id = spec.launch_template_id().map(str::to_owned);
+    Ok(Template {
+        name: id
+            .is_none()
+            .then(|| spec.launch_template_name().map(str::to_owned))
+            .flatten(),
+        id,
+        version: version.to_owned(),
+        mixed: mixed.cloned(),
+    })
+}
+
+/// The image a version of `template` launches.
+pub async fn template_image(ctx: &Context, template: &Template) -> Result<Option<String>> {
+    Ok(describe_version(ctx, template, &template.version)
+        .await?
+        .and_then(|v| v.launch_template_data)
+        .and_then(|d| d.image_id))
+}
+
+/// Version `version` (a number, or `$Latest`) of `template`.
+async fn describe_version(
+    ctx: &Context,
+    template: &Template,
+    version: &str,
+) -> Result<Option<LaunchTemplateVersion>> {
+    let found = ctx
+        .ec2
+        .describe_launch_template_versions()
+        .set_launch_template_id(template.id.clone())
+        .set_launch_template_name(template.name.clone())
+        .versions(version)
+        .send()
+        .await
+        .or_aws("DescribeLaunchTemplateVersions")?;
+    Ok(found
+        .launch_template_versions
+        .unwrap_or_default()
+        .into_iter()
+        .next())
+}
+
+/// A version of the group's template that launches `image`: the template's
+/// latest when kiln made it for this image (a retried step makes no second
+/// one), else a new one copied from the group's version with only the image
+/// changed.
+async fn version_for(
+    ctx: &Context,
+    template: &Template,
+    image: &AmiId,
+    channel: &Channel,
+) -> Result<String> {
+    let description = format!("{VERSION_DESCRIPTION} {channel}: {image}");
+    let latest = describe_version(ctx, template, "$Latest").await?;
+    let reusable = latest.as_ref().filter(|v| {
+        v.version_description() == Some(description.as_str())
+            && v.launch_template_data().and_then(|d| d.image_id()) == Some(image.as_str())
+    });
+    if let Some(number) = reusable.and_then(|v| v.version_number()) {
+        return Ok(number.to_string());
+    }
+    let created = ctx
+        .ec2
+        .create_launch_template_version()
+        .set_launch_template_id(template.id.clone())
+        .set_launch_template_name(template.name.clone())
+        .source_version(&template.version)
+        .version_description(description)
+        .launch_template_data(
+            RequestLaunchTemplateData::builder()
+                .image_id(image.as_str())
+                .build(),
+        )
+        .send()
+        .await
+        .or_aws("CreateLaunchTemplateVersion")?;
+    created
+        .launch_template_version()
+        .and_then(|v| v.version_number())
+        .map(|n| n.to_string())
+        .ok_or_else(|| Error::Aws {
+            operation: "CreateLaunchTemplateVersion",
+            code: "NoVersion".into(),
+            message: "the answer named no version".into(),
+        })
+}
+
+/// Starts rolling `group` to `image`: a launch template version with the
+/// image, then an instance refresh to it. A refresh to that version already
+/// running (a retried step) is taken over; any other running refresh is an
+/// error naming it.
+pub async fn start(
+    ctx: &Context,
+    group: &Group,
+    image: &AmiId,
+    channel: &Channel,
+    alarms: &[String],
+) -> Result<Refresh> {
+    let template = group
+        .template
+        .as_ref()
+        .map_err(|why| Error::RolloutBlocked {
+            group: group.name.clone(),
+            reason: why.clone(),
+        })?;
+    let version = version_for(ctx, template, image, channel).await?;
+    let mut preferences = RefreshPreferences::builder()
+        .auto_rollback(true)
+        .set_checkpoint_percentages(Some(CHECKPOINTS.to_vec()))
+        .checkpoint_delay(CHECKPOINT_DELAY_SECONDS);
+    if !alarms.is_empty() {
+        preferences = preferences.alarm_specification(
+            AlarmSpecification::builder()
+                .set_alarms(Some(alarms.to_vec()))
+                .build(),
+        );
+    }
+    let Some(refresh) = refresh_to(ctx, &group.name, template, &version, preferences).await? else {
+        return match latest(ctx, &group.name).await? {
+            Some(ours) if ours.version == version => Ok(Refresh {
+                from_version: Some(template.version.clone()),
+                ..ours
+            }),
+            _ => Err(Error::RolloutBlocked {
+                group: group.name.clone(),
+                reason: "another instance refresh is in progress on it".into(),
+            }),
+        };
+    };
+    Ok(Refresh {
+        from_version: Some(template.version.clone()),
+        ..refresh
+    })
+}
+
+/// Sends every group of `rolled` (refreshes that succeeded) back to the
+/// version it used before, with a refresh of its own (no alarms: the
+/// alarms are why it goes back). A group kiln can no longer roll, or one
+/// with a refresh running, is left as it is. Returns the refreshes started.
+pub async fn revert(
+    ctx: &Context,
+    recipe: &RecipeName,
+    channel: &Channel,
+    rolled: &[Refresh],
+) -> Result<Vec<Refresh>> {
+    if rolled.is_empty() {
+        return Ok(Vec::new());
+    }
+    let current = groups(ctx, recipe, Some(channel)).await?;
+    let mut started = Vec::new();
+    for refresh in rolled {
+        let group = current.iter().find(|g| g.name == refresh.group);
+        let (Some(from), Some(Ok(template))) = (
+            refresh.from_version.as_deref(),
+            group.map(|g| g.template.as_ref()),
+        ) else {
+            continue;
+        };
+        if let Some(back) = refresh_to(
+            ctx,
+            &refresh.group,
+            template,
+            from,
+            RefreshPreferences::builder(),
+        )
+        .await?
+        {
+            started.push(Refresh {
+                from_version: Some(refresh.version.clone()),
+                ..back
+            });
+        }
+    }
+    Ok(started)
+}
+
+/// Starts a refresh of `group` to `version` of its template, with kiln's
+/// usual preferences on top of `preferences`; `None` when a refresh is
+/// running already.
+async fn refresh_to(
+    ctx: &Context,
+    group: &str,
+    template: &Template,
+    version: &str,
+    preferences: aws_sdk_autoscaling::types::builders::RefreshPreferencesBuilder,
+) -> Result<Option<Refresh>> {
+    let started = ctx
+        .autoscaling
+        .start_instance_refresh()
+        .auto_scaling_group_name(group)
+        .strategy(RefreshStrategy::Rolling)
+        .desired_configuration(template.desired(version))
+        .preferences(
+            preferences
+                .skip_matching(true)
+                .min_healthy_percentage(MIN_HEALTHY_PERCENT)
+                .build(),
+        )
+        .send()
+        .await
+        .or_missing("StartInstanceRefresh", |err| {
+            err.as_service_error()
+                .is_some_and(|e| e.is_instance_refresh_in_progress_fault())
+        })?;
+    let Some(started) = started else {
+        return Ok(None);
+    };
+    let refresh_id = started.instance_refresh_id().unwrap_or_default().to_owned();
+    info!(%group, %refresh_id, %version, "instance refresh started");
+    Ok(Some(Refresh {
+        group: group.to_owned(),
+        refresh_id,
+        version: version.to_owned(),
+        status: InstanceRefreshStatus::Pending.as_str().to_owned(),
+        percent: Some(0),
+        status_reason: None,
+        from_version: None,
+    }))
+}
+
+/// The refresh as Auto Scaling reports it now.
+pub async fn track(ctx: &Context, refresh: &Refresh) -> Result<Refresh> {
+    let found = ctx
+        .autoscaling
+        .describe_instance_refreshes()
+        .auto_scaling_group_name(&refresh.group)
+        .instance_refresh_ids(&refresh.refresh_id)
+        .send()
+        .await
+        .or_aws("DescribeInstanceRefreshes")?;
+    let found = found
+        .instance_refreshes()
+        .first()
+        .ok_or_else(|| Error::Aws {
+            operation: "DescribeInstanceRefreshes",
+            code: "NotFound".into(),
+            message: format!(
+                "group {} has no instance refresh {}",
+                refresh.group, refresh.refresh_id
+            ),
+        })?;
+    Ok(Refresh {
+        from_version: refresh.from_version.clone(),
+        ..reported(&refresh.group, found, refresh.version.clone())
+    })
+}
+
+/// The group's newest refresh, if it has one.
+pub async fn latest(ctx: &Context, group: &str) -> Result<Option<Refresh>> {
+    let found = ctx
+        .autoscaling
+        .describe_instance_refreshes()
+        .auto_scaling_group_name(group)
+        .max_records(1)
+        .send()
+        .await
+        .or_aws("DescribeInstanceRefreshes")?;
+    Ok(found.instance_refreshes().first().map(|r| {
+        let version = r
+            .desired_configuration()
+            .and_then(|d| {
+                d.launch_template().or_else(|| {
+                    d.mixed_instances_policy()
+                        .and_then(|m| m.launch_template())
+                        .and_then(|t| t.launch_template_specification())
+                })
+            })
+            .and_then(|s| s.version())
+            .unwrap_or_default()
+            .to_owned();
+        reported(group, r, version)
+    }))
+}
+
+fn reported(
+    group: &str,
+    found: &aws_sdk_autoscaling::types::InstanceRefresh,
+    version: String,
+) -> Refresh {
+    Refresh {
+        group: group.to_owned(),
+        refresh_id: found.instance_refresh_id().unwrap_or_default().to_owned(),
+        version,
+        status: found
+            .status()
+            .map_or("Unknown", InstanceRefreshStatus::as_str)
+            .to_owned(),
+        percent: found.percentage_complete(),
+        status_reason: found.status_reason().map(str::to_owned),
+        from_version: None,
+    }
+}
+
+/// Rolls back a refresh still running (Auto Scaling returns the instances it
+/// replaced); one already ended is left as it is. Returns whether it asked.
+pub async fn roll_back(ctx: &Context, refresh: &Refresh) -> Result<bool> {
+    if refresh.progress() != Progress::Running {
+        return Ok(false);
+    }
+    let asked = ctx
+        .autoscaling
+        .rollback_instance_refresh()
+        .auto_scaling_group_name(&refresh.group)
+        .send()
+        .await
+        .or_missing("RollbackInstanceRefresh", |err| {
+            err.as_service_error().is_some_and(|e| {
+                e.is_active_instance_refresh_not_found_fault()
+                    || e.is_irreversible_instance_refresh_fault()
+            })
+        })?;
+    Ok(asked.is_some())
+}
+
+/// Cancels the group's running refresh, if it has one. Returns its id.
+pub async fn cancel(ctx: &Context, group: &str) -> Result<Option<String>> {
+    let cancelled = ctx
+        .autoscaling
+        .cancel_instance_refresh()
+        .auto_scaling_group_name(group)
+        .send()
+        .await
+        .or_missing("CancelInstanceRefresh", |err| {
+            err.as_service_error()
+                .is_some_and(|e| e.is_active_instance_refresh_not_found_fault())
+        })?;
+    Ok(cancelled.and_then(|out| out.instance_refresh_id))
+}

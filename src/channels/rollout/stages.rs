@@ -1,0 +1,418 @@
+//! The moves of one stage of a release: its gate (soak, alarms, then the
+//! promotion) and its rollout (wave by wave), and how a stage stops short.
+
+use std::collections::BTreeSet;
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::gates::{self, Hold};
+use super::groups::{self, Progress, Refresh};
+use super::release::{ACTOR, MAX_SOAK_CHECKS, Phase, Release, Status, Step, Stopped};
+use crate::aws::Context;
+use crate::channels::pointers::{self, Why};
+use crate::channels::promotion;
+use crate::error::{Error, Result};
+use crate::ids::{AmiId, Channel, RecipeName};
+use crate::recipe::ReleaseStage;
+
+/// Soak and gates before `stage`'s channel, then its promotion (unless
+/// `held`: the soak and its gates go on, the promotion waits).
+pub(super) async fn gate(
+    ctx: &Context,
+    release: &mut Release,
+    policy: &[ReleaseStage],
+    stage: &ReleaseStage,
+    previous: Option<&Channel>,
+    held: Option<&Hold>,
+) -> Result<Step> {
+    let (recipe, image) = (&release.recipe.clone(), &release.image_id.clone());
+    let channel = &stage.channel;
+    let rollout = Phase::Rollout {
+        wave: 0,
+        refreshes: Vec::new(),
+    };
+    if names(ctx, recipe, channel, image).await? {
+        release.phase = rollout;
+        return Ok(Step::Continue);
+    }
+    let since = match previous {
+        None => release.started_at,
+        Some(previous) => {
+            let history = pointers::history(ctx, recipe, previous).await?;
+            match history.last().filter(|v| v.image_id == image.as_str()) {
+                Some(current) => current
+                    .at
+                    .as_deref()
+                    .and_then(|at| at.parse().ok())
+                    .unwrap_or(release.started_at),
+                None => {
+                    return Ok(halt(
+                        previous,
+                        format!(
+                            "{previous} no longer names {image} (rolled back, or another image \
+                             promoted): the release stops before {channel}"
+                        ),
+                        Vec::new(),
+                    ));
+                }
+            }
+        }
+    };
+    let alarms = gates::alarms(ctx, &stage.alarms).await?;
+    if !alarms.firing.is_empty() {
+        let reason = format!(
+            "alarm {} in ALARM during the soak before {channel}",
+            alarms.firing.join(", ")
+        );
+        return match previous {
+            Some(previous) => {
+                let rolled = release.rolled.get(previous).cloned().unwrap_or_default();
+                roll_back_channel(ctx, recipe, previous, reason, Vec::new(), &rolled).await
+            }
+            None => Ok(halt(
+                channel,
+                format!("{reason}; no channel has {image}"),
+                Vec::new(),
+            )),
+        };
+    }
+    if !alarms.missing.is_empty() {
+        return Ok(halt(
+            channel,
+            format!(
+                "alarm {} does not exist, so it cannot vouch for {channel}: fix the release policy \
+                 of recipe {recipe}",
+                alarms.missing.join(", ")
+            ),
+            Vec::new(),
+        ));
+    }
+    let soak = SignedDuration::from_hours(i64::from(stage.soak_hours));
+    let ends = since.checked_add(soak).unwrap_or(since);
+    let left = ends.duration_since(Timestamp::now());
+    if left.is_positive() {
+        let seconds = u32::try_from(left.as_secs()).unwrap_or(u32::MAX);
+        let place = previous.map_or_else(|| "release".to_owned(), |p| p.to_string());
+        return Ok(Step::Wait(
+            soak_check_seconds(release.check_seconds, stage.soak_hours)
+                .min(seconds.saturating_add(1)),
+            format!(
+                "soaking in {place} until {ends} before {channel} ({} s left); gates clear",
+                left.as_secs()
+            ),
+        ));
+    }
+    if let Some(hold) = held {
+        return Ok(paused(release, hold, &format!("promoting {channel}")));
+    }
+    if let Some((rolled, version)) = rolled_back_from(ctx, recipe, policy, image).await? {
+        return Ok(halt(
+            channel,
+            format!(
+                "{rolled} was rolled back from {image} (version {version}): a release never \
+                 promotes it again; a new build may try again, or promote it by hand"
+            ),
+            Vec::new(),
+        ));
+    }
+    let groups = groups::groups(ctx, recipe, Some(channel)).await?;
+    if let Some((group, why)) = groups
+        .iter()
+        .find_map(|g| g.template.as_ref().err().map(|why| (g, why)))
+    {
+        return Ok(halt(
+            channel,
+            format!(
+                "group {} cannot be rolled: {why}; the release stops before promoting {channel}",
+                group.name
+            ),
+            Vec::new(),
+        ));
+    }
+    let reason = match previous {
+        Some(previous) => format!(
+            "release: {} h in {previous} with gates clear",
+            stage.soak_hours
+        ),
+        None => "release: the image passed its test".to_owned(),
+    };
+    promotion::promote(
+        ctx,
+        recipe,
+        channel,
+        image,
+        Why {
+            reason: &reason,
+            actor: ACTOR,
+        },
+        false,
+    )
+    .await?;
+    release.phase = rollout;
+    Ok(Step::Continue)
+}
+
+/// The waves of `stage`'s channel: start the next (unless `held`), or
+/// follow the one running.
+pub(super) async fn roll(
+    ctx: &Context,
+    release: &mut Release,
+    stage: &ReleaseStage,
+    wave: u32,
+    refreshes: Vec<Refresh>,
+    held: Option<&Hold>,
+) -> Result<Step> {
+    let (recipe, image) = (&release.recipe.clone(), &release.image_id.clone());
+    let channel = &stage.channel;
+    if !names(ctx, recipe, channel, image).await? {
+        let rolled = roll_back_refreshes(ctx, refreshes).await?;
+        return Ok(halt(
+            channel,
+            format!(
+                "{channel} no longer names {image} (moved by hand or by another release): the \
+                 release stops; refreshes still running were rolled back"
+            ),
+            rolled,
+        ));
+    }
+    let alarms = gates::alarms(ctx, &stage.alarms).await?;
+    if refreshes.is_empty() {
+        let waves = groups::waves(groups::groups(ctx, recipe, Some(channel)).await?);
+        let Some((&wave, members)) = waves.range(wave..).next() else {
+            release.stage += 1;
+            release.phase = Phase::Gate;
+            return Ok(Step::Continue);
+        };
+        if !alarms.firing.is_empty() {
+            let reason = format!(
+                "alarm {} in ALARM before wave {wave} of {channel}",
+                alarms.firing.join(", ")
+            );
+            let rolled = release.rolled.get(channel).cloned().unwrap_or_default();
+            return roll_back_channel(ctx, recipe, channel, reason, Vec::new(), &rolled).await;
+        }
+        if let Some(hold) = held {
+            release.phase = Phase::Rollout {
+                wave,
+                refreshes: Vec::new(),
+            };
+            return Ok(paused(release, hold, &format!("wave {wave} of {channel}")));
+        }
+        let mut started = Vec::new();
+        for group in members {
+            match groups::start(ctx, group, image, channel, &stage.alarms).await {
+                Ok(refresh) => started.push(refresh),
+                Err(Error::RolloutBlocked { group, reason }) => {
+                    let rolled = roll_back_refreshes(ctx, started).await?;
+                    return Ok(halt(
+                        channel,
+                        format!("group {group} cannot be rolled: {reason}; the release stops"),
+                        rolled,
+                    ));
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        let message = format!("{channel} wave {wave}: rolling {}", list(&started));
+        release.phase = Phase::Rollout {
+            wave,
+            refreshes: started,
+        };
+        return Ok(Step::Wait(release.check_seconds, message));
+    }
+    let mut now = Vec::with_capacity(refreshes.len());
+    for refresh in &refreshes {
+        now.push(groups::track(ctx, refresh).await?);
+    }
+    let failed: Vec<&Refresh> = now
+        .iter()
+        .filter(|r| r.progress() == Progress::Failed)
+        .collect();
+    if !alarms.firing.is_empty() || !failed.is_empty() {
+        let mut reasons = Vec::new();
+        if !alarms.firing.is_empty() {
+            reasons.push(format!("alarm {} in ALARM", alarms.firing.join(", ")));
+        }
+        reasons.extend(failed.iter().map(|r| {
+            format!(
+                "group {} refresh ended {}{}",
+                r.group,
+                r.status,
+                r.status_reason
+                    .as_deref()
+                    .map(|why| format!(" ({why})"))
+                    .unwrap_or_default()
+            )
+        }));
+        let reason = format!("{} during wave {wave} of {channel}", reasons.join("; "));
+        let mut rolled = release.rolled.get(channel).cloned().unwrap_or_default();
+        rolled.extend(
+            now.iter()
+                .filter(|r| r.progress() == Progress::Succeeded)
+                .cloned(),
+        );
+        let stood = roll_back_refreshes(ctx, now).await?;
+        return roll_back_channel(ctx, recipe, channel, reason, stood, &rolled).await;
+    }
+    if now.iter().all(|r| r.progress() == Progress::Succeeded) {
+        release
+            .rolled
+            .entry(channel.clone())
+            .or_default()
+            .extend(now);
+        release.phase = Phase::Rollout {
+            wave: wave + 1,
+            refreshes: Vec::new(),
+        };
+        return Ok(Step::Continue);
+    }
+    let message = format!("{channel} wave {wave}: {}", list(&now));
+    release.phase = Phase::Rollout {
+        wave,
+        refreshes: now,
+    };
+    Ok(Step::Wait(release.check_seconds, message))
+}
+
+/// Whether `channel`'s pointer names `image`.
+async fn names(
+    ctx: &Context,
+    recipe: &RecipeName,
+    channel: &Channel,
+    image: &AmiId,
+) -> Result<bool> {
+    let history = pointers::history(ctx, recipe, channel).await?;
+    Ok(history.last().is_some_and(|v| v.image_id == image.as_str()))
+}
+
+/// A channel that was rolled back from `image`, and the rollback's version.
+async fn rolled_back_from(
+    ctx: &Context,
+    recipe: &RecipeName,
+    policy: &[ReleaseStage],
+    image: &AmiId,
+) -> Result<Option<(Channel, i64)>> {
+    let channels: BTreeSet<&Channel> = policy.iter().map(|s| &s.channel).collect();
+    for channel in channels {
+        let history = pointers::history(ctx, recipe, channel).await?;
+        if let Some(rollback) = pointers::rolled_back_from(&history, image.as_str()) {
+            return Ok(Some((channel.clone(), rollback.version)));
+        }
+    }
+    Ok(None)
+}
+
+/// Moves `channel` back, recording `reason`, and sends the groups this
+/// release `rolled` on it back too; the release ends rolled back.
+async fn roll_back_channel(
+    ctx: &Context,
+    recipe: &RecipeName,
+    channel: &Channel,
+    reason: String,
+    refreshes: Vec<Refresh>,
+    rolled: &[Refresh],
+) -> Result<Step> {
+    let why = Why {
+        reason: &reason,
+        actor: ACTOR,
+    };
+    match promotion::rollback(ctx, recipe, channel, why).await {
+        Ok(moved) => {
+            let reverted = groups::revert(ctx, recipe, channel, rolled).await?;
+            let back = if reverted.is_empty() {
+                String::new()
+            } else {
+                format!("; {} sent back", list(&reverted))
+            };
+            Ok(Step::End(
+                Status::RolledBack,
+                format!("{reason}: {}{back}", moved.message),
+                Some(Stopped {
+                    channel: channel.clone(),
+                    reason,
+                    rolled_back_to: moved.to,
+                    refreshes,
+                    reverted,
+                }),
+            ))
+        }
+        Err(Error::NothingToRollBack {
+            reason: nothing, ..
+        }) => Ok(halt(
+            channel,
+            format!("{reason}; {channel} cannot go back: {nothing}"),
+            refreshes,
+        )),
+        Err(err) => Err(err),
+    }
+}
+
+/// Rolls back those of `refreshes` still running; returns them all, as
+/// they stood.
+async fn roll_back_refreshes(ctx: &Context, refreshes: Vec<Refresh>) -> Result<Vec<Refresh>> {
+    for refresh in &refreshes {
+        groups::roll_back(ctx, refresh).await?;
+    }
+    Ok(refreshes)
+}
+
+/// Waiting for a hold to be lifted before `next`.
+fn paused(release: &Release, hold: &Hold, next: &str) -> Step {
+    Step::Wait(
+        release.check_seconds,
+        format!(
+            "paused by {}: {}; {next} waits (kiln rollout resume {} lifts the hold; gates are \
+             still watched)",
+            hold.actor, hold.reason, release.recipe
+        ),
+    )
+}
+
+/// Seconds between two checks of a soak of `soak_hours`.
+fn soak_check_seconds(check_seconds: u32, soak_hours: u32) -> u32 {
+    check_seconds.max(soak_hours.saturating_mul(3600) / MAX_SOAK_CHECKS)
+}
+
+/// The release stops short without moving a pointer back.
+fn halt(channel: &Channel, reason: String, refreshes: Vec<Refresh>) -> Step {
+    Step::End(
+        Status::Halted,
+        reason.clone(),
+        Some(Stopped {
+            channel: channel.clone(),
+            reason,
+            rolled_back_to: None,
+            refreshes,
+            reverted: Vec::new(),
+        }),
+    )
+}
+
+fn list(refreshes: &[Refresh]) -> String {
+    refreshes
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {}%",
+                r.group,
+                r.status,
+                r.percent.unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_soak_is_checked_at_most_max_soak_checks_times() {
+        assert_eq!(soak_check_seconds(300, 24), 432);
+        assert_eq!(soak_check_seconds(300, 1), 300);
+        assert_eq!(soak_check_seconds(1, 0), 1);
+        let longest = crate::recipe::MAX_SOAK_HOURS;
+        assert!(longest * 3600 / soak_check_seconds(300, longest) <= MAX_SOAK_CHECKS);
+    }
+}

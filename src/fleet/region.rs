@@ -1,0 +1,180 @@
+//! One region of one account: its instances folded into a tally, the facts
+//! of the images they run, and each recipe's pointer, with the minimum of
+//! calls (see the module above).
+
+use std::collections::{HashMap, HashSet};
+
+use super::report::{ImageRow, PointerRow, Problem, ProblemKind, RegionAudit};
+use super::scope::{IMAGE_BATCH, INSTANCE_PAGE, POINTER_BATCH, Target};
+use super::tally::{self, ImageFacts, Pointer, Tally};
+use crate::aws::images;
+use crate::aws::instances::live_state_filter;
+use crate::aws::sdk::Answer;
+use crate::channels::pointers::pointer_name;
+use crate::error::Result;
+use crate::ids::{Channel, RecipeName};
+
+/// The clients one region's audit uses.
+#[derive(Debug, Clone)]
+pub struct RegionClients {
+    /// EC2 of the audited account, in the region.
+    pub ec2: aws_sdk_ec2::Client,
+    /// EC2 of the home account, in the region: pointer images and images the
+    /// home account shared (their tags are the home account's).
+    pub home_ec2: aws_sdk_ec2::Client,
+    /// SSM of the home account, in the region: the pointers.
+    pub home_ssm: aws_sdk_ssm::Client,
+}
+
+/// Audits one region of one account with `clients`.
+pub async fn audit_region(clients: &RegionClients, target: Target<'_>) -> Result<RegionAudit> {
+    let tally = instances(&clients.ec2, target.service_tag).await?;
+    let ids = tally.images();
+    let mut facts = describe(&clients.ec2, &ids).await?;
+    if target.account != target.home_account {
+        let shared: Vec<&str> = facts
+            .iter()
+            .filter(|(_, f)| f.recipe.is_none() && f.owner.as_deref() == Some(target.home_account))
+            .map(|(id, _)| id.as_str())
+            .collect();
+        let home_view = describe(&clients.home_ec2, &shared).await?;
+        facts.extend(home_view);
+    }
+    let recipes: Vec<&RecipeName> = facts
+        .values()
+        .filter_map(|f| f.recipe.as_ref())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let named = pointers(&clients.home_ssm, &recipes, target.channel).await?;
+    let unseen: Vec<&str> = named
+        .values()
+        .filter(|image| !facts.contains_key(*image))
+        .map(String::as_str)
+        .collect();
+    let unseen_facts = describe(&clients.home_ec2, &unseen).await?;
+    let mut problems = Vec::new();
+    let mut pointer_rows = Vec::new();
+    let mut by_recipe = HashMap::new();
+    for recipe in recipes {
+        let image = named.get(recipe);
+        pointer_rows.push(PointerRow {
+            account: target.home_account.to_owned(),
+            region: target.region.to_owned(),
+            recipe: recipe.clone(),
+            channel: target.channel.clone(),
+            image_id: image.cloned(),
+        });
+        match image {
+            Some(image) => {
+                let created = facts
+                    .get(image)
+                    .or_else(|| unseen_facts.get(image))
+                    .and_then(|f| f.created);
+                by_recipe.insert(
+                    recipe.clone(),
+                    Pointer {
+                        image_id: image.clone(),
+                        created,
+                    },
+                );
+            }
+            None => problems.push(Problem {
+                account: Some(target.home_account.to_owned()),
+                region: Some(target.region.to_owned()),
+                kind: ProblemKind::NoPointer,
+                message: format!(
+                    "recipe {recipe} has no {} pointer ({}) in {}: its images are reported as unpromoted",
+                    target.channel,
+                    pointer_name(recipe, target.channel),
+                    target.region
+                ),
+            }),
+        }
+    }
+    pointer_rows.sort_by(|a, b| a.recipe.cmp(&b.recipe));
+    let now = jiff::Timestamp::now();
+    let images = ids
+        .iter()
+        .map(|id| {
+            let image = facts.get(*id);
+            ImageRow::new(
+                target,
+                id,
+                image,
+                tally::classify(id, image, &by_recipe, target.channel),
+                tally.services(id),
+                now,
+            )
+        })
+        .collect();
+    Ok(RegionAudit {
+        instances: tally.instances,
+        builders: tally.builders,
+        images,
+        pointers: pointer_rows,
+        problems,
+    })
+}
+
+/// Every live instance of the region, folded into a tally page by page.
+async fn instances(ec2: &aws_sdk_ec2::Client, service_tag: &str) -> Result<Tally> {
+    let mut tally = Tally::default();
+    let mut pages = ec2
+        .describe_instances()
+        .filters(live_state_filter())
+        .max_results(INSTANCE_PAGE)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.or_aws("DescribeInstances")?;
+        for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+            tally.add_instance(instance, service_tag);
+        }
+    }
+    Ok(tally)
+}
+
+/// The facts of the existing images among `ids`, one call per batch. An id
+/// filter, unlike `ImageIds`, does not fail the batch for a deregistered id.
+async fn describe(ec2: &aws_sdk_ec2::Client, ids: &[&str]) -> Result<HashMap<String, ImageFacts>> {
+    let mut facts = HashMap::new();
+    for batch in ids.chunks(IMAGE_BATCH) {
+        let output = ec2
+            .describe_images()
+            .filters(images::filter("image-id", batch.iter().copied()))
+            .send()
+            .await
+            .or_aws("DescribeImages")?;
+        facts.extend(output.images().iter().filter_map(ImageFacts::of));
+    }
+    Ok(facts)
+}
+
+/// The image each recipe's `channel` pointer names, for the recipes that have one.
+async fn pointers(
+    ssm: &aws_sdk_ssm::Client,
+    recipes: &[&RecipeName],
+    channel: &Channel,
+) -> Result<HashMap<RecipeName, String>> {
+    let mut named = HashMap::new();
+    for batch in recipes.chunks(POINTER_BATCH) {
+        let names: HashMap<String, &RecipeName> = batch
+            .iter()
+            .map(|recipe| (pointer_name(recipe, channel), *recipe))
+            .collect();
+        let output = ssm
+            .get_parameters()
+            .set_names(Some(names.keys().cloned().collect()))
+            .send()
+            .await
+            .or_aws("GetParameters")?;
+        for parameter in output.parameters() {
+            let recipe = parameter.name().and_then(|name| names.get(name));
+            if let (Some(recipe), Some(image)) = (recipe, parameter.value()) {
+                named.insert((*recipe).clone(), image.to_owned());
+            }
+        }
+    }
+    Ok(named)
+}

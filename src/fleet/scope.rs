@@ -1,0 +1,212 @@
+//! What an audit covers: its scope as asked for (by the `audit-fleet`
+//! Lambda's event or the CLI's flags) and as checked, one target (a region of
+//! an account), and the limits and defaults it runs with.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::aws::Settings;
+use crate::error::{Error, Result};
+use crate::ids::Channel;
+
+/// Instances per `DescribeInstances` page (the API's maximum).
+pub const INSTANCE_PAGE: i32 = 1000;
+/// Image ids per `DescribeImages` call (values per filter).
+pub const IMAGE_BATCH: usize = 200;
+/// Pointers per `GetParameters` call (the API's maximum).
+pub const POINTER_BATCH: usize = 10;
+/// Regions and accounts audited at once unless told otherwise.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+/// The instance tag that names a service unless told otherwise.
+pub const DEFAULT_SERVICE_TAG: &str = "Service";
+/// Attempts per call, throttling included, with the SDK's exponential backoff.
+pub(super) const MAX_ATTEMPTS: u32 = 8;
+/// The session name of assumed roles, as CloudTrail shows it.
+pub(super) const SESSION_NAME: &str = "kiln-audit";
+
+/// Which regions to audit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Regions {
+    /// The configured region only.
+    Configured,
+    /// These regions (in every account).
+    List(Vec<String>),
+    /// Every region enabled in each account.
+    AllEnabled,
+}
+
+/// What to audit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// The regions.
+    pub regions: Regions,
+    /// Roles to assume, one per other account; the current account is always audited.
+    pub account_roles: Vec<String>,
+    /// The channel whose pointers instances are compared against.
+    pub channel: Channel,
+    /// The instance tag naming the service an instance belongs to.
+    pub service_tag: String,
+    /// Regions audited at once (at least 1).
+    pub concurrency: usize,
+}
+
+impl Scope {
+    /// The configured region of the current account, against `channel`.
+    pub fn new(channel: Channel) -> Self {
+        Self {
+            regions: Regions::Configured,
+            account_roles: Vec::new(),
+            channel,
+            service_tag: DEFAULT_SERVICE_TAG.to_owned(),
+            concurrency: DEFAULT_CONCURRENCY,
+        }
+    }
+}
+
+/// An audit as asked for by the `audit-fleet` Lambda's event or the CLI's
+/// flags; every field has a default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Request {
+    /// Regions to audit; none means the configured region.
+    pub regions: Vec<String>,
+    /// Every region enabled in each account (not with `regions`).
+    pub all_regions: bool,
+    /// Roles to assume in other accounts.
+    pub account_roles: Vec<String>,
+    /// The channel to compare against.
+    pub channel: Channel,
+    /// The instance tag naming services.
+    pub service_tag: String,
+    /// Regions audited at once.
+    pub concurrency: usize,
+}
+
+impl Default for Request {
+    fn default() -> Self {
+        let scope = Scope::new(default_channel());
+        Self {
+            regions: Vec::new(),
+            all_regions: false,
+            account_roles: scope.account_roles,
+            channel: scope.channel,
+            service_tag: scope.service_tag,
+            concurrency: scope.concurrency,
+        }
+    }
+}
+
+/// In `KILN_AUDIT_REGIONS`, every region enabled in each account.
+pub const ALL_REGIONS: &str = "all";
+
+/// The channel audits compare against unless told otherwise.
+pub const DEFAULT_CHANNEL: &str = "prod";
+
+fn default_channel() -> Channel {
+    Channel::try_from(DEFAULT_CHANNEL.to_owned())
+        .unwrap_or_else(|_| unreachable!("a valid channel"))
+}
+
+impl Request {
+    /// The request with the deployment's defaults where it names no regions
+    /// or roles (`all` among the regions means every enabled region).
+    pub fn or_defaults(mut self, settings: &Settings) -> Self {
+        if self.regions.is_empty() && !self.all_regions {
+            if settings.audit_regions.iter().any(|r| r == ALL_REGIONS) {
+                self.all_regions = true;
+            } else {
+                self.regions.clone_from(&settings.audit_regions);
+            }
+        }
+        if self.account_roles.is_empty() {
+            self.account_roles.clone_from(&settings.audit_roles);
+        }
+        self
+    }
+
+    /// The scope to audit; refused before any call when it contradicts itself.
+    pub fn scope(self) -> Result<Scope> {
+        let regions = match (self.all_regions, self.regions.is_empty()) {
+            (true, false) => {
+                return Err(Error::InvalidInput(
+                    "give regions or all_regions, not both".into(),
+                ));
+            }
+            (true, true) => Regions::AllEnabled,
+            (false, true) => Regions::Configured,
+            (false, false) => {
+                let mut seen = HashSet::new();
+                let mut regions = self.regions;
+                regions.retain(|region| seen.insert(region.clone()));
+                Regions::List(regions)
+            }
+        };
+        if self.concurrency == 0 {
+            return Err(Error::InvalidInput("concurrency must be at least 1".into()));
+        }
+        if self.service_tag.is_empty() {
+            return Err(Error::InvalidInput("service_tag must not be empty".into()));
+        }
+        Ok(Scope {
+            regions,
+            account_roles: self.account_roles,
+            channel: self.channel,
+            service_tag: self.service_tag,
+            concurrency: self.concurrency,
+        })
+    }
+}
+
+/// One region of one account to audit.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// The audited account.
+    pub account: &'a str,
+    /// The account holding kiln's pointers and images.
+    pub home_account: &'a str,
+    /// The region.
+    pub region: &'a str,
+    /// The channel.
+    pub channel: &'a Channel,
+    /// The service tag key.
+    pub service_tag: &'a str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deployment_fills_in_regions_and_roles_a_request_leaves_out() {
+        let settings = Settings {
+            audit_regions: vec!["us-east-1".into(), "eu-west-1".into()],
+            audit_roles: vec!["arn:aws:iam::210987654321:role/kiln-audit".into()],
+            ..Settings::default()
+        };
+        let filled = Request::default().or_defaults(&settings);
+        assert_eq!(filled.regions, settings.audit_regions);
+        assert_eq!(filled.account_roles, settings.audit_roles);
+        let asked = Request {
+            regions: vec!["ap-south-1".into()],
+            ..Request::default()
+        };
+        assert_eq!(asked.or_defaults(&settings).regions, ["ap-south-1"]);
+        let twice = Request {
+            regions: vec!["eu-west-1".into(), "us-east-1".into(), "eu-west-1".into()],
+            ..Request::default()
+        };
+        let scope = twice.scope().expect("a scope");
+        assert_eq!(
+            scope.regions,
+            Regions::List(vec!["eu-west-1".into(), "us-east-1".into()]),
+            "each region once, in the order given"
+        );
+        let all = Settings {
+            audit_regions: vec!["all".into()],
+            ..Settings::default()
+        };
+        let filled = Request::default().or_defaults(&all);
+        assert!(filled.all_regions && filled.regions.is_empty());
+    }
+}

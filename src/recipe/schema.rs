@@ -1,0 +1,263 @@
+//! The recipe file's sections as parsed: every field with its default, and
+//! the limits the validation ([`super::validate`]) enforces.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::Channel;
+
+/// The recipe file inside a recipe directory.
+pub const RECIPE_FILE: &str = "recipe.toml";
+/// Canonical's public parameter for the current Ubuntu 24.04 LTS amd64 gp3 image.
+pub const CANONICAL_PARAMETER: &str =
+    "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id";
+/// Canonical's AWS account, the owner of official Ubuntu images.
+pub const CANONICAL_OWNER: &str = "099720109477";
+/// Largest script kiln sends through Run Command. SSM caps a command's
+/// parameters; this leaves room for the wrapper and the other parameters.
+pub const MAX_SCRIPT_BYTES: usize = 48 * 1024;
+/// Longest `executionTimeout` SSM Run Command accepts (48 h).
+pub const MAX_TIMEOUT_SECONDS: u32 = 172_800;
+
+/// CPU architecture of the source and the image.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::AsRefStr,
+)]
+pub enum Architecture {
+    /// 64-bit x86.
+    #[default]
+    #[serde(rename = "x86_64")]
+    #[strum(serialize = "x86_64")]
+    X86_64,
+    /// 64-bit ARM (Graviton).
+    #[serde(rename = "arm64")]
+    #[strum(serialize = "arm64")]
+    Arm64,
+}
+
+/// Where the source image comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    /// SSM parameter whose value is the source image id.
+    #[serde(default = "default_parameter")]
+    pub parameter: String,
+    /// Accounts trusted to own the source image.
+    #[serde(default = "default_owners")]
+    pub owners: Vec<String>,
+    /// Required architecture of the source image.
+    #[serde(default)]
+    pub architecture: Architecture,
+}
+
+impl Default for SourceSpec {
+    fn default() -> Self {
+        Self {
+            parameter: default_parameter(),
+            owners: default_owners(),
+            architecture: Architecture::default(),
+        }
+    }
+}
+
+fn default_parameter() -> String {
+    CANONICAL_PARAMETER.to_owned()
+}
+
+fn default_owners() -> Vec<String> {
+    vec![CANONICAL_OWNER.to_owned()]
+}
+
+/// EBS volume types a root volume may have.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::AsRefStr,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum VolumeType {
+    /// General purpose SSD, current generation.
+    #[default]
+    Gp3,
+    /// General purpose SSD, previous generation.
+    Gp2,
+    /// Provisioned IOPS SSD.
+    Io1,
+    /// Provisioned IOPS SSD, current generation.
+    Io2,
+}
+
+/// The builder's root volume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootVolume {
+    /// Size in GiB.
+    #[serde(default = "default_volume_size")]
+    pub size_gib: i32,
+    /// Volume type.
+    #[serde(default, rename = "type")]
+    pub volume_type: VolumeType,
+    /// Encrypt the volume (and so the image's snapshots). Must be true; the
+    /// field exists so a recipe can say so explicitly.
+    #[serde(default = "yes")]
+    pub encrypted: bool,
+    /// KMS key for encryption; the account's default EBS key when absent.
+    #[serde(default)]
+    pub kms_key_id: Option<String>,
+}
+
+impl Default for RootVolume {
+    fn default() -> Self {
+        Self {
+            size_gib: default_volume_size(),
+            volume_type: VolumeType::default(),
+            encrypted: true,
+            kms_key_id: None,
+        }
+    }
+}
+
+fn default_volume_size() -> i32 {
+    16
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The instance the image is built on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuilderSpec {
+    /// Instance types in order of preference; the next is tried when one has no capacity.
+    pub instance_types: Vec<String>,
+    /// Subnet to launch in; the default VPC's default subnet when absent.
+    #[serde(default)]
+    pub subnet_id: Option<String>,
+    /// Security group; kiln creates one with no inbound rules when absent.
+    #[serde(default)]
+    pub security_group_id: Option<String>,
+    /// Instance profile giving the builder SSM access.
+    pub instance_profile: String,
+    /// Root volume.
+    #[serde(default)]
+    pub root_volume: RootVolume,
+}
+
+/// One provisioning step: a script run as root through SSM Run Command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    /// Short name shown in progress and errors.
+    pub name: String,
+    /// Script path, relative to the recipe directory.
+    pub script: String,
+    /// Longest the script may run.
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u32,
+    /// Reboot the builder after the script succeeds.
+    #[serde(default)]
+    pub reboot: bool,
+}
+
+fn default_timeout() -> u32 {
+    3600
+}
+
+fn default_image_timeout() -> u32 {
+    4 * 3600
+}
+
+/// How the image is tested before anyone may use it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestSpec {
+    /// Script path, relative to the recipe directory; exits non-zero when the image is unsound.
+    pub script: String,
+    /// Longest the script may run.
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u32,
+}
+
+/// The image to make.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    /// Name template; placeholders in braces, see [`NAME_PLACEHOLDERS`]. Must use `{build_id}`.
+    pub name: String,
+    /// Image description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Refuse an image without ENA support.
+    #[serde(default = "yes")]
+    pub ena_required: bool,
+    /// Longest EC2 may take to make the image (large volumes take hours).
+    #[serde(default = "default_image_timeout")]
+    pub timeout_seconds: u32,
+    /// Keep an image that failed its test (tagged `kiln:stage=failed`) for
+    /// inspection instead of deregistering it.
+    #[serde(default)]
+    pub keep_failed: bool,
+    /// Extra tags for the image.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The longest soak a release stage may ask for: 30 days.
+pub const MAX_SOAK_HOURS: u32 = 720;
+/// Gate alarms per release stage (`DescribeAlarms` takes 100 names).
+pub const MAX_GATE_ALARMS: usize = 100;
+
+/// One stage of a recipe's release policy: a channel the image moves to,
+/// after how long in the stage before, unless a gate fired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseStage {
+    /// The channel promoted at this stage.
+    pub channel: Channel,
+    /// Hours the image must spend in the previous stage's channel (or, for
+    /// the first stage, since its test passed) with no gate firing.
+    #[serde(default)]
+    pub soak_hours: u32,
+    /// CloudWatch alarm names: any in ALARM during the soak stops the release.
+    #[serde(default)]
+    pub alarms: Vec<String>,
+}
+
+/// The parsed `recipe.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecipeFile {
+    /// Free text describing the recipe.
+    pub description: Option<String>,
+    /// The source image.
+    pub source: SourceSpec,
+    /// The builder.
+    pub builder: BuilderSpec,
+    /// Provisioning steps, in order.
+    pub steps: Vec<StepSpec>,
+    /// The image test.
+    pub test: TestSpec,
+    /// The image.
+    pub image: ImageSpec,
+    /// The release policy: the channels a tested image moves through, in
+    /// order (`[[release]]`; none: images are promoted by hand).
+    pub release: Vec<ReleaseStage>,
+}

@@ -1,0 +1,357 @@
+//! Fixtures: a copy of the example recipe to edit, the names and documents
+//! tests share, and what the emulator holds (instances, images, groups,
+//! alarms), read or made quickly.
+
+use std::path::PathBuf;
+
+use aws_sdk_ec2::types::{Filter, Image, Instance};
+use kiln::aws::Context;
+use kiln::ids::{AmiId, BuildId, Channel, RecipeName};
+use kiln::pipeline::state::{Source, Trigger};
+use kiln::recipe::Recipe;
+
+use crate::process::recipe_root;
+
+/// The example recipe's name.
+pub const RECIPE: &str = "ubuntu-base";
+
+/// The example recipe's name, as kiln takes it.
+pub fn recipe() -> RecipeName {
+    RECIPE.parse().expect("recipe")
+}
+
+/// Channel `name`.
+pub fn channel(name: &str) -> Channel {
+    name.parse().expect("channel")
+}
+
+/// A resolved source of the seeded current image, as resolve-source leaves
+/// it on 2026-11-25.
+pub fn source() -> Source {
+    serde_json::from_value(serde_json::json!({
+        "source_ami": "ami-0a1b2c3d4e5f60001",
+        "source_name": "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20261118",
+        "serial": "20261118",
+        "root_device_name": "/dev/sda1",
+        "fingerprint": "ab".repeat(32),
+        "skip": false,
+        "existing_image_id": null,
+        "started_at": "2026-11-25T10:00:00Z",
+        "duration_seconds": null
+    }))
+    .expect("a source")
+}
+
+/// A writable copy of the example recipe, in a fresh recipe root.
+pub struct RecipeCopy {
+    /// The recipe root holding the copy.
+    pub root: tempfile::TempDir,
+}
+
+impl RecipeCopy {
+    /// Copies `images/ubuntu-base`.
+    pub fn ubuntu_base() -> Self {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("ubuntu-base");
+        std::fs::create_dir(&dir).expect("mkdir");
+        for entry in std::fs::read_dir(recipe_root().join("ubuntu-base")).expect("read recipe") {
+            let entry = entry.expect("entry");
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copy");
+        }
+        Self { root }
+    }
+
+    /// The recipe directory.
+    pub fn dir(&self) -> PathBuf {
+        self.root.path().join("ubuntu-base")
+    }
+
+    /// Loads the copy, which must be valid.
+    pub fn load(&self) -> Recipe {
+        Recipe::load(&self.dir()).expect("the example recipe is valid")
+    }
+
+    /// Rewrites a file of the recipe through `edit`.
+    pub fn edit(&self, file: &str, edit: impl FnOnce(String) -> String) {
+        let path = self.dir().join(file);
+        let text = std::fs::read_to_string(&path).expect("read");
+        std::fs::write(&path, edit(text)).expect("write");
+    }
+}
+
+/// A manual trigger of `ubuntu-base` with `build_id`.
+pub fn trigger(build_id: &str) -> Trigger {
+    Trigger {
+        recipe: "ubuntu-base".parse().expect("name"),
+        build_id: build_id.parse::<BuildId>().expect("id"),
+        reason: kiln::pipeline::state::Reason::Manual,
+        force: false,
+        wait_seconds: 0,
+        started_at: None,
+    }
+}
+
+fn filter(name: &str, values: &[&str]) -> Filter {
+    Filter::builder()
+        .name(name)
+        .set_values(Some(values.iter().map(|v| (*v).to_owned()).collect()))
+        .build()
+}
+
+/// Every instance in the emulator (all states), optionally only those tagged with a build.
+pub async fn instances(ctx: &Context, build_id: Option<&str>) -> Vec<Instance> {
+    let mut request = ctx.ec2.describe_instances();
+    if let Some(build_id) = build_id {
+        request = request.filters(filter("tag:kiln:build-id", &[build_id]));
+    }
+    request
+        .send()
+        .await
+        .expect("DescribeInstances")
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances().to_vec())
+        .collect()
+}
+
+/// Instances that are not terminated (or shutting down).
+pub async fn live_instances(ctx: &Context, build_id: Option<&str>) -> Vec<Instance> {
+    instances(ctx, build_id)
+        .await
+        .into_iter()
+        .filter(|i| {
+            let state = i
+                .state()
+                .and_then(|s| s.name())
+                .map(|n| n.as_str().to_owned());
+            !matches!(state.as_deref(), Some("terminated" | "shutting-down"))
+        })
+        .collect()
+}
+
+/// Images this account owns.
+pub async fn own_images(ctx: &Context) -> Vec<Image> {
+    ctx.ec2
+        .describe_images()
+        .owners("self")
+        .send()
+        .await
+        .expect("DescribeImages")
+        .images()
+        .to_vec()
+}
+
+/// A seeded Canonical x86_64 image in the context's region.
+pub async fn canonical_image(ctx: &Context) -> String {
+    ctx.ec2
+        .describe_images()
+        .owners("099720109477")
+        .send()
+        .await
+        .expect("DescribeImages")
+        .images()
+        .iter()
+        .find(|i| i.architecture().is_some_and(|a| a.as_str() == "x86_64"))
+        .and_then(|i| i.image_id().map(str::to_owned))
+        .expect("a seeded x86_64 image")
+}
+
+/// Makes an image as a build of `recipe` would leave it (`build_id` and
+/// `stage` tags, from a seeded Canonical image, its instance terminated) and
+/// returns its id. Quicker than a build, for tests of what comes after.
+pub async fn built_image(ctx: &Context, recipe: &str, build_id: &str, stage: &str) -> AmiId {
+    let source = canonical_image(ctx).await;
+    let instance = launch(ctx, &source).await;
+    let tags = [
+        ("kiln:recipe", recipe),
+        ("kiln:build-id", build_id),
+        ("kiln:role", "image"),
+        ("kiln:stage", stage),
+    ];
+    let image = ctx
+        .ec2
+        .create_image()
+        .instance_id(&instance)
+        .name(format!("kiln/{recipe}/{build_id}"))
+        .tag_specifications(
+            aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::Image)
+                .set_tags(Some(
+                    tags.iter().map(|(k, v)| kiln::tags::tag(k, *v)).collect(),
+                ))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateImage");
+    ctx.ec2
+        .terminate_instances()
+        .instance_ids(&instance)
+        .send()
+        .await
+        .expect("TerminateInstances");
+    image
+        .image_id()
+        .expect("image id")
+        .parse()
+        .expect("an AMI id")
+}
+
+/// Launches one untagged instance from `image`; returns its id.
+pub async fn launch(ctx: &Context, image: &str) -> String {
+    let run = ctx
+        .ec2
+        .run_instances()
+        .image_id(image)
+        .instance_type(aws_sdk_ec2::types::InstanceType::T3Small)
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .expect("RunInstances");
+    run.instances()[0]
+        .instance_id()
+        .expect("instance id")
+        .to_owned()
+}
+
+/// Launches `count` instances of `image` in one call (one reservation),
+/// each tagged with `tags`.
+pub async fn launch_many(ctx: &Context, image: &str, count: i32, tags: &[(&str, &str)]) {
+    let mut run = ctx
+        .ec2
+        .run_instances()
+        .image_id(image)
+        .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+        .min_count(count)
+        .max_count(count);
+    if !tags.is_empty() {
+        run = run.tag_specifications(kiln::tags::specification(
+            aws_sdk_ec2::types::ResourceType::Instance,
+            &tags
+                .iter()
+                .map(|(k, v)| kiln::tags::tag(k, *v))
+                .collect::<Vec<_>>(),
+        ));
+    }
+    run.send().await.expect("RunInstances");
+}
+
+/// The value of tag `key`.
+pub fn tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
+    kiln::tags::value(tags, key)
+}
+
+/// An Auto Scaling group `name` of two instances of `image`, launched from a
+/// new launch template `name` pinned at version 1, with `tags` on the group;
+/// returns the template's id.
+pub async fn auto_scaling_group(
+    ctx: &Context,
+    name: &str,
+    image: &str,
+    tags: &[(&str, &str)],
+) -> String {
+    let template = ctx
+        .ec2
+        .create_launch_template()
+        .launch_template_name(name)
+        .launch_template_data(
+            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                .image_id(image)
+                .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateLaunchTemplate");
+    let id = template
+        .launch_template()
+        .and_then(|t| t.launch_template_id())
+        .expect("a template id")
+        .to_owned();
+    ctx.autoscaling
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(name)
+        .launch_template(
+            aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
+                .launch_template_id(&id)
+                .version("1")
+                .build(),
+        )
+        .min_size(1)
+        .max_size(4)
+        .desired_capacity(2)
+        .availability_zones("us-east-1a")
+        .set_tags(Some(
+            tags.iter()
+                .map(|(key, value)| {
+                    aws_sdk_autoscaling::types::Tag::builder()
+                        .key(*key)
+                        .value(*value)
+                        .resource_id(name)
+                        .resource_type("auto-scaling-group")
+                        .propagate_at_launch(false)
+                        .build()
+                })
+                .collect(),
+        ))
+        .send()
+        .await
+        .expect("CreateAutoScalingGroup");
+    id
+}
+
+/// A CloudWatch metric alarm `name`, in state OK.
+pub async fn alarm(ctx: &Context, name: &str) {
+    ctx.cloudwatch
+        .put_metric_alarm()
+        .alarm_name(name)
+        .namespace("Web")
+        .metric_name("5xx")
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(1.0)
+        .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .expect("PutMetricAlarm");
+    set_alarm(ctx, name, aws_sdk_cloudwatch::types::StateValue::Ok).await;
+}
+
+/// Drives alarm `name` into `state`, as its metric would.
+pub async fn set_alarm(ctx: &Context, name: &str, state: aws_sdk_cloudwatch::types::StateValue) {
+    ctx.cloudwatch
+        .set_alarm_state()
+        .alarm_name(name)
+        .state_value(state)
+        .state_reason("set by a test")
+        .send()
+        .await
+        .expect("SetAlarmState");
+}
+
+/// Every version of launch template `id`: (number, image).
+pub async fn template_versions(ctx: &Context, id: &str) -> Vec<(i64, Option<String>)> {
+    let found = ctx
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_id(id)
+        .send()
+        .await
+        .expect("DescribeLaunchTemplateVersions");
+    let mut versions: Vec<_> = found
+        .launch_template_versions()
+        .iter()
+        .map(|v| {
+            (
+                v.version_number().unwrap_or_default(),
+                v.launch_template_data()
+                    .and_then(|d| d.image_id())
+                    .map(str::to_owned),
+            )
+        })
+        .collect();
+    versions.sort();
+    versions
+}
