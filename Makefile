@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR ?= $(CURDIR)/target
 # The emulator's virtual environment (scripts/emulator reads the same variable).
 export KILN_VENV ?= $(CURDIR)/.venv
 
-.PHONY: demo test lint tools browser infra-tools emulator-install emulator-start emulator-stop bench clean
+.PHONY: demo test lint tools browser infra-tools deploy-tools deploy-build deploy emulator-install emulator-start emulator-stop bench clean
 
 # The ASL validator the offline state machine checks use, and the driver of
 # headless Chromium for the audit report's page (npm, project-local).
@@ -32,6 +32,36 @@ test: emulator-install tools browser infra-tools lint
 	fi
 
 tools: .tools/node_modules/.bin/asl-validator .tools/node_modules/playwright-core/package.json
+
+## deploy: build the functions for arm64 (SAM runs cargo-lambda, which
+## cross-compiles with zig) and deploy the stack; the first run asks its
+## questions (sam deploy --guided) and keeps the answers in
+## infra/samconfig.toml, later runs deploy with them
+DEPLOY_TOOLS := .tools/deploy
+DEPLOY_PATH := $(CURDIR)/$(DEPLOY_TOOLS)/bin:$(PATH)
+
+deploy: deploy-build
+	@if [ -f infra/samconfig.toml ]; then \
+		cd infra && PATH=$(DEPLOY_PATH) sam deploy; \
+	else \
+		cd infra && PATH=$(DEPLOY_PATH) sam deploy --guided; \
+	fi
+
+# SAM's rust-cargolambda builder runs `cargo lambda build --release --arm64
+# --bin <Binary>` in each function's CodeUri (the workspace root) and takes
+# target/lambda/<Binary>/bootstrap from there: the target directory must be
+# the workspace's own.
+deploy-build: deploy-tools
+	rustup target add aarch64-unknown-linux-gnu
+	cd infra && CARGO_TARGET_DIR=$(CURDIR)/target PATH=$(DEPLOY_PATH) \
+		sam build --beta-features --build-dir .aws-sam/build
+
+deploy-tools: $(DEPLOY_TOOLS)/.installed
+
+$(DEPLOY_TOOLS)/.installed: scripts/requirements-deploy.txt
+	python3 -m venv $(DEPLOY_TOOLS)
+	$(DEPLOY_TOOLS)/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-deploy.txt
+	touch $@
 
 browser:
 	@command -v chromium >/dev/null || { \

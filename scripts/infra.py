@@ -2,8 +2,14 @@
 create it as a stack in the local emulator.
 
   infra.py translate [TEMPLATE]           print the CloudFormation JSON
-  infra.py deploy ENDPOINT [TEMPLATE]     create the stack in the emulator at
+  infra.py deploy ENDPOINT [TEMPLATE] [STACK [REGION]]
+                                          create the stack in the emulator at
                                           ENDPOINT; print its resources (JSON)
+  infra.py policies [NAME=VALUE ...]      print each function's role policy
+                                          statements, every intrinsic function
+                                          resolved as CloudFormation would for a
+                                          stack `kiln` in us-east-1 of account
+                                          123456789012 with those parameters
 
 Translation is what `sam deploy` does after `sam build`: local code and
 definition paths become S3 locations (here placeholders, since nothing is
@@ -70,35 +76,45 @@ def artifacts(cfn):
     return sorted(keys)
 
 
-def deploy(endpoint, path):
+def deploy(endpoint, path, stack=STACK, region=REGION):
     import io
     import zipfile
 
     import boto3
 
     session = boto3.Session(
-        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region
     )
     cfn = translate(path)
     s3 = session.client("s3", endpoint_url=endpoint)
-    s3.create_bucket(Bucket=ARTIFACTS)
+    where = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+    try:
+        s3.create_bucket(Bucket=ARTIFACTS, **where)
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass  # a stack deployed before, in another region
     for key in artifacts(cfn):
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as archive:
             archive.writestr("bootstrap", "#!/bin/sh\n")
         s3.put_object(Bucket=ARTIFACTS, Key=key, Body=buffer.getvalue())
     stacks = session.client("cloudformation", endpoint_url=endpoint)
-    stacks.create_stack(
-        StackName=STACK,
-        TemplateBody=json.dumps(cfn),
-        Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
-    )
+    try:
+        stacks.create_stack(
+            StackName=stack,
+            TemplateBody=json.dumps(cfn),
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+        )
+    except stacks.exceptions.ClientError as error:
+        # The emulator refuses at once what AWS fails the stack for (a
+        # resource of a fixed name that exists already).
+        print(json.dumps({"status": "CREATE_FAILED", "reason": str(error), "resources": {}}))
+        return
     for _ in range(300):
-        status = stacks.describe_stacks(StackName=STACK)["Stacks"][0]["StackStatus"]
+        status = stacks.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
         if not status.endswith("IN_PROGRESS"):
             break
         time.sleep(0.1)
-    summaries = stacks.list_stack_resources(StackName=STACK)["StackResourceSummaries"]
+    summaries = stacks.list_stack_resources(StackName=stack)["StackResourceSummaries"]
     print(json.dumps({
         "status": status,
         "resources": {r.get("LogicalResourceId", "?"): {"type": r.get("ResourceType"),
@@ -113,7 +129,12 @@ def main():
     if args[:1] == ["translate"]:
         print(json.dumps(translate(args[1] if len(args) > 1 else TEMPLATE), indent=2))
     elif args[:1] == ["deploy"] and len(args) >= 2:
-        deploy(args[1], args[2] if len(args) > 2 else TEMPLATE)
+        deploy(args[1], *(args[2:3] or [TEMPLATE]), *args[3:5])
+    elif args[:1] == ["policies"]:
+        import infra_policies
+
+        parameters = dict(arg.split("=", 1) for arg in args[1:])
+        print(json.dumps(infra_policies.roles(translate(TEMPLATE), parameters), indent=2))
     else:
         sys.exit(__doc__)
 

@@ -107,6 +107,11 @@ async fn the_full_sequence_leaves_one_available_ena_image_and_no_builder() {
         Some("platform"),
         "the recipe's extra tags"
     );
+    assert_eq!(
+        made.imds_support().map(|s| s.as_str()),
+        Some("v2.0"),
+        "instances launched from the image require IMDSv2"
+    );
 
     let snapshot_ids: Vec<String> = made
         .block_device_mappings()
@@ -467,8 +472,8 @@ async fn a_builder_security_group_with_inbound_rules_is_refused_before_launch() 
         .expect("ingress");
     copy.edit("recipe.toml", |text| {
         text.replace(
-            "instance_profile = ",
-            &format!("security_group_id = \"{group}\"\ninstance_profile = "),
+            "[builder]\n",
+            &format!("[builder]\nsecurity_group_id = \"{group}\"\n"),
         )
     });
     let recipe = copy.load();
@@ -585,6 +590,89 @@ async fn half_built(ctx: &Context, recipe: &Recipe, build_id: &str) -> Image {
         .await
         .expect("test instance");
     image
+}
+
+#[tokio::test]
+async fn an_image_can_leave_imdsv2_optional_when_its_recipe_says_so() {
+    let emulator = Emulator::start().await;
+    let copy = RecipeCopy::ubuntu_base();
+    copy.edit("recipe.toml", |text| {
+        text.replace("[image]\n", "[image]\nrequire_imdsv2 = false\n")
+    });
+    let ctx = emulator.context(copy.root.path());
+    let (_, _, image) = build(&ctx, &copy.load(), &kiln_testkit::trigger("imds-1")).await;
+    let made = kiln_testkit::own_images(&ctx).await;
+    assert_eq!(made[0].image_id(), Some(image.image_id.as_str()));
+    assert_eq!(made[0].imds_support(), None);
+}
+
+#[tokio::test]
+async fn a_build_that_ends_while_its_image_is_pending_leaves_no_snapshot() {
+    let emulator = Emulator::start().await;
+    let copy = RecipeCopy::ubuntu_base();
+    let ctx = emulator.context(copy.root.path());
+    let recipe = copy.load();
+    let trigger = kiln_testkit::trigger("pending-1");
+    let source = kiln::pipeline::source::resolve(&ctx, &recipe, true)
+        .await
+        .expect("resolve");
+    let builder = kiln::pipeline::builder::launch(&ctx, &recipe, &trigger.build_id, &source)
+        .await
+        .expect("launch");
+    let image = kiln::pipeline::image::start(&ctx, &recipe, &trigger, &source, &builder)
+        .await
+        .expect("image");
+    let of_build = || async {
+        ctx.ec2
+            .describe_snapshots()
+            .owner_ids("self")
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("tag:kiln:build-id")
+                    .values("pending-1")
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("snapshots")
+            .snapshots()
+            .to_vec()
+    };
+    let made = of_build().await;
+    assert!(
+        !made.is_empty(),
+        "the snapshots carry the build from CreateImage on"
+    );
+    assert_eq!(tag(made[0].tags(), "kiln:recipe"), Some("ubuntu-base"));
+    assert_eq!(tag(made[0].tags(), "kiln:role"), Some("image"));
+
+    // The build ends before its image is available, as AWS lets it: the
+    // pending image is deregistered while its snapshots are still made, so
+    // no image names them any more; only their tag finds them.
+    ctx.ec2
+        .deregister_image()
+        .image_id(image.image_id.as_str())
+        .send()
+        .await
+        .expect("deregister");
+    let done = kiln::pipeline::cleanup::cleanup(
+        &ctx,
+        &trigger.build_id,
+        kiln::pipeline::cleanup::Policy::failed_build(Some(&recipe)),
+    )
+    .await
+    .expect("cleanup");
+
+    assert_eq!(done.deleted_snapshots.len(), made.len(), "{done:?}");
+    assert!(
+        of_build().await.is_empty(),
+        "no snapshot of the build is left"
+    );
+    assert!(
+        kiln_testkit::live_instances(&ctx, Some("pending-1"))
+            .await
+            .is_empty()
+    );
 }
 
 #[tokio::test]

@@ -69,13 +69,15 @@ fn checkov_fails_nothing_and_every_skip_says_why() {
     assert!(skips > 0, "the checker sees the skips");
 }
 
-/// Creates the stack in `emulator`; returns the translated template and the
-/// stack's resources by logical id.
-fn deploy(emulator: &Emulator) -> (Value, Value) {
+/// Creates stack `stack` in `region` of `emulator`; returns what
+/// `scripts/infra.py deploy` says of it (status, resources, template).
+fn deploy_stack(emulator: &Emulator, stack: &str, region: &str) -> Value {
     let output = tool("python")
         .arg(kiln_testkit::repo().join("scripts/infra.py"))
         .arg("deploy")
         .arg(&emulator.seeded.endpoint)
+        .arg(template())
+        .args([stack, region])
         .output()
         .expect("infra.py deploy");
     assert!(
@@ -83,7 +85,13 @@ fn deploy(emulator: &Emulator) -> (Value, Value) {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let deployed: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    serde_json::from_slice(&output.stdout).expect("JSON")
+}
+
+/// Creates the stack `kiln` in `emulator`; returns the translated template
+/// and the stack's resources by logical id.
+fn deploy(emulator: &Emulator) -> (Value, Value) {
+    let deployed = deploy_stack(emulator, "kiln", "us-east-1");
     assert_eq!(deployed["status"], "CREATE_COMPLETE", "{deployed:#}");
     (deployed["template"].clone(), deployed["resources"].clone())
 }
@@ -392,4 +400,117 @@ async fn the_event_patterns_match_the_samples_and_nothing_else() {
         ["ABORTED", "TIMED_OUT"],
         "only kiln's machine, only endings without cleanup"
     );
+}
+
+#[tokio::test]
+async fn stacks_in_two_regions_of_one_account_deploy_and_a_second_in_one_region_is_refused() {
+    let emulator = Emulator::start_for_stack().await;
+    let east = deploy_stack(&emulator, "kiln", "us-east-1");
+    let west = deploy_stack(&emulator, "kiln-west", "us-west-2");
+    assert_eq!(east["status"], "CREATE_COMPLETE", "{east:#}");
+    assert_eq!(west["status"], "CREATE_COMPLETE", "{west:#}");
+    let profile = |stack: &Value| stack["resources"]["BuilderInstanceProfile"]["id"].clone();
+    assert_eq!(
+        [profile(&east), profile(&west)],
+        [
+            json!("kiln-us-east-1-builder"),
+            json!("kiln-west-us-west-2-builder")
+        ],
+        "IAM names are global to the account: each stack names its own"
+    );
+
+    // A second kiln in the same account and region would move the first
+    // one's channels: its /kiln/_stack marker is refused.
+    let second = deploy_stack(&emulator, "kiln-second", "us-east-1");
+    assert_eq!(second["status"], "CREATE_FAILED", "{second:#}");
+    assert!(
+        second["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("ParameterAlreadyExists")),
+        "{second:#}"
+    );
+    let marker = aws_sdk_ssm::Client::new(&emulator.config)
+        .get_parameter()
+        .name("/kiln/_stack")
+        .send()
+        .await
+        .expect("the marker");
+    assert_eq!(
+        marker.parameter().and_then(|p| p.value()),
+        Some("kiln"),
+        "the first stack keeps the region"
+    );
+}
+
+#[test]
+fn cargo_selects_every_functions_binary_where_sam_builds_it() {
+    // SAM's rust-cargolambda build runs `cargo lambda build --release
+    // --arm64 --bin <Binary>` in the function's CodeUri; cargo looks for
+    // the binary among the workspace's default members there. This asks
+    // cargo for those members and their targets, as that build would.
+    let text = std::fs::read_to_string(template()).expect("template");
+    let code_uri = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("CodeUri: "))
+        .expect("the functions' CodeUri");
+    let root = template().parent().expect("infra/").join(code_uri);
+    let output = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(&root)
+        .output()
+        .expect("cargo metadata");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: Value = serde_json::from_slice(&output.stdout).expect("metadata");
+    let defaults: Vec<&str> = metadata["workspace_default_members"]
+        .as_array()
+        .expect("default members")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let binaries: Vec<(String, String)> = metadata["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .filter(|p| p["id"].as_str().is_some_and(|id| defaults.contains(&id)))
+        .flat_map(|p| {
+            p["targets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|t| t["kind"] == json!(["bin"]))
+                .map(|t| {
+                    (
+                        t["name"].as_str().unwrap_or_default().to_owned(),
+                        p["name"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+        })
+        .collect();
+    let wanted: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.split("Binary: ").nth(1))
+        .map(|rest| rest.trim_end_matches(|c: char| c == '}' || c.is_whitespace()))
+        .collect();
+    assert_eq!(wanted.len(), 9, "{wanted:?}");
+    for binary in wanted {
+        let found: Vec<_> = binaries.iter().filter(|(name, _)| name == binary).collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "cargo --bin {binary} at {} selects {found:?}",
+            root.display()
+        );
+    }
+    let kiln: Vec<_> = binaries.iter().filter(|(name, _)| name == "kiln").collect();
+    assert_eq!(kiln.len(), 1, "`cargo run` runs the CLI: {binaries:?}");
 }

@@ -325,3 +325,58 @@ fn the_fingerprint_follows_what_is_built_not_where_it_goes() {
         "a builder change rebuilds"
     );
 }
+
+#[test]
+fn a_source_parameter_must_be_one_of_aws_public_parameters() {
+    let problems = with_recipe(|text| {
+        text.replace(
+            "parameter = \"/aws/service/canonical/",
+            "parameter = \"/team/mirror/canonical/",
+        )
+    });
+    assert_eq!(fields(&problems), ["source.parameter"], "{problems:?}");
+    assert!(
+        problems[0].message.contains("/aws/service/")
+            && problems[0].message.contains("KILN_SOURCE_PARAMETER"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn a_recipe_may_name_its_instance_profile_or_use_the_deployments() {
+    let copy = RecipeCopy::ubuntu_base();
+    let recipe = copy.load();
+    assert_eq!(recipe.file.builder.instance_profile, None);
+    let deployed = kiln::aws::Settings {
+        instance_profile: Some("kiln-eu-west-1-builder".into()),
+        ..kiln::aws::Settings::default()
+    };
+    assert_eq!(
+        deployed
+            .instance_profile(&recipe)
+            .expect("the deployment's"),
+        "kiln-eu-west-1-builder"
+    );
+    let err = kiln::aws::Settings::default()
+        .instance_profile(&recipe)
+        .expect_err("no profile anywhere");
+    assert_eq!(err.name(), "InvalidInput");
+    assert!(err.to_string().contains("KILN_INSTANCE_PROFILE"), "{err}");
+
+    copy.edit("recipe.toml", |text| {
+        text.replace(
+            "[builder]\n",
+            "[builder]\ninstance_profile = \"team-builder\"\n",
+        )
+    });
+    assert_eq!(
+        deployed
+            .instance_profile(&copy.load())
+            .expect("the recipe's"),
+        "team-builder"
+    );
+    copy.edit("recipe.toml", |text| {
+        text.replace("\"team-builder\"", "\"not a profile!\"")
+    });
+    assert_eq!(fields(&problems(&copy)), ["builder.instance_profile"]);
+}

@@ -22,7 +22,7 @@ use kiln::channels::rollout::{self, Phase, Release, Status};
 use kiln::ids::AmiId;
 use kiln_testkit::{
     Emulator, Mocks, Protocol, RECIPE, RecipeCopy, alarm, auto_scaling_group, built_image, channel,
-    recipe, set_alarm, template_versions, throttled,
+    opted_in, pointer, recipe, set_alarm, template_versions, throttled,
 };
 
 const ALARM: &str = "web-5xx";
@@ -60,21 +60,6 @@ async fn old_and_new(ctx: &Context, channels: &[&str]) -> (AmiId, AmiId) {
     }
     alarm(ctx, ALARM).await;
     (old, new)
-}
-
-/// The tags of a group of the recipe following `channel`, in `wave` when given.
-fn opted_in<'a>(channel: &'a str, wave: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
-    let mut tags = vec![("kiln:recipe", RECIPE), ("kiln:channel", channel)];
-    tags.extend(wave.map(|wave| ("kiln:wave", wave)));
-    tags
-}
-
-async fn pointer(ctx: &Context, channel_name: &str) -> Option<String> {
-    pointers::pointers(ctx, &recipe())
-        .await
-        .expect("pointers")
-        .remove(&channel(channel_name))
-        .map(|(image, _)| image)
 }
 
 /// The launch template version `group` uses, and the images its instances run.

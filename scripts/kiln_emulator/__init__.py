@@ -1,9 +1,10 @@
 """kiln's local AWS emulator: moto server, seeded for kiln and patched where
-moto differs from AWS in what kiln does (seven patches, in patches/: ENA, the
+moto differs from AWS in what kiln does (nine patches, in patches/: ENA, the
 execution start time as Step Functions gives it, AssumeRole of a role that
 does not exist, DescribeInstances pages, a launch template version's
-SourceVersion, Auto Scaling instance refreshes, and the parameters of the
-Step Functions `states:startExecution` integration).
+SourceVersion, Auto Scaling instance refreshes, the parameters of the Step
+Functions `states:startExecution` integration, CreateImage's snapshot tags,
+and an image's ImdsSupport).
 
 Seeds (seed.py):
   * Canonical-owned (099720109477) Ubuntu 24.04 images, amd64 and arm64, the
@@ -24,7 +25,10 @@ executor calls http://localhost:$MOTO_PORT, which is the proxy) answers Lambda
 Invoke by running the function binary from DIR through the Lambda Runtime API
 (proxy.py, with scripts/local_lambda.py), with real Lambda's answer to a
 function error (200 and X-Amz-Function-Error: Unhandled), and passes
-everything else to moto. With --pipeline FILE it creates that state machine
+everything else to moto. The functions make their AWS calls through the
+proxy too, each with the access key id kiln-function-NAME, and the proxy
+records every call it is sent (calls.py): GET /_kiln/calls on it answers
+them, DELETE empties them. With --pipeline FILE it creates that state machine
 (pipeline.py), each ${NameFunction} placeholder naming the function binary
 name-in-kebab-case; when it starts releases (${ReleaseStateMachine}), the
 release machine beside it (release.asl.json) is created first.

@@ -15,8 +15,8 @@ import threading
 import urllib.request
 from pathlib import Path
 
-from . import REGION, SOURCE_PARAMETER, patches
-from .pipeline import create_pipeline
+from . import INSTANCE_PROFILE, REGION, SOURCE_PARAMETER, patches
+from .pipeline import BUILD_MACHINE, RELEASE_MACHINE, create_pipeline
 from .proxy import LambdaProxy
 from .seed import seed, seed_images
 
@@ -45,14 +45,16 @@ def serve(args):
     if args.functions:
         function_env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "AWS_ACCESS_KEY_ID": "testing",
+            # The proxy adds AWS_ENDPOINT_URL (itself) and, per function,
+            # AWS_ACCESS_KEY_ID kiln-function-NAME: it records their calls.
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_REGION": REGION,
-            "AWS_ENDPOINT_URL": endpoint,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
             "KILN_RECIPE_ROOT": str(Path(args.recipe_root).resolve()),
             "KILN_SOURCE_PARAMETER": SOURCE_PARAMETER,
+            "KILN_INSTANCE_PROFILE": INSTANCE_PROFILE,
+            **dict(setting.split("=", 1) for setting in args.function_env),
         }
         faults = [tuple((fault.split(":") + ["", ""])[:3]) for fault in args.fault]
         faults = [(f, a, e) if e else (f, "", a) for f, a, e in faults]
@@ -65,12 +67,12 @@ def serve(args):
             data=json.dumps({"stepfunctions": {"execute_state_machine": True},
                              "lambda": {"use_docker": False}}).encode(),
             headers={"Content-Type": "application/json"})).read()
-        info["lambda_proxy"] = f"http://127.0.0.1:{proxy.server_address[1]}"
+        info["lambda_proxy"] = proxy.url
         if args.pipeline:
             machines = create_pipeline(endpoint, args.pipeline)
-            info["state_machine_arn"] = machines["kiln-pipeline"]
-            if "kiln-release" in machines:
-                info["release_state_machine_arn"] = machines["kiln-release"]
+            info["state_machine_arn"] = machines[BUILD_MACHINE]
+            if RELEASE_MACHINE in machines:
+                info["release_state_machine_arn"] = machines[RELEASE_MACHINE]
     print(json.dumps(info), flush=True)
 
     stop = threading.Event()
@@ -113,6 +115,10 @@ def main():
     serve_parser.add_argument("--functions", help="directory of Lambda binaries to run Step Functions with")
     serve_parser.add_argument("--recipe-root", default="images", help="KILN_RECIPE_ROOT for the functions")
     serve_parser.add_argument("--pipeline", help="state machine definition to create (needs --functions)")
+    serve_parser.add_argument(
+        "--function-env", action="append", default=[], metavar="NAME=VALUE",
+        help="a setting every function runs with (e.g. KILN_OUTPUT_BUCKET=...), besides the emulator's",
+    )
     serve_parser.add_argument(
         "--fault", action="append", default=[], metavar="FUNCTION[:ACTION]:ERROR",
         help="tests: FUNCTION runs, then answers the function error ERROR instead (for events with ACTION)",

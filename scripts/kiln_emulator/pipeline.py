@@ -21,14 +21,20 @@ def function_arn(placeholder):
     return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
 
 
+BUILD_MACHINE = "kiln-build"
+RELEASE_MACHINE = "kiln-release"
+
+
 def create_pipeline(endpoint, path):
     """Creates the state machine in `path` and, when it starts releases, the
-    release machine beside it (release.asl.json). Returns {name: ARN}."""
+    release machine beside it (release.asl.json), named as a stack `kiln` of
+    infra/template.yaml names them (`<stack>-build`, `<stack>-release`), so
+    their ARNs are the ones the template grants. Returns {name: ARN}."""
     import boto3
 
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
     role = session.client("iam", endpoint_url=endpoint).create_role(
-        RoleName="kiln-pipeline",
+        RoleName="kiln-states",
         AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole"}]}),
     )["Role"]["Arn"]
@@ -42,11 +48,11 @@ def create_pipeline(endpoint, path):
         substitutions["EventBusName"] = "default"
         if "ReleaseStateMachine" in names:
             substitutions["ReleaseStateMachine"] = create(
-                "kiln-release", Path(definition_path).with_name("release.asl.json"))
+                RELEASE_MACHINE, Path(definition_path).with_name("release.asl.json"))
         machines[name] = sfn.create_state_machine(
             name=name, definition=substitute(definition, substitutions), roleArn=role, type="STANDARD"
         )["stateMachineArn"]
         return machines[name]
 
-    create("kiln-pipeline", path)
+    create(BUILD_MACHINE, path)
     return machines

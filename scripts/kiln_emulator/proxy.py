@@ -1,9 +1,18 @@
 """The Lambda proxy of `serve --functions DIR`: moto's Step Functions executor
-makes its service calls to it (MOTO_PORT). It answers Lambda Invoke by running
-the function binary DIR/NAME for the event through the Lambda Runtime API
-(local_lambda.py, beside this package in scripts/, so importable whenever the
-package is), as real Lambda answers: 200, and X-Amz-Function-Error: Unhandled
-when the function answered an error. Every other call goes to moto.
+makes its service calls to it (MOTO_PORT), and so do the functions it runs.
+It answers Lambda Invoke by running the function binary DIR/NAME for the
+event through the Lambda Runtime API (local_lambda.py, beside this package
+in scripts/, so importable whenever the package is), as real Lambda
+answers: 200, and X-Amz-Function-Error: Unhandled when the function answered
+an error. Every other call goes to moto unchanged.
+
+Each function runs with AWS_ENDPOINT_URL this proxy and the access key id
+`kiln-function-NAME` (secret `testing`; moto takes any key it does not know
+for its default account), so the calls a function makes can be told apart.
+The proxy records every call it is sent but moto's own API (/moto-api/...):
+the calls it forwards and the Lambda Invokes it answers, in order, each as
+calls.record makes it. `GET /_kiln/calls` answers the records so far (a JSON
+array), `DELETE /_kiln/calls` empties them.
 
 `--fault FUNCTION[:ACTION]:ERROR` is for tests: FUNCTION runs and does its
 work, then answers the function error ERROR instead of its own answer (only
@@ -12,14 +21,16 @@ for events whose "action" is ACTION, when given).
 
 import http.client
 import json
-import re
+import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import local_lambda
 
-INVOKE_PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations")
+from .calls import INVOKE_PATH, record
+
+CALLS_PATH = "/_kiln/calls"
 
 
 class LambdaProxy(ThreadingHTTPServer):
@@ -31,8 +42,11 @@ class LambdaProxy(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), ProxyHandler)
         self.functions = Path(functions)
         self.moto_port = moto_port
-        self.function_env = function_env
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        self.function_env = dict(function_env, AWS_ENDPOINT_URL=self.url)
         self.faults = faults
+        self.calls = []
+        self.calls_lock = threading.Lock()
 
     def fault(self, name, event):
         """The error to answer instead of the function's own, for tests."""
@@ -45,26 +59,55 @@ class LambdaProxy(ThreadingHTTPServer):
                 return error
         return None
 
+    def record(self, call):
+        with self.calls_lock:
+            self.calls.append(call)
+
+    def recorded(self, clear=False):
+        with self.calls_lock:
+            calls = list(self.calls)
+            if clear:
+                self.calls.clear()
+        return calls
+
 
 class ProxyHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without TCP_NODELAY each
+    # answer waits out the client's delayed ACK (~40 ms).
+    disable_nagle_algorithm = True
+    moto = None  # this connection's keep-alive connection to moto
 
     def log_message(self, *args):
         pass
 
     def _body(self):
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks = []
+            while size := int(self.rfile.readline().split(b";")[0], 16):
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            return b"".join(chunks)
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
-    def _answer(self, status, body, headers=()):
+    def _answer(self, status, body, headers=(), length=None):
         self.send_response(status)
         for key, value in headers:
             self.send_header(key, value)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(len(body) if length is None else length))
         self.end_headers()
         self.wfile.write(body)
 
     def _handle(self):
         body = self._body()
+        path = urllib.parse.urlsplit(self.path).path
+        if path == CALLS_PATH:
+            self._calls()
+            return
+        if not path.startswith("/moto-api/"):
+            self.server.record(record(self.command, self.path, self.headers, body))
         invoke = INVOKE_PATH.match(self.path) if self.command == "POST" else None
         if invoke:
             self._invoke(urllib.parse.unquote(invoke.group(1)), body)
@@ -72,6 +115,14 @@ class ProxyHandler(BaseHTTPRequestHandler):
             self._forward(body)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
+
+    def _calls(self):
+        if self.command not in ("GET", "DELETE"):
+            self._answer(405, b"", [("Allow", "GET, DELETE")])
+            return
+        calls = self.server.recorded(clear=self.command == "DELETE")
+        body = json.dumps(calls).encode() if self.command == "GET" else b""
+        self._answer(200 if body else 204, body, [("Content-Type", "application/json")] if body else [])
 
     def _invoke(self, function, event):
         # A name, or an ARN ...:function:NAME[:QUALIFIER].
@@ -81,7 +132,8 @@ class ProxyHandler(BaseHTTPRequestHandler):
             message = json.dumps({"Type": "User", "message": f"Function not found: {function}"}).encode()
             self._answer(404, message, [("x-amzn-ErrorType", "ResourceNotFoundException")])
             return
-        env = dict(self.server.function_env, AWS_LAMBDA_FUNCTION_NAME=name)
+        env = dict(self.server.function_env, AWS_LAMBDA_FUNCTION_NAME=name,
+                   AWS_ACCESS_KEY_ID=f"kiln-function-{name}")
         answer = local_lambda.invoke([str(binary)], env, event or b"{}")
         headers = [("Content-Type", "application/json"), ("X-Amz-Executed-Version", "$LATEST")]
         fault = self.server.fault(name, event)
@@ -94,12 +146,36 @@ class ProxyHandler(BaseHTTPRequestHandler):
             headers.append(("X-Amz-Function-Error", "Unhandled"))
         self._answer(200, answer.body, headers)
 
+    def _moto_response(self, body):
+        headers = {k: v for k, v in self.headers.items()
+                   if k.lower() not in ("host", "content-length", "transfer-encoding", "connection")}
+        reused = self.moto is not None
+        if not reused:
+            self.moto = http.client.HTTPConnection("127.0.0.1", self.server.moto_port, timeout=300)
+        try:
+            self.moto.request(self.command, self.path, body=body, headers=headers)
+            return self.moto.getresponse()
+        except (ConnectionError, http.client.BadStatusLine):
+            self.moto.close()
+            self.moto = None
+            if not reused:
+                raise
+        # moto had closed the kept-alive connection: once more, on a new one.
+        return self._moto_response(body)
+
     def _forward(self, body):
-        connection = http.client.HTTPConnection("127.0.0.1", self.server.moto_port, timeout=300)
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-        connection.request(self.command, self.path, body=body, headers=headers)
-        response = connection.getresponse()
+        response = self._moto_response(body)
         data = response.read()
+        if response.will_close:
+            self.moto.close()
+            self.moto = None
         skip = ("content-length", "transfer-encoding", "connection", "server", "date")
-        self._answer(response.status, data, [(k, v) for k, v in response.getheaders() if k.lower() not in skip])
-        connection.close()
+        headers = [(k, v) for k, v in response.getheaders() if k.lower() not in skip]
+        # HEAD answers the length of what GET would, with no body.
+        length = response.getheader("Content-Length") if self.command == "HEAD" else None
+        self._answer(response.status, data, headers, length=length or None)
+
+    def finish(self):
+        super().finish()
+        if self.moto is not None:
+            self.moto.close()

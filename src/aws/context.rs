@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use aws_config::SdkConfig;
 
 use super::sdk::Answer;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ids::RecipeName;
 use crate::recipe::Recipe;
 
@@ -24,6 +24,9 @@ pub struct Settings {
     /// Replaces every recipe's `source.parameter` (`KILN_SOURCE_PARAMETER`): for
     /// a private mirror of the source parameter, or an emulator that reserves `/aws`.
     pub source_parameter: Option<String>,
+    /// The instance profile of builders and test instances whose recipe
+    /// names none (`KILN_INSTANCE_PROFILE`): the deployment's own.
+    pub instance_profile: Option<String>,
     /// S3 bucket for Run Command output (`KILN_OUTPUT_BUCKET`); without one the
     /// API returns only the first 24,000 characters of a command's stdout.
     pub output_bucket: Option<String>,
@@ -58,6 +61,7 @@ impl Settings {
             recipe_root: var("KILN_RECIPE_ROOT")
                 .map_or_else(|| DEFAULT_RECIPE_ROOT.into(), PathBuf::from),
             source_parameter: var("KILN_SOURCE_PARAMETER"),
+            instance_profile: var("KILN_INSTANCE_PROFILE"),
             output_bucket: var("KILN_OUTPUT_BUCKET"),
             state_machine_arn: var("KILN_STATE_MACHINE_ARN"),
             release_state_machine_arn: var("KILN_RELEASE_STATE_MACHINE_ARN"),
@@ -75,6 +79,25 @@ impl Settings {
         self.source_parameter
             .as_deref()
             .unwrap_or(&recipe.file.source.parameter)
+    }
+
+    /// The instance profile `recipe`'s instances launch with: the recipe's,
+    /// else the deployment's; an error before anything is launched when
+    /// neither names one.
+    pub fn instance_profile<'a>(&'a self, recipe: &'a Recipe) -> Result<&'a str> {
+        recipe
+            .file
+            .builder
+            .instance_profile
+            .as_deref()
+            .or(self.instance_profile.as_deref())
+            .ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "recipe {} names no builder.instance_profile and the deployment sets no \
+                     KILN_INSTANCE_PROFILE: the builder needs an instance profile with SSM access",
+                    recipe.name
+                ))
+            })
     }
 }
 

@@ -29,6 +29,9 @@ const DELIVERY_TIMEOUT_SECONDS: i32 = 600;
 const STDERR_TAIL_BYTES: usize = 7000;
 /// How much of that an error carries.
 const ERROR_TAIL_BYTES: usize = 2000;
+/// Where in the output bucket a command's full output goes, under its
+/// recipe, build and step (the builder role may write only there).
+pub const OUTPUT_PREFIX: &str = "kiln/builds";
 /// The exit code that asks the SSM agent to reboot and run the command again.
 const SSM_REBOOT_EXIT_CODE: u8 = 194;
 
@@ -129,7 +132,7 @@ pub(crate) async fn send(
     let bucket = ctx.settings.output_bucket.clone();
     let prefix = bucket.as_ref().map(|_| {
         format!(
-            "kiln/{}/{}/{}",
+            "{OUTPUT_PREFIX}/{}/{}/{}",
             script.recipe, script.build_id, script.label
         )
     });

@@ -87,6 +87,7 @@ pub(crate) async fn launch_instance(
         role,
         ..
     } = *launch;
+    let profile = ctx.settings.instance_profile(recipe)?;
     if let Some(existing) = instances::live_instances(ctx, build_id, Some(role))
         .await?
         .into_iter()
@@ -98,7 +99,7 @@ pub(crate) async fn launch_instance(
     let group = network::builder_group(ctx, &recipe.file.builder).await?;
     let mut tried = Vec::new();
     for instance_type in &recipe.file.builder.instance_types {
-        let launched = run_instance(ctx, launch, &group, instance_type).await;
+        let launched = run_instance(ctx, launch, profile, &group, instance_type).await;
         match launched {
             Ok(instance) => {
                 info!(%instance, %instance_type, ?role, "launched");
@@ -124,6 +125,7 @@ enum RunError {
 async fn run_instance(
     ctx: &Context,
     launch: &Launch<'_>,
+    profile: &str,
     security_group: &str,
     instance_type: &str,
 ) -> std::result::Result<InstanceId, RunError> {
@@ -151,7 +153,7 @@ async fn run_instance(
         .client_token(client_token(build_id, role, instance_type))
         .iam_instance_profile(
             IamInstanceProfileSpecification::builder()
-                .name(&spec.instance_profile)
+                .name(profile)
                 .build(),
         )
         .metadata_options(

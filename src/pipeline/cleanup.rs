@@ -120,7 +120,7 @@ pub async fn plan(ctx: &Context, build_id: &BuildId, policy: Policy) -> Result<C
         }
         let stage = tags::value(image.tags(), tags::STAGE);
         if promoted || (policy.keep_tested && stage == Some(Stage::Tested.as_ref())) {
-            kept.push(id);
+            kept.push((id, images::snapshot_ids(&image)));
         } else if !policy.keep_failed {
             planned
                 .deleted_snapshots
@@ -130,7 +130,7 @@ pub async fn plan(ctx: &Context, build_id: &BuildId, policy: Policy) -> Result<C
             if stage != Some(Stage::Failed.as_ref()) {
                 planned.kept_failed.push(id.clone());
             }
-            kept.push(id);
+            kept.push((id, images::snapshot_ids(&image)));
         }
     }
     planned
@@ -158,25 +158,28 @@ async fn apply(ctx: &Context, planned: &Cleanup) -> Result<Cleanup> {
 }
 
 /// The build's image snapshots left behind (an earlier cleanup that
-/// deregistered their image and then failed), except those of `kept` images
-/// and those already `planned`.
+/// deregistered their image and then failed, or an image deregistered while
+/// still pending), except those of `kept` images (by the images' block
+/// device mappings, or by the snapshot's `kiln:image-id`) and those already
+/// `planned`.
 async fn leftover_snapshots(
     ctx: &Context,
     build_id: &BuildId,
-    kept: &[AmiId],
+    kept: &[(AmiId, Vec<String>)],
     planned: &[String],
 ) -> Result<Vec<String>> {
-    Ok(
-        images::own_snapshots(ctx, tags::filter(tags::BUILD_ID, build_id.as_str()))
-            .await?
-            .iter()
-            .filter(|snapshot| {
-                let image = tags::value(snapshot.tags(), tags::IMAGE_ID);
-                !kept.iter().any(|k| Some(k.as_str()) == image)
-            })
-            .filter_map(|snapshot| snapshot.snapshot_id())
-            .filter(|id| !planned.iter().any(|p| p == id))
-            .map(str::to_owned)
-            .collect(),
-    )
+    let found = images::own_snapshots(ctx, tags::filter(tags::BUILD_ID, build_id.as_str())).await?;
+    let of_kept = |snapshot: &&aws_sdk_ec2::types::Snapshot| {
+        let image = tags::value(snapshot.tags(), tags::IMAGE_ID);
+        let id = snapshot.snapshot_id().unwrap_or_default();
+        kept.iter()
+            .any(|(k, snapshots)| Some(k.as_str()) == image || snapshots.iter().any(|s| s == id))
+    };
+    Ok(found
+        .iter()
+        .filter(|snapshot| !of_kept(snapshot))
+        .filter_map(|snapshot| snapshot.snapshot_id())
+        .filter(|id| !planned.iter().any(|p| p == id))
+        .map(str::to_owned)
+        .collect())
 }

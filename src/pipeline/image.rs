@@ -1,7 +1,9 @@
 //! Bake the image: `CreateImage` from the provisioned builder, then poll until
 //! it is available, verified and tagged, and the builder is gone.
 
-use aws_sdk_ec2::types::{Image as Ec2Image, ImageState as Ec2ImageState, ResourceType};
+use aws_sdk_ec2::types::{
+    AttributeValue, Image as Ec2Image, ImageState as Ec2ImageState, ImdsSupportValues, ResourceType,
+};
 use tracing::{info, instrument};
 
 use super::requests::{ImageAction, ImageRequest};
@@ -9,7 +11,7 @@ use super::state::{Builder, Image, ImageState, Source, Trigger};
 use crate::aws::sdk::{self, Answer};
 use crate::aws::{Context, images, instances};
 use crate::error::{Error, Result};
-use crate::ids::{AmiId, BuildId};
+use crate::ids::AmiId;
 use crate::recipe::Recipe;
 use crate::tags::{self, Role, Stage};
 
@@ -49,6 +51,10 @@ pub async fn start(
         tags::tag("Name", &image_name),
     ]);
     image_tags.extend(recipe.file.image.tags.iter().map(|(k, v)| tags::tag(k, v)));
+    // The snapshots carry the build from their creation: a build that ends
+    // while its image is pending leaves nothing cleanup cannot find (and
+    // IAM lets cleanup delete only what carries a build tag).
+    let snapshot_tags = tags::build_tags(&recipe.name, build_id, Role::Image);
     let created = ctx
         .ec2
         .create_image()
@@ -57,6 +63,7 @@ pub async fn start(
         .description(description(recipe, source))
         .no_reboot(false)
         .tag_specifications(tags::specification(ResourceType::Image, &image_tags))
+        .tag_specifications(tags::specification(ResourceType::Snapshot, &snapshot_tags))
         .send()
         .await
         // Another attempt of this call won the race: take its image.
@@ -84,7 +91,7 @@ pub async fn start(
 }
 
 /// Reports on the image: pending, or available once its snapshots are tagged,
-/// the builder is terminated and ENA support is verified. Still pending past
+/// the builder is terminated, ENA support is verified and IMDSv2 required. Still pending past
 /// the recipe's `image.timeout_seconds` is [`Error::ImageTimedOut`].
 #[instrument(skip_all, fields(build_id = %trigger.build_id, image = %image.image_id))]
 pub async fn poll(
@@ -117,13 +124,16 @@ pub async fn poll(
             })
         }
         Some(Ec2ImageState::Available) => {
-            tag_snapshots(ctx, recipe, build_id, &image.image_id, &described).await?;
+            tag_snapshots(ctx, &image.image_id, &described).await?;
             instances::terminate(ctx, build_id, Some(Role::Builder)).await?;
             if recipe.file.image.ena_required && described.ena_support() != Some(true) {
                 images::set_stage(ctx, &image.image_id, Stage::Failed).await?;
                 return Err(Error::EnaMissing {
                     image: image.image_id.to_string(),
                 });
+            }
+            if recipe.file.image.require_imdsv2 {
+                require_imdsv2(ctx, &described).await?;
             }
             info!("image available");
             Ok(Image {
@@ -182,26 +192,42 @@ fn description(recipe: &Recipe, source: &Source) -> String {
     text
 }
 
-/// Tags the image's snapshots like the image, so a sweep or retention run finds them.
-async fn tag_snapshots(
-    ctx: &Context,
-    recipe: &Recipe,
-    build_id: &BuildId,
-    image: &AmiId,
-    described: &Ec2Image,
-) -> Result<()> {
+/// Tells each of the image's snapshots which image it backs (they carry the
+/// build's tags from their creation), so retention and the sweep can tell
+/// a kept image's snapshots from leftovers.
+async fn tag_snapshots(ctx: &Context, image: &AmiId, described: &Ec2Image) -> Result<()> {
     let snapshots = images::snapshot_ids(described);
     if snapshots.is_empty() {
         return Ok(());
     }
-    let mut snapshot_tags = tags::build_tags(&recipe.name, build_id, Role::Image);
-    snapshot_tags.push(tags::tag(tags::IMAGE_ID, image.as_str()));
     ctx.ec2
         .create_tags()
         .set_resources(Some(snapshots))
-        .set_tags(Some(snapshot_tags))
+        .tags(tags::tag(tags::IMAGE_ID, image.as_str()))
         .send()
         .await
         .or_aws("CreateTags")?;
+    Ok(())
+}
+
+/// Sets the image's `ImdsSupport` to `v2.0`: instances launched from it
+/// require IMDSv2 (tokens) unless their launch says otherwise. AWS allows no
+/// way back (ModifyImageAttribute, ImdsSupport), so it is set once the image
+/// is available and has not failed, and only when it is not set already.
+async fn require_imdsv2(ctx: &Context, described: &Ec2Image) -> Result<()> {
+    if described.imds_support() == Some(&ImdsSupportValues::V20) {
+        return Ok(());
+    }
+    ctx.ec2
+        .modify_image_attribute()
+        .set_image_id(described.image_id().map(str::to_owned))
+        .imds_support(
+            AttributeValue::builder()
+                .value(ImdsSupportValues::V20.as_str())
+                .build(),
+        )
+        .send()
+        .await
+        .or_aws("ModifyImageAttribute")?;
     Ok(())
 }

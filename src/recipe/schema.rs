@@ -12,6 +12,9 @@ pub const RECIPE_FILE: &str = "recipe.toml";
 /// Canonical's public parameter for the current Ubuntu 24.04 LTS amd64 gp3 image.
 pub const CANONICAL_PARAMETER: &str =
     "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id";
+/// Where AWS's public parameters live (Canonical's among them): the only
+/// source parameters a recipe may name, and the only ones kiln's roles read.
+pub const PUBLIC_PARAMETERS: &str = "/aws/service/";
 /// Canonical's AWS account, the owner of official Ubuntu images.
 pub const CANONICAL_OWNER: &str = "099720109477";
 /// Largest script kiln sends through Run Command. SSM caps a command's
@@ -155,8 +158,10 @@ pub struct BuilderSpec {
     /// Security group; kiln creates one with no inbound rules when absent.
     #[serde(default)]
     pub security_group_id: Option<String>,
-    /// Instance profile giving the builder SSM access.
-    pub instance_profile: String,
+    /// Instance profile giving the builder SSM access; the deployment's own
+    /// (`KILN_INSTANCE_PROFILE`) when absent.
+    #[serde(default)]
+    pub instance_profile: Option<String>,
     /// Root volume.
     #[serde(default)]
     pub root_volume: RootVolume,
@@ -216,6 +221,11 @@ pub struct ImageSpec {
     /// inspection instead of deregistering it.
     #[serde(default)]
     pub keep_failed: bool,
+    /// Mark the image as needing IMDSv2 (`ImdsSupport = v2.0`): instances
+    /// launched from it require session tokens for instance metadata unless
+    /// their launch says otherwise. AWS allows no way back for an image.
+    #[serde(default = "yes")]
+    pub require_imdsv2: bool,
     /// Extra tags for the image.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,

@@ -230,6 +230,14 @@ fn check_source(source: &SourceSpec, problems: &mut Problems) {
             "source.parameter",
             "must be an SSM parameter path starting with '/' (letters, digits, '/', '_', '.', '-')",
         );
+    } else if !source.parameter.starts_with(PUBLIC_PARAMETERS) {
+        problems.add(
+            "source.parameter",
+            format!(
+                "must be one of AWS's public parameters ({PUBLIC_PARAMETERS}...): a deployed kiln \
+                 reads only those; a private mirror is the deployment's KILN_SOURCE_PARAMETER"
+            ),
+        );
     }
     if source.owners.is_empty() {
         problems.add("source.owners", "must list at least one trusted account");
@@ -272,9 +280,9 @@ fn check_builder(builder: &BuilderSpec, problems: &mut Problems) {
     if let Some(group) = &builder.security_group_id {
         check_resource_id("builder.security_group_id", group, "sg-", problems);
     }
-    let profile = &builder.instance_profile;
     let profile_chars = |c: char| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c);
-    if profile.is_empty() || profile.len() > 128 || !profile.chars().all(profile_chars) {
+    let named = builder.instance_profile.as_deref();
+    if named.is_some_and(|p| p.is_empty() || p.len() > 128 || !p.chars().all(profile_chars)) {
         problems.add(
             "builder.instance_profile",
             "must be an instance profile name (1-128 of letters, digits, +=,.@_-)",

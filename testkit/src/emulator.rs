@@ -23,6 +23,8 @@ pub struct Seeded {
     pub region: String,
     /// The Canonical-style source parameter.
     pub source_parameter: String,
+    /// The builders' instance profile it seeded (unless told not to).
+    pub instance_profile: String,
     /// The image the source parameter names.
     pub source_ami: String,
     /// Every seeded image, by `release-architecture-serial`.
@@ -31,6 +33,9 @@ pub struct Seeded {
     pub state_machine_arn: Option<String>,
     /// The release state machine, when started with [`Emulator::start_pipeline`].
     pub release_state_machine_arn: Option<String>,
+    /// The Lambda proxy, when started with [`Emulator::start_pipeline`]:
+    /// function binaries' calls go through it and it records them.
+    pub lambda_proxy: Option<String>,
     /// The account the default credentials belong to.
     pub account: String,
     /// A role in a second account that the default credentials may assume.
@@ -64,6 +69,16 @@ impl Emulator {
     /// Each fault `FUNCTION[:ACTION]:ERROR` makes that function answer ERROR
     /// after it ran (see `scripts/kiln_emulator/proxy.py`).
     pub async fn start_pipeline(recipe_root: &Path, faults: &[&str]) -> Self {
+        Self::start_pipeline_with_env(recipe_root, faults, &[]).await
+    }
+
+    /// Like [`Emulator::start_pipeline`], every function also running with
+    /// the settings `env` (`KILN_OUTPUT_BUCKET`, ...).
+    pub async fn start_pipeline_with_env(
+        recipe_root: &Path,
+        faults: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let functions = function_binary("resolve-source")
             .parent()
             .map(Path::to_owned)
@@ -81,6 +96,9 @@ impl Emulator {
         ];
         for fault in faults {
             args.extend(["--fault".to_owned(), (*fault).to_owned()]);
+        }
+        for (name, value) in env {
+            args.extend(["--function-env".to_owned(), format!("{name}={value}")]);
         }
         Self::start_with(&args).await
     }
@@ -229,6 +247,7 @@ impl Emulator {
             Settings {
                 recipe_root: recipe_root.to_owned(),
                 source_parameter: Some(self.seeded.source_parameter.clone()),
+                instance_profile: Some(self.seeded.instance_profile.clone()),
                 output_bucket: None,
                 state_machine_arn: self.seeded.state_machine_arn.clone(),
                 release_state_machine_arn: self.seeded.release_state_machine_arn.clone(),
@@ -287,6 +306,71 @@ impl Emulator {
         ];
         env.extend(release);
         env
+    }
+
+    /// The environment function `name` runs with when a test runs it itself
+    /// (`invoke_function`): as the state machine's runs of it, its calls go
+    /// through the Lambda proxy under its own access key,
+    /// `kiln-function-<name>`, and are recorded.
+    pub fn function_env(&self, name: &str, recipe_root: &Path) -> Vec<(&'static str, String)> {
+        let proxy = self
+            .seeded
+            .lambda_proxy
+            .clone()
+            .expect("an emulator started with start_pipeline");
+        let mut env = vec![
+            ("AWS_ENDPOINT_URL", proxy),
+            ("AWS_REGION", self.seeded.region.clone()),
+            ("AWS_ACCESS_KEY_ID", format!("kiln-function-{name}")),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_MAX_ATTEMPTS", "1".into()),
+            ("KILN_RECIPE_ROOT", recipe_root.display().to_string()),
+            (
+                "KILN_SOURCE_PARAMETER",
+                self.seeded.source_parameter.clone(),
+            ),
+            (
+                "KILN_INSTANCE_PROFILE",
+                self.seeded.instance_profile.clone(),
+            ),
+        ];
+        env.extend(
+            [
+                ("KILN_STATE_MACHINE_ARN", &self.seeded.state_machine_arn),
+                (
+                    "KILN_RELEASE_STATE_MACHINE_ARN",
+                    &self.seeded.release_state_machine_arn,
+                ),
+            ]
+            .into_iter()
+            .filter_map(|(key, value)| value.clone().map(|value| (key, value))),
+        );
+        env
+    }
+
+    /// Every AWS call the Lambda proxy passed on so far, as it recorded them
+    /// (`scripts/kiln_emulator/calls.py` says what a record holds).
+    pub fn calls(&self) -> serde_json::Value {
+        use std::io::{Read as _, Write as _};
+        let proxy = self
+            .seeded
+            .lambda_proxy
+            .as_deref()
+            .expect("an emulator started with start_pipeline");
+        let address = proxy.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address).expect("connect to the proxy");
+        write!(
+            stream,
+            "GET /_kiln/calls HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        )
+        .expect("ask the proxy");
+        let mut answer = String::new();
+        stream
+            .read_to_string(&mut answer)
+            .expect("the proxy's answer");
+        let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        serde_json::from_str(body).expect("the calls as JSON")
     }
 }
 

@@ -14,6 +14,8 @@ use crate::process::recipe_root;
 
 /// The example recipe's name.
 pub const RECIPE: &str = "ubuntu-base";
+/// The builders' instance profile the emulator seeds.
+pub const INSTANCE_PROFILE: &str = "kiln-builder";
 
 /// The example recipe's name, as kiln takes it.
 pub fn recipe() -> RecipeName {
@@ -23,6 +25,23 @@ pub fn recipe() -> RecipeName {
 /// Channel `name`.
 pub fn channel(name: &str) -> Channel {
     name.parse().expect("channel")
+}
+
+/// The tags of a group of the example recipe following `channel`, in
+/// `wave` when given.
+pub fn opted_in<'a>(channel: &'a str, wave: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
+    let mut tags = vec![("kiln:recipe", RECIPE), ("kiln:channel", channel)];
+    tags.extend(wave.map(|wave| ("kiln:wave", wave)));
+    tags
+}
+
+/// The image the example recipe's `channel_name` pointer names.
+pub async fn pointer(ctx: &Context, channel_name: &str) -> Option<String> {
+    kiln::channels::pointers::pointers(ctx, &recipe())
+        .await
+        .expect("pointers")
+        .remove(&channel(channel_name))
+        .map(|(image, _)| image)
 }
 
 /// A resolved source of the seeded current image, as resolve-source leaves

@@ -10,6 +10,7 @@
 pub mod asl;
 mod emulator;
 mod fixtures;
+pub mod iam;
 mod mocks;
 mod process;
 

@@ -71,6 +71,7 @@ pub fn mocked_with(recipe_root: &Path, mocks: &Mocks<'_>) -> Context {
             .build(),
         settings: Settings {
             recipe_root: recipe_root.to_owned(),
+            instance_profile: Some(crate::fixtures::INSTANCE_PROFILE.to_owned()),
             ..Settings::default()
         },
     }

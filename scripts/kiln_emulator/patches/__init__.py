@@ -13,6 +13,8 @@ def apply_all():
     from . import (
         assume_role,
         ena,
+        image_snapshot_tags,
+        imds_support,
         instance_pages,
         instance_refresh,
         launch_template_versions,
@@ -28,5 +30,7 @@ def apply_all():
         launch_template_versions,
         instance_refresh,
         start_execution,
+        image_snapshot_tags,
+        imds_support,
     ):
         patch.apply()

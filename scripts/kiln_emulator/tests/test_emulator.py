@@ -1,82 +1,18 @@
-"""The emulator, end to end: `python -m kiln_emulator serve` in a subprocess
-(stdin piped, so it stops when the test ends), its ready line read, and what
-it seeds and patches checked with boto3, from the emulator's own venv:
+"""The emulator, end to end: what it seeds and patches checked with boto3
+against the shared emulator (emulator.py), from the emulator's own venv:
 
     .venv/bin/python -m unittest discover -s scripts/kiln_emulator/tests -t scripts
 """
 
 import json
-import os
-import subprocess
-import sys
-import tempfile
-import time
 import unittest
-from pathlib import Path
 
-import boto3
 from botocore.exceptions import ClientError
 
-SCRIPTS = Path(__file__).resolve().parents[2]
-CANONICAL = "099720109477"
-CURRENT = "noble-24.04-x86_64-20261118"
-PREVIOUS = "noble-24.04-x86_64-20261021"
-ARM = "noble-24.04-arm64-20261118"
-TRUSTY = "trusty-14.04-x86_64-20160114"
-
-# A Lambda custom runtime: answers its one event with the event and its name.
-FUNCTION = """#!{python}
-import json, os, urllib.request
-api = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2018-06-01/runtime/invocation/"
-with urllib.request.urlopen(api + "next") as event:
-    request_id = event.headers["Lambda-Runtime-Aws-Request-Id"]
-    answer = {{"event": json.load(event), "name": os.environ["AWS_LAMBDA_FUNCTION_NAME"]}}
-urllib.request.urlopen(api + request_id + "/response", data=json.dumps(answer).encode()).read()
-"""
+from .emulator import ARM, CANONICAL, CURRENT, PREVIOUS, TRUSTY, EmulatorTestCase
 
 
-class EmulatorTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        functions = tempfile.TemporaryDirectory()
-        cls.addClassCleanup(functions.cleanup)
-        echo = Path(functions.name, "echo")
-        echo.write_text(FUNCTION.format(python=sys.executable))
-        echo.chmod(0o755)
-        cls.emulator = subprocess.Popen(
-            [
-                sys.executable, "-m", "kiln_emulator", "serve", "--port", "0",
-                "--functions", functions.name, "--fault", "echo:crash:Injected",
-                "--pipeline", str(SCRIPTS.parent / "statemachine/pipeline.asl.json"),
-            ],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-            env=dict(os.environ, PYTHONPATH=str(SCRIPTS)),
-        )
-        cls.addClassCleanup(cls.stop)
-        cls.info = json.loads(cls.emulator.stdout.readline())
-        cls.session = boto3.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=cls.info["region"]
-        )
-
-    @classmethod
-    def stop(cls):
-        cls.emulator.stdin.close()
-        cls.emulator.wait(30)
-        cls.emulator.stdout.close()
-
-    def client(self, service, endpoint=None):
-        return self.session.client(service, endpoint_url=endpoint or self.info["endpoint"])
-
-    def image(self, name):
-        return self.info["images"][name]
-
-    def wait_for(self, probe):
-        deadline = time.monotonic() + 30
-        while not (result := probe()):
-            self.assertLess(time.monotonic(), deadline, "timed out")
-            time.sleep(0.2)
-        return result
-
+class EmulatorTest(EmulatorTestCase):
     def test_source_parameter_names_the_current_image(self):
         parameter = self.client("ssm").get_parameter(Name=self.info["source_parameter"])["Parameter"]
         self.assertEqual(parameter["Value"], self.image(CURRENT))
@@ -188,7 +124,7 @@ class EmulatorTest(unittest.TestCase):
 
     def test_pipeline_names_its_functions_and_release_machine(self):
         sfn = self.client("stepfunctions")
-        self.assertTrue(self.info["state_machine_arn"].endswith(":stateMachine:kiln-pipeline"))
+        self.assertTrue(self.info["state_machine_arn"].endswith(":stateMachine:kiln-build"))
         self.assertTrue(self.info["release_state_machine_arn"].endswith(":stateMachine:kiln-release"))
         definition = sfn.describe_state_machine(stateMachineArn=self.info["state_machine_arn"])["definition"]
         self.assertNotIn("${", definition)
@@ -197,7 +133,7 @@ class EmulatorTest(unittest.TestCase):
 
     def test_start_execution_task_with_the_api_names_and_the_start_time(self):
         sfn = self.client("stepfunctions")
-        role = f"arn:aws:iam::{self.info['account']}:role/kiln-pipeline"
+        role = f"arn:aws:iam::{self.info['account']}:role/kiln-states"
         child = sfn.create_state_machine(
             name="child", roleArn=role,
             definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}),

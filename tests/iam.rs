@@ -1,0 +1,966 @@
+//! Least privilege that holds on real AWS: every call each function makes in
+//! kiln's flows is granted to that function's role in `infra/template.yaml`,
+//! with the resource types AWS authorizes it against, and every grant is
+//! either used or says why it is there.
+//!
+//! The emulator does not evaluate IAM. Instead its Lambda proxy records each
+//! call a function makes (each function runs with its own access key,
+//! `kiln-function-<name>`), and `kiln_testkit::iam` checks the calls against
+//! the template's policies as CloudFormation resolves them. The resource
+//! types per action are the Service Authorization Reference's ("Actions,
+//! resources, and condition keys for Amazon EC2", ... for AWS Systems
+//! Manager, AWS Step Functions, Amazon EC2 Auto Scaling, Amazon CloudWatch,
+//! Amazon S3, AWS STS).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_sdk_cloudwatch::types::StateValue;
+use kiln::channels::pointers::Why;
+use kiln::channels::promotion;
+use kiln_testkit::iam::{self, ACCOUNT, Need, REGION, Roles, Statement};
+use kiln_testkit::{
+    Emulator, RECIPE, RecipeCopy, alarm, auto_scaling_group, built_image, invoke_function,
+    opted_in, pointer, recipe, set_alarm, source, template_versions,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The output bucket of a stack named `kiln`, as the template names it.
+const OUTPUT_BUCKET: &str = "kiln-outputbucket";
+const ALARM: &str = "web-5xx";
+
+/// What the emulator's Lambda proxy recorded of one call.
+#[derive(Debug, Clone, Deserialize)]
+struct Call {
+    key: Option<String>,
+    service: Option<String>,
+    action: Option<String>,
+    #[serde(default)]
+    params: Value,
+}
+
+impl Call {
+    /// The function that made it, by its access key.
+    fn function(&self) -> Option<&str> {
+        self.key.as_deref()?.strip_prefix("kiln-function-")
+    }
+
+    fn param(&self, name: &str) -> Option<&str> {
+        self.params.get(name).and_then(Value::as_str)
+    }
+
+    /// `Name.1`, `Name.2`, ... of a query request, or the JSON array `name`.
+    fn list(&self, query: &str, json: &str) -> Vec<String> {
+        if let Some(items) = self.params.get(json).and_then(Value::as_array) {
+            return items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect();
+        }
+        (1..)
+            .map_while(|i| self.param(&format!("{query}.{i}")).map(str::to_owned))
+            .collect()
+    }
+
+    /// The tags of each `TagSpecification.N` by resource type.
+    fn tag_specifications(&self) -> BTreeMap<String, Vec<(String, String)>> {
+        let mut found = BTreeMap::new();
+        for n in 1.. {
+            let Some(kind) = self.param(&format!("TagSpecification.{n}.ResourceType")) else {
+                break;
+            };
+            let tags = (1..)
+                .map_while(|m| {
+                    let key = self.param(&format!("TagSpecification.{n}.Tag.{m}.Key"))?;
+                    let value = self.param(&format!("TagSpecification.{n}.Tag.{m}.Value"));
+                    Some((key.to_owned(), value.unwrap_or_default().to_owned()))
+                })
+                .collect();
+            found.insert(kind.to_owned(), tags);
+        }
+        found
+    }
+
+    /// The tags of a `CreateTags`/`DeleteTags` request (`Tag.N`).
+    fn tags(&self) -> Vec<(String, String)> {
+        (1..)
+            .map_while(|n| {
+                let key = self.param(&format!("Tag.{n}.Key"))?;
+                let value = self.param(&format!("Tag.{n}.Value"));
+                Some((key.to_owned(), value.unwrap_or_default().to_owned()))
+            })
+            .collect()
+    }
+}
+
+fn ec2(kind: &str, id: &str) -> String {
+    match kind {
+        "image" | "snapshot" => format!("arn:aws:ec2:{REGION}::{kind}/{id}"),
+        _ => format!("arn:aws:ec2:{REGION}:{ACCOUNT}:{kind}/{id}"),
+    }
+}
+
+/// The EC2 resource an id names, by its prefix.
+fn ec2_id(id: &str) -> String {
+    let kind = match id.split('-').next() {
+        Some("i") => "instance",
+        Some("ami") => "image",
+        Some("snap") => "snapshot",
+        Some("vol") => "volume",
+        Some("sg") => "security-group",
+        Some("lt") => "launch-template",
+        other => panic!("no EC2 resource type for {id} ({other:?})"),
+    };
+    ec2(kind, id)
+}
+
+/// A parameter's ARN. The emulator reserves `/aws/...`, so the source
+/// parameter lives at `/kiln-emulator/canonical/...`: on AWS it is
+/// Canonical's public one (with an empty account in its ARN).
+fn parameter(name: &str) -> String {
+    let name = name.replacen("/kiln-emulator/canonical/", "/aws/service/canonical/", 1);
+    if name.starts_with("/aws/service/") {
+        format!("arn:aws:ssm:{REGION}::parameter{name}")
+    } else {
+        format!("arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{name}")
+    }
+}
+
+/// Request tags as condition context: `aws:RequestTag/K` and `aws:TagKeys`.
+fn tagged(mut need: Need, tags: &[(String, String)]) -> Need {
+    for (key, value) in tags {
+        need.context
+            .entry(format!("aws:RequestTag/{key}"))
+            .or_default()
+            .push(value.clone());
+    }
+    need.context.insert(
+        "aws:TagKeys".into(),
+        tags.iter().map(|(k, _)| k.clone()).collect(),
+    );
+    need
+}
+
+/// The permissions `call` needs (its action on each resource type AWS
+/// checks, and the tagging a creating call's TagSpecifications imply), and
+/// the builder role's, for calls that hand the builders work.
+fn needs(call: &Call, builder_role: &str) -> (Vec<Need>, Vec<Need>) {
+    let action = call.action.as_deref().unwrap_or_default();
+    let prefix = match call.service.as_deref().unwrap_or_default() {
+        "monitoring" => "cloudwatch",
+        other => other,
+    };
+    let name = format!("{prefix}:{action}");
+    let why = format!("{name} {}", call.params);
+    let need = |resource: String| Need::new(&name, resource, why.clone());
+    let mut needs = Vec::new();
+    let mut builder = Vec::new();
+    let specifications = call.tag_specifications();
+    let tags_of = |kind: &str| specifications.get(kind).cloned().unwrap_or_default();
+    // Tags in a creating call are authorized as CreateTags with
+    // ec2:CreateAction (EC2 User Guide, "Grant permission to tag resources
+    // during creation").
+    let tag_on_create = |kind: &str, resource: String| {
+        tagged(
+            Need::new("ec2:CreateTags", resource, why.clone()).with("ec2:CreateAction", &[action]),
+            &tags_of(kind),
+        )
+    };
+    match (prefix, action) {
+        ("ec2", "RunInstances") => {
+            let tokens = call
+                .param("MetadataOptions.HttpTokens")
+                .unwrap_or("optional");
+            needs.push(
+                tagged(need(ec2("instance", "*")), &tags_of("instance"))
+                    .with("ec2:MetadataHttpTokens", &[tokens]),
+            );
+            needs.push(tagged(need(ec2("volume", "*")), &tags_of("volume")));
+            needs.push(need(ec2("image", call.param("ImageId").unwrap_or("*"))));
+            needs.push(need(ec2("network-interface", "*")));
+            needs.push(need(ec2("subnet", call.param("SubnetId").unwrap_or("*"))));
+            for group in call.list("SecurityGroupId", "SecurityGroupIds") {
+                needs.push(need(ec2("security-group", &group)));
+            }
+            for kind in specifications.keys() {
+                needs.push(tag_on_create(kind, ec2(kind, "*")));
+            }
+            if call.param("IamInstanceProfile.Name").is_some() {
+                needs.push(
+                    Need::new("iam:PassRole", builder_role, why.clone())
+                        .with("iam:PassedToService", &["ec2.amazonaws.com"]),
+                );
+            }
+        }
+        ("ec2", "CreateImage") => {
+            needs.push(need(ec2(
+                "instance",
+                call.param("InstanceId").unwrap_or("*"),
+            )));
+            needs.push(tagged(need(ec2("image", "*")), &tags_of("image")));
+            needs.push(tagged(need(ec2("snapshot", "*")), &tags_of("snapshot")));
+            for kind in specifications.keys() {
+                needs.push(tag_on_create(kind, ec2(kind, "*")));
+            }
+        }
+        ("ec2", "CreateSecurityGroup") => {
+            needs.push(tagged(
+                need(ec2("security-group", "*")),
+                &tags_of("security-group"),
+            ));
+            needs.push(need(ec2("vpc", call.param("VpcId").unwrap_or("*"))));
+            needs.push(tag_on_create("security-group", ec2("security-group", "*")));
+        }
+        ("ec2", "CreateTags" | "DeleteTags") => {
+            for id in call.list("ResourceId", "Resources") {
+                needs.push(tagged(need(ec2_id(&id)), &call.tags()));
+            }
+        }
+        ("ec2", "TerminateInstances") => {
+            needs.extend(
+                call.list("InstanceId", "InstanceIds")
+                    .iter()
+                    .map(|id| need(ec2("instance", id))),
+            );
+        }
+        ("ec2", "DeregisterImage" | "ModifyImageAttribute") => {
+            needs.push(need(ec2("image", call.param("ImageId").unwrap_or("*"))));
+        }
+        ("ec2", "DeleteSnapshot") => {
+            needs.push(need(ec2(
+                "snapshot",
+                call.param("SnapshotId").unwrap_or("*"),
+            )));
+        }
+        ("ec2", "DeleteSecurityGroup") => {
+            needs.push(need(ec2(
+                "security-group",
+                call.param("GroupId").unwrap_or("*"),
+            )));
+        }
+        ("ec2", "CreateLaunchTemplateVersion") => {
+            needs.push(need(ec2(
+                "launch-template",
+                call.param("LaunchTemplateId").unwrap_or("*"),
+            )));
+        }
+        ("ec2", describe) if describe.starts_with("Describe") => needs.push(need("*".into())),
+        ("ssm", "GetParameter" | "PutParameter" | "DeleteParameter" | "GetParameterHistory") => {
+            needs.push(need(parameter(call.param("Name").unwrap_or_default())));
+        }
+        ("ssm", "GetParameters") => {
+            needs.extend(
+                call.list("Names", "Names")
+                    .iter()
+                    .map(|n| need(parameter(n))),
+            );
+        }
+        ("ssm", "GetParametersByPath") => {
+            needs.push(need(parameter(call.param("Path").unwrap_or_default())));
+        }
+        ("ssm", "SendCommand") => {
+            let document = call.param("DocumentName").unwrap_or_default();
+            needs.push(need(format!("arn:aws:ssm:{REGION}::document/{document}")));
+            needs.extend(
+                call.list("InstanceIds", "InstanceIds")
+                    .iter()
+                    .map(|id| need(ec2("instance", id))),
+            );
+            // The SSM agent on the builder writes the output with the
+            // builder's role (Systems Manager User Guide, "Configure instance
+            // permissions required for Systems Manager": s3:PutObject, and
+            // s3:GetEncryptionConfiguration for an encrypted bucket).
+            if let Some(bucket) = call.param("OutputS3BucketName") {
+                let prefix = call.param("OutputS3KeyPrefix").unwrap_or_default();
+                let agent = format!("the SSM agent writing the output of {why}");
+                builder.push(Need::new(
+                    "s3:PutObject",
+                    format!("arn:aws:s3:::{bucket}/{prefix}/stdout"),
+                    agent.clone(),
+                ));
+                builder.push(Need::new(
+                    "s3:GetEncryptionConfiguration",
+                    format!("arn:aws:s3:::{bucket}"),
+                    agent,
+                ));
+            }
+        }
+        ("ssm", "ListCommands" | "GetCommandInvocation") => needs.push(need("*".into())),
+        ("states", "StartExecution" | "ListExecutions") => {
+            needs.push(need(
+                call.param("stateMachineArn").unwrap_or_default().to_owned(),
+            ));
+        }
+        ("states", "DescribeExecution" | "StopExecution" | "GetExecutionHistory") => {
+            needs.push(need(
+                call.param("executionArn").unwrap_or_default().to_owned(),
+            ));
+        }
+        (
+            "autoscaling",
+            "StartInstanceRefresh" | "RollbackInstanceRefresh" | "CancelInstanceRefresh",
+        ) => {
+            let group = call.param("AutoScalingGroupName").unwrap_or_default();
+            needs.push(need(format!(
+                "arn:aws:autoscaling:{REGION}:{ACCOUNT}:autoScalingGroup:00000000-0000-0000-0000-000000000000:autoScalingGroupName/{group}"
+            )));
+            // Auto Scaling checks that whoever starts a refresh to a launch
+            // template could launch it (Auto Scaling User Guide, "Control
+            // Amazon EC2 launch template usage in Auto Scaling groups"):
+            // RunInstances through the template, and the tags it puts.
+            if let Some(template) =
+                call.param("DesiredConfiguration.LaunchTemplate.LaunchTemplateId")
+            {
+                let template = ec2("launch-template", template);
+                let check = format!("Auto Scaling's launch check of {why}");
+                let launch = |resource: String| {
+                    Need::new("ec2:RunInstances", resource, check.clone())
+                        .with("ec2:LaunchTemplate", &[template.as_str()])
+                        .with("ec2:IsLaunchTemplateResource", &["true"])
+                };
+                needs.push(launch(template.clone()));
+                needs.push(launch(ec2("instance", "*")));
+                needs.push(launch(ec2("volume", "*")));
+                needs.push(
+                    Need::new("ec2:CreateTags", ec2("instance", "*"), check.clone())
+                        .with("ec2:CreateAction", &["RunInstances"]),
+                );
+            }
+        }
+        ("autoscaling", describe) if describe.starts_with("Describe") => {
+            needs.push(need("*".into()))
+        }
+        ("cloudwatch", "DescribeAlarms") => needs.push(need("*".into())),
+        ("cloudwatch", "PutMetricData") => {
+            let namespace = call.param("Namespace").unwrap_or_default();
+            needs.push(need("*".into()).with("cloudwatch:namespace", &[namespace]));
+        }
+        ("s3", "PutObject") => {
+            let (bucket, key) = (
+                call.param("Bucket").unwrap_or_default(),
+                call.param("Key").unwrap_or_default(),
+            );
+            needs.push(need(format!("arn:aws:s3:::{bucket}/{key}")));
+        }
+        ("sts", "AssumeRole") => {
+            needs.push(need(call.param("RoleArn").unwrap_or_default().to_owned()))
+        }
+        // STS API Reference, GetCallerIdentity: "No permissions are required".
+        ("sts", "GetCallerIdentity") => {}
+        _ => panic!("{name} is not modelled here: add the resources AWS checks for it"),
+    }
+    (needs, builder)
+}
+
+/// Every function's calls, and which statements of its role they used.
+struct Checked {
+    missing: Vec<String>,
+    used: BTreeMap<String, BTreeSet<usize>>,
+}
+
+fn check(roles: &Roles, calls: &[Call]) -> Checked {
+    let builder_role = format!("arn:aws:iam::{ACCOUNT}:role/kiln-builderrole");
+    let mut checked = Checked {
+        missing: Vec::new(),
+        used: BTreeMap::new(),
+    };
+    let mut record = |who: &str, statements: &[Statement], needs: &[Need]| {
+        for need in needs {
+            let allowed: Vec<usize> = statements
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| iam::allows(s, need))
+                .map(|(i, _)| i)
+                .collect();
+            if allowed.is_empty() {
+                checked.missing.push(format!(
+                    "{who}: {} on {} ({:?}) for {}",
+                    need.action, need.resource, need.context, need.why
+                ));
+            }
+            checked
+                .used
+                .entry(who.to_owned())
+                .or_default()
+                .extend(allowed);
+        }
+    };
+    for call in calls {
+        let Some(function) = call.function() else {
+            continue;
+        };
+        let role = roles
+            .functions
+            .get(function)
+            .unwrap_or_else(|| panic!("no function {function} in the template"));
+        let (needs, builder) = needs(call, &builder_role);
+        record(function, &role.statements, &needs);
+        record(
+            "BuilderRole",
+            &roles.roles["BuilderRole"].statements,
+            &builder,
+        );
+    }
+    checked
+}
+
+/// Grants no flow here exercises, each with why it stays (the same reason
+/// stands beside the statement in the template).
+const NOT_EXERCISED: &[(&str, &str, &str)] = &[
+    (
+        "audit-fleet",
+        "sqs:SendMessage",
+        "Lambda's own: an asynchronous event the function failed goes to the dead-letter queue",
+    ),
+    (
+        "cleanup-build",
+        "sqs:SendMessage",
+        "Lambda's own: an asynchronous event the function failed goes to the dead-letter queue",
+    ),
+    (
+        "promote",
+        "sqs:SendMessage",
+        "Lambda's own: an asynchronous event the function failed goes to the dead-letter queue",
+    ),
+    (
+        "start-build",
+        "sqs:SendMessage",
+        "Lambda's own: an asynchronous event the function failed goes to the dead-letter queue",
+    ),
+    (
+        "test-image",
+        "CreateOnlyKilnBuilderGroups",
+        "shares launch-builder's launch statements",
+    ),
+    (
+        "test-image",
+        "CreateBuilderGroupsInAnyVpc",
+        "shares launch-builder's launch statements",
+    ),
+    (
+        "cleanup-build",
+        "MarkImagesOfABuildFailedOnly",
+        "only for recipes that keep failed images (image.keep_failed)",
+    ),
+    (
+        "cleanup-build",
+        "DeleteOnlyKilnBuilderGroups",
+        "only when a VPC's builder group is unused",
+    ),
+    (
+        "create-image",
+        "MarkImagesOfABuildFailedOnly",
+        "only for an image without ENA that the recipe requires",
+    ),
+];
+
+#[test]
+fn a_role_without_a_grant_its_function_uses_fails_the_check_and_tag_tricks_are_refused() {
+    let roles = iam::roles(&[]);
+    let launch: Call = serde_json::from_value(json!({
+        "key": "kiln-function-launch-builder", "service": "ec2", "action": "RunInstances",
+        "params": {"ImageId": "ami-0123456789abcdef0", "SecurityGroupId.1": "sg-0123456789abcdef0",
+                   "MetadataOptions.HttpTokens": "required", "IamInstanceProfile.Name": "kiln-builder",
+                   "TagSpecification.1.ResourceType": "instance",
+                   "TagSpecification.1.Tag.1.Key": "kiln:build-id", "TagSpecification.1.Tag.1.Value": "b1",
+                   "TagSpecification.2.ResourceType": "volume",
+                   "TagSpecification.2.Tag.1.Key": "kiln:build-id", "TagSpecification.2.Tag.1.Value": "b1"}
+    }))
+    .expect("a call");
+    assert!(
+        check(&roles, std::slice::from_ref(&launch))
+            .missing
+            .is_empty()
+    );
+
+    let mut broken = roles.clone();
+    let statements = &mut broken
+        .functions
+        .get_mut("launch-builder")
+        .expect("launch-builder")
+        .statements;
+    statements.retain(|s| s.sid.as_deref() != Some("LaunchOnlyTaggedIMDSv2Instances"));
+    let missing = check(&broken, std::slice::from_ref(&launch)).missing;
+    assert_eq!(missing.len(), 1, "{missing:#?}");
+    assert!(
+        missing[0].contains("ec2:RunInstances on arn:aws:ec2:us-east-1:123456789012:instance/*"),
+        "{missing:#?}"
+    );
+
+    let mut without_imdsv2 = launch;
+    without_imdsv2.params["MetadataOptions.HttpTokens"] = "optional".into();
+    assert_eq!(
+        check(&roles, &[without_imdsv2]).missing.len(),
+        1,
+        "an instance without IMDSv2 is refused"
+    );
+
+    let tag = |function: &str, image: &str, key: &str, value: &str| -> Call {
+        serde_json::from_value(json!({
+            "key": format!("kiln-function-{function}"), "service": "ec2", "action": "CreateTags",
+            "params": {"ResourceId.1": image, "Tag.1.Key": key, "Tag.1.Value": value}
+        }))
+        .expect("a call")
+    };
+    let image = "ami-0123456789abcdef0";
+    assert!(
+        check(&roles, &[tag("test-image", image, "kiln:stage", "tested")])
+            .missing
+            .is_empty()
+    );
+    for refused in [
+        tag("create-image", image, "kiln:stage", "tested"),
+        tag("promote", image, "kiln:stage", "tested"),
+        tag("cleanup-build", image, "kiln:stage", "tested"),
+        tag("promote", image, "kiln:build-id", "b1"),
+        tag("create-image", image, "kiln:build-id", "b1"),
+        tag("create-image", "i-0123456789abcdef0", "kiln:build-id", "b1"),
+        tag("promote", "snap-0123456789abcdef0", "kiln:recipe", "x"),
+    ] {
+        assert_eq!(
+            check(&roles, std::slice::from_ref(&refused)).missing.len(),
+            1,
+            "{refused:?} must be refused"
+        );
+    }
+}
+
+#[test]
+fn only_the_fleets_roles_may_be_passed_and_only_to_ec2() {
+    let fleet = "arn:aws:iam::123456789012:role/web-instances";
+    let pass = |role: &str, service: &str| {
+        Need::new("iam:PassRole", role, "launch check").with("iam:PassedToService", &[service])
+    };
+    let none = iam::roles(&[]);
+    assert_eq!(
+        iam::missing(
+            &none.functions["promote"].statements,
+            &[pass(fleet, "ec2.amazonaws.com")]
+        )
+        .len(),
+        1
+    );
+    let configured = iam::roles(&[&format!("FleetInstanceRoles={fleet}")]);
+    let statements = &configured.functions["promote"].statements;
+    assert!(iam::missing(statements, &[pass(fleet, "ec2.amazonaws.com")]).is_empty());
+    for refused in [
+        pass("arn:aws:iam::123456789012:role/admin", "ec2.amazonaws.com"),
+        pass(fleet, "lambda.amazonaws.com"),
+    ] {
+        assert_eq!(
+            iam::missing(statements, std::slice::from_ref(&refused)).len(),
+            1,
+            "{refused:?}"
+        );
+    }
+}
+
+/// Every statement of a function's role that `used` does not name, as
+/// (function, its Sid, or its actions when it has none).
+fn unused(roles: &Roles, used: &BTreeMap<String, BTreeSet<usize>>) -> Vec<(String, String)> {
+    let mut unused = Vec::new();
+    for (function, role) in &roles.functions {
+        for (i, statement) in role.statements.iter().enumerate() {
+            if !used.get(function).is_some_and(|u| u.contains(&i)) {
+                let name = statement
+                    .sid
+                    .clone()
+                    .unwrap_or_else(|| statement.action.join(","));
+                unused.push((function.clone(), name));
+            }
+        }
+    }
+    unused
+}
+
+#[tokio::test]
+async fn every_call_each_function_makes_is_granted_to_its_role() {
+    let calls = flows().await;
+    let roles = iam::roles(&[]);
+    let functions: BTreeSet<&str> = calls.iter().filter_map(Call::function).collect();
+    let expected: BTreeSet<&str> = roles.functions.keys().map(String::as_str).collect();
+    assert_eq!(
+        functions, expected,
+        "every function made calls in the flows"
+    );
+
+    let made: BTreeSet<(&str, String)> = calls
+        .iter()
+        .filter_map(|c| {
+            let action = format!("{}:{}", c.service.as_deref()?, c.action.as_deref()?);
+            Some((c.function()?, action))
+        })
+        .collect();
+    for expected in [
+        ("launch-builder", "ec2:RunInstances"),
+        ("run-ssm-provision", "ssm:SendCommand"),
+        ("create-image", "ec2:CreateImage"),
+        ("create-image", "ec2:ModifyImageAttribute"),
+        ("test-image", "ec2:CreateTags"),
+        ("promote", "autoscaling:StartInstanceRefresh"),
+        ("promote", "autoscaling:RollbackInstanceRefresh"),
+        ("promote", "ssm:PutParameter"),
+        ("promote", "ec2:DeregisterImage"),
+        ("cleanup-build", "ec2:TerminateInstances"),
+        ("cleanup-build", "ec2:DeleteSnapshot"),
+        ("start-build", "states:StartExecution"),
+        ("start-build", "states:DescribeExecution"),
+        ("audit-fleet", "s3:PutObject"),
+        ("audit-fleet", "monitoring:PutMetricData"),
+    ] {
+        let found = made.contains(&(expected.0, expected.1.to_owned()));
+        assert!(found, "{expected:?} was never made: {made:#?}");
+    }
+
+    let checked = check(&roles, &calls);
+    assert!(
+        checked.missing.is_empty(),
+        "not granted:\n{}",
+        checked.missing.join("\n")
+    );
+
+    let unused = unused(&roles, &checked.used);
+    let stale: Vec<_> = NOT_EXERCISED
+        .iter()
+        .filter(|(f, s, _)| !unused.iter().any(|(uf, us)| uf == f && us == s))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "exercised after all, or gone: take them out of NOT_EXERCISED: {stale:#?}"
+    );
+    let mut unexplained = Vec::new();
+    for (function, sid) in unused {
+        if !NOT_EXERCISED
+            .iter()
+            .any(|(f, s, _)| *f == function && *s == sid)
+        {
+            unexplained.push(format!("{function}: {sid}"));
+        }
+    }
+    assert!(
+        unexplained.is_empty(),
+        "granted, never used, and no reason given (remove them, or say why in NOT_EXERCISED and beside the statement):\n{}",
+        unexplained.join("\n")
+    );
+}
+
+/// Polls `check` every 100 ms for up to 120 s.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..1200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{what} did not happen in 120 s");
+}
+
+/// Runs function `name` as the deployment would, for one `event`; returns
+/// its answer, which must not be an error.
+fn run(
+    emulator: &Emulator,
+    copy: &RecipeCopy,
+    name: &str,
+    event: &Value,
+    extra: &[(&'static str, String)],
+) -> Value {
+    let mut env = emulator.function_env(name, copy.root.path());
+    env.extend_from_slice(extra);
+    let (ok, answer) = invoke_function(name, &env, event);
+    assert!(ok, "{name} failed: {answer:#}");
+    answer
+}
+
+/// kiln's flows, each function doing its job as the deployment would have
+/// it do: a scheduled build and its release through staging and prod (the
+/// prod canary meets an alarm and everything goes back), a build that
+/// failed and its cleanup, the sweep, the end of a stopped build, a security
+/// finding, every pointer move and retention, and the fleet audit. Returns
+/// every call the functions made.
+async fn flows() -> Vec<Call> {
+    let copy = RecipeCopy::ubuntu_base();
+    copy.edit("recipe.toml", |text| {
+        format!("{text}\n[[release]]\nchannel = \"staging\"\n[[release]]\nchannel = \"prod\"\nalarms = [\"{ALARM}\"]\n")
+    });
+    let emulator = Emulator::start_pipeline_with_env(
+        copy.root.path(),
+        &[],
+        &[("KILN_OUTPUT_BUCKET", OUTPUT_BUCKET)],
+    )
+    .await;
+    let ctx = emulator.context(copy.root.path());
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&emulator.config)
+            .force_path_style(true)
+            .build(),
+    )
+    .create_bucket()
+    .bucket(OUTPUT_BUCKET)
+    .send()
+    .await
+    .expect("the output bucket");
+    alarm(&ctx, ALARM).await;
+    // The image the channels name before this night's build, and an older
+    // one nothing needs any more (retention's).
+    built_image(&ctx, RECIPE, "iam-spare", "tested").await;
+    let old = built_image(&ctx, RECIPE, "iam-old", "tested").await;
+    for channel in ["staging", "prod"] {
+        let why = Why {
+            reason: "before the flows",
+            actor: "tests",
+        };
+        promotion::promote(
+            &ctx,
+            &recipe(),
+            &kiln_testkit::channel(channel),
+            &old,
+            why,
+            false,
+        )
+        .await
+        .expect("promote the old image");
+    }
+    let old = old.to_string();
+    auto_scaling_group(&ctx, "staging-web", &old, &opted_in("staging", None)).await;
+    let canary = auto_scaling_group(&ctx, "canary", &old, &opted_in("prod", Some("0"))).await;
+    auto_scaling_group(&ctx, "web", &old, &opted_in("prod", None)).await;
+
+    // The nightly schedule starts a build; it releases its image.
+    let started = run(
+        &emulator,
+        &copy,
+        "start-build",
+        &json!({"recipe": RECIPE, "reason": "schedule", "wait_seconds": 0}),
+        &[],
+    );
+    let build = started[0]["build"].as_str().expect("a build").to_owned();
+    // The release check an hour later, while the build runs: the same build.
+    let again = run(
+        &emulator,
+        &copy,
+        "start-build",
+        &json!({"recipe": RECIPE, "reason": "release", "wait_seconds": 0}),
+        &[],
+    );
+    assert_eq!(again[0]["build"], build.as_str(), "{again:#}");
+    eventually("the prod canary's new version", || async {
+        template_versions(&ctx, &canary).await.len() == 2
+    })
+    .await;
+    set_alarm(&ctx, ALARM, StateValue::Alarm).await;
+    let sfn = emulator.sfn();
+    eventually("the release's end", || async {
+        let releases = sfn
+            .list_executions()
+            .state_machine_arn(
+                emulator
+                    .seeded
+                    .release_state_machine_arn
+                    .as_deref()
+                    .expect("release machine"),
+            )
+            .send()
+            .await
+            .expect("ListExecutions");
+        releases
+            .executions()
+            .iter()
+            .any(|e| e.status().as_str() != "RUNNING")
+    })
+    .await;
+    set_alarm(&ctx, ALARM, StateValue::Ok).await;
+
+    // A build that failed after it launched its builder and made its image.
+    let trigger = json!({"recipe": RECIPE, "build_id": "iam-failed", "wait_seconds": 0});
+    let mut launch = trigger.clone();
+    launch["source"] = serde_json::to_value(source()).expect("source");
+    let builder = run(&emulator, &copy, "launch-builder", &launch, &[]);
+    let mut image = launch.clone();
+    image["action"] = "start".into();
+    image["builder"] = builder;
+    run(&emulator, &copy, "create-image", &image, &[]);
+    run(&emulator, &copy, "cleanup-build", &trigger, &[]);
+    // The sweep, and the end of an execution that was stopped.
+    run(
+        &emulator,
+        &copy,
+        "cleanup-build",
+        &json!({"action": "sweep"}),
+        &[],
+    );
+    let machine = emulator.pipeline();
+    let execution = format!(
+        "{}:{build}",
+        machine.replace(":stateMachine:", ":execution:")
+    );
+    run(
+        &emulator,
+        &copy,
+        "cleanup-build",
+        &json!({
+        "version": "0", "id": "e1", "detail-type": "Step Functions Execution Status Change",
+        "source": "aws.states", "account": ACCOUNT, "time": "2026-11-30T02:00:00Z", "region": REGION,
+        "resources": [], "detail": {"executionArn": execution, "stateMachineArn": machine,
+        "name": build, "status": "ABORTED", "input": json!({"recipe": RECIPE}).to_string()}}),
+        &[],
+    );
+    // A security advisory forces a build.
+    run(
+        &emulator,
+        &copy,
+        "start-build",
+        &json!({"detail-type": "Security Update Available", "source": "kiln", "detail": {"recipe": RECIPE}}),
+        &[],
+    );
+
+    // Every move of a channel by hand, and retention.
+    let tested = pointer(&ctx, "staging")
+        .await
+        .expect("staging names the new image");
+    let promote = json!({"action": "promote", "recipe": RECIPE, "channel": "qa", "image_id": tested, "reason": "iam flows"});
+    run(&emulator, &copy, "promote", &promote, &[]);
+    run(
+        &emulator,
+        &copy,
+        "promote",
+        &json!({"action": "promote", "recipe": RECIPE, "channel": "qa", "image_id": tested, "reason": "again", "force": true}),
+        &[],
+    );
+    run(
+        &emulator,
+        &copy,
+        "promote",
+        &json!({"action": "demote", "recipe": RECIPE, "channel": "qa", "reason": "iam flows"}),
+        &[],
+    );
+    run(
+        &emulator,
+        &copy,
+        "promote",
+        &json!({"action": "rollback", "recipe": RECIPE, "channel": "staging", "reason": "iam flows"}),
+        &[],
+    );
+    run(
+        &emulator,
+        &copy,
+        "promote",
+        &json!({"action": "prune", "recipe": RECIPE, "keep": 1}),
+        &[],
+    );
+
+    // The daily fleet audit, with its reports and metrics.
+    run(
+        &emulator,
+        &copy,
+        "audit-fleet",
+        &json!({"channel": "prod"}),
+        &[("KILN_AUDIT_BUCKET", OUTPUT_BUCKET.to_owned())],
+    );
+
+    serde_json::from_value(emulator.calls()).expect("the recorded calls")
+}
+
+#[test]
+fn each_role_reaches_no_further_than_its_job() {
+    let roles = iam::roles(&[]);
+    let allowed =
+        |statements: &[Statement], need: Need| iam::missing(statements, &[need]).is_empty();
+    let builder = &roles.roles["BuilderRole"].statements;
+    let bucket = "arn:aws:s3:::kiln-outputbucket";
+    assert!(allowed(
+        builder,
+        Need::new(
+            "s3:PutObject",
+            format!("{bucket}/kiln/builds/ubuntu-base/b1/setup/stdout"),
+            "output"
+        )
+    ));
+    for (action, resource) in [
+        ("s3:PutObject", format!("{bucket}/kiln/audit/latest.json")),
+        (
+            "s3:PutObject",
+            format!("{bucket}/kiln/ubuntu-base/b1/setup/stdout"),
+        ),
+        (
+            "logs:PutLogEvents",
+            format!("arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/kiln/kiln:*"),
+        ),
+    ] {
+        assert!(
+            !allowed(builder, Need::new(action, &resource, "builder")),
+            "the builder may not {action} {resource}"
+        );
+    }
+
+    let launch = &roles.functions["launch-builder"].statements;
+    let group = |tags: &[(&str, &str)]| {
+        let mut need = Need::new(
+            "ec2:CreateSecurityGroup",
+            ec2("security-group", "*"),
+            "group",
+        );
+        for (k, v) in tags {
+            need = need.with(&format!("aws:RequestTag/{k}"), &[v]);
+        }
+        need
+    };
+    assert!(allowed(launch, group(&[("kiln:role", "builder-sg")])));
+    assert!(
+        !allowed(launch, group(&[])),
+        "a group kiln does not tag as its own"
+    );
+
+    let promote = &roles.functions["promote"].statements;
+    let run = Need::new("ec2:RunInstances", ec2("instance", "*"), "launch");
+    assert!(
+        !allowed(promote, run.clone()),
+        "promote launches nothing itself"
+    );
+    let through = |template: &str| {
+        run.clone()
+            .with("ec2:LaunchTemplate", &[template])
+            .with("ec2:IsLaunchTemplateResource", &["true"])
+    };
+    assert!(allowed(
+        promote,
+        through(&ec2("launch-template", "lt-0123456789abcdef0"))
+    ));
+    let overridden = run
+        .clone()
+        .with(
+            "ec2:LaunchTemplate",
+            &[&ec2("launch-template", "lt-0123456789abcdef0")],
+        )
+        .with("ec2:IsLaunchTemplateResource", &["false"]);
+    assert!(
+        !allowed(promote, overridden),
+        "nothing the template says may be overridden"
+    );
+
+    let key = format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab");
+    let grant = |for_aws: &str| {
+        Need::new("kms:CreateGrant", &key, "EBS").with("kms:GrantIsForAWSResource", &[for_aws])
+    };
+    assert!(!allowed(launch, grant("true")), "no KMS without EbsKmsKeys");
+    let keyed = iam::roles(&[&format!("EbsKmsKeys={key}")]);
+    let launch = &keyed.functions["launch-builder"].statements;
+    assert!(allowed(launch, grant("true")));
+    assert!(
+        !allowed(launch, grant("false")),
+        "grants only for AWS resources"
+    );
+    let decrypt = |via: &str| Need::new("kms:Decrypt", &key, "EBS").with("kms:ViaService", &[via]);
+    assert!(allowed(
+        launch,
+        decrypt(&format!("ec2.{REGION}.amazonaws.com"))
+    ));
+    assert!(
+        !allowed(launch, decrypt("s3.us-east-1.amazonaws.com")),
+        "through EC2 only"
+    );
+}
