@@ -194,6 +194,49 @@ pub enum Error {
         recipe: String,
     },
 
+    /// A move named the pointer version its caller saw, and the pointer has
+    /// moved since (by another move than this one); nothing changed.
+    #[error(
+        "{parameter} is at version {found}, not {expected} as the request expected: another move \
+         came first; nothing changed (read the channel again and decide)"
+    )]
+    PointerMoved {
+        /// The pointer parameter.
+        parameter: String,
+        /// The version the request expected.
+        expected: i64,
+        /// The version it found.
+        found: i64,
+    },
+
+    /// SSM is still validating the last value written to a pointer (it
+    /// refuses another write until then); retry in a few seconds.
+    #[error(
+        "SSM is still validating the last value written to {parameter}; retry in a few seconds"
+    )]
+    PointerPending {
+        /// The pointer parameter.
+        parameter: String,
+    },
+
+    /// SSM did not accept a pointer write (an `aws:ec2:image` value is
+    /// validated after PutParameter answers): the channel names what it
+    /// named before, and the image tags are as they were.
+    #[error(
+        "{parameter} version {version} ({image}) was not accepted by SSM: {reason}; the channel \
+         still names what it named before, and no tag changed"
+    )]
+    PointerNotValidated {
+        /// The pointer parameter.
+        parameter: String,
+        /// The image written.
+        image: String,
+        /// The version PutParameter gave it.
+        version: i64,
+        /// Why kiln concluded it was not accepted.
+        reason: String,
+    },
+
     /// An Auto Scaling group opted in to a rollout cannot be rolled as it is;
     /// the release stops before touching it.
     #[error("group {group} cannot be rolled: {reason}")]

@@ -4,11 +4,11 @@ use aws_sdk_ec2::types::InstanceType;
 use kiln::aws::Context;
 use kiln_testkit::Emulator;
 
-async fn launch(ctx: &Context, image: &str) -> String {
+async fn launch(ctx: &Context, image: &str, kind: InstanceType) -> String {
     ctx.ec2
         .run_instances()
         .image_id(image)
-        .instance_type(InstanceType::T3Micro)
+        .instance_type(kind)
         .min_count(1)
         .max_count(1)
         .send()
@@ -77,8 +77,21 @@ async fn seeded_images_are_canonicals_and_ena_follows_the_image() {
         "seeded without ENA"
     );
 
-    let on_noble = launch(&ctx, noble).await;
-    let on_trusty = launch(&ctx, trusty).await;
+    let on_noble = launch(&ctx, noble, InstanceType::T3Micro).await;
+    let needs_ena = ctx
+        .ec2
+        .run_instances()
+        .image_id(trusty)
+        .instance_type(InstanceType::T3Micro)
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await;
+    assert!(
+        needs_ena.is_err(),
+        "a t3 needs ENA, which the trusty image lacks: {needs_ena:?}"
+    );
+    let on_trusty = launch(&ctx, trusty, InstanceType::T2Micro).await;
     assert_eq!(
         instance_ena(&ctx, &on_noble).await,
         Some(true),

@@ -676,6 +676,22 @@ fn run(
     answer
 }
 
+/// Runs the promote Lambda's move `request`, then confirms the write in
+/// later invocations (as the release state machine does after its Wait)
+/// until SSM has accepted it.
+fn moved(emulator: &Emulator, copy: &RecipeCopy, request: &Value) -> Value {
+    let mut answer = run(emulator, copy, "promote", request, &[]);
+    for _ in 0..30 {
+        if answer["status"] != "written" {
+            return answer;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let confirm = json!({"action": "confirm", "written": answer});
+        answer = run(emulator, copy, "promote", &confirm, &[]);
+    }
+    panic!("SSM never decided on the move: {answer:#}");
+}
+
 /// kiln's flows, each function doing its job as the deployment would have
 /// it do: a scheduled build and its release through staging and prod (the
 /// prod canary meets an alarm and everything goes back), a build that
@@ -823,13 +839,11 @@ async fn flows() -> Vec<Call> {
         .await
         .expect("staging names the new image");
     let promote = json!({"action": "promote", "recipe": RECIPE, "channel": "qa", "image_id": tested, "reason": "iam flows"});
-    run(&emulator, &copy, "promote", &promote, &[]);
-    run(
+    assert_eq!(moved(&emulator, &copy, &promote)["status"], "moved");
+    moved(
         &emulator,
         &copy,
-        "promote",
         &json!({"action": "promote", "recipe": RECIPE, "channel": "qa", "image_id": tested, "reason": "again", "force": true}),
-        &[],
     );
     run(
         &emulator,
@@ -838,12 +852,13 @@ async fn flows() -> Vec<Call> {
         &json!({"action": "demote", "recipe": RECIPE, "channel": "qa", "reason": "iam flows"}),
         &[],
     );
-    run(
-        &emulator,
-        &copy,
-        "promote",
-        &json!({"action": "rollback", "recipe": RECIPE, "channel": "staging", "reason": "iam flows"}),
-        &[],
+    assert_eq!(
+        moved(
+            &emulator,
+            &copy,
+            &json!({"action": "rollback", "recipe": RECIPE, "channel": "staging", "reason": "iam flows"}),
+        )["status"],
+        "moved"
     );
     run(
         &emulator,

@@ -521,3 +521,97 @@ async fn an_image_pending_past_the_recipe_timeout_is_image_timed_out() {
     assert_eq!(err.name(), "ImageTimedOut");
     assert!(err.to_string().contains("14400 s"), "{err}");
 }
+
+/// The pointer moves (another promotion's write shows) while a tag sync
+/// runs: the sync reads the pointers again after writing and goes round
+/// again, so the tags end on the image the pointer names.
+#[tokio::test]
+async fn a_pointer_moving_during_a_tag_sync_is_followed_by_another_round() {
+    use aws_sdk_ssm::operation::get_parameter_history::GetParameterHistoryOutput;
+    use aws_sdk_ssm::operation::get_parameters_by_path::GetParametersByPathOutput;
+    use aws_sdk_ssm::types::ParameterHistory;
+    const A: &str = "ami-0aaaaaaaaaaaaaaa1";
+    const B: &str = "ami-0bbbbbbbbbbbbbbb2";
+    const PARAMETER: &str = "/kiln/ubuntu-base/prod";
+    let pointer = |image: &'static str, version: i64| {
+        move || {
+            GetParametersByPathOutput::builder()
+                .parameters(
+                    Parameter::builder()
+                        .name(PARAMETER)
+                        .value(image)
+                        .version(version)
+                        .build(),
+                )
+                .build()
+        }
+    };
+    let history = |images: &'static [&'static str]| {
+        move || {
+            GetParameterHistoryOutput::builder()
+                .set_parameters(Some(
+                    images
+                        .iter()
+                        .zip(1..)
+                        .map(|(image, version)| {
+                            ParameterHistory::builder()
+                                .name(PARAMETER)
+                                .value(*image)
+                                .version(version)
+                                .build()
+                        })
+                        .collect(),
+                ))
+                .build()
+        }
+    };
+    let by_path = mock!(aws_sdk_ssm::Client::get_parameters_by_path)
+        .sequence()
+        .output(pointer(A, 1))
+        .output(pointer(B, 2))
+        .repeatedly()
+        .build();
+    let versions = mock!(aws_sdk_ssm::Client::get_parameter_history)
+        .sequence()
+        .output(history(&[A]))
+        .output(history(&[A, B]))
+        .repeatedly()
+        .build();
+    let images = mock!(aws_sdk_ec2::Client::describe_images).then_output(|| {
+        DescribeImagesOutput::builder()
+            .set_images(Some(
+                [A, B]
+                    .iter()
+                    .map(|id| {
+                        Image::builder()
+                            .image_id(*id)
+                            .tags(kiln::tags::tag("kiln:recipe", "ubuntu-base"))
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .build()
+    });
+    let tagged = mock!(aws_sdk_ec2::Client::create_tags)
+        .then_output(|| aws_sdk_ec2::operation::create_tags::CreateTagsOutput::builder().build());
+    let copy = RecipeCopy::ubuntu_base();
+    let ctx = context(&copy, &[&images, &tagged], &[&by_path, &versions]);
+
+    let changes = kiln::channels::promotion::sync_tags(&ctx, &"ubuntu-base".parse().expect("r"))
+        .await
+        .expect("sync");
+    let changed: Vec<(&str, &str, Option<&str>)> = changes
+        .iter()
+        .map(|c| (c.image_id.as_str(), c.key, c.to.as_deref()))
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            (A, "kiln:channel", Some("prod")),
+            (A, "kiln:previous", Some("prod")),
+            (B, "kiln:channel", Some("prod")),
+        ],
+        "round one tags A, round two finds B on prod"
+    );
+    assert_eq!(by_path.num_calls(), 4, "two rounds, each read twice");
+}

@@ -229,7 +229,11 @@ async fn every_refusal_leaves_the_pointer_and_the_tags_as_they_were() {
     );
 }
 
-#[tokio::test]
+/// Two promotions at once, each on its own thread (separate callers: two
+/// people, or a person and a release): whatever order their pointer writes,
+/// SSM's validations and their tag syncs interleave in, the tags end agreeing
+/// with the pointer, since each sync reads the pointers again after writing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_promotions_end_with_the_tags_agreeing_with_the_pointer() {
     let emulator = Emulator::start().await;
     let ctx = emulator.context(&kiln_testkit::recipe_root());
@@ -237,15 +241,25 @@ async fn racing_promotions_end_with_the_tags_agreeing_with_the_pointer() {
     let b = built_image(&ctx, RECIPE, "build-b", "tested").await;
     let c = built_image(&ctx, RECIPE, "build-c", "tested").await;
 
-    let (recipe, prod) = (recipe(), channel("prod"));
+    let race = |image: AmiId, reason: &'static str| {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            promotion::promote(
+                &ctx,
+                &recipe(),
+                &channel("prod"),
+                &image,
+                why(reason),
+                false,
+            )
+            .await
+        })
+    };
     for round in 0..5 {
         let (x, y) = if round % 2 == 0 { (&a, &b) } else { (&b, &c) };
-        let (first, second) = tokio::join!(
-            promotion::promote(&ctx, &recipe, &prod, x, why("race x"), false),
-            promotion::promote(&ctx, &recipe, &prod, y, why("race y"), false),
-        );
-        first.expect("x");
-        second.expect("y");
+        let (first, second) = (race(x.clone(), "race x"), race(y.clone(), "race y"));
+        first.await.expect("join x").expect("x");
+        second.await.expect("join y").expect("y");
 
         let pointer = pointer(&ctx, "prod").await.expect("a pointer");
         let on_prod: Vec<String> = channel_tags(&ctx)
@@ -593,4 +607,194 @@ async fn a_failed_builds_cleanup_spares_an_image_the_pointer_names_whatever_its_
             .any(|i| i.image_id() == Some(image.as_str())),
         "the image prod names is still there"
     );
+}
+
+/// The promote Lambda's answer to `request`.
+async fn lambda(
+    ctx: &Context,
+    request: serde_json::Value,
+) -> kiln::error::Result<serde_json::Value> {
+    let answer = kiln::lambda::answer(&kiln::channels::handle, ctx, request).await?;
+    Ok(serde_json::to_value(answer).expect("json"))
+}
+
+/// The number of versions the pointer of `channel` shows.
+async fn versions(ctx: &Context, channel: &str) -> usize {
+    pointers::history(ctx, &recipe(), &self::channel(channel))
+        .await
+        .expect("history")
+        .len()
+}
+
+#[tokio::test]
+async fn a_move_is_written_then_confirmed_and_one_ssm_refuses_changes_no_tag() {
+    let emulator = Emulator::start().await;
+    let ctx = emulator.context(&kiln_testkit::recipe_root());
+    let a = built_image(&ctx, RECIPE, "build-a", "tested").await;
+    let b = built_image(&ctx, RECIPE, "build-b", "tested").await;
+    promotion::promote(&ctx, &recipe(), &channel("prod"), &a, why("first"), false)
+        .await
+        .expect("promote a");
+    let tags_before = channel_tags(&ctx).await;
+
+    let promote_b = serde_json::json!({
+        "action": "promote", "recipe": RECIPE, "channel": "prod",
+        "image_id": b, "reason": "b is better",
+    });
+    let written = lambda(&ctx, promote_b.clone()).await.expect("written");
+    assert_eq!(written["status"], "written", "{written}");
+    assert_eq!(written["version"], 2, "{written}");
+    assert_eq!(
+        channel_tags(&ctx).await,
+        tags_before,
+        "no tag moves before SSM has validated the write"
+    );
+    // The image disappears before SSM validated the pointer: the value
+    // never becomes the parameter (PutParameter, DataType aws:ec2:image).
+    ctx.ec2
+        .deregister_image()
+        .image_id(b.as_str())
+        .send()
+        .await
+        .expect("deregister");
+    let refused = lambda(
+        &ctx,
+        serde_json::json!({"action": "confirm", "written": written}),
+    )
+    .await
+    .expect_err("SSM refuses a deregistered image");
+    assert_eq!(refused.name(), "PointerNotValidated", "{refused}");
+    assert_eq!(pointer(&ctx, "prod").await.as_deref(), Some(a.as_str()));
+    assert_eq!(versions(&ctx, "prod").await, 1, "version 2 never showed");
+    assert_eq!(channel_tags(&ctx).await[a.as_str()], on(Some("prod")));
+
+    let c = built_image(&ctx, RECIPE, "build-c", "tested").await;
+    let written = lambda(
+        &ctx,
+        serde_json::json!({
+            "action": "promote", "recipe": RECIPE, "channel": "prod",
+            "image_id": c, "reason": "c, then",
+        }),
+    )
+    .await
+    .expect("written");
+    assert_eq!(written["status"], "written", "{written}");
+    let mut answer = written;
+    for _ in 0..3 {
+        if answer["status"] != "written" {
+            break;
+        }
+        answer = lambda(
+            &ctx,
+            serde_json::json!({"action": "confirm", "written": answer}),
+        )
+        .await
+        .expect("confirm");
+    }
+    assert_eq!(answer["status"], "moved", "{answer}");
+    assert_eq!(answer["to"], c.as_str(), "{answer}");
+    let tags = channel_tags(&ctx).await;
+    assert_eq!(
+        tags[c.as_str()],
+        on(Some("prod")),
+        "confirmed: the tags follow"
+    );
+    assert_eq!(tags[a.as_str()], (None, Some("prod".into())));
+}
+
+#[tokio::test]
+async fn a_write_ssm_never_shows_is_refused_after_the_validation_timeout() {
+    let emulator = Emulator::start().await;
+    let ctx = emulator.context(&kiln_testkit::recipe_root());
+    let a = built_image(&ctx, RECIPE, "build-a", "tested").await;
+    promotion::promote(&ctx, &recipe(), &channel("prod"), &a, why("first"), false)
+        .await
+        .expect("promote a");
+    let parameter = format!("/kiln/{RECIPE}/prod");
+    // A value SSM will not accept, written as version 2.
+    ctx.ssm
+        .put_parameter()
+        .name(&parameter)
+        .value("ami-0123456789abcdef0")
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .data_type("aws:ec2:image")
+        .overwrite(true)
+        .send()
+        .await
+        .expect("put");
+    let pending = |minutes: i64| pointers::Written {
+        recipe: recipe(),
+        channel: channel("prod"),
+        action: Action::Promote,
+        parameter: parameter.clone(),
+        image: a.clone(),
+        version: 2,
+        before: Some((a.clone(), 1)),
+        written_at: jiff::Timestamp::now() - jiff::SignedDuration::from_mins(minutes),
+    };
+    let still = promotion::confirm(&ctx, pending(4)).await.expect("pending");
+    assert!(
+        matches!(still, promotion::Move::Written(_)),
+        "4 minutes in, SSM may still validate: {still:?}"
+    );
+    let err = promotion::confirm(&ctx, pending(6))
+        .await
+        .expect_err("6 minutes in, it never will");
+    assert_eq!(err.name(), "PointerNotValidated", "{err}");
+    assert!(err.to_string().contains("300 s"), "{err}");
+    assert_eq!(versions(&ctx, "prod").await, 1);
+}
+
+#[tokio::test]
+async fn a_retried_move_is_reported_not_made_twice_and_a_moved_pointer_refuses() {
+    let emulator = Emulator::start().await;
+    let ctx = emulator.context(&kiln_testkit::recipe_root());
+    let a = built_image(&ctx, RECIPE, "build-a", "tested").await;
+    let b = built_image(&ctx, RECIPE, "build-b", "tested").await;
+    promotion::promote(&ctx, &recipe(), &channel("prod"), &a, why("first"), false)
+        .await
+        .expect("promote a");
+    let promote_b = serde_json::json!({
+        "action": "promote", "recipe": RECIPE, "channel": "prod", "image_id": b,
+        "reason": "release", "actor": "kiln release", "expected_version": 1,
+    });
+    let written = lambda(&ctx, promote_b.clone()).await.expect("written");
+    assert_eq!(written["status"], "written", "{written}");
+    // The retry comes while SSM still validates the first attempt's write.
+    let pending = lambda(&ctx, promote_b.clone())
+        .await
+        .expect_err("SSM refuses a second write while it validates");
+    assert_eq!(pending.name(), "PointerPending", "{pending}");
+    lambda(
+        &ctx,
+        serde_json::json!({"action": "confirm", "written": written}),
+    )
+    .await
+    .expect("confirm");
+
+    let retried = lambda(&ctx, promote_b.clone()).await.expect("a retry");
+    assert_eq!(retried["status"], "moved", "{retried}");
+    assert_eq!(retried["version"], 2, "{retried}");
+    assert_eq!(retried["to"], b.as_str(), "{retried}");
+    assert!(
+        retried["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("earlier attempt")),
+        "{retried}"
+    );
+    assert_eq!(versions(&ctx, "prod").await, 2, "the retry wrote nothing");
+
+    let other = lambda(
+        &ctx,
+        serde_json::json!({
+            "action": "rollback", "recipe": RECIPE, "channel": "prod",
+            "reason": "b looks bad", "expected_version": 1,
+        }),
+    )
+    .await
+    .expect_err("the pointer moved since version 1");
+    assert_eq!(other.name(), "PointerMoved", "{other}");
+    assert_eq!(versions(&ctx, "prod").await, 2, "nothing written");
+    assert_eq!(pointer(&ctx, "prod").await.as_deref(), Some(b.as_str()));
+    assert_eq!(channel_tags(&ctx).await[b.as_str()], on(Some("prod")));
 }

@@ -100,10 +100,26 @@ async fn group_state(ctx: &Context, group: &str) -> (String, Vec<String>) {
     (version, images)
 }
 
+/// One step of `release`, and the steps that confirm a pointer write
+/// (the emulator's SSM shows a write on its second read, as
+/// `patches/image_parameters.py` models AWS's asynchronous validation).
+async fn step(ctx: &Context, release: Release) -> kiln::error::Result<Release> {
+    let mut release = rollout::advance(ctx, release).await?;
+    while release.status == Status::Waiting
+        && matches!(
+            release.phase,
+            Phase::Promoting { .. } | Phase::RollingBack { .. }
+        )
+    {
+        release = rollout::advance(ctx, release).await?;
+    }
+    Ok(release)
+}
+
 fn groups_of(release: &Release) -> Vec<String> {
     match &release.phase {
         Phase::Rollout { refreshes, .. } => refreshes.iter().map(|r| r.group.clone()).collect(),
-        Phase::Gate => Vec::new(),
+        Phase::Gate | Phase::Promoting { .. } | Phase::RollingBack { .. } => Vec::new(),
     }
 }
 
@@ -138,7 +154,7 @@ async fn a_channel_rollout_makes_one_version_per_opted_in_group_wave_by_wave() {
     let untagged = auto_scaling_group(&ctx, "untagged", old.as_str(), &[]).await;
 
     let release = Release::new(recipe(), new.clone(), 1);
-    let release = rollout::advance(&ctx, release).await.expect("advance");
+    let release = step(&ctx, release).await.expect("advance");
     assert_eq!(release.status, Status::Waiting, "{}", release.message);
     assert_eq!(pointer(&ctx, "prod").await.as_deref(), Some(new.as_str()));
     assert_eq!(
@@ -157,7 +173,7 @@ async fn a_channel_rollout_makes_one_version_per_opted_in_group_wave_by_wave() {
         if release.status != Status::Waiting {
             break;
         }
-        release = rollout::advance(&ctx, release).await.expect("advance");
+        release = step(&ctx, release).await.expect("advance");
         order.push(groups_of(&release));
     }
     assert_eq!(release.status, Status::Done, "{}", release.message);
@@ -192,9 +208,7 @@ async fn a_channel_rollout_makes_one_version_per_opted_in_group_wave_by_wave() {
             ("1".to_owned(), vec![old.to_string()])
         );
     }
-    let again = rollout::advance(&ctx, release)
-        .await
-        .expect("advance again");
+    let again = step(&ctx, release).await.expect("advance again");
     assert_eq!(again.status, Status::Done);
     assert_eq!(
         template_versions(&ctx, &templates[0].1).await.len(),
@@ -212,7 +226,7 @@ async fn an_alarm_during_the_soak_rolls_staging_back_and_prod_never_moves() {
     let ctx = emulator.context(copy.root.path());
     let (old, new) = old_and_new(&ctx, &["staging", "prod"]).await;
 
-    let release = rollout::advance(&ctx, Release::new(recipe(), new.clone(), 60))
+    let release = step(&ctx, Release::new(recipe(), new.clone(), 60))
         .await
         .expect("advance");
     assert_eq!(release.status, Status::Waiting);
@@ -231,7 +245,7 @@ async fn an_alarm_during_the_soak_rolls_staging_back_and_prod_never_moves() {
     );
 
     set_alarm(&ctx, ALARM, StateValue::Alarm).await;
-    let release = rollout::advance(&ctx, release).await.expect("advance");
+    let release = step(&ctx, release).await.expect("advance");
 
     assert_eq!(release.status, Status::RolledBack, "{}", release.message);
     let stopped = release.stopped.as_ref().expect("why it stopped");
@@ -262,7 +276,7 @@ async fn an_alarm_during_the_soak_rolls_staging_back_and_prod_never_moves() {
     );
 
     set_alarm(&ctx, ALARM, StateValue::Ok).await;
-    let retry = rollout::advance(&ctx, Release::new(recipe(), new.clone(), 60))
+    let retry = step(&ctx, Release::new(recipe(), new.clone(), 60))
         .await
         .expect("advance");
     assert_eq!(retry.status, Status::Halted, "{}", retry.message);
@@ -290,7 +304,7 @@ async fn an_alarm_during_the_prod_rollout_rolls_the_pointer_back_and_starts_no_f
     let canary = auto_scaling_group(&ctx, "canary", old.as_str(), &canary_tags).await;
     let web = auto_scaling_group(&ctx, "web", old.as_str(), &prod).await;
 
-    let release = rollout::advance(&ctx, Release::new(recipe(), new.clone(), 1))
+    let release = step(&ctx, Release::new(recipe(), new.clone(), 1))
         .await
         .expect("advance");
     assert_eq!(groups_of(&release), ["canary"]);
@@ -302,7 +316,7 @@ async fn an_alarm_during_the_prod_rollout_rolls_the_pointer_back_and_starts_no_f
         .await
         .expect("pause");
     set_alarm(&ctx, ALARM, StateValue::Alarm).await;
-    let release = rollout::advance(&ctx, release).await.expect("advance");
+    let release = step(&ctx, release).await.expect("advance");
     assert_eq!(
         release.status,
         Status::RolledBack,
@@ -359,7 +373,7 @@ async fn a_group_kiln_cannot_roll_stops_the_release_before_its_channel_moves() {
     let (old, new) = old_and_new(&ctx, &["prod"]).await;
     auto_scaling_group(&ctx, "web", old.as_str(), &opted_in("prod", Some("first"))).await;
 
-    let release = rollout::advance(&ctx, Release::new(recipe(), new, 1))
+    let release = step(&ctx, Release::new(recipe(), new, 1))
         .await
         .expect("advance");
 
@@ -908,7 +922,7 @@ async fn kiln_rollout_starts_pauses_resumes_and_aborts_a_release() {
     assert_eq!(status["hold"]["reason"], "change freeze");
     assert_eq!(status["hold"]["actor"], "ana");
     assert_eq!(status["releases"][0]["name"], image);
-    let paused = rollout::advance(&ctx, Release::new(recipe(), new.clone(), 1))
+    let paused = step(&ctx, Release::new(recipe(), new.clone(), 1))
         .await
         .expect("advance");
     assert_eq!(paused.status, Status::Waiting);
@@ -972,7 +986,7 @@ async fn groups_of_earlier_waves_go_back_with_the_pointer() {
 
     let mut release = Release::new(recipe(), new.clone(), 1);
     for _ in 0..10 {
-        release = rollout::advance(&ctx, release).await.expect("advance");
+        release = step(&ctx, release).await.expect("advance");
         if groups_of(&release) == ["web"] {
             break;
         }
@@ -984,7 +998,7 @@ async fn groups_of_earlier_waves_go_back_with_the_pointer() {
         "the canary took the new image"
     );
     set_alarm(&ctx, ALARM, StateValue::Alarm).await;
-    let release = rollout::advance(&ctx, release).await.expect("advance");
+    let release = step(&ctx, release).await.expect("advance");
 
     assert_eq!(release.status, Status::RolledBack, "{}", release.message);
     assert_eq!(pointer(&ctx, "prod").await.as_deref(), Some(old.as_str()));
@@ -1023,7 +1037,7 @@ async fn a_group_that_finished_in_the_wave_a_gate_stopped_goes_back_too() {
     auto_scaling_group(&ctx, "fast", old.as_str(), &tags).await;
     auto_scaling_group(&ctx, "slow", old.as_str(), &tags).await;
 
-    let release = rollout::advance(&ctx, Release::new(recipe(), new.clone(), 1))
+    let release = step(&ctx, Release::new(recipe(), new.clone(), 1))
         .await
         .expect("advance");
     assert_eq!(groups_of(&release), ["fast", "slow"]);
@@ -1036,7 +1050,7 @@ async fn a_group_that_finished_in_the_wave_a_gate_stopped_goes_back_too() {
     }
     assert_eq!(fast.progress(), Progress::Succeeded);
     set_alarm(&ctx, ALARM, StateValue::Alarm).await;
-    let release = rollout::advance(&ctx, release).await.expect("advance");
+    let release = step(&ctx, release).await.expect("advance");
 
     assert_eq!(release.status, Status::RolledBack, "{}", release.message);
     let stopped = release.stopped.expect("why it stopped");

@@ -79,6 +79,10 @@ def seed(endpoint, builder_profile=True):
     ssm.put_parameter(
         Name=SOURCE_PARAMETER, Value=current[0], Type="String", DataType="aws:ec2:image"
     )
+    # Canonical's parameter was validated long ago: the second read after the
+    # put completes the validation (patches/image_parameters.py).
+    for _ in range(2):
+        ssm.get_parameters(Names=[SOURCE_PARAMETER])
     if builder_profile:
         iam = session.client("iam", endpoint_url=endpoint)
         iam.create_role(

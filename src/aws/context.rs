@@ -152,7 +152,8 @@ impl Context {
         Self::new(&config, Settings::from_env())
     }
 
-    /// The SSM parameter `name`, or `None` when it does not exist.
+    /// The SSM parameter `name` (or `name:version`), or `None` when it (or
+    /// that version) does not exist.
     pub(crate) async fn parameter(
         &self,
         name: &str,
@@ -164,8 +165,9 @@ impl Context {
             .send()
             .await
             .or_missing("GetParameter", |err| {
-                err.as_service_error()
-                    .is_some_and(|e| e.is_parameter_not_found())
+                err.as_service_error().is_some_and(|e| {
+                    e.is_parameter_not_found() || e.is_parameter_version_not_found()
+                })
             })?;
         Ok(found.and_then(|output| output.parameter))
     }

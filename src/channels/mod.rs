@@ -21,12 +21,14 @@ use pointers::Why;
 /// Who moved a pointer when a request does not say.
 pub const DEFAULT_ACTOR: &str = "kiln promote Lambda";
 
-/// The input of the promote Lambda: one move of one channel, or a retention
-/// run over a recipe's images.
+/// The input of the promote Lambda: one move of one channel (a promotion or
+/// a rollback is written, then confirmed by a later request once SSM has
+/// validated it), one release step, or a retention run over a recipe's
+/// images.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
-    /// [`promotion::promote`].
+    /// [`promotion::start_promote`].
     Promote {
         /// The recipe.
         recipe: RecipeName,
@@ -41,8 +43,12 @@ pub enum Request {
         /// Promote an untested image.
         #[serde(default)]
         force: bool,
+        /// The pointer version the caller saw (0: no pointer): the move is
+        /// refused if the pointer moved since, and reported if this very
+        /// move moved it (a retry).
+        expected_version: Option<i64>,
     },
-    /// [`promotion::rollback`].
+    /// [`promotion::start_rollback`].
     Rollback {
         /// The recipe.
         recipe: RecipeName,
@@ -52,6 +58,13 @@ pub enum Request {
         reason: String,
         /// Who (default: the Lambda itself).
         actor: Option<String>,
+        /// As for a promotion.
+        expected_version: Option<i64>,
+    },
+    /// [`promotion::confirm`]: a move written by an earlier request.
+    Confirm {
+        /// The written move, as that request answered it.
+        written: pointers::Written,
     },
     /// [`promotion::demote`].
     Demote {
@@ -68,7 +81,7 @@ pub enum Request {
     /// state machine carries it.
     Release {
         /// The release.
-        release: rollout::Release,
+        release: Box<rollout::Release>,
     },
     /// [`retention::prune`].
     Prune {
@@ -86,8 +99,8 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Answer {
-    /// What a move did.
-    Moved(promotion::Moved),
+    /// What a move did, or that it waits for SSM's validation.
+    Move(promotion::Move),
     /// Where the release stands after its step.
     Release(Box<rollout::Release>),
     /// What a retention run did.
@@ -104,7 +117,7 @@ fn why<'a>(reason: &'a str, actor: &'a Option<String>) -> Why<'a> {
 
 /// The `promote` Lambda: one move, one release step, or one retention run.
 pub async fn handle(ctx: &Context, request: Request) -> Result<Answer> {
-    Ok(match &request {
+    Ok(match request {
         Request::Promote {
             recipe,
             channel,
@@ -112,28 +125,51 @@ pub async fn handle(ctx: &Context, request: Request) -> Result<Answer> {
             reason,
             actor,
             force,
-        } => Answer::Moved(
-            promotion::promote(ctx, recipe, channel, image_id, why(reason, actor), *force).await?,
+            expected_version,
+        } => Answer::Move(
+            promotion::start_promote(
+                ctx,
+                &recipe,
+                &channel,
+                &image_id,
+                why(&reason, &actor),
+                force,
+                expected_version,
+            )
+            .await?,
         ),
         Request::Rollback {
             recipe,
             channel,
             reason,
             actor,
-        } => Answer::Moved(promotion::rollback(ctx, recipe, channel, why(reason, actor)).await?),
+            expected_version,
+        } => Answer::Move(
+            promotion::start_rollback(
+                ctx,
+                &recipe,
+                &channel,
+                why(&reason, &actor),
+                expected_version,
+            )
+            .await?,
+        ),
+        Request::Confirm { written } => Answer::Move(promotion::confirm(ctx, written).await?),
         Request::Demote {
             recipe,
             channel,
             reason,
             actor,
-        } => Answer::Moved(promotion::demote(ctx, recipe, channel, why(reason, actor)).await?),
+        } => Answer::Move(promotion::Move::Moved(
+            promotion::demote(ctx, &recipe, &channel, why(&reason, &actor)).await?,
+        )),
         Request::Release { release } => {
-            Answer::Release(Box::new(rollout::advance(ctx, release.clone()).await?))
+            Answer::Release(Box::new(rollout::advance(ctx, *release).await?))
         }
         Request::Prune {
             recipe,
             keep,
             dry_run,
-        } => Answer::Pruning(retention::prune(ctx, recipe, *keep, *dry_run).await?),
+        } => Answer::Pruning(retention::prune(ctx, &recipe, keep, dry_run).await?),
     })
 }

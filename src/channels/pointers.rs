@@ -13,10 +13,11 @@ use aws_sdk_ssm::operation::get_parameter_history::GetParameterHistoryError;
 use aws_sdk_ssm::types::ParameterType;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
+use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::aws::Context;
-use crate::aws::sdk::{self, Answer};
+use crate::aws::sdk;
+use crate::aws::{Context, images};
 use crate::error::{Error, Result};
 use crate::ids::{AmiId, Channel, RecipeName};
 
@@ -196,7 +197,8 @@ pub async fn channel_map(ctx: &Context, recipe: &RecipeName) -> Result<ChannelMa
 /// The version a rollback returns to: the one whose image the current
 /// version replaced. A rollback version stands where the version it returned
 /// to stands, so repeated rollbacks walk back and never return to an image
-/// that was rolled back from.
+/// that was rolled back from. Versions may be missing: one SSM did not accept
+/// never shows.
 pub(crate) fn rollback_target(versions: &[Version]) -> Option<&Version> {
     let position = |version: i64| -> Option<i64> {
         let found = versions.iter().find(|v| v.version == version)?;
@@ -210,7 +212,8 @@ pub(crate) fn rollback_target(versions: &[Version]) -> Option<&Version> {
         })
     };
     let current = position(versions.last()?.version)?;
-    let target = position(current - 1)?;
+    let before = versions.iter().rev().find(|v| v.version < current)?;
+    let target = position(before.version)?;
     versions.iter().find(|v| v.version == target)
 }
 
@@ -253,18 +256,63 @@ pub(crate) fn record(action: Action, why: Why<'_>, to_version: Option<i64>) -> R
     })
 }
 
-/// Writes `image` to pointer `parameter` with `record`; returns the new version.
+/// How long kiln waits for SSM to validate a pointer write before it
+/// concludes the write was not accepted. SSM names no time (validation
+/// usually takes seconds); a value that fails it never shows.
+pub const VALIDATION_TIMEOUT: SignedDuration = SignedDuration::from_secs(300);
+
+/// A pointer version written and not yet confirmed: PutParameter answers
+/// before SSM has validated an `aws:ec2:image` value, and a value that
+/// fails the validation never becomes the parameter (PutParameter, DataType).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Written {
+    /// The recipe.
+    pub recipe: RecipeName,
+    /// The channel.
+    pub channel: Channel,
+    /// The move.
+    pub action: Action,
+    /// The pointer parameter.
+    pub parameter: String,
+    /// The image written.
+    pub image: AmiId,
+    /// The version PutParameter gave it.
+    pub version: i64,
+    /// The image and version the pointer named before (absent: it was new).
+    pub before: Option<(AmiId, i64)>,
+    /// When it was written.
+    pub written_at: Timestamp,
+}
+
+/// Where SSM's validation of a [`Written`] version stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Validation {
+    /// The version holds the image.
+    Accepted,
+    /// Not validated yet: read again later.
+    Pending,
+    /// It will never hold the image, for this reason.
+    Refused(String),
+}
+
+/// Writes `image` to `recipe`'s `channel` pointer with `record` (`before`:
+/// what the pointer named when the caller read it); SSM validates the value
+/// afterwards ([`validation`]). A write while SSM still validates the last
+/// one is [`Error::PointerPending`].
 pub(crate) async fn write_pointer(
     ctx: &Context,
-    parameter: &str,
+    recipe: &RecipeName,
+    channel: &Channel,
     image: &AmiId,
     record: &Record,
-) -> Result<i64> {
+    before: Option<(AmiId, i64)>,
+) -> Result<Written> {
+    let parameter = pointer_name(recipe, channel);
     let description = description(record)?;
     let output = ctx
         .ssm
         .put_parameter()
-        .name(parameter)
+        .name(&parameter)
         .value(image.as_str())
         .r#type(ParameterType::String)
         .data_type(POINTER_DATA_TYPE)
@@ -272,8 +320,71 @@ pub(crate) async fn write_pointer(
         .description(description)
         .send()
         .await
-        .or_aws("PutParameter")?;
-    Ok(output.version())
+        .map_err(|err| {
+            if sdk::code_in(&err, &["TooManyUpdates"]) {
+                Error::PointerPending {
+                    parameter: parameter.clone(),
+                }
+            } else {
+                Error::aws("PutParameter", err)
+            }
+        })?;
+    Ok(Written {
+        recipe: recipe.clone(),
+        channel: channel.clone(),
+        action: record.action,
+        parameter,
+        image: image.clone(),
+        version: output.version(),
+        before,
+        written_at: Timestamp::now(),
+    })
+}
+
+/// Whether SSM accepted `written`: its version shows with its image
+/// (accepted); a later version shows and it does not, its image is gone, or
+/// [`VALIDATION_TIMEOUT`] passed (refused); else pending.
+pub(crate) async fn validation(ctx: &Context, written: &Written) -> Result<Validation> {
+    let current = read_pointer(ctx, &written.parameter).await?;
+    let shown = match current {
+        Some((image, version)) if version == written.version => Some(image),
+        Some((_, version)) if version > written.version => {
+            let selector = format!("{}:{}", written.parameter, written.version);
+            match read_pointer(ctx, &selector).await? {
+                Some((image, _)) => Some(image),
+                None => {
+                    return Ok(Validation::Refused(format!(
+                        "version {version} was written after it, and it never showed"
+                    )));
+                }
+            }
+        }
+        _ => None,
+    };
+    if let Some(image) = shown {
+        return Ok(if image == written.image {
+            Validation::Accepted
+        } else {
+            Validation::Refused(format!("version {} names {image}", written.version))
+        });
+    }
+    let available = images::describe(ctx, &written.image)
+        .await?
+        .is_some_and(|i| images::is_available(&i));
+    if !available {
+        return Ok(Validation::Refused(format!(
+            "{} is no longer an available image in this region",
+            written.image
+        )));
+    }
+    let waited = Timestamp::now().duration_since(written.written_at);
+    if waited > VALIDATION_TIMEOUT {
+        return Ok(Validation::Refused(format!(
+            "it did not show within {} s",
+            VALIDATION_TIMEOUT.as_secs()
+        )));
+    }
+    Ok(Validation::Pending)
 }
 
 /// The record as a parameter description: JSON within SSM's 1,024 bytes (a
@@ -291,7 +402,8 @@ fn description(record: &Record) -> Result<String> {
     }
 }
 
-/// The image pointer `parameter` names and its version, when it exists.
+/// The image pointer `parameter` (or `parameter:version`) names and its
+/// version, when it exists.
 pub(crate) async fn read_pointer(ctx: &Context, parameter: &str) -> Result<Option<(AmiId, i64)>> {
     let Some(found) = ctx.parameter(parameter).await? else {
         return Ok(None);
@@ -338,6 +450,19 @@ mod tests {
         assert_eq!(target(&history), None, "A was the first");
         history.push(version(6, "D", Action::Promote, None));
         assert_eq!(target(&history), Some("A"), "D replaced A");
+    }
+
+    #[test]
+    fn a_version_ssm_did_not_accept_is_skipped() {
+        let mut history = vec![
+            version(1, "A", Action::Promote, None),
+            version(3, "C", Action::Promote, None),
+        ];
+        assert_eq!(target(&history), Some("A"));
+        history.push(version(4, "A", Action::Rollback, Some(1)));
+        assert_eq!(target(&history), None);
+        history.push(version(6, "D", Action::Promote, None));
+        assert_eq!(target(&history), Some("A"));
     }
 
     #[test]

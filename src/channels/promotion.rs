@@ -19,8 +19,8 @@ use serde::Serialize;
 use tracing::{info, instrument};
 
 use super::pointers::{
-    Action, ChannelMap, Record, Why, channel_map, history, pointer_name, pointers, read_pointer,
-    reason, record, rollback_target, write_pointer,
+    Action, ChannelMap, Record, Validation, Why, Written, channel_map, history, pointer_name,
+    pointers, read_pointer, reason, record, rollback_target, validation, write_pointer,
 };
 use crate::aws::sdk::Answer;
 use crate::aws::{Context, images};
@@ -68,12 +68,24 @@ pub struct Moved {
     pub tags: Vec<TagChange>,
 }
 
-/// Points `recipe`'s `channel` at `image`. Refused, with nothing changed, when
-/// the image does not exist in this region (deregistered, or in another
-/// region than the pointer), is not available, was not built by `recipe`, or
-/// has not passed its test (unless `force`). Promoting the image the channel
-/// already names changes nothing and says so.
-#[instrument(skip(ctx, why))]
+/// What a move did: done (the pointer shows it, the tags agree), or
+/// written and waiting for SSM to validate it ([`confirm`] it later).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Move {
+    /// The channel names the image (or nothing had to change).
+    Moved(Moved),
+    /// Written; SSM has not shown it yet.
+    Written(Written),
+}
+
+/// Seconds between two reads of a pointer when a caller waits for it.
+const POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Points `recipe`'s `channel` at `image` and waits until SSM has accepted
+/// it (retrying while SSM still validates an earlier write): for callers
+/// that may wait, such as the CLI. Lambdas use [`start_promote`] and
+/// [`confirm`] in separate steps.
 pub async fn promote(
     ctx: &Context,
     recipe: &RecipeName,
@@ -82,6 +94,41 @@ pub async fn promote(
     why: Why<'_>,
     force: bool,
 ) -> Result<Moved> {
+    let written =
+        when_settled(|| start_promote(ctx, recipe, channel, image, why, force, None)).await?;
+    settle(ctx, written).await
+}
+
+/// Moves `recipe`'s `channel` back (see [`start_rollback`]) and waits
+/// until SSM has accepted it, as [`promote`] does.
+pub async fn rollback(
+    ctx: &Context,
+    recipe: &RecipeName,
+    channel: &Channel,
+    why: Why<'_>,
+) -> Result<Moved> {
+    let written = when_settled(|| start_rollback(ctx, recipe, channel, why, None)).await?;
+    settle(ctx, written).await
+}
+
+/// Writes `recipe`'s `channel` pointer to `image`. Refused, with nothing
+/// changed, when the image does not exist in this region (deregistered, or
+/// in another region than the pointer), is not available, was not built by
+/// `recipe`, or has not passed its test (unless `force`); and, when
+/// `expected` names the pointer version the caller saw (0: no pointer), when
+/// the pointer has moved since, unless this very move moved it (a retry:
+/// the move is reported, not made twice). Promoting the image the channel
+/// already names changes nothing and says so.
+#[instrument(skip(ctx, why))]
+pub async fn start_promote(
+    ctx: &Context,
+    recipe: &RecipeName,
+    channel: &Channel,
+    image: &AmiId,
+    why: Why<'_>,
+    force: bool,
+    expected: Option<i64>,
+) -> Result<Move> {
     let record = record(Action::Promote, why, None)?;
     let refuse = |reason: String| Error::PromotionRefused {
         image: image.to_string(),
@@ -115,48 +162,45 @@ pub async fn promote(
     }
     let parameter = pointer_name(recipe, channel);
     let from = read_pointer(ctx, &parameter).await?;
+    let found = from.as_ref().map_or(0, |(_, v)| *v);
+    if let Some(done) = retried(ctx, recipe, channel, expected, found, &record).await? {
+        return Ok(done);
+    }
     if from.as_ref().is_some_and(|(current, _)| current == image) {
         let version = from.map(|(_, v)| v);
-        return Ok(Moved {
+        return Ok(Move::Moved(Moved {
             message: format!("{image} is already on {channel}; nothing changed"),
             tags: sync_tags(ctx, recipe).await?,
             ..unchanged(recipe, channel, parameter, Some(image.clone()), version)
-        });
+        }));
     }
     let record = Record {
         forced: !tested,
         ..record
     };
-    let version = write_pointer(ctx, &parameter, image, &record).await?;
-    info!(%image, version, "promoted");
-    Ok(Moved {
-        message: format!(
-            "{channel} now names {image}{}: deploy tools resolving {parameter} get it",
-            was(from.as_ref())
-        ),
-        tags: sync_tags(ctx, recipe).await?,
-        recipe: recipe.clone(),
-        channel: channel.clone(),
-        parameter,
-        from: from.map(|(id, _)| id),
-        to: Some(image.clone()),
-        version: Some(version),
-        changed: true,
-    })
+    let written = write_pointer(ctx, recipe, channel, image, &record, from).await?;
+    info!(%image, version = written.version, "promotion written");
+    Ok(Move::Written(written))
 }
 
-/// Moves `recipe`'s `channel` back to the image it named before its current
-/// one. Repeated rollbacks walk back through the history: each returns to the
-/// image the current one replaced, skipping images that were rolled back from.
+/// Writes `recipe`'s `channel` pointer back to the image it named before its
+/// current one. Repeated rollbacks walk back through the history: each
+/// returns to the image the current one replaced, skipping images that were
+/// rolled back from. `expected` as for [`start_promote`].
 #[instrument(skip(ctx, why))]
-pub async fn rollback(
+pub async fn start_rollback(
     ctx: &Context,
     recipe: &RecipeName,
     channel: &Channel,
     why: Why<'_>,
-) -> Result<Moved> {
-    let parameter = pointer_name(recipe, channel);
+    expected: Option<i64>,
+) -> Result<Move> {
     let versions = history(ctx, recipe, channel).await?;
+    let found = versions.last().map_or(0, |v| v.version);
+    let record = record(Action::Rollback, why, None)?;
+    if let Some(done) = retried(ctx, recipe, channel, expected, found, &record).await? {
+        return Ok(done);
+    }
     let nothing = |reason: &str| Error::NothingToRollBack {
         channel: channel.to_string(),
         reason: reason.to_owned(),
@@ -181,18 +225,141 @@ pub async fn rollback(
             ),
         });
     }
-    let record = record(Action::Rollback, why, Some(target.version))?;
-    let version = write_pointer(ctx, &parameter, &image, &record).await?;
-    let from: Option<AmiId> = current.image_id.parse().ok();
-    info!(%image, version, "rolled back");
-    Ok(Moved {
+    let record = Record {
+        to_version: Some(target.version),
+        ..record
+    };
+    let before = current
+        .image_id
+        .parse()
+        .ok()
+        .map(|id: AmiId| (id, current.version));
+    let written = write_pointer(ctx, recipe, channel, &image, &record, before).await?;
+    info!(%image, version = written.version, "rollback written");
+    Ok(Move::Written(written))
+}
+
+/// A move `written` once SSM has accepted it: the tags are brought in line
+/// and the move is done; still [`Move::Written`] while SSM validates it;
+/// [`Error::PointerNotValidated`] when it never will (the tags are left as
+/// they were).
+#[instrument(skip(ctx))]
+pub async fn confirm(ctx: &Context, written: Written) -> Result<Move> {
+    match validation(ctx, &written).await? {
+        Validation::Pending => Ok(Move::Written(written)),
+        Validation::Refused(reason) => Err(Error::PointerNotValidated {
+            parameter: written.parameter,
+            image: written.image.to_string(),
+            version: written.version,
+            reason,
+        }),
+        Validation::Accepted => {
+            let Written {
+                recipe,
+                channel,
+                action,
+                parameter,
+                image,
+                version,
+                before,
+                ..
+            } = written;
+            let moved = match action {
+                Action::Promote => format!("{channel} now names {image} (version {version})"),
+                Action::Rollback => format!("{channel} rolled back to {image} (version {version})"),
+            };
+            info!(%image, version, "accepted");
+            Ok(Move::Moved(Moved {
+                message: format!(
+                    "{moved}{}: deploy tools resolving {parameter} get it",
+                    was(before.as_ref())
+                ),
+                tags: sync_tags(ctx, &recipe).await?,
+                recipe,
+                channel,
+                parameter,
+                from: before.map(|(id, _)| id),
+                to: Some(image),
+                version: Some(version),
+                changed: true,
+            }))
+        }
+    }
+}
+
+/// Reads `moved` again until SSM has decided on it: for callers that may
+/// wait. Ends within [`pointers::VALIDATION_TIMEOUT`](super::pointers::VALIDATION_TIMEOUT).
+pub async fn settle(ctx: &Context, mut moved: Move) -> Result<Moved> {
+    loop {
+        match moved {
+            Move::Moved(done) => return Ok(done),
+            Move::Written(written) => {
+                tokio::time::sleep(POLL).await;
+                moved = confirm(ctx, written).await?;
+            }
+        }
+    }
+}
+
+/// Runs `write` again while SSM still validates an earlier write of the
+/// pointer ([`Error::PointerPending`]), for as long as a validation may take.
+async fn when_settled<F, Fut>(mut write: F) -> Result<Move>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Move>>,
+{
+    let deadline = tokio::time::Instant::now() + super::pointers::VALIDATION_TIMEOUT.unsigned_abs();
+    loop {
+        match write().await {
+            Err(Error::PointerPending { .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(POLL).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// When the caller expected the pointer at version `expected` and it is at
+/// `found`: `None` when it is where expected (or nothing was expected); the
+/// move, done, when the version found is this very move (same action,
+/// reason and actor: an earlier attempt of the request made it); else
+/// [`Error::PointerMoved`].
+async fn retried(
+    ctx: &Context,
+    recipe: &RecipeName,
+    channel: &Channel,
+    expected: Option<i64>,
+    found: i64,
+    record: &Record,
+) -> Result<Option<Move>> {
+    let Some(expected) = expected.filter(|expected| *expected != found) else {
+        return Ok(None);
+    };
+    let parameter = pointer_name(recipe, channel);
+    let versions = history(ctx, recipe, channel).await?;
+    let same = |r: &Record| {
+        r.action == record.action && r.reason == record.reason && r.actor == record.actor
+    };
+    let Some(done) = versions
+        .iter()
+        .rev()
+        .find(|v| v.version == found)
+        .filter(|v| found > expected && v.record.as_ref().is_some_and(same))
+    else {
+        return Err(Error::PointerMoved {
+            parameter,
+            expected,
+            found,
+        });
+    };
+    let image: AmiId = done.image_id.parse()?;
+    let from = versions
+        .iter()
+        .find(|v| v.version == expected)
+        .and_then(|v| v.image_id.parse().ok());
+    Ok(Some(Move::Moved(Moved {
         message: format!(
-            "{channel} rolled back to {image} (version {}){}: deploy tools resolving {parameter} get it",
-            target.version,
-            was(from
-                .as_ref()
-                .map(|id| (id.clone(), current.version))
-                .as_ref())
+            "{channel} names {image} (version {found}): an earlier attempt of this move wrote it"
         ),
         tags: sync_tags(ctx, recipe).await?,
         recipe: recipe.clone(),
@@ -200,9 +367,9 @@ pub async fn rollback(
         parameter,
         from,
         to: Some(image),
-        version: Some(version),
+        version: Some(found),
         changed: true,
-    })
+    })))
 }
 
 /// Removes `recipe`'s `channel`: the pointer is deleted (with its history),

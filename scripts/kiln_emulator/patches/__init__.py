@@ -11,13 +11,16 @@ apply_all imports them, so call it once the seed file is named (cli.serve).
 def apply_all():
     """Applies every patch, in this order, before moto serves."""
     from . import (
+        alarm_history,
         assume_role,
         ena,
+        image_parameters,
         image_snapshot_tags,
         imds_support,
         instance_pages,
         instance_refresh,
         launch_template_versions,
+        run_instances,
         start_execution,
         start_time,
     )
@@ -32,5 +35,8 @@ def apply_all():
         start_execution,
         image_snapshot_tags,
         imds_support,
+        run_instances,
+        image_parameters,
+        alarm_history,
     ):
         patch.apply()

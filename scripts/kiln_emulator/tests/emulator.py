@@ -84,8 +84,16 @@ class EmulatorTestCase(unittest.TestCase):
             aws_access_key_id="testing", aws_secret_access_key="testing", region_name=cls.info["region"]
         )
 
-    def client(self, service, endpoint=None):
-        return self.session.client(service, endpoint_url=endpoint or self.info["endpoint"])
+    def client(self, service, endpoint=None, account=None):
+        """A client of the emulator; with `account`, acting as that account
+        (moto's x-moto-account-id), so a test can have a region to itself."""
+        client = self.session.client(service, endpoint_url=endpoint or self.info["endpoint"])
+        if account:
+            client.meta.events.register(
+                f"before-sign.{client.meta.service_model.service_id.hyphenize()}.*",
+                lambda request, **_: request.headers.add_header("x-moto-account-id", account),
+            )
+        return client
 
     def image(self, name):
         return self.info["images"][name]

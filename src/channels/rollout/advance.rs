@@ -44,6 +44,12 @@ pub async fn advance(ctx: &Context, mut release: Release) -> Result<Release> {
                     Phase::Gate => {
                         stages::gate(ctx, &mut release, &policy, stage, previous, held).await?
                     }
+                    Phase::Promoting { written } => {
+                        stages::promoted(ctx, &mut release, written).await?
+                    }
+                    Phase::RollingBack { written, stopped } => {
+                        stages::rolled_back(ctx, &mut release, written, stopped).await?
+                    }
                     Phase::Rollout { wave, refreshes } => {
                         stages::roll(ctx, &mut release, stage, wave, refreshes, held).await?
                     }

@@ -7,10 +7,14 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::groups::Refresh;
+use crate::channels::pointers::Written;
 use crate::ids::{AmiId, Channel, RecipeName};
 
 /// Who moves pointers in a release.
 pub const ACTOR: &str = "kiln release";
+/// Seconds, at most, between a pointer write and the read that confirms
+/// it: SSM validates an image value in seconds.
+pub const CONFIRM_SECONDS: u32 = 5;
 /// Seconds between two checks of a release, unless its input says.
 pub const DEFAULT_CHECK_SECONDS: u32 = 300;
 /// Most checks of one soak: a standard execution's history holds at most
@@ -86,6 +90,20 @@ pub enum Phase {
     /// Soaking before the stage's channel is promoted, gates watched.
     #[default]
     Gate,
+    /// The stage's channel was written to the image; SSM validates it
+    /// before the rollout starts.
+    Promoting {
+        /// The write.
+        written: Written,
+    },
+    /// A gate fired: the channel was written back (its groups were sent
+    /// back already); SSM validates it, then the release ends.
+    RollingBack {
+        /// The write.
+        written: Written,
+        /// How the release stopped.
+        stopped: Stopped,
+    },
     /// The stage's channel names the image; its groups roll wave by wave.
     Rollout {
         /// The wave in progress, or the next to start.

@@ -7,10 +7,12 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::gates::{self, Hold};
 use super::groups::{self, Progress, Refresh};
-use super::release::{ACTOR, MAX_SOAK_CHECKS, Phase, Release, Status, Step, Stopped};
+use super::release::{
+    ACTOR, CONFIRM_SECONDS, MAX_SOAK_CHECKS, Phase, Release, Status, Step, Stopped,
+};
 use crate::aws::Context;
-use crate::channels::pointers::{self, Why};
-use crate::channels::promotion;
+use crate::channels::pointers::{self, Why, Written};
+use crate::channels::promotion::{self, Move};
 use crate::error::{Error, Result};
 use crate::ids::{AmiId, Channel, RecipeName};
 use crate::recipe::ReleaseStage;
@@ -31,7 +33,8 @@ pub(super) async fn gate(
         wave: 0,
         refreshes: Vec::new(),
     };
-    if names(ctx, recipe, channel, image).await? {
+    let current = pointer(ctx, recipe, channel).await?;
+    if current.as_ref().is_some_and(|(named, _)| named == image) {
         release.phase = rollout;
         return Ok(Step::Continue);
     }
@@ -67,7 +70,7 @@ pub(super) async fn gate(
         return match previous {
             Some(previous) => {
                 let rolled = release.rolled.get(previous).cloned().unwrap_or_default();
-                roll_back_channel(ctx, recipe, previous, reason, Vec::new(), &rolled).await
+                roll_back_channel(ctx, release, previous, reason, Vec::new(), &rolled).await
             }
             None => Ok(halt(
                 channel,
@@ -136,7 +139,7 @@ pub(super) async fn gate(
         ),
         None => "release: the image passed its test".to_owned(),
     };
-    promotion::promote(
+    let moved = promotion::start_promote(
         ctx,
         recipe,
         channel,
@@ -146,10 +149,95 @@ pub(super) async fn gate(
             actor: ACTOR,
         },
         false,
+        Some(current.map_or(0, |(_, version)| version)),
     )
     .await?;
-    release.phase = rollout;
-    Ok(Step::Continue)
+    match moved {
+        Move::Moved(_) => {
+            release.phase = rollout;
+            Ok(Step::Continue)
+        }
+        Move::Written(written) => Ok(confirm_promotion(release, written)),
+    }
+}
+
+/// The stage's promotion once SSM has validated it: the rollout starts; a
+/// promotion SSM did not accept halts the release.
+pub(super) async fn promoted(
+    ctx: &Context,
+    release: &mut Release,
+    written: Written,
+) -> Result<Step> {
+    let channel = written.channel.clone();
+    match promotion::confirm(ctx, written).await {
+        Ok(Move::Moved(_)) => {
+            release.phase = Phase::Rollout {
+                wave: 0,
+                refreshes: Vec::new(),
+            };
+            Ok(Step::Continue)
+        }
+        Ok(Move::Written(written)) => Ok(confirm_promotion(release, written)),
+        Err(err @ Error::PointerNotValidated { .. }) => Ok(halt(
+            &channel,
+            format!("{err}: the release stops"),
+            Vec::new(),
+        )),
+        Err(err) => Err(err),
+    }
+}
+
+/// A gate's rollback once SSM has validated it: the release ends rolled
+/// back; a rollback SSM did not accept halts it, the channel still on the
+/// image.
+pub(super) async fn rolled_back(
+    ctx: &Context,
+    release: &mut Release,
+    written: Written,
+    stopped: Stopped,
+) -> Result<Step> {
+    match promotion::confirm(ctx, written).await {
+        Ok(Move::Moved(moved)) => Ok(ended_rolled_back(stopped, &moved.message)),
+        Ok(Move::Written(written)) => Ok(confirm_rollback(release, written, stopped)),
+        Err(err @ Error::PointerNotValidated { .. }) => {
+            let reason = format!("{}; the rollback failed: {err}", stopped.reason);
+            Ok(Step::End(
+                Status::Halted,
+                reason.clone(),
+                Some(Stopped {
+                    reason,
+                    rolled_back_to: None,
+                    ..stopped
+                }),
+            ))
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Waits for SSM to validate the stage's promotion `written`.
+fn confirm_promotion(release: &mut Release, written: Written) -> Step {
+    let message = format!(
+        "{} written to {} (version {}); SSM validates it before the rollout",
+        written.image, written.channel, written.version
+    );
+    wait_for_ssm(release, Phase::Promoting { written }, message)
+}
+
+/// Waits for SSM to validate the rollback `written` a gate made.
+fn confirm_rollback(release: &mut Release, written: Written, stopped: Stopped) -> Step {
+    let message = format!(
+        "{}: {} goes back to {} (version {}); SSM validates it",
+        stopped.reason, written.channel, written.image, written.version
+    );
+    wait_for_ssm(release, Phase::RollingBack { written, stopped }, message)
+}
+
+/// Enters `phase` and waits at most [`CONFIRM_SECONDS`] before the read
+/// that confirms its pointer write.
+fn wait_for_ssm(release: &mut Release, phase: Phase, message: String) -> Step {
+    release.phase = phase;
+    Step::Wait(release.check_seconds.min(CONFIRM_SECONDS), message)
 }
 
 /// The waves of `stage`'s channel: start the next (unless `held`), or
@@ -164,7 +252,8 @@ pub(super) async fn roll(
 ) -> Result<Step> {
     let (recipe, image) = (&release.recipe.clone(), &release.image_id.clone());
     let channel = &stage.channel;
-    if !names(ctx, recipe, channel, image).await? {
+    let current = pointer(ctx, recipe, channel).await?;
+    if current.is_none_or(|(named, _)| &named != image) {
         let rolled = roll_back_refreshes(ctx, refreshes).await?;
         return Ok(halt(
             channel,
@@ -189,7 +278,7 @@ pub(super) async fn roll(
                 alarms.firing.join(", ")
             );
             let rolled = release.rolled.get(channel).cloned().unwrap_or_default();
-            return roll_back_channel(ctx, recipe, channel, reason, Vec::new(), &rolled).await;
+            return roll_back_channel(ctx, release, channel, reason, Vec::new(), &rolled).await;
         }
         if let Some(hold) = held {
             release.phase = Phase::Rollout {
@@ -252,7 +341,7 @@ pub(super) async fn roll(
                 .cloned(),
         );
         let stood = roll_back_refreshes(ctx, now).await?;
-        return roll_back_channel(ctx, recipe, channel, reason, stood, &rolled).await;
+        return roll_back_channel(ctx, release, channel, reason, stood, &rolled).await;
     }
     if now.iter().all(|r| r.progress() == Progress::Succeeded) {
         release
@@ -274,15 +363,13 @@ pub(super) async fn roll(
     Ok(Step::Wait(release.check_seconds, message))
 }
 
-/// Whether `channel`'s pointer names `image`.
-async fn names(
+/// The image `channel`'s pointer names, and its version.
+async fn pointer(
     ctx: &Context,
     recipe: &RecipeName,
     channel: &Channel,
-    image: &AmiId,
-) -> Result<bool> {
-    let history = pointers::history(ctx, recipe, channel).await?;
-    Ok(history.last().is_some_and(|v| v.image_id == image.as_str()))
+) -> Result<Option<(AmiId, i64)>> {
+    pointers::read_pointer(ctx, &pointers::pointer_name(recipe, channel)).await
 }
 
 /// A channel that was rolled back from `image`, and the rollback's version.
@@ -302,11 +389,12 @@ async fn rolled_back_from(
     Ok(None)
 }
 
-/// Moves `channel` back, recording `reason`, and sends the groups this
-/// release `rolled` on it back too; the release ends rolled back.
+/// Writes `channel` back, recording `reason`, and sends the groups this
+/// release `rolled` on it back too; the release ends rolled back once SSM
+/// has validated the write.
 async fn roll_back_channel(
     ctx: &Context,
-    recipe: &RecipeName,
+    release: &mut Release,
     channel: &Channel,
     reason: String,
     refreshes: Vec<Refresh>,
@@ -316,35 +404,52 @@ async fn roll_back_channel(
         reason: &reason,
         actor: ACTOR,
     };
-    match promotion::rollback(ctx, recipe, channel, why).await {
-        Ok(moved) => {
-            let reverted = groups::revert(ctx, recipe, channel, rolled).await?;
-            let back = if reverted.is_empty() {
-                String::new()
-            } else {
-                format!("; {} sent back", list(&reverted))
-            };
-            Ok(Step::End(
-                Status::RolledBack,
-                format!("{reason}: {}{back}", moved.message),
-                Some(Stopped {
-                    channel: channel.clone(),
-                    reason,
-                    rolled_back_to: moved.to,
-                    refreshes,
-                    reverted,
-                }),
-            ))
-        }
+    let recipe = release.recipe.clone();
+    let moved = match promotion::start_rollback(ctx, &recipe, channel, why, None).await {
+        Ok(moved) => moved,
         Err(Error::NothingToRollBack {
             reason: nothing, ..
-        }) => Ok(halt(
-            channel,
-            format!("{reason}; {channel} cannot go back: {nothing}"),
-            refreshes,
-        )),
-        Err(err) => Err(err),
-    }
+        }) => {
+            return Ok(halt(
+                channel,
+                format!("{reason}; {channel} cannot go back: {nothing}"),
+                refreshes,
+            ));
+        }
+        Err(err) => return Err(err),
+    };
+    let reverted = groups::revert(ctx, &recipe, channel, rolled).await?;
+    let mut stopped = Stopped {
+        channel: channel.clone(),
+        reason,
+        rolled_back_to: None,
+        refreshes,
+        reverted,
+    };
+    Ok(match moved {
+        Move::Moved(done) => {
+            stopped.rolled_back_to = done.to.clone();
+            ended_rolled_back(stopped, &done.message)
+        }
+        Move::Written(written) => {
+            stopped.rolled_back_to = Some(written.image.clone());
+            confirm_rollback(release, written, stopped)
+        }
+    })
+}
+
+/// The release ends rolled back: `stopped`, with what the rollback did.
+fn ended_rolled_back(stopped: Stopped, moved: &str) -> Step {
+    let back = if stopped.reverted.is_empty() {
+        String::new()
+    } else {
+        format!("; {} sent back", list(&stopped.reverted))
+    };
+    Step::End(
+        Status::RolledBack,
+        format!("{}: {moved}{back}", stopped.reason),
+        Some(stopped),
+    )
 }
 
 /// Rolls back those of `refreshes` still running; returns them all, as
