@@ -22,13 +22,22 @@ demo: emulator-install
 	scripts/demo
 
 ## test: lint, then every test (unit, mocked, and against a fresh emulator per test)
-test: emulator-install tools browser infra-tools lint
-	$(CARGO) build --workspace --bins
+# The workspace is compiled once for the lint and the tests: clippy-driver
+# wraps rustc for the workspace's own crates (what `cargo clippy` does, in
+# check mode, which would compile every AWS SDK crate once more), with the
+# same lints denied as `make lint`; and the Lambdas are built with the tests
+# in one invocation, so the SDK crates are compiled once, with the tests'
+# features (test-util), not once for each.
+LINTED_BUILD := RUSTC_WORKSPACE_WRAPPER=clippy-driver CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__ $(CARGO)
+
+test: emulator-install tools browser infra-tools
+	$(CARGO) fmt --all --check
+	$(LINTED_BUILD) build --workspace --all-targets
 	$(KILN_VENV)/bin/python -m unittest discover -s scripts/kiln_emulator/tests -t scripts
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		$(CARGO) nextest run --workspace --no-fail-fast; \
+		$(LINTED_BUILD) nextest run --workspace --no-fail-fast; \
 	else \
-		$(CARGO) test --workspace --no-fail-fast; \
+		$(LINTED_BUILD) test --workspace --no-fail-fast; \
 	fi
 
 tools: .tools/node_modules/.bin/asl-validator .tools/node_modules/playwright-core/package.json

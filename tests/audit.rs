@@ -628,15 +628,15 @@ async fn the_audit_fleet_lambda_writes_its_reports_and_metrics() {
             ))
             .period(60)
             .statistics(aws_sdk_cloudwatch::types::Statistic::Maximum);
+        // None when nothing was published: a zero must be a datapoint.
         async move {
-            request
-                .send()
-                .await
-                .expect("GetMetricStatistics")
+            let answer = request.send().await.expect("GetMetricStatistics");
+            let points: Vec<f64> = answer
                 .datapoints()
                 .iter()
                 .filter_map(|d| d.maximum())
-                .sum::<f64>()
+                .collect();
+            (!points.is_empty()).then(|| points.iter().sum::<f64>())
         }
     };
     let current = value(&[("Channel", "prod"), ("Status", "current")]).await;
@@ -650,6 +650,7 @@ async fn the_audit_fleet_lambda_writes_its_reports_and_metrics() {
     let web_stale = value(&[("Channel", "prod"), ("Recipe", "web"), ("Status", "stale")]).await;
     assert_eq!(
         (current, foreign, web_current, web_stale),
-        (6.0, 2.0, 6.0, 0.0)
+        (Some(6.0), Some(2.0), Some(6.0), Some(0.0)),
+        "zeros are published too"
     );
 }

@@ -332,6 +332,12 @@ fn needs(call: &Call, builder_role: &str) -> (Vec<Need>, Vec<Need>) {
             needs.push(need("*".into()))
         }
         ("cloudwatch", "DescribeAlarms") => needs.push(need("*".into())),
+        ("cloudwatch", "DescribeAlarmHistory") => {
+            let alarm = call.param("AlarmName").unwrap_or_default();
+            needs.push(need(format!(
+                "arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{alarm}"
+            )));
+        }
         ("cloudwatch", "PutMetricData") => {
             let namespace = call.param("Namespace").unwrap_or_default();
             needs.push(need("*".into()).with("cloudwatch:namespace", &[namespace]));

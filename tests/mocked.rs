@@ -522,66 +522,58 @@ async fn an_image_pending_past_the_recipe_timeout_is_image_timed_out() {
     assert!(err.to_string().contains("14400 s"), "{err}");
 }
 
-/// The pointer moves (another promotion's write shows) while a tag sync
-/// runs: the sync reads the pointers again after writing and goes round
-/// again, so the tags end on the image the pointer names.
-#[tokio::test]
-async fn a_pointer_moving_during_a_tag_sync_is_followed_by_another_round() {
-    use aws_sdk_ssm::operation::get_parameter_history::GetParameterHistoryOutput;
-    use aws_sdk_ssm::operation::get_parameters_by_path::GetParametersByPathOutput;
-    use aws_sdk_ssm::types::ParameterHistory;
-    const A: &str = "ami-0aaaaaaaaaaaaaaa1";
-    const B: &str = "ami-0bbbbbbbbbbbbbbb2";
-    const PARAMETER: &str = "/kiln/ubuntu-base/prod";
-    let pointer = |image: &'static str, version: i64| {
-        move || {
-            GetParametersByPathOutput::builder()
-                .parameters(
+const A: &str = "ami-0aaaaaaaaaaaaaaa1";
+const B: &str = "ami-0bbbbbbbbbbbbbbb2";
+const PROD: &str = "/kiln/ubuntu-base/prod";
+
+/// `GetParametersByPath` of the recipe's pointers: prod at `image`, or none.
+fn pointers_output(
+    prod: Option<(&'static str, i64)>,
+) -> impl Fn() -> aws_sdk_ssm::operation::get_parameters_by_path::GetParametersByPathOutput {
+    move || {
+        aws_sdk_ssm::operation::get_parameters_by_path::GetParametersByPathOutput::builder()
+            .set_parameters(prod.map(|(image, version)| {
+                vec![
                     Parameter::builder()
-                        .name(PARAMETER)
+                        .name(PROD)
                         .value(image)
                         .version(version)
                         .build(),
-                )
-                .build()
-        }
-    };
-    let history = |images: &'static [&'static str]| {
-        move || {
-            GetParameterHistoryOutput::builder()
-                .set_parameters(Some(
-                    images
-                        .iter()
-                        .zip(1..)
-                        .map(|(image, version)| {
-                            ParameterHistory::builder()
-                                .name(PARAMETER)
-                                .value(*image)
-                                .version(version)
-                                .build()
-                        })
-                        .collect(),
-                ))
-                .build()
-        }
-    };
-    let by_path = mock!(aws_sdk_ssm::Client::get_parameters_by_path)
-        .sequence()
-        .output(pointer(A, 1))
-        .output(pointer(B, 2))
-        .repeatedly()
-        .build();
-    let versions = mock!(aws_sdk_ssm::Client::get_parameter_history)
-        .sequence()
-        .output(history(&[A]))
-        .output(history(&[A, B]))
-        .repeatedly()
-        .build();
-    let images = mock!(aws_sdk_ec2::Client::describe_images).then_output(|| {
+                ]
+            }))
+            .build()
+    }
+}
+
+/// `GetParameterHistory` of prod: `images`, versions 1, 2, ...
+fn history_output(
+    images: &'static [&'static str],
+) -> impl Fn() -> aws_sdk_ssm::operation::get_parameter_history::GetParameterHistoryOutput {
+    move || {
+        aws_sdk_ssm::operation::get_parameter_history::GetParameterHistoryOutput::builder()
+            .set_parameters(Some(
+                images
+                    .iter()
+                    .zip(1..)
+                    .map(|(image, version)| {
+                        aws_sdk_ssm::types::ParameterHistory::builder()
+                            .name(PROD)
+                            .value(*image)
+                            .version(version)
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .build()
+    }
+}
+
+/// `DescribeImages` of the recipe: `ids`, tagged as its images.
+fn recipe_images_output(ids: &'static [&'static str]) -> impl Fn() -> DescribeImagesOutput {
+    move || {
         DescribeImagesOutput::builder()
             .set_images(Some(
-                [A, B]
-                    .iter()
+                ids.iter()
                     .map(|id| {
                         Image::builder()
                             .image_id(*id)
@@ -591,7 +583,28 @@ async fn a_pointer_moving_during_a_tag_sync_is_followed_by_another_round() {
                     .collect(),
             ))
             .build()
-    });
+    }
+}
+
+/// The pointer moves (another promotion's write shows) while a tag sync
+/// runs: the sync reads the pointers again after writing and goes round
+/// again, so the tags end on the image the pointer names.
+#[tokio::test]
+async fn a_pointer_moving_during_a_tag_sync_is_followed_by_another_round() {
+    let by_path = mock!(aws_sdk_ssm::Client::get_parameters_by_path)
+        .sequence()
+        .output(pointers_output(Some((A, 1))))
+        .output(pointers_output(Some((B, 2))))
+        .repeatedly()
+        .build();
+    let versions = mock!(aws_sdk_ssm::Client::get_parameter_history)
+        .sequence()
+        .output(history_output(&[A]))
+        .output(history_output(&[A, B]))
+        .repeatedly()
+        .build();
+    let images =
+        mock!(aws_sdk_ec2::Client::describe_images).then_output(recipe_images_output(&[A, B]));
     let tagged = mock!(aws_sdk_ec2::Client::create_tags)
         .then_output(|| aws_sdk_ec2::operation::create_tags::CreateTagsOutput::builder().build());
     let copy = RecipeCopy::ubuntu_base();
@@ -614,4 +627,60 @@ async fn a_pointer_moving_during_a_tag_sync_is_followed_by_another_round() {
         "round one tags A, round two finds B on prod"
     );
     assert_eq!(by_path.num_calls(), 4, "two rounds, each read twice");
+}
+
+/// A promotion names an old image while retention runs: retention reads the
+/// pointers again right before deregistering, and keeps it.
+#[tokio::test]
+async fn retention_keeps_an_image_a_pointer_came_to_name_during_the_run() {
+    let images =
+        mock!(aws_sdk_ec2::Client::describe_images).then_output(recipe_images_output(&[A, B]));
+    let by_path = mock!(aws_sdk_ssm::Client::get_parameters_by_path)
+        .sequence()
+        .output(pointers_output(None))
+        .output(pointers_output(Some((A, 1))))
+        .repeatedly()
+        .build();
+    let versions =
+        mock!(aws_sdk_ssm::Client::get_parameter_history).then_output(history_output(&[A]));
+    let instances = mock!(aws_sdk_ec2::Client::describe_instances)
+        .then_output(|| DescribeInstancesOutput::builder().build());
+    let templates = mock!(aws_sdk_ec2::Client::describe_launch_templates).then_output(|| {
+        aws_sdk_ec2::operation::describe_launch_templates::DescribeLaunchTemplatesOutput::builder()
+            .build()
+    });
+    let deregister = mock!(aws_sdk_ec2::Client::deregister_image).then_output(|| {
+        aws_sdk_ec2::operation::deregister_image::DeregisterImageOutput::builder().build()
+    });
+    let copy = RecipeCopy::ubuntu_base();
+    let ctx = context(
+        &copy,
+        &[&images, &instances, &templates, &deregister],
+        &[&by_path, &versions],
+    );
+
+    let pruning =
+        kiln::channels::retention::prune(&ctx, &"ubuntu-base".parse().expect("r"), 1, false)
+            .await
+            .expect("prune");
+
+    assert!(pruning.pruned.is_empty(), "{pruning:#?}");
+    let kept: Vec<(String, Vec<String>)> = pruning
+        .kept
+        .iter()
+        .map(|k| {
+            (
+                k.image_id.to_string(),
+                k.why.iter().map(ToString::to_string).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            (B.to_owned(), vec!["among the newest 1".to_owned()]),
+            (A.to_owned(), vec!["on channel prod".to_owned()]),
+        ]
+    );
+    assert_eq!(deregister.num_calls(), 0);
 }

@@ -272,15 +272,21 @@ async fn racing_promotions_end_with_the_tags_agreeing_with_the_pointer() {
     }
 }
 
+/// Two tested images: `a`, promoted to prod, and `b`.
+async fn a_on_prod_and_b(ctx: &Context) -> (AmiId, AmiId) {
+    let a = built_image(ctx, RECIPE, "build-a", "tested").await;
+    let b = built_image(ctx, RECIPE, "build-b", "tested").await;
+    promotion::promote(ctx, &recipe(), &channel("prod"), &a, why("first"), false)
+        .await
+        .expect("promote a");
+    (a, b)
+}
+
 #[tokio::test]
 async fn a_crash_between_pointer_and_tags_is_repaired_by_the_next_operation() {
     let emulator = Emulator::start().await;
     let ctx = emulator.context(&kiln_testkit::recipe_root());
-    let a = built_image(&ctx, RECIPE, "build-a", "tested").await;
-    let b = built_image(&ctx, RECIPE, "build-b", "tested").await;
-    promotion::promote(&ctx, &recipe(), &channel("prod"), &a, why("first"), false)
-        .await
-        .expect("promote");
+    let (a, b) = a_on_prod_and_b(&ctx).await;
     // The pointer moved, then the process died before the tags.
     ctx.ssm
         .put_parameter()
@@ -563,6 +569,74 @@ async fn retention_removes_only_images_nothing_needs_and_their_snapshots() {
 }
 
 #[tokio::test]
+async fn a_launch_template_pinning_a_pointer_version_keeps_that_versions_image() {
+    let emulator = Emulator::start().await;
+    let ctx = emulator.context(&kiln_testkit::recipe_root());
+    let spare = built_image(&ctx, RECIPE, "spare", "tested").await;
+    let first = built_image(&ctx, RECIPE, "first", "tested").await;
+    let second = built_image(&ctx, RECIPE, "second", "tested").await;
+    let third = built_image(&ctx, RECIPE, "third", "tested").await;
+    for image in [&first, &second, &third] {
+        promotion::promote(
+            &ctx,
+            &recipe(),
+            &channel("prod"),
+            image,
+            why("nightly"),
+            false,
+        )
+        .await
+        .expect("promote");
+    }
+    // A service launches version 1 of the prod pointer, whatever prod names now.
+    ctx.ec2
+        .create_launch_template()
+        .launch_template_name("pinned")
+        .launch_template_data(
+            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                .image_id("resolve:ssm:/kiln/ubuntu-base/prod:1")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("template");
+
+    let pruning = kiln::channels::retention::prune(&ctx, &recipe(), 1, false)
+        .await
+        .expect("prune");
+
+    let pruned: Vec<String> = pruning
+        .pruned
+        .iter()
+        .map(|p| p.image_id.to_string())
+        .collect();
+    assert_eq!(pruned, [spare.to_string()], "{pruning:#?}");
+    let kept = pruning
+        .kept
+        .iter()
+        .find(|k| k.image_id == first)
+        .expect("version 1's image is kept");
+    assert!(
+        kept.why
+            .iter()
+            .any(|w| w.to_string().starts_with("in launch template lt-")),
+        "{kept:#?}"
+    );
+    let left = ctx
+        .ec2
+        .describe_images()
+        .owners("self")
+        .send()
+        .await
+        .expect("describe");
+    let mut left: Vec<&str> = left.images().iter().filter_map(|i| i.image_id()).collect();
+    left.sort_unstable();
+    let mut expected = [first.as_str(), second.as_str(), third.as_str()];
+    expected.sort_unstable();
+    assert_eq!(left, expected);
+}
+
+#[tokio::test]
 async fn a_failed_builds_cleanup_spares_an_image_the_pointer_names_whatever_its_tags_say() {
     let emulator = Emulator::start().await;
     let ctx = emulator.context(&kiln_testkit::recipe_root());
@@ -630,11 +704,7 @@ async fn versions(ctx: &Context, channel: &str) -> usize {
 async fn a_move_is_written_then_confirmed_and_one_ssm_refuses_changes_no_tag() {
     let emulator = Emulator::start().await;
     let ctx = emulator.context(&kiln_testkit::recipe_root());
-    let a = built_image(&ctx, RECIPE, "build-a", "tested").await;
-    let b = built_image(&ctx, RECIPE, "build-b", "tested").await;
-    promotion::promote(&ctx, &recipe(), &channel("prod"), &a, why("first"), false)
-        .await
-        .expect("promote a");
+    let (a, b) = a_on_prod_and_b(&ctx).await;
     let tags_before = channel_tags(&ctx).await;
 
     let promote_b = serde_json::json!({
@@ -749,11 +819,7 @@ async fn a_write_ssm_never_shows_is_refused_after_the_validation_timeout() {
 async fn a_retried_move_is_reported_not_made_twice_and_a_moved_pointer_refuses() {
     let emulator = Emulator::start().await;
     let ctx = emulator.context(&kiln_testkit::recipe_root());
-    let a = built_image(&ctx, RECIPE, "build-a", "tested").await;
-    let b = built_image(&ctx, RECIPE, "build-b", "tested").await;
-    promotion::promote(&ctx, &recipe(), &channel("prod"), &a, why("first"), false)
-        .await
-        .expect("promote a");
+    let (_, b) = a_on_prod_and_b(&ctx).await;
     let promote_b = serde_json::json!({
         "action": "promote", "recipe": RECIPE, "channel": "prod", "image_id": b,
         "reason": "release", "actor": "kiln release", "expected_version": 1,

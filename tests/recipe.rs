@@ -302,6 +302,36 @@ channel = "staging"
 }
 
 #[test]
+fn a_stage_watches_at_most_the_ten_alarms_an_instance_refresh_takes() {
+    let alarms = |n: usize| {
+        (0..n)
+            .map(|i| format!("\"alarm-{i}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let ten = RecipeCopy::ubuntu_base();
+    ten.edit("recipe.toml", |text| {
+        format!(
+            "{text}\n[[release]]\nchannel = \"prod\"\nalarms = [{}]\n",
+            alarms(10)
+        )
+    });
+    let recipe = Recipe::load(&ten.dir()).expect("ten alarms are valid");
+    assert_eq!(recipe.file.release[0].alarms.len(), 10);
+    let eleven = with_recipe(|text| {
+        format!(
+            "{text}\n[[release]]\nchannel = \"prod\"\nalarms = [{}]\n",
+            alarms(11)
+        )
+    });
+    assert_eq!(fields(&eleven), ["release[0].alarms"], "{eleven:#?}");
+    assert!(
+        eleven[0].message.contains("10") && eleven[0].message.contains("instance refresh"),
+        "{eleven:#?}"
+    );
+}
+
+#[test]
 fn the_fingerprint_follows_what_is_built_not_where_it_goes() {
     let source = "ami-0123456789abcdef0".parse().expect("ami");
     let copy = RecipeCopy::ubuntu_base();

@@ -3,11 +3,13 @@
 //! pointers; instance refreshes by the emulator's documented model), and the
 //! instance refresh handling against mocked answers AWS gives.
 
+use aws_sdk_autoscaling::error::ProvideErrorMetadata;
 use aws_sdk_autoscaling::operation::describe_instance_refreshes::DescribeInstanceRefreshesOutput;
 use aws_sdk_autoscaling::operation::start_instance_refresh::StartInstanceRefreshError;
 use aws_sdk_autoscaling::types::error::InstanceRefreshInProgressFault;
 use aws_sdk_autoscaling::types::{
     DesiredConfiguration, InstanceRefresh, InstanceRefreshStatus, LaunchTemplateSpecification,
+    RefreshPreferences,
 };
 use aws_sdk_cloudwatch::types::StateValue;
 use aws_sdk_ec2::operation::describe_launch_template_versions::DescribeLaunchTemplateVersionsOutput;
@@ -293,6 +295,49 @@ async fn an_alarm_during_the_soak_rolls_staging_back_and_prod_never_moves() {
 }
 
 #[tokio::test]
+async fn an_alarm_that_fired_and_cleared_between_two_checks_still_rolls_staging_back() {
+    let emulator = Emulator::start().await;
+    let copy = with_policy(&format!(
+        "[[release]]\nchannel = \"staging\"\n[[release]]\nchannel = \"prod\"\nsoak_hours = 24\nalarms = [\"{ALARM}\"]\n"
+    ));
+    let ctx = emulator.context(copy.root.path());
+    let (old, new) = old_and_new(&ctx, &["staging", "prod"]).await;
+    // Fired and cleared before the release: not its concern.
+    set_alarm(&ctx, ALARM, StateValue::Alarm).await;
+    set_alarm(&ctx, ALARM, StateValue::Ok).await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+
+    let release = step(&ctx, Release::new(recipe(), new.clone(), 60))
+        .await
+        .expect("advance");
+    let release = step(&ctx, release).await.expect("advance");
+    assert_eq!(release.status, Status::Waiting, "{}", release.message);
+    assert!(
+        release.message.contains("soaking in staging"),
+        "{}",
+        release.message
+    );
+
+    // A two-minute incident between two checks, 432 s apart.
+    set_alarm(&ctx, ALARM, StateValue::Alarm).await;
+    set_alarm(&ctx, ALARM, StateValue::Ok).await;
+    let release = step(&ctx, release).await.expect("advance");
+
+    assert_eq!(release.status, Status::RolledBack, "{}", release.message);
+    let stopped = release.stopped.as_ref().expect("why it stopped");
+    assert!(
+        stopped.reason.contains(ALARM) && stopped.reason.contains("not any more"),
+        "{}",
+        stopped.reason
+    );
+    assert_eq!(
+        pointer(&ctx, "staging").await.as_deref(),
+        Some(old.as_str())
+    );
+    assert_eq!(pointer(&ctx, "prod").await.as_deref(), Some(old.as_str()));
+}
+
+#[tokio::test]
 async fn an_alarm_during_the_prod_rollout_rolls_the_pointer_back_and_starts_no_further_wave() {
     let emulator = Emulator::start().await;
     let copy = with_policy(&format!(
@@ -385,6 +430,96 @@ async fn a_group_kiln_cannot_roll_stops_the_release_before_its_channel_moves() {
         release.message
     );
     assert_eq!(pointer(&ctx, "prod").await.as_deref(), Some(old.as_str()));
+}
+
+#[tokio::test]
+async fn a_group_whose_image_comes_from_ssm_stops_the_release_before_its_channel_moves_with_the_fix()
+ {
+    let emulator = Emulator::start().await;
+    let copy = with_policy("[[release]]\nchannel = \"prod\"\n");
+    let ctx = emulator.context(copy.root.path());
+    let (old, new) = old_and_new(&ctx, &["prod"]).await;
+    let template = auto_scaling_group(&ctx, "web", old.as_str(), &opted_in("prod", None)).await;
+    // The group's version 2 launches what the prod pointer names, as a
+    // template for deploy tools would.
+    ctx.ec2
+        .create_launch_template_version()
+        .launch_template_id(&template)
+        .source_version("1")
+        .launch_template_data(
+            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                .image_id("resolve:ssm:/kiln/ubuntu-base/prod")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateLaunchTemplateVersion");
+    ctx.autoscaling
+        .update_auto_scaling_group()
+        .auto_scaling_group_name("web")
+        .launch_template(
+            LaunchTemplateSpecification::builder()
+                .launch_template_id(&template)
+                .version("2")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("UpdateAutoScalingGroup");
+
+    let release = step(&ctx, Release::new(recipe(), new, 1))
+        .await
+        .expect("advance");
+
+    assert_eq!(release.status, Status::Halted, "{}", release.message);
+    for part in [
+        "group web cannot be rolled",
+        "resolve:ssm:/kiln/ubuntu-base/prod",
+        &format!(
+            "create-launch-template-version --launch-template-id {template} --source-version 2"
+        ),
+        "aws ssm get-parameter --name /kiln/ubuntu-base/prod",
+    ] {
+        assert!(
+            release.message.contains(part),
+            "{part}: {}",
+            release.message
+        );
+    }
+    assert_eq!(pointer(&ctx, "prod").await.as_deref(), Some(old.as_str()));
+    let versions = ctx
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_id(&template)
+        .send()
+        .await
+        .expect("DescribeLaunchTemplateVersions");
+    assert_eq!(
+        versions.launch_template_versions().len(),
+        2,
+        "no version made"
+    );
+    // What the release would have met after promoting: Auto Scaling refuses
+    // a refresh with AutoRollback from such a version.
+    let refused = ctx
+        .autoscaling
+        .start_instance_refresh()
+        .auto_scaling_group_name("web")
+        .desired_configuration(
+            DesiredConfiguration::builder()
+                .launch_template(
+                    LaunchTemplateSpecification::builder()
+                        .launch_template_id(&template)
+                        .version("1")
+                        .build(),
+                )
+                .build(),
+        )
+        .preferences(RefreshPreferences::builder().auto_rollback(true).build())
+        .send()
+        .await
+        .expect_err("AutoRollback from an SSM-resolved version");
+    assert_eq!(refused.code(), Some("ValidationError"), "{refused:?}");
 }
 
 /// Answers of `DescribeInstanceRefreshes` for refresh `r-1` of group `web`.
@@ -530,7 +665,7 @@ async fn a_refresh_starts_with_the_literal_image_auto_rollback_checkpoints_and_t
                     .version_number(6)
                     .launch_template_data(
                         ResponseLaunchTemplateData::builder()
-                            .image_id("resolve:ssm:/kiln/ubuntu-base/prod")
+                            .image_id("ami-0123456789abcdef0")
                             .build(),
                     )
                     .build(),

@@ -23,6 +23,9 @@ use crate::ids::{AmiId, Channel, RecipeName};
 
 /// Where the pointers live: `/kiln/<recipe>/<channel>`.
 pub const POINTER_ROOT: &str = "/kiln";
+/// How a launch template names an image SSM resolves at launch:
+/// `resolve:ssm:<parameter>[:<version or label>]`.
+pub const RESOLVE_SSM: &str = "resolve:ssm:";
 /// The data type of a pointer: SSM checks the value is an image id.
 const POINTER_DATA_TYPE: &str = "aws:ec2:image";
 /// Longest parameter description SSM accepts.

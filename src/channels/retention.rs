@@ -2,9 +2,10 @@
 //! images with their snapshots, never one that anything still needs.
 //!
 //! An image is kept when it is among the newest `keep`, on a channel, what a
-//! channel would roll back to (both read from the pointers, not the tags),
-//! used by an instance in any state but terminated, or named by any version
-//! of any launch template.
+//! channel would roll back to (both read from the pointers, not the tags,
+//! and read again right before each deregistration), used by an instance in
+//! any state but terminated, or named by any version of any launch template
+//! (by its id, or by a pinned version of a kiln pointer).
 
 use std::collections::BTreeMap;
 
@@ -12,7 +13,7 @@ use aws_sdk_ec2::types::InstanceStateName;
 use serde::Serialize;
 use tracing::{info, instrument};
 
-use super::pointers::{self, Standing};
+use super::pointers::{self, POINTER_ROOT, RESOLVE_SSM, Standing};
 use super::promotion;
 use crate::aws::sdk;
 use crate::aws::{Context, images};
@@ -179,7 +180,16 @@ pub async fn prune(
         pruned: Vec::new(),
         kept: Vec::new(),
     };
-    for (rank, info) in images(ctx, recipe).await?.into_iter().enumerate() {
+    for (rank, mut info) in images(ctx, recipe).await?.into_iter().enumerate() {
+        if !dry_run && reasons(&info, rank, keep).is_empty() {
+            // A promotion may have moved a pointer since the images were
+            // read: read the pointers again right before deregistering.
+            info.standing = pointers::channel_map(ctx, recipe)
+                .await?
+                .images
+                .remove(info.image_id.as_str())
+                .unwrap_or_default();
+        }
         let why = reasons(&info, rank, keep);
         if !why.is_empty() {
             report.kept.push(Kept {
@@ -260,6 +270,7 @@ async fn instances_using(ctx: &Context, ids: &[String]) -> Result<BTreeMap<Strin
 /// Image id -> the launch template versions (`lt-…:version`) naming it.
 async fn templates_naming(ctx: &Context) -> Result<BTreeMap<String, Vec<String>>> {
     let mut naming: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut pinned = BTreeMap::new();
     let templates = ctx
         .ec2
         .describe_launch_templates()
@@ -278,11 +289,12 @@ async fn templates_naming(ctx: &Context) -> Result<BTreeMap<String, Vec<String>>
             .items()
             .send();
         for version in sdk::all(versions, "DescribeLaunchTemplateVersions").await? {
-            let image = version
+            let named = version
                 .launch_template_data()
-                .and_then(|data| data.image_id());
-            if let Some(image) = image {
-                naming.entry(image.to_owned()).or_default().push(format!(
+                .and_then(|data| data.image_id())
+                .unwrap_or_default();
+            if let Some(image) = launched_image(ctx, named, &mut pinned).await? {
+                naming.entry(image).or_default().push(format!(
                     "{template_id}:{}",
                     version.version_number().unwrap_or_default()
                 ));
@@ -290,4 +302,30 @@ async fn templates_naming(ctx: &Context) -> Result<BTreeMap<String, Vec<String>>
         }
     }
     Ok(naming)
+}
+
+/// The image a launch template's `ImageId` launches, as far as retention
+/// can tell: an AMI id as it is; for a pinned version (or label) of a kiln
+/// pointer, `resolve:ssm:/kiln/<recipe>/<channel>:3`, the image that
+/// version names (`pinned` remembers those read). An unpinned pointer names
+/// what its channel names now, which retention keeps anyway; another
+/// parameter is not kiln's to read.
+async fn launched_image(
+    ctx: &Context,
+    image_id: &str,
+    pinned: &mut BTreeMap<String, Option<String>>,
+) -> Result<Option<String>> {
+    let Some(parameter) = image_id.strip_prefix(RESOLVE_SSM) else {
+        return Ok((!image_id.is_empty()).then(|| image_id.to_owned()));
+    };
+    let ours = parameter.starts_with(&format!("{POINTER_ROOT}/")) && parameter.contains(':');
+    if !ours {
+        return Ok(None);
+    }
+    if let Some(known) = pinned.get(parameter) {
+        return Ok(known.clone());
+    }
+    let image = ctx.parameter(parameter).await?.and_then(|p| p.value);
+    pinned.insert(parameter.to_owned(), image.clone());
+    Ok(image)
 }

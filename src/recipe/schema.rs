@@ -233,8 +233,10 @@ pub struct ImageSpec {
 
 /// The longest soak a release stage may ask for: 30 days.
 pub const MAX_SOAK_HOURS: u32 = 720;
-/// Gate alarms per release stage (`DescribeAlarms` takes 100 names).
-pub const MAX_GATE_ALARMS: usize = 100;
+/// Gate alarms per release stage: the stage's instance refreshes watch them
+/// all, and a refresh's `AlarmSpecification` takes "up to 10 alarms"
+/// (Amazon EC2 Auto Scaling API Reference, AlarmSpecification).
+pub const MAX_GATE_ALARMS: usize = 10;
 
 /// One stage of a recipe's release policy: a channel the image moves to,
 /// after how long in the stage before, unless a gate fired.

@@ -389,7 +389,11 @@ fn check_release(stages: &[ReleaseStage], problems: &mut Problems) {
         if stage.alarms.len() > MAX_GATE_ALARMS {
             problems.add(
                 format!("release[{i}].alarms"),
-                format!("at most {MAX_GATE_ALARMS} alarms"),
+                format!(
+                    "at most {MAX_GATE_ALARMS} alarms, {} listed: the stage's instance refreshes \
+                     watch them, and an instance refresh takes up to {MAX_GATE_ALARMS}",
+                    stage.alarms.len()
+                ),
             );
         }
         let mut alarms = BTreeSet::new();

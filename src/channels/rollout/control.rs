@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::gates::{self, Hold};
 use super::groups::{self, Refresh};
+use super::templates;
 use crate::aws::Context;
 use crate::aws::executions;
 use crate::aws::sdk::Answer;
@@ -95,7 +96,8 @@ pub async fn overview(ctx: &Context, recipe: &RecipeName) -> Result<Overview> {
         .collect();
     let mut statuses = Vec::new();
     for group in groups::groups(ctx, recipe, None).await? {
-        let (template, image_id, problem) = match &group.template {
+        let problem = groups::rollable(ctx, &group).await?.err();
+        let (template, image_id) = match &group.template {
             Ok(template) => (
                 Some(format!(
                     "{} v{}",
@@ -106,10 +108,9 @@ pub async fn overview(ctx: &Context, recipe: &RecipeName) -> Result<Overview> {
                         .unwrap_or_default(),
                     template.version
                 )),
-                groups::template_image(ctx, template).await?,
-                None,
+                templates::template_image(ctx, template).await?,
             ),
-            Err(why) => (None, None, Some(why.clone())),
+            Err(_) => (None, None),
         };
         let current = pointers.iter().any(|p| {
             Some(&p.channel) == group.channel.as_ref() && Some(&p.image_id) == image_id.as_ref()

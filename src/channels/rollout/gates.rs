@@ -1,8 +1,11 @@
 //! What holds a release back: the stage's CloudWatch alarms, and a hold a
 //! person put on the recipe (`kiln rollout pause`).
 
-use aws_sdk_cloudwatch::types::{AlarmType, StateValue};
+use aws_sdk_cloudwatch::types::{AlarmType, HistoryItemType, ScanBy, StateValue};
 use aws_sdk_ssm::types::ParameterType;
+use aws_smithy_types::DateTime;
+use aws_smithy_types::date_time::Format;
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::aws::Context;
@@ -11,21 +14,26 @@ use crate::channels::pointers::POINTER_ROOT;
 use crate::error::{Error, Result};
 use crate::ids::RecipeName;
 
-/// The alarms of a gate as CloudWatch reports them now.
+/// The alarms of a gate as CloudWatch reports them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Alarms {
-    /// Alarms in ALARM.
+    /// Alarms in ALARM now, or at a moment of the window checked (those
+    /// with the time they went into ALARM).
     pub firing: Vec<String>,
     /// Alarms that do not exist: they cannot vouch for anything.
     pub missing: Vec<String>,
 }
 
-/// Where `names` stand (metric and composite alarms alike). An alarm with
-/// too little data does not fire.
-pub async fn alarms(ctx: &Context, names: &[String]) -> Result<Alarms> {
+/// Where `names` stand (metric and composite alarms alike): in ALARM now,
+/// or at any moment from `since` to now, as their history records it
+/// (`DescribeAlarmHistory`), so an alarm that fired and cleared between
+/// two checks still stops a release. An alarm with too little data does
+/// not fire.
+pub async fn alarms(ctx: &Context, names: &[String], since: Timestamp) -> Result<Alarms> {
     if names.is_empty() {
         return Ok(Alarms::default());
     }
+    let until = Timestamp::now();
     let mut states = std::collections::BTreeMap::new();
     let pages = ctx
         .cloudwatch
@@ -55,10 +63,57 @@ pub async fn alarms(ctx: &Context, names: &[String]) -> Result<Alarms> {
         match states.get(name) {
             None => found.missing.push(name.clone()),
             Some(Some(StateValue::Alarm)) => found.firing.push(name.clone()),
-            Some(_) => {}
+            Some(_) => {
+                if let Some(at) = went_into_alarm(ctx, name, since, until).await? {
+                    found
+                        .firing
+                        .push(format!("{name} (in ALARM at {at}, not any more)"));
+                }
+            }
         }
     }
     Ok(found)
+}
+
+/// When alarm `name` first went into ALARM between `since` and `until`, by
+/// its state-change history.
+async fn went_into_alarm(
+    ctx: &Context,
+    name: &str,
+    since: Timestamp,
+    until: Timestamp,
+) -> Result<Option<String>> {
+    let date = |at: Timestamp| DateTime::from_millis(at.as_millisecond());
+    let pages = ctx
+        .cloudwatch
+        .describe_alarm_history()
+        .alarm_name(name)
+        .alarm_types(AlarmType::MetricAlarm)
+        .alarm_types(AlarmType::CompositeAlarm)
+        .history_item_type(HistoryItemType::StateUpdate)
+        .start_date(date(since))
+        .end_date(date(until))
+        .scan_by(ScanBy::TimestampAscending)
+        .into_paginator()
+        .items()
+        .send();
+    let items = sdk::all(pages, "DescribeAlarmHistory").await?;
+    Ok(items
+        .iter()
+        .find(|item| item.history_data().is_some_and(into_alarm))
+        .map(|item| {
+            item.timestamp()
+                .map(|t| t.fmt(Format::DateTime).unwrap_or_default())
+                .unwrap_or_default()
+        }))
+}
+
+/// Whether a state update's history data (JSON, as CloudWatch records it:
+/// `{"oldState": {...}, "newState": {"stateValue": "ALARM", ...}}`) is a
+/// change into ALARM.
+fn into_alarm(data: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(data)
+        .is_ok_and(|data| data["newState"]["stateValue"] == StateValue::Alarm.as_str())
 }
 
 /// Longest reason a hold keeps.

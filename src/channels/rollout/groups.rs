@@ -4,23 +4,24 @@
 //! `kiln:channel=<channel>`; `kiln:wave` orders groups into waves (0-99,
 //! lower first, default 1: tag a canary 0). Rolling a group means a new
 //! version of its launch template whose image is the literal AMI id (an
-//! instance refresh cannot roll back to `resolve:ssm:` or `$Latest`), then an
-//! instance refresh to that version with checkpoints, auto rollback, and the
-//! channel's alarms as its alarm specification.
+//! instance refresh cannot roll back from `resolve:ssm:` or `$Latest`: see
+//! [`rollable`]), then an instance refresh to that version with
+//! checkpoints, auto rollback, and the channel's alarms as its alarm
+//! specification.
 
 use std::collections::BTreeMap;
 
 use aws_sdk_autoscaling::types::{
-    AlarmSpecification, AutoScalingGroup, DesiredConfiguration, Filter, InstanceRefreshStatus,
-    LaunchTemplate, LaunchTemplateSpecification, MixedInstancesPolicy, RefreshPreferences,
+    AlarmSpecification, AutoScalingGroup, Filter, InstanceRefreshStatus, RefreshPreferences,
     RefreshStrategy,
 };
-use aws_sdk_ec2::types::{LaunchTemplateVersion, RequestLaunchTemplateData};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
+use super::templates::{Template, template, template_image, version_for};
 use crate::aws::Context;
 use crate::aws::sdk::{self, Answer};
+use crate::channels::pointers::RESOLVE_SSM;
 use crate::error::{Error, Result};
 use crate::ids::{AmiId, Channel, RecipeName};
 use crate::tags;
@@ -37,8 +38,6 @@ pub const CHECKPOINTS: [i32; 2] = [50, 100];
 pub const CHECKPOINT_DELAY_SECONDS: i32 = 300;
 /// Share of a group that stays in service while it is refreshed.
 pub const MIN_HEALTHY_PERCENT: i32 = 90;
-/// Start of the launch template version description kiln writes.
-const VERSION_DESCRIPTION: &str = "kiln";
 
 /// An opted-in Auto Scaling group.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -53,58 +52,6 @@ pub struct Group {
     pub template: std::result::Result<Template, String>,
     /// Instances in service or on their way.
     pub instances: usize,
-}
-
-/// The launch template a group launches from.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Template {
-    /// The template's id.
-    pub id: Option<String>,
-    /// The template's name, when its id is unknown (requests name a template
-    /// by one or the other, never both).
-    pub name: Option<String>,
-    /// The version the group uses (a number: kiln refuses `$Latest` and
-    /// `$Default`, which a new version would change at once).
-    pub version: String,
-    /// The group's mixed instances policy, when it has one.
-    #[serde(skip)]
-    mixed: Option<MixedInstancesPolicy>,
-}
-
-impl Template {
-    fn spec(&self, version: &str) -> LaunchTemplateSpecification {
-        LaunchTemplateSpecification::builder()
-            .set_launch_template_id(self.id.clone())
-            .set_launch_template_name(self.name.clone())
-            .version(version)
-            .build()
-    }
-
-    /// The group's configuration with `version` of its template.
-    fn desired(&self, version: &str) -> DesiredConfiguration {
-        let spec = self.spec(version);
-        match &self.mixed {
-            Some(mixed) => {
-                let template = mixed.launch_template();
-                DesiredConfiguration::builder()
-                    .mixed_instances_policy(
-                        MixedInstancesPolicy::builder()
-                            .launch_template(
-                                LaunchTemplate::builder()
-                                    .launch_template_specification(spec)
-                                    .set_overrides(template.map(|t| t.overrides().to_vec()))
-                                    .build(),
-                            )
-                            .set_instances_distribution(mixed.instances_distribution().cloned())
-                            .build(),
-                    )
-                    .build()
-            }
-            None => DesiredConfiguration::builder()
-                .launch_template(spec)
-                .build(),
-        }
-    }
 }
 
 /// One group's instance refresh to a new image.
@@ -221,127 +168,38 @@ fn group(found: &AutoScalingGroup) -> Group {
     }
 }
 
-fn template(group: &AutoScalingGroup) -> std::result::Result<Template, String> {
-    let mixed = group.mixed_instances_policy();
-    let spec = match (group.launch_template(), mixed) {
-        (Some(spec), _) => spec,
-        (None, Some(mixed)) => {
-            let template = mixed.launch_template();
-            if template.is_some_and(|t| {
-                t.overrides()
-                    .iter()
-                    .any(|o| o.launch_template_specification().is_some())
-            }) {
-                return Err(
-                    "its mixed instances overrides name launch templates of their own; \
-                            kiln rolls groups with one launch template"
-                        .into(),
-                );
-            }
-            template
-                .and_then(LaunchTemplate::launch_template_specification)
-                .ok_or("its mixed instances policy has no launch template")?
-        }
-        (None, None) => {
-            return Err(
-                "it uses a launch configuration; kiln rolls groups with a launch template \
-                        (launch configurations are deprecated)"
-                    .into(),
-            );
-        }
+/// The template kiln rolls `group` with, or why it cannot: no launch
+/// template at a version number (see [`group`]), or a version that takes
+/// its image from a Systems Manager parameter: Auto Scaling rolls no
+/// instance refresh back (auto or manual) when the group's current version
+/// does (Amazon EC2 Auto Scaling User Guide, "Undo changes with a manual or
+/// auto rollback"; RollbackInstanceRefresh API reference). The reason says
+/// how to fix it.
+pub async fn rollable<'g>(
+    ctx: &Context,
+    group: &'g Group,
+) -> Result<std::result::Result<&'g Template, String>> {
+    let template = match &group.template {
+        Ok(template) => template,
+        Err(why) => return Ok(Err(why.clone())),
     };
-    let version = spec.version().unwrap_or("$Default");
-    if version.parse::<u64>().is_err() {
-        return Err(format!(
-            "it uses launch template version {version}; pin a version number (a new version would \
-             change {version} at once, and a refresh to it cannot roll back)"
-        ));
-    }
-    let id = spec.launch_template_id().map(str::to_owned);
-    Ok(Template {
-        name: id
-            .is_none()
-            .then(|| spec.launch_template_name().map(str::to_owned))
-            .flatten(),
-        id,
-        version: version.to_owned(),
-        mixed: mixed.cloned(),
-    })
-}
-
-/// The image a version of `template` launches.
-pub async fn template_image(ctx: &Context, template: &Template) -> Result<Option<String>> {
-    Ok(describe_version(ctx, template, &template.version)
-        .await?
-        .and_then(|v| v.launch_template_data)
-        .and_then(|d| d.image_id))
-}
-
-/// Version `version` (a number, or `$Latest`) of `template`.
-async fn describe_version(
-    ctx: &Context,
-    template: &Template,
-    version: &str,
-) -> Result<Option<LaunchTemplateVersion>> {
-    let found = ctx
-        .ec2
-        .describe_launch_template_versions()
-        .set_launch_template_id(template.id.clone())
-        .set_launch_template_name(template.name.clone())
-        .versions(version)
-        .send()
-        .await
-        .or_aws("DescribeLaunchTemplateVersions")?;
-    Ok(found
-        .launch_template_versions
-        .unwrap_or_default()
-        .into_iter()
-        .next())
-}
-
-/// A version of the group's template that launches `image`: the template's
-/// latest when kiln made it for this image (a retried step makes no second
-/// one), else a new one copied from the group's version with only the image
-/// changed.
-async fn version_for(
-    ctx: &Context,
-    template: &Template,
-    image: &AmiId,
-    channel: &Channel,
-) -> Result<String> {
-    let description = format!("{VERSION_DESCRIPTION} {channel}: {image}");
-    let latest = describe_version(ctx, template, "$Latest").await?;
-    let reusable = latest.as_ref().filter(|v| {
-        v.version_description() == Some(description.as_str())
-            && v.launch_template_data().and_then(|d| d.image_id()) == Some(image.as_str())
-    });
-    if let Some(number) = reusable.and_then(|v| v.version_number()) {
-        return Ok(number.to_string());
-    }
-    let created = ctx
-        .ec2
-        .create_launch_template_version()
-        .set_launch_template_id(template.id.clone())
-        .set_launch_template_name(template.name.clone())
-        .source_version(&template.version)
-        .version_description(description)
-        .launch_template_data(
-            RequestLaunchTemplateData::builder()
-                .image_id(image.as_str())
-                .build(),
-        )
-        .send()
-        .await
-        .or_aws("CreateLaunchTemplateVersion")?;
-    created
-        .launch_template_version()
-        .and_then(|v| v.version_number())
-        .map(|n| n.to_string())
-        .ok_or_else(|| Error::Aws {
-            operation: "CreateLaunchTemplateVersion",
-            code: "NoVersion".into(),
-            message: "the answer named no version".into(),
-        })
+    let image = template_image(ctx, template).await?.unwrap_or_default();
+    let Some(parameter) = image.strip_prefix(RESOLVE_SSM) else {
+        return Ok(Ok(template));
+    };
+    let which = match (&template.id, &template.name) {
+        (Some(id), _) => format!("--launch-template-id {id}"),
+        (None, name) => format!("--launch-template-name {}", name.as_deref().unwrap_or("")),
+    };
+    let version = &template.version;
+    Ok(Err(format!(
+        "its launch template version {version} takes its image from {image}, and Auto Scaling \
+         cannot roll an instance refresh back from such a version; give the group a version \
+         with the AMI id (kiln writes each later version with the id itself): \
+         aws ec2 create-launch-template-version {which} --source-version {version} \
+         --launch-template-data \"{{\\\"ImageId\\\":\\\"$(aws ssm get-parameter --name {parameter} \
+         --query Parameter.Value --output text)\\\"}}\", then set the group to the new version"
+    )))
 }
 
 /// Starts rolling `group` to `image`: a launch template version with the
@@ -355,12 +213,11 @@ pub async fn start(
     channel: &Channel,
     alarms: &[String],
 ) -> Result<Refresh> {
-    let template = group
-        .template
-        .as_ref()
-        .map_err(|why| Error::RolloutBlocked {
+    let template = rollable(ctx, group)
+        .await?
+        .map_err(|reason| Error::RolloutBlocked {
             group: group.name.clone(),
-            reason: why.clone(),
+            reason,
         })?;
     let version = version_for(ctx, template, image, channel).await?;
     let mut preferences = RefreshPreferences::builder()

@@ -31,6 +31,7 @@ pub mod gates;
 pub mod groups;
 mod release;
 mod stages;
+pub mod templates;
 
 pub use advance::advance;
 pub use release::{ACTOR, DEFAULT_CHECK_SECONDS, MAX_SOAK_CHECKS, Phase, Release, Status, Stopped};

@@ -36,6 +36,10 @@ pub struct Release {
     /// Seconds between two checks (alarms, soak, refreshes).
     #[serde(default = "default_check_seconds")]
     pub check_seconds: u32,
+    /// When the gates were last checked: the next check reads the alarms'
+    /// history from then (from the start, before the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gates_checked_at: Option<Timestamp>,
     /// The stage of the policy in progress (0-based).
     #[serde(default)]
     pub stage: usize,
@@ -72,6 +76,7 @@ impl Release {
             image_id,
             started_at: Timestamp::now(),
             check_seconds,
+            gates_checked_at: None,
             stage: 0,
             phase: Phase::Gate,
             status: Status::Waiting,

@@ -61,7 +61,7 @@ pub(super) async fn gate(
             }
         }
     };
-    let alarms = gates::alarms(ctx, &stage.alarms).await?;
+    let alarms = check_gates(ctx, release, &stage.alarms).await?;
     if !alarms.firing.is_empty() {
         let reason = format!(
             "alarm {} in ALARM during the soak before {channel}",
@@ -118,19 +118,17 @@ pub(super) async fn gate(
             Vec::new(),
         ));
     }
-    let groups = groups::groups(ctx, recipe, Some(channel)).await?;
-    if let Some((group, why)) = groups
-        .iter()
-        .find_map(|g| g.template.as_ref().err().map(|why| (g, why)))
-    {
-        return Ok(halt(
-            channel,
-            format!(
-                "group {} cannot be rolled: {why}; the release stops before promoting {channel}",
-                group.name
-            ),
-            Vec::new(),
-        ));
+    for group in groups::groups(ctx, recipe, Some(channel)).await? {
+        if let Err(why) = groups::rollable(ctx, &group).await? {
+            return Ok(halt(
+                channel,
+                format!(
+                    "group {} cannot be rolled: {why}; the release stops before promoting {channel}",
+                    group.name
+                ),
+                Vec::new(),
+            ));
+        }
     }
     let reason = match previous {
         Some(previous) => format!(
@@ -264,7 +262,7 @@ pub(super) async fn roll(
             rolled,
         ));
     }
-    let alarms = gates::alarms(ctx, &stage.alarms).await?;
+    let alarms = check_gates(ctx, release, &stage.alarms).await?;
     if refreshes.is_empty() {
         let waves = groups::waves(groups::groups(ctx, recipe, Some(channel)).await?);
         let Some((&wave, members)) = waves.range(wave..).next() else {
@@ -361,6 +359,20 @@ pub(super) async fn roll(
         refreshes: now,
     };
     Ok(Step::Wait(release.check_seconds, message))
+}
+
+/// `alarms` since the gates were last checked (the release's start, before
+/// the first check); the next check reads from now on.
+async fn check_gates(
+    ctx: &Context,
+    release: &mut Release,
+    alarms: &[String],
+) -> Result<gates::Alarms> {
+    let now = Timestamp::now();
+    let since = release.gates_checked_at.unwrap_or(release.started_at);
+    let found = gates::alarms(ctx, alarms, since).await?;
+    release.gates_checked_at = Some(now);
+    Ok(found)
 }
 
 /// The image `channel`'s pointer names, and its version.
