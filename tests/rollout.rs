@@ -219,14 +219,22 @@ async fn a_channel_rollout_makes_one_version_per_opted_in_group_wave_by_wave() {
     );
 }
 
-#[tokio::test]
-async fn an_alarm_during_the_soak_rolls_staging_back_and_prod_never_moves() {
-    let emulator = Emulator::start().await;
+/// A policy of staging, then prod after a day's soak gated by the alarm;
+/// `old` on both channels and `new` to release (the copy must outlive the
+/// context).
+async fn staging_then_soak_and_prod(emulator: &Emulator) -> (RecipeCopy, Context, AmiId, AmiId) {
     let copy = with_policy(&format!(
         "[[release]]\nchannel = \"staging\"\n[[release]]\nchannel = \"prod\"\nsoak_hours = 24\nalarms = [\"{ALARM}\"]\n"
     ));
     let ctx = emulator.context(copy.root.path());
     let (old, new) = old_and_new(&ctx, &["staging", "prod"]).await;
+    (copy, ctx, old, new)
+}
+
+#[tokio::test]
+async fn an_alarm_during_the_soak_rolls_staging_back_and_prod_never_moves() {
+    let emulator = Emulator::start().await;
+    let (_copy, ctx, old, new) = staging_then_soak_and_prod(&emulator).await;
 
     let release = step(&ctx, Release::new(recipe(), new.clone(), 60))
         .await
@@ -297,11 +305,7 @@ async fn an_alarm_during_the_soak_rolls_staging_back_and_prod_never_moves() {
 #[tokio::test]
 async fn an_alarm_that_fired_and_cleared_between_two_checks_still_rolls_staging_back() {
     let emulator = Emulator::start().await;
-    let copy = with_policy(&format!(
-        "[[release]]\nchannel = \"staging\"\n[[release]]\nchannel = \"prod\"\nsoak_hours = 24\nalarms = [\"{ALARM}\"]\n"
-    ));
-    let ctx = emulator.context(copy.root.path());
-    let (old, new) = old_and_new(&ctx, &["staging", "prod"]).await;
+    let (_copy, ctx, old, new) = staging_then_soak_and_prod(&emulator).await;
     // Fired and cleared before the release: not its concern.
     set_alarm(&ctx, ALARM, StateValue::Alarm).await;
     set_alarm(&ctx, ALARM, StateValue::Ok).await;
@@ -333,6 +337,62 @@ async fn an_alarm_that_fired_and_cleared_between_two_checks_still_rolls_staging_
     assert_eq!(
         pointer(&ctx, "staging").await.as_deref(),
         Some(old.as_str())
+    );
+    assert_eq!(pointer(&ctx, "prod").await.as_deref(), Some(old.as_str()));
+}
+
+#[tokio::test]
+async fn an_alarm_that_does_not_exist_halts_the_release_before_its_channel_moves() {
+    let emulator = Emulator::start().await;
+    let copy = with_policy("[[release]]\nchannel = \"prod\"\nalarms = [\"web-5xx-typo\"]\n");
+    let ctx = emulator.context(copy.root.path());
+    let (old, new) = old_and_new(&ctx, &["prod"]).await;
+
+    let release = step(&ctx, Release::new(recipe(), new, 1))
+        .await
+        .expect("advance");
+
+    assert_eq!(release.status, Status::Halted, "{}", release.message);
+    assert!(
+        release
+            .message
+            .contains("alarm web-5xx-typo does not exist"),
+        "{}",
+        release.message
+    );
+    assert_eq!(pointer(&ctx, "prod").await.as_deref(), Some(old.as_str()));
+    let history = pointers::history(&ctx, &recipe(), &channel("prod"))
+        .await
+        .expect("history");
+    assert_eq!(history.len(), 1, "prod never moved");
+}
+
+#[tokio::test]
+async fn a_channel_moved_by_hand_during_the_soak_halts_the_release_before_the_next() {
+    let emulator = Emulator::start().await;
+    let (_copy, ctx, old, new) = staging_then_soak_and_prod(&emulator).await;
+    let release = step(&ctx, Release::new(recipe(), new.clone(), 60))
+        .await
+        .expect("advance");
+    assert_eq!(
+        pointer(&ctx, "staging").await.as_deref(),
+        Some(new.as_str())
+    );
+    let hotfix = built_image(&ctx, RECIPE, "hotfix", "tested").await;
+    promote(&ctx, "staging", &hotfix).await;
+
+    let release = step(&ctx, release).await.expect("advance");
+
+    assert_eq!(release.status, Status::Halted, "{}", release.message);
+    assert!(
+        release.message.contains("staging no longer names"),
+        "{}",
+        release.message
+    );
+    assert_eq!(
+        pointer(&ctx, "staging").await.as_deref(),
+        Some(hotfix.as_str()),
+        "the hand's move stands"
     );
     assert_eq!(pointer(&ctx, "prod").await.as_deref(), Some(old.as_str()));
 }
@@ -1101,6 +1161,47 @@ async fn kiln_rollout_starts_pauses_resumes_and_aborts_a_release() {
         "prod never moved: its soak had an hour to go"
     );
     assert_eq!(pointer(&ctx, "staging").await.as_deref(), Some(image));
+}
+
+#[tokio::test]
+async fn kiln_rollout_abort_cancels_the_refreshes_still_running() {
+    let copy = with_policy("[[release]]\nchannel = \"prod\"\n");
+    let emulator = Emulator::start_pipeline(copy.root.path(), &[]).await;
+    let ctx = emulator.context(copy.root.path());
+    let (old, new) = old_and_new(&ctx, &["prod"]).await;
+    auto_scaling_group(&ctx, "web", old.as_str(), &opted_in("prod", None)).await;
+    auto_scaling_group(&ctx, "idle", old.as_str(), &opted_in("prod", None)).await;
+    let web = groups::groups(&ctx, &recipe(), Some(&channel("prod")))
+        .await
+        .expect("groups")
+        .into_iter()
+        .find(|g| g.name == "web")
+        .expect("web");
+    groups::start(&ctx, &web, &new, &channel("prod"), &[])
+        .await
+        .expect("a refresh");
+
+    let (ok, aborted) = kiln(
+        &emulator,
+        &["rollout", "abort", RECIPE, "--reason", "enough"],
+    );
+
+    assert!(ok, "{aborted:#}");
+    assert_eq!(
+        aborted["cancelled"],
+        serde_json::json!(["web"]),
+        "{aborted:#}"
+    );
+    let refresh = groups::latest(&ctx, "web")
+        .await
+        .expect("DescribeInstanceRefreshes")
+        .expect("web's refresh");
+    assert_eq!(refresh.status, "Cancelled", "{refresh:?}");
+    assert_eq!(
+        groups::latest(&ctx, "idle").await.expect("describe"),
+        None,
+        "a group with nothing running is left alone"
+    );
 }
 
 async fn gates_hold(ctx: &Context) -> Option<rollout::gates::Hold> {
