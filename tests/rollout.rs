@@ -1074,6 +1074,17 @@ async fn a_build_releases_its_image_and_an_alarm_in_the_prod_rollout_brings_it_b
         "{status:#}"
     );
     assert_eq!(status["releases"], serde_json::json!([]));
+    // The emulator's refresh rolls back by itself on the alarm (AutoRollback):
+    // that kiln asks for it too shows in the calls the promote Lambda made.
+    let calls = emulator.calls();
+    assert!(
+        calls.as_array().expect("calls").iter().any(|call| {
+            call["key"] == "kiln-function-promote"
+                && call["action"] == "RollbackInstanceRefresh"
+                && call["params"]["AutoScalingGroupName"] == "canary"
+        }),
+        "kiln rolls the canary's refresh back itself: {calls:#}"
+    );
 }
 
 #[tokio::test]
