@@ -28,7 +28,8 @@ demo: emulator-install
 # same lints denied as `make lint`; and the Lambdas are built with the tests
 # in one invocation, so the SDK crates are compiled once, with the tests'
 # features (test-util), not once for each.
-LINTED_BUILD := RUSTC_WORKSPACE_WRAPPER=clippy-driver CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__ $(CARGO)
+CLIPPY_DRIVER := $(shell rustup which clippy-driver 2>/dev/null || echo clippy-driver)
+LINTED_BUILD := RUSTC_WORKSPACE_WRAPPER=$(CLIPPY_DRIVER) CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__ $(CARGO)
 
 test: emulator-install tools browser infra-tools
 	$(CARGO) fmt --all --check

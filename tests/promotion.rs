@@ -573,6 +573,8 @@ async fn a_launch_template_pinning_a_pointer_version_keeps_that_versions_image()
     let emulator = Emulator::start().await;
     let ctx = emulator.context(&kiln_testkit::recipe_root());
     let spare = built_image(&ctx, RECIPE, "spare", "tested").await;
+    // EC2 dates images to the second: the spare is the oldest by a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let first = built_image(&ctx, RECIPE, "first", "tested").await;
     let second = built_image(&ctx, RECIPE, "second", "tested").await;
     let third = built_image(&ctx, RECIPE, "third", "tested").await;
