@@ -247,6 +247,25 @@ pub enum Error {
         reason: String,
     },
 
+    /// A release asked for would lose at once to a release of the same
+    /// recipe running already (see `kiln::channels::rollout::rivals`);
+    /// nothing was started.
+    #[error(
+        "a release of {image} would be superseded at once by the running release of {winner} \
+         ({why}; execution {execution}): to release {image} over it, start it with --force and \
+         a --reason"
+    )]
+    ReleaseSuperseded {
+        /// The image asked for.
+        image: String,
+        /// The image of the release that wins.
+        winner: String,
+        /// Why that one wins.
+        why: String,
+        /// Its execution.
+        execution: String,
+    },
+
     /// A build (state machine execution) did not succeed.
     #[error("build {build} {status}: {error}")]
     BuildFailed {

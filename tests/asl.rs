@@ -122,7 +122,16 @@ fn full_release() -> Value {
             rolled_back_to: Some("ami-0a1b2c3d4e5f60001".parse().expect("ami")),
             refreshes: vec![refresh.clone()],
             reverted: vec![refresh.clone()],
+            superseded_by: Some(kiln::channels::rollout::rivals::Winner {
+                image_id: "ami-0a1b2c3d4e5f60002".parse().expect("ami"),
+                execution: "arn:aws:states:us-east-1:123456789012:execution:kiln-release:x".into(),
+                forced: Some("why".into()),
+            }),
         }),
+        forced: Some("why".into()),
+        state_machine: Some(
+            "arn:aws:states:us-east-1:123456789012:stateMachine:kiln-release".into(),
+        ),
         rolled: [("prod".parse().expect("channel"), vec![refresh])].into(),
         ..kiln::channels::rollout::Release::new(
             "ubuntu-base".parse().expect("name"),
@@ -156,7 +165,7 @@ fn the_pipeline_names_only_what_the_rust_code_has() {
 #[test]
 fn the_release_machine_names_only_what_the_rust_code_has() {
     let machine = asl::load(&release_machine());
-    let input = serde_json::json!({"recipe": "r", "image_id": "ami-0", "check_seconds": 1});
+    let input = serde_json::json!({"recipe": "r", "image_id": "ami-0", "check_seconds": 1, "forced": "why"});
     assert!(asl::placeholders(&machine).contains("PromoteFunction"));
     assert!(asl::paths(&machine).contains("$.stopped.rolled_back_to"));
     let problems = asl::problems(&machine, &full_release(), &input, &functions());
@@ -179,6 +188,8 @@ fn the_release_machine_starts_as_a_release_document() {
         "image_id": "ami-0fedcba9876543210",
         "check_seconds": 300,
         "started_at": "2026-11-26T07:00:00.000Z",
+        "forced": null,
+        "state_machine": "arn:aws:states:us-east-1:123456789012:stateMachine:kiln-release",
     });
     let fields: Vec<&str> = start
         .as_object()

@@ -1321,3 +1321,300 @@ async fn a_group_that_finished_in_the_wave_a_gate_stopped_goes_back_too() {
         "the group still rolling was rolled back"
     );
 }
+
+/// A state machine that only waits, and an execution of it for each image
+/// of `releases` (named after it, as a release is): releases of the recipe
+/// running, as the release step sees them.
+async fn running_releases(ctx: &Context, releases: &[&AmiId]) -> String {
+    let machine = ctx
+        .sfn
+        .create_state_machine()
+        .name("waits")
+        .role_arn("arn:aws:iam::123456789012:role/kiln-release")
+        .definition(
+            r#"{"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 3600, "End": true}}}"#,
+        )
+        .send()
+        .await
+        .expect("CreateStateMachine")
+        .state_machine_arn()
+        .to_owned();
+    for image in releases {
+        start_release(ctx, &machine, image).await;
+    }
+    machine
+}
+
+async fn start_release(ctx: &Context, machine: &str, image: &AmiId) {
+    ctx.sfn
+        .start_execution()
+        .state_machine_arn(machine)
+        .name(image.as_str())
+        .input(serde_json::json!({"recipe": RECIPE, "image_id": image}).to_string())
+        .send()
+        .await
+        .expect("StartExecution");
+}
+
+#[tokio::test]
+async fn a_newer_release_supersedes_an_older_one_which_undoes_nothing_and_waits_for_its_refresh() {
+    let emulator = Emulator::start().await;
+    let copy = with_policy("[[release]]\nchannel = \"prod\"\n");
+    let ctx = emulator.context(copy.root.path());
+    let (base, older) = old_and_new(&ctx, &["prod"]).await;
+    // EC2 dates images to the second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let newer = built_image(&ctx, RECIPE, "b2", "tested").await;
+    auto_scaling_group(&ctx, "web", base.as_str(), &opted_in("prod", None)).await;
+    let machine = running_releases(&ctx, &[&older]).await;
+    let mut first = Release {
+        state_machine: Some(machine.clone()),
+        ..Release::new(recipe(), older.clone(), 1)
+    };
+    for _ in 0..5 {
+        first = step(&ctx, first).await.expect("advance");
+        if groups_of(&first) == ["web"] {
+            break;
+        }
+    }
+    assert_eq!(groups_of(&first), ["web"], "{}", first.message);
+    let Phase::Rollout { refreshes, .. } = &first.phase else {
+        panic!("rolling: {first:#?}");
+    };
+    let older_refresh = refreshes[0].refresh_id.clone();
+
+    start_release(&ctx, &machine, &newer).await;
+    let first = step(&ctx, first).await.expect("advance");
+
+    assert_eq!(first.status, Status::Superseded, "{}", first.message);
+    let stopped = first.stopped.expect("why it stopped");
+    let winner = stopped.superseded_by.expect("the winner");
+    assert_eq!(
+        (winner.image_id.as_str(), winner.forced.as_deref()),
+        (newer.as_str(), None)
+    );
+    assert!(winner.execution.ends_with(newer.as_str()), "{winner:?}");
+    assert_eq!(
+        pointer(&ctx, "prod").await.as_deref(),
+        Some(older.as_str()),
+        "the older release moved nothing back"
+    );
+    let running = groups::latest(&ctx, "web")
+        .await
+        .expect("describe")
+        .expect("web's refresh");
+    assert_eq!(running.refresh_id, older_refresh);
+    assert_eq!(
+        running.status, "InProgress",
+        "the older release's refresh goes on: neither cancelled nor rolled back"
+    );
+
+    let mut second = Release {
+        state_machine: Some(machine),
+        ..Release::new(recipe(), newer.clone(), 1)
+    };
+    second = step(&ctx, second).await.expect("advance");
+    assert_eq!(second.status, Status::Waiting, "{}", second.message);
+    assert_eq!(pointer(&ctx, "prod").await.as_deref(), Some(newer.as_str()));
+    assert!(
+        second.message.contains("waits") && second.message.contains(older.as_str()),
+        "{}",
+        second.message
+    );
+    let mut now = groups::latest(&ctx, "web")
+        .await
+        .expect("describe")
+        .expect("web's refresh");
+    assert_eq!(
+        now.refresh_id, older_refresh,
+        "the newer release started no refresh over the older one's"
+    );
+    while now.progress() == Progress::Running {
+        now = groups::track(&ctx, &now).await.expect("track");
+    }
+    assert_eq!(now.progress(), Progress::Succeeded, "{now:?}");
+    assert_eq!(
+        group_state(&ctx, "web").await,
+        ("2".to_owned(), vec![older.to_string()])
+    );
+    for _ in 0..10 {
+        second = step(&ctx, second).await.expect("advance");
+        if second.status != Status::Waiting {
+            break;
+        }
+    }
+    assert_eq!(second.status, Status::Done, "{}", second.message);
+    assert_eq!(
+        group_state(&ctx, "web").await,
+        ("3".to_owned(), vec![newer.to_string()])
+    );
+    let history = pointers::history(&ctx, &recipe(), &channel("prod"))
+        .await
+        .expect("history");
+    let images: Vec<&str> = history.iter().map(|v| v.image_id.as_str()).collect();
+    assert_eq!(
+        images,
+        [base.as_str(), older.as_str(), newer.as_str()],
+        "no rollback in between"
+    );
+}
+
+#[tokio::test]
+async fn kiln_rollout_start_refuses_an_older_image_unless_forced_and_the_event_names_the_winner() {
+    let copy = with_policy("[[release]]\nchannel = \"prod\"\nsoak_hours = 1\n");
+    let emulator = Emulator::start_pipeline(copy.root.path(), &[]).await;
+    let ctx = emulator.context(copy.root.path());
+    let events = emulator.capture_events().await;
+    let older = built_image(&ctx, RECIPE, "b0", "tested").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let newer = built_image(&ctx, RECIPE, "b1", "tested").await;
+    let start = |image: &AmiId, more: &[&str]| {
+        let mut args = vec![
+            "rollout",
+            "start",
+            RECIPE,
+            "--image",
+            image.as_str(),
+            "--check-seconds",
+            "1",
+        ];
+        args.extend_from_slice(more);
+        kiln(&emulator, &args)
+    };
+    let (ok, started) = start(&newer, &[]);
+    assert!(ok, "{started:#}");
+
+    let (ok, refused) = start(&older, &[]);
+    assert!(!ok, "{refused:#}");
+    let said = refused.to_string();
+    assert!(
+        said.contains("ReleaseSuperseded") && said.contains(newer.as_str()),
+        "{refused:#}"
+    );
+    let (_, status) = kiln(&emulator, &["rollout", "status", RECIPE]);
+    let names: Vec<&str> = status["releases"]
+        .as_array()
+        .expect("releases")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(names, [newer.as_str()], "nothing was started: {status:#}");
+    let (ok, refused) = start(&older, &["--force"]);
+    assert!(!ok, "a forced release needs a reason: {refused:#}");
+
+    let (ok, forced) = start(&older, &["--force", "--reason", "the agent in b1 leaks"]);
+    assert!(ok, "{forced:#}");
+    eventually("the newer release's end", || async {
+        release_execution(&emulator, newer.as_str()).await.0 != ExecutionStatus::Running
+    })
+    .await;
+
+    assert_eq!(
+        release_execution(&emulator, newer.as_str()).await,
+        (ExecutionStatus::Succeeded, None)
+    );
+    assert_eq!(
+        release_execution(&emulator, older.as_str()).await.0,
+        ExecutionStatus::Running,
+        "the forced release goes on"
+    );
+    let received = events.received().await;
+    let superseded: Vec<_> = received
+        .iter()
+        .filter(|e| e["detail-type"] == "Image Rollout Superseded")
+        .collect();
+    assert_eq!(superseded.len(), 1, "{received:#?}");
+    let detail = &superseded[0]["detail"];
+    assert_eq!(detail["image_id"], newer.as_str());
+    assert_eq!(detail["status"], "superseded");
+    assert_eq!(detail["superseded_by"]["image_id"], older.as_str());
+    assert_eq!(
+        detail["superseded_by"]["forced"], "the agent in b1 leaks",
+        "{detail:#}"
+    );
+    assert_eq!(pointer(&ctx, "prod").await, None, "prod never moved");
+}
+
+#[tokio::test]
+async fn a_group_still_rolling_when_another_refresh_fails_is_rolled_back_by_kiln() {
+    let emulator = Emulator::start().await;
+    let copy = with_policy("[[release]]\nchannel = \"prod\"\n");
+    let ctx = emulator.context(copy.root.path());
+    let (old, new) = old_and_new(&ctx, &["prod"]).await;
+    let tags = opted_in("prod", None);
+    auto_scaling_group(&ctx, "bad", old.as_str(), &tags).await;
+    auto_scaling_group(&ctx, "slow", old.as_str(), &tags).await;
+    let release = step(&ctx, Release::new(recipe(), new.clone(), 1))
+        .await
+        .expect("advance");
+    assert_eq!(groups_of(&release), ["bad", "slow"]);
+    let Phase::Rollout { refreshes, .. } = &release.phase else {
+        panic!("rolling: {release:#?}");
+    };
+    let slow = groups::track(&ctx, &refreshes[1]).await.expect("track");
+    assert_eq!(
+        (slow.status.as_str(), slow.percent),
+        ("InProgress", Some(0))
+    );
+    ctx.autoscaling
+        .cancel_instance_refresh()
+        .auto_scaling_group_name("bad")
+        .send()
+        .await
+        .expect("someone cancels bad's refresh");
+
+    let release = step(&ctx, release).await.expect("advance");
+
+    assert_eq!(release.status, Status::RolledBack, "{}", release.message);
+    assert!(release.message.contains("group bad"), "{}", release.message);
+    let stopped = release.stopped.expect("why it stopped");
+    let stood: Vec<_> = stopped
+        .refreshes
+        .iter()
+        .map(|r| (r.group.as_str(), r.status.as_str(), r.percent))
+        .collect();
+    assert_eq!(
+        stood,
+        [
+            ("bad", "Cancelled", Some(0)),
+            ("slow", "InProgress", Some(50))
+        ]
+    );
+    assert_eq!(stopped.reverted, [], "slow was rolled back, not reverted");
+    let mut halfway = vec![new.to_string(), old.to_string()];
+    halfway.sort();
+    assert_eq!(
+        group_state(&ctx, "slow").await,
+        ("1".to_owned(), halfway),
+        "half of slow ran the new image when kiln stopped"
+    );
+    let described = ctx
+        .autoscaling
+        .describe_instance_refreshes()
+        .auto_scaling_group_name("slow")
+        .send()
+        .await
+        .expect("DescribeInstanceRefreshes");
+    let refresh = described
+        .instance_refreshes()
+        .first()
+        .expect("slow's refresh");
+    assert_eq!(
+        refresh.rollback_details().and_then(|d| d.rollback_reason()),
+        Some("Rollback initiated by user."),
+        "kiln rolled slow's refresh back (it has no alarm to roll back on by itself): {refresh:?}"
+    );
+    let mut back = Refresh {
+        status: "RollbackInProgress".into(),
+        ..slow
+    };
+    while back.progress() == Progress::Running {
+        back = groups::track(&ctx, &back).await.expect("track");
+    }
+    assert_eq!(back.status, "RollbackSuccessful");
+    assert_eq!(
+        group_state(&ctx, "slow").await,
+        ("1".to_owned(), vec![old.to_string()]),
+        "the half that ran the new image went back"
+    );
+}

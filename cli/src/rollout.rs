@@ -28,6 +28,13 @@ pub enum Command {
         /// Seconds between two checks of alarms, soak and refreshes.
         #[arg(long, default_value_t = rollout::DEFAULT_CHECK_SECONDS)]
         check_seconds: u32,
+        /// Release it over a running release of a newer image (which then
+        /// stops where it stands); needs --reason.
+        #[arg(long, requires = "reason")]
+        force: bool,
+        /// Why it is forced: recorded in the release and its events.
+        #[arg(long, requires = "force")]
+        reason: Option<String>,
     },
     /// Hold the recipe's releases before their next promotion or wave
     /// (soaks, running refreshes and gates go on: an alarm still rolls back).
@@ -68,9 +75,13 @@ pub async fn run(output: Output, command: &Command) -> Result<(), Error> {
             recipe,
             image,
             check_seconds,
+            force: _,
+            reason,
         } => {
             let image = image.parse()?;
-            let arn = control::start(&ctx, &recipe_name(recipe)?, &image, *check_seconds).await?;
+            let recipe = recipe_name(recipe)?;
+            let forced = reason.as_deref();
+            let arn = control::start(&ctx, &recipe, &image, *check_seconds, forced).await?;
             print(
                 output,
                 &serde_json::json!({"release": image, "arn": arn}),

@@ -12,6 +12,12 @@ use crate::error::Result;
 pub async fn advance(ctx: &Context, mut release: Release) -> Result<Release> {
     let recipe = ctx.recipe(&release.recipe)?;
     let policy = recipe.file.release;
+    if let (Some(stage), Phase::Gate | Phase::Rollout { .. }) =
+        (policy.get(release.stage), &release.phase)
+        && let Some(step) = stages::superseded(ctx, &release, stage).await?
+    {
+        return Ok(ended(release, step));
+    }
     loop {
         let step = match policy.get(release.stage) {
             None if policy.is_empty() => Step::End(
@@ -56,21 +62,29 @@ pub async fn advance(ctx: &Context, mut release: Release) -> Result<Release> {
                 }
             }
         };
-        match step {
-            Step::Continue => continue,
-            Step::Wait(seconds, message) => {
-                release.status = Status::Waiting;
-                release.wait_seconds = seconds.max(1);
-                release.message = message;
-            }
-            Step::End(status, message, stopped) => {
-                release.status = status;
-                release.wait_seconds = 0;
-                release.message = message;
-                release.stopped = stopped;
-            }
+        if let Step::Continue = step {
+            continue;
         }
-        info!(status = %release.status, stage = release.stage, message = %release.message, "release");
-        return Ok(release);
+        return Ok(ended(release, step));
     }
+}
+
+/// `release` after `step` (a wait or an end).
+fn ended(mut release: Release, step: Step) -> Release {
+    match step {
+        Step::Continue => {}
+        Step::Wait(seconds, message) => {
+            release.status = Status::Waiting;
+            release.wait_seconds = seconds.max(1);
+            release.message = message;
+        }
+        Step::End(status, message, stopped) => {
+            release.status = status;
+            release.wait_seconds = 0;
+            release.message = message;
+            release.stopped = stopped;
+        }
+    }
+    info!(status = %release.status, stage = release.stage, message = %release.message, "release");
+    release
 }

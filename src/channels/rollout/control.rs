@@ -1,10 +1,12 @@
 //! A person's hand on releases (`kiln rollout`): where a recipe's release
 //! stands, and start, pause, resume or abort one.
 
+use jiff::Timestamp;
 use serde::Serialize;
 
 use super::gates::{self, Hold};
 use super::groups::{self, Refresh};
+use super::rivals::{self, Contender};
 use super::templates;
 use crate::aws::Context;
 use crate::aws::executions;
@@ -141,18 +143,42 @@ pub async fn overview(ctx: &Context, recipe: &RecipeName) -> Result<Overview> {
 }
 
 /// Starts a release of `image` (the execution is named after it: an image
-/// is released once); returns the execution's ARN.
+/// is released once); returns the execution's ARN. A release that a running
+/// one would supersede at once is refused, unless `forced` (with the reason
+/// why), which makes it win over every release started without.
 pub async fn start(
     ctx: &Context,
     recipe: &RecipeName,
     image: &AmiId,
     check_seconds: u32,
+    forced: Option<&str>,
 ) -> Result<String> {
+    if forced.is_some_and(|reason| reason.trim().is_empty()) {
+        return Err(Error::InvalidInput(
+            "a forced release needs a reason (--reason): it is recorded with the release".into(),
+        ));
+    }
     let machine = machine(ctx)?;
+    let me = Contender {
+        image_id: image.clone(),
+        execution: None,
+        forced: forced.map(str::to_owned),
+        started: Timestamp::now(),
+        created: None,
+    };
+    if let Some(winner) = rivals::superseding(ctx, machine, recipe, me).await? {
+        return Err(Error::ReleaseSuperseded {
+            image: image.to_string(),
+            why: winner.why(),
+            winner: winner.image_id.to_string(),
+            execution: winner.execution,
+        });
+    }
     let input = serde_json::json!({
         "recipe": recipe,
         "image_id": image,
         "check_seconds": check_seconds,
+        "forced": forced,
     });
     let started = executions::start(&ctx.sfn, machine, image.as_str(), &input).await?;
     if started.existing {

@@ -18,7 +18,7 @@ use aws_sdk_autoscaling::types::{
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use super::templates::{Template, template, template_image, version_for};
+use super::templates::{Template, kiln_image, template, template_image, version_for};
 use crate::aws::Context;
 use crate::aws::sdk::{self, Answer};
 use crate::channels::pointers::RESOLVE_SSM;
@@ -247,6 +247,31 @@ pub async fn start(
         from_version: Some(template.version.clone()),
         ..refresh
     })
+}
+
+/// Why `group` must wait before it rolls to `image`: a refresh kiln started
+/// for another image (another release's) still runs on it. `None` when it
+/// may start (a refresh of someone else's is refused by [`start`]).
+pub async fn busy(ctx: &Context, group: &Group, image: &AmiId) -> Result<Option<String>> {
+    let (Ok(template), Some(running)) = (&group.template, latest(ctx, &group.name).await?) else {
+        return Ok(None);
+    };
+    if running.progress() != Progress::Running {
+        return Ok(None);
+    }
+    Ok(kiln_image(ctx, template, &running.version)
+        .await?
+        .filter(|other| other != image.as_str())
+        .map(|other| {
+            format!(
+                "kiln's refresh of group {} to {other} (launch template version {}) is {} at \
+                 {}%; it runs to its end first",
+                group.name,
+                running.version,
+                running.status,
+                running.percent.unwrap_or_default()
+            )
+        }))
 }
 
 /// Sends every group of `rolled` (refreshes that succeeded) back to the

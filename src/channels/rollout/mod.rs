@@ -23,13 +23,15 @@
 //!    the image back to their previous version, and starts no further wave.
 //!
 //! An image a channel was rolled back from is never promoted again by a
-//! release; a later build may try again.
+//! release; a later build may try again. Of two releases of one recipe, the
+//! newer image's goes on and the older stops where it stands ([`rivals`]).
 
 mod advance;
 pub mod control;
 pub mod gates;
 pub mod groups;
 mod release;
+pub mod rivals;
 mod stages;
 pub mod templates;
 

@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::groups::Refresh;
+use super::rivals::Winner;
 use crate::channels::pointers::Written;
 use crate::ids::{AmiId, Channel, RecipeName};
 
@@ -33,6 +34,14 @@ pub struct Release {
     pub image_id: AmiId,
     /// When the release started: the first stage's soak counts from it.
     pub started_at: Timestamp,
+    /// Why it was started over a release of a newer image, when it was
+    /// (`kiln rollout start --force`): see [`super::rivals`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forced: Option<String>,
+    /// The release state machine running it, whose other executions it
+    /// yields to (none: it yields to nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_machine: Option<String>,
     /// Seconds between two checks (alarms, soak, refreshes).
     #[serde(default = "default_check_seconds")]
     pub check_seconds: u32,
@@ -75,6 +84,8 @@ impl Release {
             recipe,
             image_id,
             started_at: Timestamp::now(),
+            forced: None,
+            state_machine: None,
             check_seconds,
             gates_checked_at: None,
             stage: 0,
@@ -134,6 +145,9 @@ pub enum Status {
     /// Stopped without moving a pointer back (the world changed under the
     /// release, or a group cannot be rolled); see the message.
     Halted,
+    /// Stopped where it stood, undoing nothing, for a release that wins over
+    /// it ([`Stopped::superseded_by`]).
+    Superseded,
 }
 
 /// Why a release stopped short.
@@ -154,6 +168,9 @@ pub struct Stopped {
     /// to the version they used before (when its pointer went back).
     #[serde(default)]
     pub reverted: Vec<Refresh>,
+    /// The release that won over this one, when it was superseded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<Winner>,
 }
 
 /// What a step of [`super::advance`] decided.

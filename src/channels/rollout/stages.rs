@@ -10,6 +10,7 @@ use super::groups::{self, Progress, Refresh};
 use super::release::{
     ACTOR, CONFIRM_SECONDS, MAX_SOAK_CHECKS, Phase, Release, Status, Step, Stopped,
 };
+use super::rivals::{self, Contender};
 use crate::aws::Context;
 use crate::channels::pointers::{self, Why, Written};
 use crate::channels::promotion::{self, Move};
@@ -285,6 +286,18 @@ pub(super) async fn roll(
             };
             return Ok(paused(release, hold, &format!("wave {wave} of {channel}")));
         }
+        for group in members {
+            if let Some(why) = groups::busy(ctx, group, image).await? {
+                release.phase = Phase::Rollout {
+                    wave,
+                    refreshes: Vec::new(),
+                };
+                return Ok(Step::Wait(
+                    release.check_seconds,
+                    format!("{channel} wave {wave} waits: {why}"),
+                ));
+            }
+        }
         let mut started = Vec::new();
         for group in members {
             match groups::start(ctx, group, image, channel, &stage.alarms).await {
@@ -359,6 +372,54 @@ pub(super) async fn roll(
         refreshes: now,
     };
     Ok(Step::Wait(release.check_seconds, message))
+}
+
+/// The end of `release` when a release of its recipe wins over it: it stops
+/// where it stands, in `stage`, undoing nothing (pointers stay, refreshes it
+/// started run to their end). `None` while it is the one that goes on, or
+/// when it knows no state machine to look in.
+pub(super) async fn superseded(
+    ctx: &Context,
+    release: &Release,
+    stage: &ReleaseStage,
+) -> Result<Option<Step>> {
+    let Some(machine) = &release.state_machine else {
+        return Ok(None);
+    };
+    let me = Contender {
+        image_id: release.image_id.clone(),
+        execution: None,
+        forced: release.forced.clone(),
+        started: release.started_at,
+        created: None,
+    };
+    let Some(winner) = rivals::superseding(ctx, machine, &release.recipe, me).await? else {
+        return Ok(None);
+    };
+    let refreshes = match &release.phase {
+        Phase::Rollout { refreshes, .. } => refreshes.clone(),
+        _ => Vec::new(),
+    };
+    let reason = format!(
+        "superseded by the release of {} ({}; execution {}): {} stays where it is, and \
+         refreshes this release started run to their end",
+        winner.image_id,
+        winner.why(),
+        winner.execution,
+        stage.channel
+    );
+    Ok(Some(Step::End(
+        Status::Superseded,
+        reason.clone(),
+        Some(Stopped {
+            channel: stage.channel.clone(),
+            reason,
+            rolled_back_to: None,
+            refreshes,
+            reverted: Vec::new(),
+            superseded_by: Some(winner),
+        }),
+    )))
 }
 
 /// `alarms` since the gates were last checked (the release's start, before
@@ -437,6 +498,7 @@ async fn roll_back_channel(
         rolled_back_to: None,
         refreshes,
         reverted,
+        superseded_by: None,
     };
     Ok(match moved {
         Move::Moved(done) => {
@@ -501,6 +563,7 @@ fn halt(channel: &Channel, reason: String, refreshes: Vec<Refresh>) -> Step {
             rolled_back_to: None,
             refreshes,
             reverted: Vec::new(),
+            superseded_by: None,
         }),
     )
 }

@@ -125,6 +125,23 @@ pub async fn template_image(ctx: &Context, template: &Template) -> Result<Option
         .and_then(|d| d.image_id))
 }
 
+/// The image version `version` of `template` launches, when kiln made that
+/// version (for a release of that image).
+pub(super) async fn kiln_image(
+    ctx: &Context,
+    template: &Template,
+    version: &str,
+) -> Result<Option<String>> {
+    Ok(describe_version(ctx, template, version)
+        .await?
+        .filter(|v| {
+            v.version_description()
+                .is_some_and(|d| d.starts_with(&format!("{VERSION_DESCRIPTION} ")))
+        })
+        .and_then(|v| v.launch_template_data)
+        .and_then(|d| d.image_id))
+}
+
 /// Version `version` (a number, or `$Latest`) of `template`.
 async fn describe_version(
     ctx: &Context,
