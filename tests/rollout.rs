@@ -1618,3 +1618,149 @@ async fn a_group_still_rolling_when_another_refresh_fails_is_rolled_back_by_kiln
         "the half that ran the new image went back"
     );
 }
+
+#[tokio::test]
+async fn a_group_with_a_mixed_instances_policy_rolls_and_keeps_its_policy() {
+    use aws_sdk_autoscaling::types::{
+        InstancesDistribution, LaunchTemplate, LaunchTemplateOverrides,
+        LaunchTemplateSpecification, MixedInstancesPolicy, Tag,
+    };
+    let emulator = Emulator::start().await;
+    let copy = with_policy("[[release]]\nchannel = \"prod\"\n");
+    let ctx = emulator.context(copy.root.path());
+    let (old, new) = old_and_new(&ctx, &["prod"]).await;
+    let template = ctx
+        .ec2
+        .create_launch_template()
+        .launch_template_name("mixed")
+        .launch_template_data(
+            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                .image_id(old.as_str())
+                .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateLaunchTemplate");
+    let template_id = template
+        .launch_template()
+        .and_then(|t| t.launch_template_id())
+        .expect("id")
+        .to_owned();
+    let overrides = ["t3.micro", "t3a.micro"];
+    ctx.autoscaling
+        .create_auto_scaling_group()
+        .auto_scaling_group_name("mixed")
+        .mixed_instances_policy(
+            MixedInstancesPolicy::builder()
+                .launch_template(
+                    LaunchTemplate::builder()
+                        .launch_template_specification(
+                            LaunchTemplateSpecification::builder()
+                                .launch_template_id(&template_id)
+                                .version("1")
+                                .build(),
+                        )
+                        .set_overrides(Some(
+                            overrides
+                                .iter()
+                                .map(|t| {
+                                    LaunchTemplateOverrides::builder().instance_type(*t).build()
+                                })
+                                .collect(),
+                        ))
+                        .build(),
+                )
+                .instances_distribution(
+                    InstancesDistribution::builder()
+                        .on_demand_base_capacity(1)
+                        .build(),
+                )
+                .build(),
+        )
+        .min_size(1)
+        .max_size(4)
+        .desired_capacity(2)
+        .availability_zones("us-east-1a")
+        .set_tags(Some(
+            opted_in("prod", None)
+                .iter()
+                .map(|(key, value)| {
+                    Tag::builder()
+                        .key(*key)
+                        .value(*value)
+                        .resource_id("mixed")
+                        .resource_type("auto-scaling-group")
+                        .propagate_at_launch(false)
+                        .build()
+                })
+                .collect(),
+        ))
+        .send()
+        .await
+        .expect("CreateAutoScalingGroup");
+
+    let mut release = Release::new(recipe(), new.clone(), 1);
+    for _ in 0..10 {
+        release = step(&ctx, release).await.expect("advance");
+        if release.status != Status::Waiting {
+            break;
+        }
+    }
+
+    assert_eq!(release.status, Status::Done, "{}", release.message);
+    let found = ctx
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names("mixed")
+        .send()
+        .await
+        .expect("DescribeAutoScalingGroups");
+    let group = found.auto_scaling_groups().first().expect("the group");
+    assert!(group.launch_template().is_none(), "{group:?}");
+    let policy = group.mixed_instances_policy().expect("still a mixed group");
+    let launch = policy.launch_template().expect("its template");
+    assert_eq!(
+        launch
+            .launch_template_specification()
+            .and_then(|s| s.version()),
+        Some("2"),
+        "{group:?}"
+    );
+    let types: Vec<&str> = launch
+        .overrides()
+        .iter()
+        .filter_map(|o| o.instance_type())
+        .collect();
+    assert_eq!(types, overrides, "the overrides stay");
+    assert_eq!(
+        policy
+            .instances_distribution()
+            .and_then(|d| d.on_demand_base_capacity()),
+        Some(1),
+        "the distribution stays"
+    );
+    assert_eq!(
+        template_versions(&ctx, &template_id).await,
+        [(1, Some(old.to_string())), (2, Some(new.to_string()))]
+    );
+    let ids: Vec<String> = group
+        .instances()
+        .iter()
+        .filter_map(|i| i.instance_id().map(str::to_owned))
+        .collect();
+    let described = ctx
+        .ec2
+        .describe_instances()
+        .set_instance_ids(Some(ids))
+        .send()
+        .await
+        .expect("DescribeInstances");
+    let images: Vec<&str> = described
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter_map(|i| i.image_id())
+        .collect();
+    assert_eq!(images, [new.as_str(), new.as_str()]);
+}
