@@ -79,6 +79,17 @@ async fn group_state(ctx: &Context, group: &str) -> (String, Vec<String>) {
         .and_then(|t| t.version())
         .unwrap_or_default()
         .to_owned();
+    let mut images = images_of(ctx, group).await;
+    images.sort();
+    images.dedup();
+    (version, images)
+}
+
+/// The image of each of `group`'s instances.
+async fn images_of(
+    ctx: &Context,
+    group: &aws_sdk_autoscaling::types::AutoScalingGroup,
+) -> Vec<String> {
     let ids: Vec<String> = group
         .instances()
         .iter()
@@ -91,15 +102,12 @@ async fn group_state(ctx: &Context, group: &str) -> (String, Vec<String>) {
         .send()
         .await
         .expect("DescribeInstances");
-    let mut images: Vec<String> = instances
+    instances
         .reservations()
         .iter()
         .flat_map(|r| r.instances())
         .filter_map(|i| i.image_id().map(str::to_owned))
-        .collect();
-    images.sort();
-    images.dedup();
-    (version, images)
+        .collect()
 }
 
 /// One step of `release`, and the steps that confirm a pointer write
@@ -1744,23 +1752,6 @@ async fn a_group_with_a_mixed_instances_policy_rolls_and_keeps_its_policy() {
         template_versions(&ctx, &template_id).await,
         [(1, Some(old.to_string())), (2, Some(new.to_string()))]
     );
-    let ids: Vec<String> = group
-        .instances()
-        .iter()
-        .filter_map(|i| i.instance_id().map(str::to_owned))
-        .collect();
-    let described = ctx
-        .ec2
-        .describe_instances()
-        .set_instance_ids(Some(ids))
-        .send()
-        .await
-        .expect("DescribeInstances");
-    let images: Vec<&str> = described
-        .reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .filter_map(|i| i.image_id())
-        .collect();
-    assert_eq!(images, [new.as_str(), new.as_str()]);
+    let images = images_of(&ctx, group).await;
+    assert_eq!(images, [new.to_string(), new.to_string()]);
 }
