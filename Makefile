@@ -106,13 +106,15 @@ emulator-start:
 emulator-stop:
 	scripts/emulator stop
 
-## bench: cold start and size of each release Lambda against Python + boto3;
-## the audit of a 5,000-instance fleet against a Python + boto3 tool; the
-## audit's in-process throughput
-FUNCTIONS := resolve-source launch-builder run-ssm-provision create-image test-image cleanup-build
+## bench: cold start and size of each of the nine release Lambdas, fresh work
+## per sample, against the floor (a bare lambda_runtime function) and, where
+## it does the same calls, Python + boto3; the audit of a 5,000-instance
+## fleet against a Python + boto3 tool; the audit's in-process throughput
+FUNCTIONS := start-build resolve-source launch-builder run-ssm-provision create-image test-image \
+	promote audit-fleet cleanup-build
 
 bench: emulator-install
-	$(CARGO) build --release --bins $(addprefix -p ,$(FUNCTIONS)) -p kiln-cli -p audit-throughput
+	$(CARGO) build --release --bins $(addprefix -p ,$(FUNCTIONS)) -p lambda-floor -p kiln-cli -p audit-throughput
 	$(KILN_VENV)/bin/python bench/coldstart.py --target-dir $(CARGO_TARGET_DIR)/release
 	$(KILN_VENV)/bin/python bench/audit.py --kiln $(CARGO_TARGET_DIR)/release/kiln
 	$(CARGO_TARGET_DIR)/release/audit-throughput

@@ -1,46 +1,128 @@
-"""Cold start and package size of kiln's Lambda binaries, against Python + boto3.
+"""Cold start and package size of kiln's nine Lambdas, against the floor and Python + boto3.
 
-For each release binary, N times: start a Lambda Runtime API on 127.0.0.1
-(scripts/local_lambda.py), spawn the binary as a custom runtime, and time
-  * init: spawn -> its first GET /runtime/invocation/next (runtime, config and
-    clients ready), and
-  * first event: spawn -> the response to one real event, handled against the
-    local emulator (the events chain: resolve -> launch -> provision -> image
-    -> test -> cleanup).
-The baseline (bench/baseline.py) is resolve-source in Python 3 + boto3 with
-the same client setup and calls, measured the same way. Reports medians, the
-ratios, and each binary stripped and zipped as a Lambda package (`bootstrap`).
+For each sample, every binary is started once as a custom runtime against a
+fresh Lambda Runtime API on 127.0.0.1 (scripts/local_lambda.py), and timed:
+  * init: spawn -> its first GET /runtime/invocation/next (runtime,
+    configuration and clients ready), and
+  * init + first event: spawn -> its answer to one real event, handled
+    against the local emulator.
+
+Every sample is fresh work: a build of its own (a new build id, and a recipe
+copy whose setup script carries it, so a new fingerprint), through all nine
+functions in order, each event carrying the previous answers: start-build,
+resolve-source, launch-builder, run-ssm-provision, create-image, test-image,
+promote (prod to the sample's image), audit-fleet, cleanup-build. No function
+meets work it has done before.
+
+The floor (bench/floor, `lambda-floor`) is a bare lambda_runtime function
+with no AWS client, started the same way; every figure is also given as a
+multiple of its. The emulator's (moto's) own answer time is measured in a
+second chain per sample, through a timing proxy in front of the emulator.
+The Python baseline (bench/baseline.py: resolve-source's client setup and
+three calls in Python 3 + boto3) is compared with resolve-source only, the
+one like-for-like pair. Sizes: each binary zipped as `bootstrap`.
 
 Usage: .venv/bin/python bench/coldstart.py --target-dir target/release [--runs N]
 """
 
 import argparse
+import http.client
 import io
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
+import time
+import uuid
 import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
+
+import boto3
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 import local_lambda  # noqa: E402
-# In build order: each function's answer is part of the next one's event.
-FUNCTIONS = ["resolve-source", "launch-builder", "run-ssm-provision", "create-image",
-             "test-image", "cleanup-build"]
-ACTIONS = {"run-ssm-provision": "start", "create-image": "start", "test-image": "launch"}
-RESULT_KEYS = {"resolve-source": "source", "launch-builder": "builder",
-               "run-ssm-provision": "provision", "create-image": "image",
-               "test-image": "test", "cleanup-build": "cleanup"}
+
+RECIPE = "ubuntu-base"
+FLOOR = "lambda-floor"
+PYTHON = "python+boto3"
+# In the order a sample runs them.
+FUNCTIONS = ["start-build", "resolve-source", "launch-builder", "run-ssm-provision",
+             "create-image", "test-image", "promote", "audit-fleet", "cleanup-build"]
+# The function Python's baseline does the same calls as.
+LIKE_FOR_LIKE = "resolve-source"
 
 
 def run_once(command, env, event):
+    """(init ms, init + first event ms, answer) of one cold start."""
     answer = local_lambda.invoke(command, env, json.dumps(event).encode(), timeout=60)
     if answer.error:
         sys.exit(f"{command[0]} answered an error: {answer.body.decode()}\n{answer.stderr[-2000:]}")
     return answer.ready_after * 1000, answer.answered_after * 1000, json.loads(answer.body)
+
+
+class _Proxy(ThreadingHTTPServer):
+    """Forwards every request to the emulator and adds up the time each
+    took there (forwarded -> whole answer read), since the last `take`."""
+
+    daemon_threads = True
+
+    def __init__(self, upstream):
+        super().__init__(("127.0.0.1", 0), _Forward)
+        parts = urlsplit(upstream)
+        self.upstream = (parts.hostname, parts.port)
+        self.lock = threading.Lock()
+        self.seconds = 0.0
+        self.calls = 0
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def take(self):
+        """(emulator ms, calls) since the last take."""
+        with self.lock:
+            taken = (self.seconds * 1000, self.calls)
+            self.seconds, self.calls = 0.0, 0
+        return taken
+
+
+class _Forward(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def forward(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        headers = {k: v for k, v in self.headers.items()
+                   if k.lower() not in ("connection", "keep-alive", "proxy-connection")}
+        if not hasattr(self, "upstream"):
+            self.upstream = http.client.HTTPConnection(*self.server.upstream)
+        started = time.perf_counter()
+        self.upstream.request(self.command, self.path, body, headers)
+        response = self.upstream.getresponse()
+        data = response.read()
+        took = time.perf_counter() - started
+        with self.server.lock:
+            self.server.seconds += took
+            self.server.calls += 1
+        self.send_response_only(response.status, response.reason)
+        for key, value in response.getheaders():
+            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = forward
 
 
 def zipped_size(binary):
@@ -60,6 +142,60 @@ def start_emulator():
     return process, seeded
 
 
+class Bench:
+    def __init__(self, target, env, seeded, recipes):
+        self.target = target
+        self.env = env
+        self.recipes = recipes
+        session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                region_name=seeded["region"])
+        self.ec2 = session.client("ec2", endpoint_url=seeded["endpoint"])
+        self.ssm = session.client("ssm", endpoint_url=seeded["endpoint"])
+
+    def recipe_root(self, build_id):
+        """A copy of the recipe whose setup script names `build_id`: a new fingerprint."""
+        root = self.recipes / build_id
+        shutil.copytree(ROOT / "images" / RECIPE, root / RECIPE)
+        with open(root / RECIPE / "setup.sh", "a") as script:
+            script.write(f"\n# bench sample {build_id}\n")
+        return root
+
+    def chain(self, build_id, endpoint, step):
+        """Runs every function once for a build of its own; `step(name, command, env, event)`
+        runs one and returns its answer."""
+        env = dict(self.env, AWS_ENDPOINT_URL=endpoint,
+                   KILN_RECIPE_ROOT=str(self.recipe_root(build_id)))
+        run = lambda name, event: step(name, [str(self.target / name)], env, event)  # noqa: E731
+        started = run("start-build", {"recipe": RECIPE, "reason": "schedule", "wait_seconds": 0})
+        assert started[0]["build"] and not started[0]["existing"], started
+        state = {"recipe": RECIPE, "build_id": build_id, "reason": "manual"}
+        state["source"] = run("resolve-source", state)
+        assert not state["source"]["skip"], state["source"]
+        state["builder"] = run("launch-builder", state)
+        state["provision"] = run("run-ssm-provision", dict(state, action="start"))
+        image = run("create-image", dict(state, action="start"))
+        # The emulator makes images at once; the test launches from it.
+        state["image"] = dict(image, state="available")
+        state["test"] = run("test-image", dict(state, action="launch"))
+        # What the test's passing poll does: the image may now be promoted.
+        self.ec2.create_tags(Resources=[image["image_id"]], Tags=[{"Key": "kiln:stage", "Value": "tested"}])
+        moved = run("promote", {"action": "promote", "recipe": RECIPE, "channel": "prod",
+                                "image_id": image["image_id"], "reason": f"bench {build_id}"})
+        assert moved["status"] == "written", moved
+        # The emulator validates the pointer on its second read (as the
+        # release machine's confirm would find it): the next sample's move
+        # starts from a validated pointer.
+        for _ in range(5):
+            try:
+                if self.ssm.get_parameter(Name=f"/kiln/{RECIPE}/prod")["Parameter"]["Value"] == image["image_id"]:
+                    break
+            except self.ssm.exceptions.ParameterNotFound:
+                pass
+        run("audit-fleet", {"channel": "prod"})
+        run("cleanup-build", dict(state, error={"Error": "Bench", "Cause": "the benchmark's cleanup"}))
+        return state
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target-dir", default=str(ROOT / "target/release"))
@@ -68,6 +204,8 @@ def main():
     target = Path(args.target_dir)
 
     emulator, seeded = start_emulator()
+    proxy = _Proxy(seeded["endpoint"])
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "AWS_LAMBDA_FUNCTION_NAME": "bench",
@@ -81,44 +219,80 @@ def main():
         "AWS_ENDPOINT_URL": seeded["endpoint"],
         "KILN_RECIPE_ROOT": str(ROOT / "images"),
         "KILN_SOURCE_PARAMETER": seeded["source_parameter"],
+        "KILN_INSTANCE_PROFILE": seeded["instance_profile"],
     }
-
-    state = {"recipe": "ubuntu-base", "build_id": "bench-coldstart", "reason": "manual"}
-    results = {}
+    samples = {name: [] for name in [FLOOR, *FUNCTIONS, PYTHON]}
+    emulator_time = {name: [] for name in FUNCTIONS}
+    run_tag = uuid.uuid4().hex[:6]
     try:
-        for name in FUNCTIONS:
-            event = dict(state)
-            if name in ACTIONS:
-                event["action"] = ACTIONS[name]
-            samples = [run_once([str(target / name)], env, event) for _ in range(args.runs)]
-            answer = samples[-1][2]
-            if name == "create-image":
-                # The emulator makes images at once; the test launches from it.
-                answer["state"] = "available"
-            state[RESULT_KEYS[name]] = answer
-            results[name] = samples
-        python = [str(Path(sys.executable)), str(ROOT / "bench/baseline.py")]
-        results["python+boto3"] = [run_once(python, env, state) for _ in range(args.runs)]
+        sfn = boto3.client("stepfunctions", endpoint_url=seeded["endpoint"], region_name=seeded["region"],
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        # A build state machine that only records its executions.
+        env["KILN_STATE_MACHINE_ARN"] = sfn.create_state_machine(
+            name="kiln-bench", roleArn=f"arn:aws:iam::{seeded['account']}:role/kiln-bench",
+            definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}),
+        )["stateMachineArn"]
+        with tempfile.TemporaryDirectory(prefix="kiln-bench-") as recipes:
+            bench = Bench(target, env, seeded, Path(recipes))
+
+            def timed(name, command, env, event):
+                init, total, answer = run_once(command, env, event)
+                samples[name].append((init, total))
+                return answer
+
+            def accounted(name, command, env, event):
+                proxy.take()
+                answer = local_lambda.invoke(command, env, json.dumps(event).encode(), timeout=60)
+                if answer.error:
+                    sys.exit(f"{name} answered an error: {answer.body.decode()}")
+                emulator_time[name].append(proxy.take())
+                return json.loads(answer.body)
+
+            for i in range(args.runs):
+                samples[FLOOR].append(run_once([str(target / FLOOR)], env, {"sample": i})[:2])
+                state = bench.chain(f"bench-{run_tag}-{i:02}", seeded["endpoint"], timed)
+                trigger = {k: state[k] for k in ("recipe", "build_id", "reason")}
+                python = [str(Path(sys.executable)), str(ROOT / "bench/baseline.py")]
+                samples[PYTHON].append(run_once(python, env, trigger)[:2])
+                bench.chain(f"bench-{run_tag}-{i:02}-proxied", proxy.url, accounted)
     finally:
+        proxy.shutdown()
         emulator.stdin.close()
         emulator.wait(10)
 
-    def median(samples, i):
-        return statistics.median(s[i] for s in samples)
+    report(samples, emulator_time, target, args.runs)
 
-    base_init = median(results["python+boto3"], 0)
-    base_total = median(results["python+boto3"], 1)
-    print(f"cold start, median of {args.runs} runs each (spawn -> first /next, spawn -> first event answered)")
-    print(f"{'function':<20}{'init ms':>10}{'event ms':>10}{'init x':>9}{'event x':>9}{'zipped MB':>11}")
-    for name, samples in results.items():
-        init, total = median(samples, 0), median(samples, 1)
-        if name == "python+boto3":
-            print(f"{name:<20}{init:>10.1f}{total:>10.1f}{'1.0':>9}{'1.0':>9}{'-':>11}")
-            continue
+
+def report(samples, emulator_time, target, runs):
+    def med(name, i):
+        return statistics.median(s[i] for s in samples[name])
+
+    floor_init, floor_total = med(FLOOR, 0), med(FLOOR, 1)
+    py_init, py_total = med(PYTHON, 0), med(PYTHON, 1)
+    print(f"cold start, medians of {runs} samples, each a build of its own (fresh work)")
+    print("| function | init ms | init / floor | init + first event ms | (init + event) / floor "
+          "| emulator ms (calls) | init + event - emulator, / floor | Python / kiln (like-for-like) | zipped MB |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    size = zipped_size(target / FLOOR) / 1e6
+    print(f"| floor (bare lambda_runtime) | {floor_init:.1f} | 1.0x | {floor_total:.1f} | 1.0x | 0 (0) "
+          f"| {floor_total:.1f}, 1.0x | — | {size:.2f} |")
+    for name in FUNCTIONS:
+        init, total = med(name, 0), med(name, 1)
+        emu_ms = statistics.median(e[0] for e in emulator_time[name])
+        calls = statistics.median(e[1] for e in emulator_time[name])
+        own = total - emu_ms
+        if name == LIKE_FOR_LIKE:
+            python = f"init {py_init / init:.1f}x, init + event {py_total / total:.1f}x"
+        else:
+            python = "— (no baseline)"
         size = zipped_size(target / name) / 1e6
-        print(f"{name:<20}{init:>10.1f}{total:>10.1f}{base_init / init:>9.1f}{base_total / total:>9.1f}{size:>11.2f}")
-    print("x = Python+boto3 median / ours (higher is faster). The baseline handles a resolve-source event;")
-    print("each function's event is its own real step against the local emulator.")
+        print(f"| {name} | {init:.1f} | {init / floor_init:.2f}x | {total:.1f} | {total / floor_total:.2f}x "
+              f"| {emu_ms:.1f} ({calls:g}) | {own:.1f}, {own / floor_total:.2f}x | {python} | {size:.2f} |")
+    print(f"| Python 3 + boto3, resolve-source's calls | {py_init:.1f} | {py_init / floor_init:.1f}x "
+          f"| {py_total:.1f} | {py_total / floor_total:.1f}x | | | 1.0x | — |")
+    spread = {name: (min(s[1] for s in samples[name]), max(s[1] for s in samples[name])) for name in samples}
+    print("init + first event, min-max over the samples: "
+          + ", ".join(f"{name} {lo:.1f}-{hi:.1f}" for name, (lo, hi) in spread.items()))
 
 
 if __name__ == "__main__":
