@@ -1631,30 +1631,13 @@ async fn a_group_still_rolling_when_another_refresh_fails_is_rolled_back_by_kiln
 async fn a_group_with_a_mixed_instances_policy_rolls_and_keeps_its_policy() {
     use aws_sdk_autoscaling::types::{
         InstancesDistribution, LaunchTemplate, LaunchTemplateOverrides,
-        LaunchTemplateSpecification, MixedInstancesPolicy, Tag,
+        LaunchTemplateSpecification, MixedInstancesPolicy,
     };
     let emulator = Emulator::start().await;
     let copy = with_policy("[[release]]\nchannel = \"prod\"\n");
     let ctx = emulator.context(copy.root.path());
     let (old, new) = old_and_new(&ctx, &["prod"]).await;
-    let template = ctx
-        .ec2
-        .create_launch_template()
-        .launch_template_name("mixed")
-        .launch_template_data(
-            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
-                .image_id(old.as_str())
-                .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("CreateLaunchTemplate");
-    let template_id = template
-        .launch_template()
-        .and_then(|t| t.launch_template_id())
-        .expect("id")
-        .to_owned();
+    let template_id = kiln_testkit::launch_template(&ctx, "mixed", old.as_str()).await;
     let overrides = ["t3.micro", "t3a.micro"];
     ctx.autoscaling
         .create_auto_scaling_group()
@@ -1690,20 +1673,10 @@ async fn a_group_with_a_mixed_instances_policy_rolls_and_keeps_its_policy() {
         .max_size(4)
         .desired_capacity(2)
         .availability_zones("us-east-1a")
-        .set_tags(Some(
-            opted_in("prod", None)
-                .iter()
-                .map(|(key, value)| {
-                    Tag::builder()
-                        .key(*key)
-                        .value(*value)
-                        .resource_id("mixed")
-                        .resource_type("auto-scaling-group")
-                        .propagate_at_launch(false)
-                        .build()
-                })
-                .collect(),
-        ))
+        .set_tags(Some(kiln_testkit::group_tags(
+            "mixed",
+            &opted_in("prod", None),
+        )))
         .send()
         .await
         .expect("CreateAutoScalingGroup");

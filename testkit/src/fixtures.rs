@@ -261,15 +261,8 @@ pub fn tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str
     kiln::tags::value(tags, key)
 }
 
-/// An Auto Scaling group `name` of two instances of `image`, launched from a
-/// new launch template `name` pinned at version 1, with `tags` on the group;
-/// returns the template's id.
-pub async fn auto_scaling_group(
-    ctx: &Context,
-    name: &str,
-    image: &str,
-    tags: &[(&str, &str)],
-) -> String {
+/// A new launch template `name` of `image` on t3.micro; returns its id.
+pub async fn launch_template(ctx: &Context, name: &str, image: &str) -> String {
     let template = ctx
         .ec2
         .create_launch_template()
@@ -283,11 +276,23 @@ pub async fn auto_scaling_group(
         .send()
         .await
         .expect("CreateLaunchTemplate");
-    let id = template
+    template
         .launch_template()
         .and_then(|t| t.launch_template_id())
         .expect("a template id")
-        .to_owned();
+        .to_owned()
+}
+
+/// An Auto Scaling group `name` of two instances of `image`, launched from a
+/// new launch template `name` pinned at version 1, with `tags` on the group;
+/// returns the template's id.
+pub async fn auto_scaling_group(
+    ctx: &Context,
+    name: &str,
+    image: &str,
+    tags: &[(&str, &str)],
+) -> String {
+    let id = launch_template(ctx, name, image).await;
     ctx.autoscaling
         .create_auto_scaling_group()
         .auto_scaling_group_name(name)
@@ -301,23 +306,26 @@ pub async fn auto_scaling_group(
         .max_size(4)
         .desired_capacity(2)
         .availability_zones("us-east-1a")
-        .set_tags(Some(
-            tags.iter()
-                .map(|(key, value)| {
-                    aws_sdk_autoscaling::types::Tag::builder()
-                        .key(*key)
-                        .value(*value)
-                        .resource_id(name)
-                        .resource_type("auto-scaling-group")
-                        .propagate_at_launch(false)
-                        .build()
-                })
-                .collect(),
-        ))
+        .set_tags(Some(group_tags(name, tags)))
         .send()
         .await
         .expect("CreateAutoScalingGroup");
     id
+}
+
+/// `tags` as tags of Auto Scaling group `group` (not propagated at launch).
+pub fn group_tags(group: &str, tags: &[(&str, &str)]) -> Vec<aws_sdk_autoscaling::types::Tag> {
+    tags.iter()
+        .map(|(key, value)| {
+            aws_sdk_autoscaling::types::Tag::builder()
+                .key(*key)
+                .value(*value)
+                .resource_id(group)
+                .resource_type("auto-scaling-group")
+                .propagate_at_launch(false)
+                .build()
+        })
+        .collect()
 }
 
 /// A CloudWatch metric alarm `name`, in state OK.
