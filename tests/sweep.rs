@@ -236,3 +236,78 @@ async fn the_sweep_removes_exactly_the_leftovers_and_a_second_run_finds_nothing(
     assert!(again.builds.is_empty(), "{again:#?}");
     assert!(again.security_groups.is_empty(), "{again:#?}");
 }
+
+#[tokio::test]
+async fn a_build_older_than_its_longest_build_is_swept_though_its_execution_still_runs() {
+    let copy = RecipeCopy::ubuntu_base();
+    let emulator = Emulator::start_pipeline(copy.root.path(), &[]).await;
+    let ctx = emulator.context(copy.root.path());
+    let longest = Duration::from_secs(copy.load().max_build_seconds());
+    let builder = |build: &str| {
+        let ctx = &ctx;
+        let build = build.to_owned();
+        async move {
+            kiln_testkit::live_instances(ctx, Some(&build)).await[0]
+                .instance_id()
+                .expect("id")
+                .to_owned()
+        }
+    };
+
+    // Two running builds: one whose builder has run a minute longer than
+    // the recipe's longest build can take (hung), one just under it.
+    start_waiting_build(&emulator, &ctx, "hung-1").await;
+    start_waiting_build(&emulator, &ctx, "slow-1").await;
+    let hung = builder("hung-1").await;
+    let slow = builder("slow-1").await;
+    emulator.age_instance(&hung, longest + Duration::from_secs(60));
+    emulator.age_instance(&slow, longest - Duration::from_secs(60));
+    let hung_image = built_image(&ctx, "ubuntu-base", "hung-1", "candidate").await;
+    // And a build no execution of this state machine ran, three days old.
+    let foreign = kiln_testkit::launch(&ctx, &emulator.seeded.source_ami).await;
+    ctx.ec2
+        .create_tags()
+        .resources(&foreign)
+        .tags(kiln::tags::tag("kiln:recipe", "ubuntu-base"))
+        .tags(kiln::tags::tag("kiln:build-id", "elsewhere-2"))
+        .send()
+        .await
+        .expect("tag");
+    emulator.age_instance(&foreign, Duration::from_secs(3 * 86_400 + 60));
+
+    let swept = kiln::ops::sweep::sweep(&ctx, false).await.expect("sweep");
+
+    let builds: Vec<(&str, &str)> = swept
+        .builds
+        .iter()
+        .map(|b| (b.build_id.as_str(), b.why.as_str()))
+        .collect();
+    assert_eq!(builds.len(), 2, "{swept:#?}");
+    assert_eq!(builds[0].0, "elsewhere-2");
+    assert!(
+        builds[0]
+            .1
+            .starts_with("no execution of it on this state machine, and it is 2592"),
+        "{builds:?}"
+    );
+    assert_eq!(builds[1].0, "hung-1");
+    assert!(
+        builds[1].1.starts_with("still running, but it is")
+            && builds[1].1.ends_with(&format!(
+                "more than its longest build ({} s)",
+                longest.as_secs()
+            )),
+        "{builds:?}"
+    );
+    let running: Vec<&str> = swept.running.iter().map(|b| b.as_str()).collect();
+    assert_eq!(running, ["slow-1"]);
+    assert_eq!(
+        live(&ctx).await,
+        [slow],
+        "the hung builder and the old one went"
+    );
+    assert!(
+        !own_image_ids(&ctx).await.contains(&hung_image.to_string()),
+        "the hung build's untested image went"
+    );
+}

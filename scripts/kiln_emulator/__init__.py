@@ -31,7 +31,9 @@ function error (200 and X-Amz-Function-Error: Unhandled), and passes
 everything else to moto. The functions make their AWS calls through the
 proxy too, each with the access key id kiln-function-NAME, and the proxy
 records every call it is sent (calls.py): GET /_kiln/calls on it answers
-them, DELETE empties them. With --pipeline FILE it creates that state machine
+them, DELETE empties them. One test hook changes state, standing in for
+time a test cannot wait out: POST /_kiln/launch-time dates an instance's
+launch (proxy.py). With --pipeline FILE it creates that state machine
 (pipeline.py), each ${NameFunction} placeholder naming the function binary
 name-in-kebab-case; when it starts releases (${ReleaseStateMachine}), the
 release machine beside it (release.asl.json) is created first.

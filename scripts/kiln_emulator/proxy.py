@@ -14,6 +14,12 @@ the calls it forwards and the Lambda Invokes it answers, in order, each as
 calls.record makes it. `GET /_kiln/calls` answers the records so far (a JSON
 array), `DELETE /_kiln/calls` empties them.
 
+`POST /_kiln/launch-time` is the one hook that changes state: the body
+`{"instance_id": ID, "launch_time": RFC3339}` (and `"account"`, `"region"`,
+by default the emulator's) dates the instance's launch to then. It stands in for time
+passing, which a test cannot wait out: the sweep tells an overdue build by
+its instances' age (hours or days). Nothing else about the instance changes.
+
 `--fault FUNCTION[:ACTION]:ERROR` is for tests: FUNCTION runs and does its
 work, then answers the function error ERROR instead of its own answer (only
 for events whose "action" is ACTION, when given).
@@ -23,14 +29,17 @@ import http.client
 import json
 import threading
 import urllib.parse
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import local_lambda
 
+from . import ACCOUNT, REGION
 from .calls import INVOKE_PATH, record
 
 CALLS_PATH = "/_kiln/calls"
+LAUNCH_TIME_PATH = "/_kiln/launch-time"
 
 
 class LambdaProxy(ThreadingHTTPServer):
@@ -106,6 +115,9 @@ class ProxyHandler(BaseHTTPRequestHandler):
         if path == CALLS_PATH:
             self._calls()
             return
+        if path == LAUNCH_TIME_PATH:
+            self._launch_time(body)
+            return
         if not path.startswith("/moto-api/"):
             self.server.record(record(self.command, self.path, self.headers, body))
         invoke = INVOKE_PATH.match(self.path) if self.command == "POST" else None
@@ -123,6 +135,32 @@ class ProxyHandler(BaseHTTPRequestHandler):
         calls = self.server.recorded(clear=self.command == "DELETE")
         body = json.dumps(calls).encode() if self.command == "GET" else b""
         self._answer(200 if body else 204, body, [("Content-Type", "application/json")] if body else [])
+
+    def _launch_time(self, body):
+        if self.command != "POST":
+            self._answer(405, b"", [("Allow", "POST")])
+            return
+        # Imported here: moto's EC2 models must load after cli.serve has set
+        # moto up (its images, the patches).
+        from moto.core.utils import utcnow
+        from moto.ec2.exceptions import InvalidInstanceIdError
+        from moto.ec2.models import ec2_backends
+
+        try:
+            request = json.loads(body)
+            when = datetime.fromisoformat(request["launch_time"].replace("Z", "+00:00"))
+            backend = ec2_backends[request.get("account", ACCOUNT)][request.get("region", REGION)]
+            instance = backend.get_instance(request["instance_id"])
+        except (ValueError, KeyError, TypeError, InvalidInstanceIdError) as error:
+            self._answer(400, json.dumps({"message": repr(error)}).encode(), [("Content-Type", "application/json")])
+            return
+        if when.tzinfo is None or when > utcnow().replace(tzinfo=timezone.utc):
+            self._answer(400, b'{"message": "launch_time must be in the past, with its offset"}',
+                         [("Content-Type", "application/json")])
+            return
+        # moto keeps naive UTC datetimes.
+        instance.launch_time = when.astimezone(timezone.utc).replace(tzinfo=None)
+        self._answer(204, b"")
 
     def _invoke(self, function, event):
         # A name, or an ARN ...:function:NAME[:QUALIFIER].

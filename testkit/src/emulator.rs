@@ -351,6 +351,22 @@ impl Emulator {
     /// Every AWS call the Lambda proxy passed on so far, as it recorded them
     /// (`scripts/kiln_emulator/calls.py` says what a record holds).
     pub fn calls(&self) -> serde_json::Value {
+        let (status, body) = self.proxy("GET", "/_kiln/calls", "");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("the calls as JSON")
+    }
+
+    /// Dates `instance`'s launch `age` ago, through the proxy's test hook
+    /// (`POST /_kiln/launch-time`, proxy.py): time a test cannot wait out.
+    pub fn age_instance(&self, instance: &str, age: std::time::Duration) {
+        let then = jiff::Timestamp::now() - jiff::SignedDuration::try_from(age).expect("an age");
+        let body = serde_json::json!({"instance_id": instance, "launch_time": then.to_string()});
+        let (status, answer) = self.proxy("POST", "/_kiln/launch-time", &body.to_string());
+        assert_eq!(status, 204, "{answer}");
+    }
+
+    /// One request to the Lambda proxy's own paths: its status and body.
+    fn proxy(&self, method: &str, path: &str, body: &str) -> (u16, String) {
         use std::io::{Read as _, Write as _};
         let proxy = self
             .seeded
@@ -361,7 +377,9 @@ impl Emulator {
         let mut stream = std::net::TcpStream::connect(address).expect("connect to the proxy");
         write!(
             stream,
-            "GET /_kiln/calls HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
         )
         .expect("ask the proxy");
         let mut answer = String::new();
@@ -369,8 +387,12 @@ impl Emulator {
             .read_to_string(&mut answer)
             .expect("the proxy's answer");
         let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        serde_json::from_str(body).expect("the calls as JSON")
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("an HTTP status");
+        (status, body.to_owned())
     }
 }
 

@@ -6,8 +6,10 @@ calls.record makes of requests no test here sends."""
 import http.client
 import json
 import unittest
+import urllib.error
 import urllib.request
 import uuid
+from datetime import datetime, timedelta, timezone
 from email.message import Message
 
 from kiln_emulator.calls import record
@@ -145,3 +147,48 @@ class RecordTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class LaunchTimeTest(EmulatorTestCase):
+    """POST /_kiln/launch-time on the proxy dates an instance's launch."""
+
+    def setUp(self):
+        self.account = str(uuid.uuid4().int)[:12]
+        self.ec2 = self.client("ec2", account=self.account)
+
+    def post(self, **body):
+        request = urllib.request.Request(
+            f"{self.info['lambda_proxy']}/_kiln/launch-time", method="POST",
+            data=json.dumps(dict(body, account=self.account)).encode(),
+        )
+        try:
+            with urllib.request.urlopen(request) as answer:
+                return answer.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    def launched(self, instance_id):
+        reservations = self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        return reservations[0]["Instances"][0]["LaunchTime"]
+
+    def test_an_instance_is_dated_to_the_time_given_and_nothing_else_changes(self):
+        instance = self.ec2.run_instances(ImageId=self.image(CURRENT), MinCount=1, MaxCount=1)["Instances"][0]
+        before = self.ec2.describe_instances(InstanceIds=[instance["InstanceId"]])["Reservations"][0]["Instances"][0]
+        self.assertEqual(self.post(instance_id=instance["InstanceId"], launch_time="2026-11-01T08:30:00Z"), 204)
+        self.assertEqual(self.launched(instance["InstanceId"]), datetime(2026, 11, 1, 8, 30, tzinfo=timezone.utc))
+        after = self.ec2.describe_instances(InstanceIds=[instance["InstanceId"]])["Reservations"][0]["Instances"][0]
+        self.assertEqual({**after, "LaunchTime": None}, {**before, "LaunchTime": None})
+
+    def test_a_missing_instance_a_time_without_offset_or_in_the_future_is_refused(self):
+        instance = self.ec2.run_instances(ImageId=self.image(CURRENT), MinCount=1, MaxCount=1)["Instances"][0]
+        launched = self.launched(instance["InstanceId"])
+        future = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+        for body in (
+            {"instance_id": "i-00000000000000000", "launch_time": "2026-11-01T08:30:00Z"},
+            {"instance_id": instance["InstanceId"], "launch_time": "2026-11-01T08:30:00"},
+            {"instance_id": instance["InstanceId"], "launch_time": future},
+            {"instance_id": instance["InstanceId"]},
+        ):
+            with self.subTest(body):
+                self.assertEqual(self.post(**body), 400)
+        self.assertEqual(self.launched(instance["InstanceId"]), launched)
