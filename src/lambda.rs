@@ -1,4 +1,5 @@
-//! The edge every kiln Lambda shares: tracing, clients built once, the event
+//! The edge every kiln Lambda shares: tracing, the configuration read once
+//! (clients made on first use, HTTPS trusting compiled-in roots), the event
 //! parsed into the function's request type with the failing field named,
 //! and errors returned under their stable names.
 
@@ -37,8 +38,8 @@ where
 }
 
 /// Runs `handler` as a Lambda function: initialises tracing (JSON when the
-/// function's log format is JSON), builds the clients once from the
-/// environment, and answers each event, parsed into `Req`, until the
+/// function's log format is JSON), reads the configuration once from the
+/// environment (clients are made on first use), and answers each event, parsed into `Req`, until the
 /// runtime stops.
 pub async fn run<Req, Ans, H>(handler: H) -> std::result::Result<(), lambda_runtime::Error>
 where
@@ -47,7 +48,7 @@ where
     H: AsyncFn(&Context, Req) -> Result<Ans>,
 {
     lambda_runtime::tracing::init_default_subscriber();
-    let ctx = Context::from_env().await;
+    let ctx = Context::for_lambda().await;
     let ctx = &ctx;
     let handler = &handler;
     lambda_runtime::run(lambda_runtime::service_fn(

@@ -83,7 +83,7 @@ async fn seed_fleet(emu: &Emulator) -> BTreeMap<Status, u64> {
     launch_many(&east, &foreign, 5, &[]).await;
     launch_many(&east, gone.as_str(), 12, &services("batch")).await;
     launch_many(&east, &foreign, 3, &[("kiln:role", "builder")]).await;
-    east.ec2
+    east.ec2()
         .deregister_image()
         .image_id(gone.as_str())
         .send()
@@ -386,9 +386,9 @@ async fn throttled_pages_are_retried_and_nothing_is_asked_twice() {
     let rules: Vec<_> = pages.iter().chain([&described]).collect();
     let ctx = kiln_testkit::mocked(Path::new("."), &rules, &[&parameters]);
     let clients = RegionClients {
-        ec2: ctx.ec2.clone(),
-        home_ec2: ctx.ec2.clone(),
-        home_ssm: ctx.ssm.clone(),
+        ec2: ctx.ec2().clone(),
+        home_ec2: ctx.ec2().clone(),
+        home_ssm: ctx.ssm().clone(),
     };
     let target = Target {
         account: "123456789012",

@@ -120,7 +120,7 @@ async fn the_full_sequence_leaves_one_available_ena_image_and_no_builder() {
         .collect();
     assert!(!snapshot_ids.is_empty());
     let snapshots = ctx
-        .ec2
+        .ec2()
         .describe_snapshots()
         .set_snapshot_ids(Some(snapshot_ids))
         .send()
@@ -210,7 +210,7 @@ async fn the_builder_is_locked_down_and_a_retried_launch_returns_it() {
         .collect();
     assert_eq!(groups.len(), 1);
     let described = ctx
-        .ec2
+        .ec2()
         .describe_security_groups()
         .set_group_ids(Some(groups))
         .send()
@@ -225,7 +225,7 @@ async fn the_builder_is_locked_down_and_a_retried_launch_returns_it() {
     );
 
     let volumes = ctx
-        .ec2
+        .ec2()
         .describe_volumes()
         .filters(
             aws_sdk_ec2::types::Filter::builder()
@@ -259,7 +259,7 @@ async fn the_builder_is_locked_down_and_a_retried_launch_returns_it() {
     .expect("launch");
     assert_ne!(other.builder_instance_id, first.builder_instance_id);
     let kiln_groups = ctx
-        .ec2
+        .ec2()
         .describe_security_groups()
         .filters(
             aws_sdk_ec2::types::Filter::builder()
@@ -330,7 +330,7 @@ async fn unchanged_inputs_skip_and_one_byte_of_setup_sh_does_not() {
 }
 
 async fn point_source_at(ctx: &Context, parameter: &str, image: &str) {
-    ctx.ssm
+    ctx.ssm()
         .put_parameter()
         .name(parameter)
         .value(image)
@@ -342,7 +342,7 @@ async fn point_source_at(ctx: &Context, parameter: &str, image: &str) {
 }
 
 async fn register_own_image(ctx: &Context) -> String {
-    ctx.ec2
+    ctx.ec2()
         .register_image()
         .name("ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20261118")
         .architecture(aws_sdk_ec2::types::ArchitectureValues::X8664)
@@ -391,7 +391,7 @@ async fn a_bad_source_is_refused_by_name_and_nothing_is_launched() {
     // A deregistered source.
     let old = &emulator.seeded.images["noble-24.04-x86_64-20261021"];
     point_source_at(&ctx, parameter, old).await;
-    ctx.ec2
+    ctx.ec2()
         .deregister_image()
         .image_id(old)
         .send()
@@ -404,13 +404,8 @@ async fn a_bad_source_is_refused_by_name_and_nothing_is_launched() {
     assert!(err.to_string().contains(old.as_str()), "{err}");
 
     // A missing parameter.
-    let missing = Context {
-        settings: kiln::aws::Settings {
-            source_parameter: Some("/kiln-emulator/does/not/exist".into()),
-            ..ctx.settings.clone()
-        },
-        ..ctx.clone()
-    };
+    let mut missing = ctx.clone();
+    missing.settings.source_parameter = Some("/kiln-emulator/does/not/exist".into());
     let err = kiln::pipeline::source::resolve(&missing, &recipe, false)
         .await
         .expect_err("missing");
@@ -444,12 +439,12 @@ async fn a_builder_security_group_with_inbound_rules_is_refused_before_launch() 
     let emulator = Emulator::start().await;
     let copy = RecipeCopy::ubuntu_base();
     let ctx = emulator.context(copy.root.path());
-    let vpc = ctx.ec2.describe_vpcs().send().await.expect("vpcs").vpcs()[0]
+    let vpc = ctx.ec2().describe_vpcs().send().await.expect("vpcs").vpcs()[0]
         .vpc_id()
         .expect("vpc")
         .to_owned();
     let group = ctx
-        .ec2
+        .ec2()
         .create_security_group()
         .group_name("open")
         .description("ssh open to the world")
@@ -460,7 +455,7 @@ async fn a_builder_security_group_with_inbound_rules_is_refused_before_launch() 
         .group_id()
         .expect("id")
         .to_owned();
-    ctx.ec2
+    ctx.ec2()
         .authorize_security_group_ingress()
         .group_id(&group)
         .ip_protocol("tcp")
@@ -623,7 +618,7 @@ async fn a_build_that_ends_while_its_image_is_pending_leaves_no_snapshot() {
         .await
         .expect("image");
     let of_build = || async {
-        ctx.ec2
+        ctx.ec2()
             .describe_snapshots()
             .owner_ids("self")
             .filters(
@@ -649,7 +644,7 @@ async fn a_build_that_ends_while_its_image_is_pending_leaves_no_snapshot() {
     // The build ends before its image is available, as AWS lets it: the
     // pending image is deregistered while its snapshots are still made, so
     // no image names them any more; only their tag finds them.
-    ctx.ec2
+    ctx.ec2()
         .deregister_image()
         .image_id(image.image_id.as_str())
         .send()
@@ -718,7 +713,7 @@ async fn cleanup_removes_everything_of_its_build_and_nothing_else() {
         "only the other build's image is left"
     );
     let snapshots = ctx
-        .ec2
+        .ec2()
         .describe_snapshots()
         .owner_ids("self")
         .filters(

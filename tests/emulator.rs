@@ -5,7 +5,7 @@ use kiln::aws::Context;
 use kiln_testkit::Emulator;
 
 async fn launch(ctx: &Context, image: &str, kind: InstanceType) -> String {
-    ctx.ec2
+    ctx.ec2()
         .run_instances()
         .image_id(image)
         .instance_type(kind)
@@ -21,7 +21,7 @@ async fn launch(ctx: &Context, image: &str, kind: InstanceType) -> String {
 }
 
 async fn image_ena(ctx: &Context, image: &str) -> Option<bool> {
-    ctx.ec2
+    ctx.ec2()
         .describe_images()
         .image_ids(image)
         .send()
@@ -32,7 +32,7 @@ async fn image_ena(ctx: &Context, image: &str) -> Option<bool> {
 }
 
 async fn instance_ena(ctx: &Context, instance: &str) -> Option<bool> {
-    ctx.ec2
+    ctx.ec2()
         .describe_instances()
         .instance_ids(instance)
         .send()
@@ -51,7 +51,7 @@ async fn seeded_images_are_canonicals_and_ena_follows_the_image() {
     let trusty = &emulator.seeded.images["trusty-14.04-x86_64-20160114"];
 
     let parameter = ctx
-        .ssm
+        .ssm()
         .get_parameter()
         .name(&emulator.seeded.source_parameter)
         .send()
@@ -62,7 +62,7 @@ async fn seeded_images_are_canonicals_and_ena_follows_the_image() {
         Some(noble.as_str())
     );
     let described = ctx
-        .ec2
+        .ec2()
         .describe_images()
         .image_ids(noble)
         .send()
@@ -79,7 +79,7 @@ async fn seeded_images_are_canonicals_and_ena_follows_the_image() {
 
     let on_noble = launch(&ctx, noble, InstanceType::T3Micro).await;
     let needs_ena = ctx
-        .ec2
+        .ec2()
         .run_instances()
         .image_id(trusty)
         .instance_type(InstanceType::T3Micro)
@@ -100,7 +100,7 @@ async fn seeded_images_are_canonicals_and_ena_follows_the_image() {
     assert_eq!(instance_ena(&ctx, &on_trusty).await, Some(false));
 
     let from_noble = ctx
-        .ec2
+        .ec2()
         .create_image()
         .instance_id(&on_noble)
         .name("a")
@@ -108,7 +108,7 @@ async fn seeded_images_are_canonicals_and_ena_follows_the_image() {
         .await
         .expect("create");
     let from_trusty = ctx
-        .ec2
+        .ec2()
         .create_image()
         .instance_id(&on_trusty)
         .name("b")
@@ -126,7 +126,7 @@ async fn seeded_images_are_canonicals_and_ena_follows_the_image() {
     );
 
     let copied = ctx
-        .ec2
+        .ec2()
         .copy_image()
         .source_image_id(noble)
         .source_region("us-east-1")

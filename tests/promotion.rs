@@ -18,7 +18,7 @@ fn why(reason: &str) -> Why<'_> {
 
 /// What deploy tools see: the pointer's value, as `resolve:ssm:` would give it.
 async fn pointer(ctx: &Context, channel: &str) -> Option<String> {
-    ctx.ssm
+    ctx.ssm()
         .get_parameter()
         .name(format!("/kiln/{RECIPE}/{channel}"))
         .send()
@@ -142,7 +142,7 @@ async fn every_refusal_leaves_the_pointer_and_the_tags_as_they_were() {
     let failed = built_image(&ctx, RECIPE, "build-failed", "failed").await;
     let foreign = built_image(&ctx, "other-recipe", "build-other", "tested").await;
     let gone = built_image(&ctx, RECIPE, "build-gone", "tested").await;
-    ctx.ec2
+    ctx.ec2()
         .deregister_image()
         .image_id(gone.as_str())
         .send()
@@ -288,7 +288,7 @@ async fn a_crash_between_pointer_and_tags_is_repaired_by_the_next_operation() {
     let ctx = emulator.context(&kiln_testkit::recipe_root());
     let (a, b) = a_on_prod_and_b(&ctx).await;
     // The pointer moved, then the process died before the tags.
-    ctx.ssm
+    ctx.ssm()
         .put_parameter()
         .name(format!("/kiln/{RECIPE}/prod"))
         .value(b.as_str())
@@ -350,7 +350,7 @@ async fn channels_are_independent_and_demote_removes_one() {
 async fn launch_from(ctx: &Context, image: &AmiId, stop: bool) -> String {
     let id = kiln_testkit::launch(ctx, image.as_str()).await;
     if stop {
-        ctx.ec2
+        ctx.ec2()
             .stop_instances()
             .instance_ids(&id)
             .send()
@@ -398,14 +398,14 @@ async fn retention_removes_only_images_nothing_needs_and_their_snapshots() {
     launch_from(&ctx, &made["running"], false).await;
     launch_from(&ctx, &made["stopped"], true).await;
     let terminated = launch_from(&ctx, &made["old-3"], false).await;
-    ctx.ec2
+    ctx.ec2()
         .terminate_instances()
         .instance_ids(terminated)
         .send()
         .await
         .expect("terminate");
     let template = ctx
-        .ec2
+        .ec2()
         .create_launch_template()
         .launch_template_name("service-a")
         .launch_template_data(
@@ -416,7 +416,7 @@ async fn retention_removes_only_images_nothing_needs_and_their_snapshots() {
         .send()
         .await
         .expect("template");
-    ctx.ec2
+    ctx.ec2()
         .create_launch_template_version()
         .launch_template_id(
             template
@@ -437,7 +437,7 @@ async fn retention_removes_only_images_nothing_needs_and_their_snapshots() {
         let image = image.clone();
         async move {
             let described = ctx
-                .ec2
+                .ec2()
                 .describe_images()
                 .image_ids(image.as_str())
                 .send()
@@ -533,7 +533,7 @@ async fn retention_removes_only_images_nothing_needs_and_their_snapshots() {
             .all(|gone| !left.contains(&(*gone).to_owned()))
     );
     let snapshots = ctx
-        .ec2
+        .ec2()
         .describe_snapshots()
         .owner_ids("self")
         .send()
@@ -590,7 +590,7 @@ async fn a_launch_template_pinning_a_pointer_version_keeps_that_versions_image()
         .expect("promote");
     }
     // A service launches version 1 of the prod pointer, whatever prod names now.
-    ctx.ec2
+    ctx.ec2()
         .create_launch_template()
         .launch_template_name("pinned")
         .launch_template_data(
@@ -624,7 +624,7 @@ async fn a_launch_template_pinning_a_pointer_version_keeps_that_versions_image()
         "{kept:#?}"
     );
     let left = ctx
-        .ec2
+        .ec2()
         .describe_images()
         .owners("self")
         .send()
@@ -653,7 +653,7 @@ async fn a_failed_builds_cleanup_spares_an_image_the_pointer_names_whatever_its_
     .await
     .expect("forced");
     // The tags have not caught up (an interrupted or not yet visible move).
-    ctx.ec2
+    ctx.ec2()
         .delete_tags()
         .resources(image.as_str())
         .tags(
@@ -722,7 +722,7 @@ async fn a_move_is_written_then_confirmed_and_one_ssm_refuses_changes_no_tag() {
     );
     // The image disappears before SSM validated the pointer: the value
     // never becomes the parameter (PutParameter, DataType aws:ec2:image).
-    ctx.ec2
+    ctx.ec2()
         .deregister_image()
         .image_id(b.as_str())
         .send()
@@ -783,7 +783,7 @@ async fn a_write_ssm_never_shows_is_refused_after_the_validation_timeout() {
         .expect("promote a");
     let parameter = format!("/kiln/{RECIPE}/prod");
     // A value SSM will not accept, written as version 2.
-    ctx.ssm
+    ctx.ssm()
         .put_parameter()
         .name(&parameter)
         .value("ami-0123456789abcdef0")

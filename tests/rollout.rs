@@ -67,7 +67,7 @@ async fn old_and_new(ctx: &Context, channels: &[&str]) -> (AmiId, AmiId) {
 /// The launch template version `group` uses, and the images its instances run.
 async fn group_state(ctx: &Context, group: &str) -> (String, Vec<String>) {
     let found = ctx
-        .autoscaling
+        .autoscaling()
         .describe_auto_scaling_groups()
         .auto_scaling_group_names(group)
         .send()
@@ -96,7 +96,7 @@ async fn images_of(
         .filter_map(|i| i.instance_id().map(str::to_owned))
         .collect();
     let instances = ctx
-        .ec2
+        .ec2()
         .describe_instances()
         .set_instance_ids(Some(ids))
         .send()
@@ -510,7 +510,7 @@ async fn a_group_whose_image_comes_from_ssm_stops_the_release_before_its_channel
     let template = auto_scaling_group(&ctx, "web", old.as_str(), &opted_in("prod", None)).await;
     // The group's version 2 launches what the prod pointer names, as a
     // template for deploy tools would.
-    ctx.ec2
+    ctx.ec2()
         .create_launch_template_version()
         .launch_template_id(&template)
         .source_version("1")
@@ -522,7 +522,7 @@ async fn a_group_whose_image_comes_from_ssm_stops_the_release_before_its_channel
         .send()
         .await
         .expect("CreateLaunchTemplateVersion");
-    ctx.autoscaling
+    ctx.autoscaling()
         .update_auto_scaling_group()
         .auto_scaling_group_name("web")
         .launch_template(
@@ -556,7 +556,7 @@ async fn a_group_whose_image_comes_from_ssm_stops_the_release_before_its_channel
     }
     assert_eq!(pointer(&ctx, "prod").await.as_deref(), Some(old.as_str()));
     let versions = ctx
-        .ec2
+        .ec2()
         .describe_launch_template_versions()
         .launch_template_id(&template)
         .send()
@@ -570,7 +570,7 @@ async fn a_group_whose_image_comes_from_ssm_stops_the_release_before_its_channel
     // What the release would have met after promoting: Auto Scaling refuses
     // a refresh with AutoRollback from such a version.
     let refused = ctx
-        .autoscaling
+        .autoscaling()
         .start_instance_refresh()
         .auto_scaling_group_name("web")
         .desired_configuration(
@@ -1335,7 +1335,7 @@ async fn a_group_that_finished_in_the_wave_a_gate_stopped_goes_back_too() {
 /// running, as the release step sees them.
 async fn running_releases(ctx: &Context, releases: &[&AmiId]) -> String {
     let machine = ctx
-        .sfn
+        .sfn()
         .create_state_machine()
         .name("waits")
         .role_arn("arn:aws:iam::123456789012:role/kiln-release")
@@ -1354,7 +1354,7 @@ async fn running_releases(ctx: &Context, releases: &[&AmiId]) -> String {
 }
 
 async fn start_release(ctx: &Context, machine: &str, image: &AmiId) {
-    ctx.sfn
+    ctx.sfn()
         .start_execution()
         .state_machine_arn(machine)
         .name(image.as_str())
@@ -1564,7 +1564,7 @@ async fn a_group_still_rolling_when_another_refresh_fails_is_rolled_back_by_kiln
         (slow.status.as_str(), slow.percent),
         ("InProgress", Some(0))
     );
-    ctx.autoscaling
+    ctx.autoscaling()
         .cancel_instance_refresh()
         .auto_scaling_group_name("bad")
         .send()
@@ -1597,7 +1597,7 @@ async fn a_group_still_rolling_when_another_refresh_fails_is_rolled_back_by_kiln
         "half of slow ran the new image when kiln stopped"
     );
     let described = ctx
-        .autoscaling
+        .autoscaling()
         .describe_instance_refreshes()
         .auto_scaling_group_name("slow")
         .send()
@@ -1639,7 +1639,7 @@ async fn a_group_with_a_mixed_instances_policy_rolls_and_keeps_its_policy() {
     let (old, new) = old_and_new(&ctx, &["prod"]).await;
     let template_id = kiln_testkit::launch_template(&ctx, "mixed", old.as_str()).await;
     let overrides = ["t3.micro", "t3a.micro"];
-    ctx.autoscaling
+    ctx.autoscaling()
         .create_auto_scaling_group()
         .auto_scaling_group_name("mixed")
         .mixed_instances_policy(
@@ -1691,7 +1691,7 @@ async fn a_group_with_a_mixed_instances_policy_rolls_and_keeps_its_policy() {
 
     assert_eq!(release.status, Status::Done, "{}", release.message);
     let found = ctx
-        .autoscaling
+        .autoscaling()
         .describe_auto_scaling_groups()
         .auto_scaling_group_names("mixed")
         .send()

@@ -145,7 +145,7 @@ async fn the_sweep_removes_exactly_the_leftovers_and_a_second_run_finds_nothing(
     let tested = built_image(&ctx, "ubuntu-base", "finished-1", "tested").await;
     // A young build this state machine never ran (another kiln's?): left alone.
     let foreign = kiln_testkit::launch(&ctx, &emulator.seeded.source_ami).await;
-    ctx.ec2
+    ctx.ec2()
         .create_tags()
         .resources(&foreign)
         .tags(kiln::tags::tag("kiln:recipe", "ubuntu-base"))
@@ -156,14 +156,14 @@ async fn the_sweep_removes_exactly_the_leftovers_and_a_second_run_finds_nothing(
         .expect("tag");
     let untagged = kiln_testkit::launch(&ctx, &emulator.seeded.source_ami).await;
     let vpc = ctx
-        .ec2
+        .ec2()
         .create_vpc()
         .cidr_block("10.9.0.0/16")
         .send()
         .await
         .expect("vpc");
     let old_group = ctx
-        .ec2
+        .ec2()
         .create_security_group()
         .group_name("kiln-builder")
         .description("an old kiln builder group")
@@ -174,7 +174,7 @@ async fn the_sweep_removes_exactly_the_leftovers_and_a_second_run_finds_nothing(
         .group_id()
         .expect("group id")
         .to_owned();
-    ctx.ec2
+    ctx.ec2()
         .create_tags()
         .resources(&old_group)
         .tags(kiln::tags::tag("kiln:role", "builder-sg"))
@@ -219,7 +219,7 @@ async fn the_sweep_removes_exactly_the_leftovers_and_a_second_run_finds_nothing(
     assert_eq!(ids, [tested.as_str()], "the tested image stays");
     assert_eq!(tag(images[0].tags(), "kiln:stage"), Some("tested"));
     let groups = ctx
-        .ec2
+        .ec2()
         .describe_security_groups()
         .send()
         .await
@@ -265,7 +265,7 @@ async fn a_build_older_than_its_longest_build_is_swept_though_its_execution_stil
     let hung_image = built_image(&ctx, "ubuntu-base", "hung-1", "candidate").await;
     // And a build no execution of this state machine ran, three days old.
     let foreign = kiln_testkit::launch(&ctx, &emulator.seeded.source_ami).await;
-    ctx.ec2
+    ctx.ec2()
         .create_tags()
         .resources(&foreign)
         .tags(kiln::tags::tag("kiln:recipe", "ubuntu-base"))

@@ -161,7 +161,7 @@ pub async fn run(output: Output, command: &Command) -> Result<(), Error> {
             }
             // An existing build's steps are history: show only how it ended.
             let text = output == Output::Text && !started.existing;
-            let ended = executions::follow(&ctx.sfn, &started.arn, FOLLOW_INTERVAL, |progress| {
+            let ended = executions::follow(ctx.sfn(), &started.arn, FOLLOW_INTERVAL, |progress| {
                 if text {
                     show(&progress);
                 }
@@ -185,14 +185,14 @@ pub async fn run(output: Output, command: &Command) -> Result<(), Error> {
             let text = output == Output::Text && *follow;
             // Without --follow, a running build is reported as it stands now.
             let ended = if *follow {
-                executions::follow(&ctx.sfn, &started.arn, FOLLOW_INTERVAL, |p| {
+                executions::follow(ctx.sfn(), &started.arn, FOLLOW_INTERVAL, |p| {
                     if text {
                         show(&p);
                     }
                 })
                 .await?
             } else {
-                executions::describe(&ctx.sfn, &started.arn).await?
+                executions::describe(ctx.sfn(), &started.arn).await?
             };
             finish(output, &started, &ended)?;
         }
@@ -204,7 +204,7 @@ pub async fn run(output: Output, command: &Command) -> Result<(), Error> {
             let ctx = context(|_| {}).await;
             let prefix = recipe.as_ref().map(|recipe| format!("{recipe}-"));
             let builds =
-                executions::list(&ctx.sfn, state_machine, prefix.as_deref(), *limit).await?;
+                executions::list(ctx.sfn(), state_machine, prefix.as_deref(), *limit).await?;
             print(output, &builds, || {
                 table(&["BUILD", "STATUS", "STARTED", "ENDED"], &builds, |b| {
                     vec![

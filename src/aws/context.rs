@@ -5,6 +5,7 @@
 //! AWS and the local emulator.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use aws_config::SdkConfig;
 
@@ -112,44 +113,83 @@ fn list(value: Option<String>) -> Vec<String> {
         .collect()
 }
 
-/// The clients and settings a step works with. Cheap to share: clients are pooled.
+/// The clients and settings a step works with. Cheap to share: clients are
+/// pooled. Each client is made on its first use: a function builds only the
+/// clients it calls (each takes about half a millisecond of a cold start).
 #[derive(Debug, Clone)]
 pub struct Context {
-    /// EC2 Auto Scaling.
-    pub autoscaling: aws_sdk_autoscaling::Client,
-    /// CloudWatch (release gates).
-    pub cloudwatch: aws_sdk_cloudwatch::Client,
-    /// EC2.
-    pub ec2: aws_sdk_ec2::Client,
-    /// Systems Manager.
-    pub ssm: aws_sdk_ssm::Client,
-    /// Step Functions.
-    pub sfn: aws_sdk_sfn::Client,
-    /// The configuration the clients came from, for work that makes its own
+    clients: Clients,
+    /// The configuration the clients come from, for work that makes its own
     /// (an audit, per region and account).
     pub config: SdkConfig,
     /// Settings.
     pub settings: Settings,
 }
 
+/// The clients of a [`Context`]: each empty until first used, or given (a
+/// test's mocked clients).
+#[derive(Debug, Clone, Default)]
+pub struct Clients {
+    /// EC2 Auto Scaling.
+    pub autoscaling: OnceLock<aws_sdk_autoscaling::Client>,
+    /// CloudWatch (release gates).
+    pub cloudwatch: OnceLock<aws_sdk_cloudwatch::Client>,
+    /// EC2.
+    pub ec2: OnceLock<aws_sdk_ec2::Client>,
+    /// Systems Manager.
+    pub ssm: OnceLock<aws_sdk_ssm::Client>,
+    /// Step Functions.
+    pub sfn: OnceLock<aws_sdk_sfn::Client>,
+}
+
+/// The accessor of one client, made from the context's configuration on first use.
+macro_rules! client {
+    ($name:ident, $sdk:ident, $service:literal) => {
+        #[doc = concat!("The ", $service, " client.")]
+        pub fn $name(&self) -> &$sdk::Client {
+            self.clients
+                .$name
+                .get_or_init(|| $sdk::Client::new(&self.config))
+        }
+    };
+}
+
 impl Context {
-    /// Clients for `config`.
+    /// A context whose clients come from `config`, each when first used.
     pub fn new(config: &SdkConfig, settings: Settings) -> Self {
+        Self::with_clients(config, settings, Clients::default())
+    }
+
+    /// A context with `clients` given (the rest from `config` when first used).
+    pub fn with_clients(config: &SdkConfig, settings: Settings, clients: Clients) -> Self {
         Self {
-            autoscaling: aws_sdk_autoscaling::Client::new(config),
-            cloudwatch: aws_sdk_cloudwatch::Client::new(config),
-            ec2: aws_sdk_ec2::Client::new(config),
-            ssm: aws_sdk_ssm::Client::new(config),
-            sfn: aws_sdk_sfn::Client::new(config),
+            clients,
             config: config.clone(),
             settings,
         }
     }
 
+    client!(autoscaling, aws_sdk_autoscaling, "EC2 Auto Scaling");
+    client!(cloudwatch, aws_sdk_cloudwatch, "CloudWatch (release gates)");
+    client!(ec2, aws_sdk_ec2, "EC2");
+    client!(ssm, aws_sdk_ssm, "Systems Manager");
+    client!(sfn, aws_sdk_sfn, "Step Functions");
+
     /// Clients and settings from the standard AWS environment.
     pub async fn from_env() -> Self {
         let config = aws_config::load_from_env().await;
         Self::new(&config, Settings::from_env())
+    }
+
+    /// Like [`Context::from_env`], for a Lambda: HTTPS trusts the root
+    /// certificates compiled in unless the environment names others (see
+    /// `roots`), which keeps the system's certificate store out of a cold start.
+    pub async fn for_lambda() -> Self {
+        let mut loader = aws_config::from_env();
+        if let Some(client) = super::roots::http_client() {
+            loader = loader.http_client(client);
+        }
+        Self::new(&loader.load().await, Settings::from_env())
     }
 
     /// The SSM parameter `name` (or `name:version`), or `None` when it (or
@@ -159,7 +199,7 @@ impl Context {
         name: &str,
     ) -> Result<Option<aws_sdk_ssm::types::Parameter>> {
         let found = self
-            .ssm
+            .ssm()
             .get_parameter()
             .name(name)
             .send()

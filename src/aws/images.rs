@@ -14,7 +14,7 @@ use crate::tags::{self, Stage};
 /// Every image this account owns that matches all `filters`, in any state.
 pub(crate) async fn own(ctx: &Context, filters: Vec<Filter>) -> Result<Vec<Image>> {
     let pages = ctx
-        .ec2
+        .ec2()
         .describe_images()
         .owners("self")
         .include_deprecated(true)
@@ -31,7 +31,7 @@ pub(crate) async fn own(ctx: &Context, filters: Vec<Filter>) -> Result<Vec<Image
 /// Every snapshot this account owns that matches `filter`.
 pub(crate) async fn own_snapshots(ctx: &Context, filter: Filter) -> Result<Vec<Snapshot>> {
     let pages = ctx
-        .ec2
+        .ec2()
         .describe_snapshots()
         .owner_ids("self")
         .filters(filter)
@@ -56,7 +56,7 @@ pub(crate) fn filter(name: &str, values: impl IntoIterator<Item = impl Into<Stri
 /// EC2 does not know it (never existed, deregistered, or of another region).
 pub(crate) async fn describe(ctx: &Context, id: &AmiId) -> Result<Option<Image>> {
     let found = ctx
-        .ec2
+        .ec2()
         .describe_images()
         .image_ids(id.as_str())
         .include_deprecated(true)
@@ -111,7 +111,7 @@ pub(crate) async fn set_tag(
 ) -> Result<()> {
     match value {
         Some(value) => ctx
-            .ec2
+            .ec2()
             .create_tags()
             .resources(resource)
             .tags(tags::tag(key, value))
@@ -120,7 +120,7 @@ pub(crate) async fn set_tag(
             .map(drop)
             .or_aws("CreateTags"),
         None => ctx
-            .ec2
+            .ec2()
             .delete_tags()
             .resources(resource)
             .tags(aws_sdk_ec2::types::Tag::builder().key(key).build())
@@ -134,7 +134,7 @@ pub(crate) async fn set_tag(
 /// Deregisters image `id` and deletes its `snapshots`; what is gone already
 /// counts as done.
 pub(crate) async fn deregister(ctx: &Context, id: &AmiId, snapshots: &[String]) -> Result<()> {
-    ctx.ec2
+    ctx.ec2()
         .deregister_image()
         .image_id(id.as_str())
         .send()
@@ -150,7 +150,7 @@ pub(crate) async fn deregister(ctx: &Context, id: &AmiId, snapshots: &[String]) 
 
 /// Deletes snapshot `id`; one gone already counts as done.
 pub(crate) async fn delete_snapshot(ctx: &Context, id: &str) -> Result<()> {
-    ctx.ec2
+    ctx.ec2()
         .delete_snapshot()
         .snapshot_id(id)
         .send()

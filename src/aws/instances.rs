@@ -42,7 +42,7 @@ pub async fn live_instances(
     ];
     filters.extend(role.map(|role| tags::filter(tags::ROLE, role.as_ref())));
     let pages = ctx
-        .ec2
+        .ec2()
         .describe_instances()
         .set_filters(Some(filters))
         .into_paginator()
@@ -85,7 +85,7 @@ pub(crate) async fn terminate_ids(ctx: &Context, ids: &[InstanceId]) -> Result<V
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    ctx.ec2
+    ctx.ec2()
         .terminate_instances()
         .set_instance_ids(Some(ids.iter().map(ToString::to_string).collect()))
         .send()
@@ -100,7 +100,7 @@ pub(crate) async fn terminate_ids(ctx: &Context, ids: &[InstanceId]) -> Result<V
 /// The state of one instance, or `None` when EC2 no longer knows it.
 pub async fn state(ctx: &Context, instance: &InstanceId) -> Result<Option<InstanceStateName>> {
     let found = ctx
-        .ec2
+        .ec2()
         .describe_instances()
         .instance_ids(instance.as_str())
         .send()

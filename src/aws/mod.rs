@@ -9,7 +9,8 @@ pub mod executions;
 pub mod images;
 pub mod instances;
 pub mod network;
+mod roots;
 pub mod run_command;
 pub(crate) mod sdk;
 
-pub use context::{Context, DEFAULT_RECIPE_ROOT, Settings};
+pub use context::{Clients, Context, DEFAULT_RECIPE_ROOT, Settings};

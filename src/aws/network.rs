@@ -19,7 +19,7 @@ pub const SECURITY_GROUP_NAME: &str = "kiln-builder";
 pub(crate) async fn builder_group(ctx: &Context, spec: &BuilderSpec) -> Result<String> {
     if let Some(group) = &spec.security_group_id {
         let output = ctx
-            .ec2
+            .ec2()
             .describe_security_groups()
             .group_ids(group)
             .send()
@@ -36,7 +36,7 @@ pub(crate) async fn builder_group(ctx: &Context, spec: &BuilderSpec) -> Result<S
         return Ok(group);
     }
     let created = ctx
-        .ec2
+        .ec2()
         .create_security_group()
         .group_name(SECURITY_GROUP_NAME)
         .description("kiln image builders: no inbound traffic; outbound for SSM and packages")
@@ -70,7 +70,7 @@ pub(crate) async fn builder_group(ctx: &Context, spec: &BuilderSpec) -> Result<S
 
 async fn find_kiln_group(ctx: &Context, vpc: &str) -> Result<Option<String>> {
     let output = ctx
-        .ec2
+        .ec2()
         .describe_security_groups()
         .filters(Filter::builder().name("vpc-id").values(vpc).build())
         .filters(
@@ -105,7 +105,7 @@ fn refuse_inbound(group: &str, rules: usize) -> Result<()> {
 pub(crate) async fn vpc_of(ctx: &Context, subnet: Option<&str>) -> Result<String> {
     let vpc = match subnet {
         Some(subnet) => ctx
-            .ec2
+            .ec2()
             .describe_subnets()
             .subnet_ids(subnet)
             .send()
@@ -115,7 +115,7 @@ pub(crate) async fn vpc_of(ctx: &Context, subnet: Option<&str>) -> Result<String
             .first()
             .and_then(|s| s.vpc_id().map(str::to_owned)),
         None => ctx
-            .ec2
+            .ec2()
             .describe_vpcs()
             .filters(Filter::builder().name("is-default").values("true").build())
             .send()
@@ -140,7 +140,7 @@ pub(crate) async fn unused_builder_groups(
     busy: &std::collections::BTreeSet<String>,
 ) -> Result<Vec<String>> {
     let groups = ctx
-        .ec2
+        .ec2()
         .describe_security_groups()
         .filters(tags::filter(tags::ROLE, Role::BuilderSg.as_ref()))
         .send()
@@ -158,7 +158,7 @@ pub(crate) async fn unused_builder_groups(
             continue;
         }
         let used = ctx
-            .ec2
+            .ec2()
             .describe_network_interfaces()
             .filters(Filter::builder().name("group-id").values(id).build())
             .send()
@@ -174,7 +174,7 @@ pub(crate) async fn unused_builder_groups(
 /// Deletes security group `group`; one gone already, or taken by a build
 /// that just started, is left as it is.
 pub(crate) async fn delete_group(ctx: &Context, group: &str) -> Result<()> {
-    ctx.ec2
+    ctx.ec2()
         .delete_security_group()
         .group_id(group)
         .send()

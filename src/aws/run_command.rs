@@ -137,7 +137,7 @@ pub(crate) async fn send(
         )
     });
     let output = ctx
-        .ssm
+        .ssm()
         .send_command()
         .document_name(DOCUMENT)
         .instance_ids(instance.as_str())
@@ -174,7 +174,7 @@ async fn already_sent(
     marker: &str,
 ) -> Result<Option<CommandId>> {
     let commands = ctx
-        .ssm
+        .ssm()
         .list_commands()
         .instance_id(instance.as_str())
         .filters(
@@ -217,7 +217,7 @@ pub(crate) async fn outcome(
     script: &Script<'_>,
 ) -> Result<Outcome> {
     let result = ctx
-        .ssm
+        .ssm()
         .get_command_invocation()
         .command_id(command.as_str())
         .instance_id(instance.as_str())

@@ -99,7 +99,7 @@ pub async fn history(
 ) -> Result<Vec<Version>> {
     let parameter = pointer_name(recipe, channel);
     let pages = ctx
-        .ssm
+        .ssm()
         .get_parameter_history()
         .name(&parameter)
         .max_results(50)
@@ -134,7 +134,7 @@ pub async fn pointers(
 ) -> Result<BTreeMap<Channel, (String, i64)>> {
     let prefix = format!("{POINTER_ROOT}/{recipe}/");
     let pages = ctx
-        .ssm
+        .ssm()
         .get_parameters_by_path()
         .path(format!("{POINTER_ROOT}/{recipe}"))
         .recursive(false)
@@ -313,7 +313,7 @@ pub(crate) async fn write_pointer(
     let parameter = pointer_name(recipe, channel);
     let description = description(record)?;
     let output = ctx
-        .ssm
+        .ssm()
         .put_parameter()
         .name(&parameter)
         .value(image.as_str())

@@ -390,7 +390,7 @@ pub async fn demote(
             ..unchanged(recipe, channel, parameter.clone(), None, None)
         });
     };
-    ctx.ssm
+    ctx.ssm()
         .delete_parameter()
         .name(&parameter)
         .send()
@@ -468,7 +468,7 @@ pub(crate) async fn recipe_images(ctx: &Context, recipe: &RecipeName) -> Result<
 
 fn gone(ctx: &Context) -> String {
     let region = ctx
-        .ec2
+        .ec2()
         .config()
         .region()
         .map_or_else(|| "this region".to_owned(), ToString::to_string);

@@ -244,7 +244,7 @@ async fn instances_using(ctx: &Context, ids: &[String]) -> Result<BTreeMap<Strin
     let mut using: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for batch in ids.chunks(MAX_FILTER_VALUES) {
         let pages = ctx
-            .ec2
+            .ec2()
             .describe_instances()
             .filters(images::filter("image-id", batch.iter().cloned()))
             .filters(images::filter(
@@ -272,7 +272,7 @@ async fn templates_naming(ctx: &Context) -> Result<BTreeMap<String, Vec<String>>
     let mut naming: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut pinned = BTreeMap::new();
     let templates = ctx
-        .ec2
+        .ec2()
         .describe_launch_templates()
         .into_paginator()
         .items()
@@ -282,7 +282,7 @@ async fn templates_naming(ctx: &Context) -> Result<BTreeMap<String, Vec<String>>
             continue;
         };
         let versions = ctx
-            .ec2
+            .ec2()
             .describe_launch_template_versions()
             .launch_template_id(template_id)
             .into_paginator()

@@ -148,7 +148,7 @@ pub async fn sweep(ctx: &Context, dry_run: bool) -> Result<Sweep> {
         security_groups: Vec::new(),
     };
     for (build_id, traces) in traces(ctx).await? {
-        let status = executions::status(&ctx.sfn, state_machine, build_id.as_str()).await?;
+        let status = executions::status(ctx.sfn(), state_machine, build_id.as_str()).await?;
         let recipe = traces
             .recipe
             .as_deref()
@@ -245,7 +245,7 @@ async fn traces(ctx: &Context) -> Result<BTreeMap<BuildId, Traces>> {
         t.and_then(|t| jiff::Timestamp::from_second(t.secs()).ok())
     };
     let mut pages = ctx
-        .ec2
+        .ec2()
         .describe_instances()
         .filters(build_tag())
         .filters(instances::live_state_filter())
@@ -275,7 +275,7 @@ async fn traces(ctx: &Context) -> Result<BTreeMap<BuildId, Traces>> {
 /// one of them cannot be told (its recipe does not load).
 async fn busy_vpcs(ctx: &Context, state_machine: &str) -> Result<Option<BTreeSet<String>>> {
     let mut busy = BTreeSet::new();
-    for execution in executions::running(&ctx.sfn, state_machine).await? {
+    for execution in executions::running(ctx.sfn(), state_machine).await? {
         let recipe = execution
             .input
             .as_deref()

@@ -41,7 +41,7 @@ pub fn state_machine(ctx: &Context) -> Result<&str> {
 /// Starts build `name` with `input`, or finds the build of that name already
 /// started (whether it runs or ended).
 pub async fn start(ctx: &Context, name: &str, input: &BuildInput) -> Result<Started> {
-    executions::start(&ctx.sfn, state_machine(ctx)?, name, input).await
+    executions::start(ctx.sfn(), state_machine(ctx)?, name, input).await
 }
 
 /// Starts the first attempt at `name` that is not over: an attempt still
@@ -56,11 +56,11 @@ pub async fn start_retrying(ctx: &Context, name: &str, input: &BuildInput) -> Re
         } else {
             format!("{name}-{attempt}")
         };
-        let started = executions::start(&ctx.sfn, state_machine, &name, input).await?;
+        let started = executions::start(ctx.sfn(), state_machine, &name, input).await?;
         if !started.existing {
             return Ok(started);
         }
-        let status = executions::status(&ctx.sfn, state_machine, &name).await?;
+        let status = executions::status(ctx.sfn(), state_machine, &name).await?;
         if status == Some(ExecutionStatus::Running) {
             return Ok(started);
         }

@@ -144,7 +144,7 @@ async fn run_instance(
         format!("kiln-{role} {} {build_id}", recipe.name),
     ));
     let output = ctx
-        .ec2
+        .ec2()
         .run_instances()
         .image_id(image.as_str())
         .instance_type(InstanceType::from(instance_type))

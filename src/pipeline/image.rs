@@ -56,7 +56,7 @@ pub async fn start(
     // IAM lets cleanup delete only what carries a build tag).
     let snapshot_tags = tags::build_tags(&recipe.name, build_id, Role::Image);
     let created = ctx
-        .ec2
+        .ec2()
         .create_image()
         .instance_id(builder.builder_instance_id.as_str())
         .name(&image_name)
@@ -200,7 +200,7 @@ async fn tag_snapshots(ctx: &Context, image: &AmiId, described: &Ec2Image) -> Re
     if snapshots.is_empty() {
         return Ok(());
     }
-    ctx.ec2
+    ctx.ec2()
         .create_tags()
         .set_resources(Some(snapshots))
         .tags(tags::tag(tags::IMAGE_ID, image.as_str()))
@@ -218,7 +218,7 @@ async fn require_imdsv2(ctx: &Context, described: &Ec2Image) -> Result<()> {
     if described.imds_support() == Some(&ImdsSupportValues::V20) {
         return Ok(());
     }
-    ctx.ec2
+    ctx.ec2()
         .modify_image_attribute()
         .set_image_id(described.image_id().map(str::to_owned))
         .imds_support(

@@ -119,7 +119,7 @@ fn filter(name: &str, values: &[&str]) -> Filter {
 
 /// Every instance in the emulator (all states), optionally only those tagged with a build.
 pub async fn instances(ctx: &Context, build_id: Option<&str>) -> Vec<Instance> {
-    let mut request = ctx.ec2.describe_instances();
+    let mut request = ctx.ec2().describe_instances();
     if let Some(build_id) = build_id {
         request = request.filters(filter("tag:kiln:build-id", &[build_id]));
     }
@@ -150,7 +150,7 @@ pub async fn live_instances(ctx: &Context, build_id: Option<&str>) -> Vec<Instan
 
 /// Images this account owns.
 pub async fn own_images(ctx: &Context) -> Vec<Image> {
-    ctx.ec2
+    ctx.ec2()
         .describe_images()
         .owners("self")
         .send()
@@ -162,7 +162,7 @@ pub async fn own_images(ctx: &Context) -> Vec<Image> {
 
 /// A seeded Canonical x86_64 image in the context's region.
 pub async fn canonical_image(ctx: &Context) -> String {
-    ctx.ec2
+    ctx.ec2()
         .describe_images()
         .owners("099720109477")
         .send()
@@ -188,7 +188,7 @@ pub async fn built_image(ctx: &Context, recipe: &str, build_id: &str, stage: &st
         ("kiln:stage", stage),
     ];
     let image = ctx
-        .ec2
+        .ec2()
         .create_image()
         .instance_id(&instance)
         .name(format!("kiln/{recipe}/{build_id}"))
@@ -203,7 +203,7 @@ pub async fn built_image(ctx: &Context, recipe: &str, build_id: &str, stage: &st
         .send()
         .await
         .expect("CreateImage");
-    ctx.ec2
+    ctx.ec2()
         .terminate_instances()
         .instance_ids(&instance)
         .send()
@@ -219,7 +219,7 @@ pub async fn built_image(ctx: &Context, recipe: &str, build_id: &str, stage: &st
 /// Launches one untagged instance from `image`; returns its id.
 pub async fn launch(ctx: &Context, image: &str) -> String {
     let run = ctx
-        .ec2
+        .ec2()
         .run_instances()
         .image_id(image)
         .instance_type(aws_sdk_ec2::types::InstanceType::T3Small)
@@ -238,7 +238,7 @@ pub async fn launch(ctx: &Context, image: &str) -> String {
 /// each tagged with `tags`.
 pub async fn launch_many(ctx: &Context, image: &str, count: i32, tags: &[(&str, &str)]) {
     let mut run = ctx
-        .ec2
+        .ec2()
         .run_instances()
         .image_id(image)
         .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
@@ -264,7 +264,7 @@ pub fn tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str
 /// A new launch template `name` of `image` on t3.micro; returns its id.
 pub async fn launch_template(ctx: &Context, name: &str, image: &str) -> String {
     let template = ctx
-        .ec2
+        .ec2()
         .create_launch_template()
         .launch_template_name(name)
         .launch_template_data(
@@ -293,7 +293,7 @@ pub async fn auto_scaling_group(
     tags: &[(&str, &str)],
 ) -> String {
     let id = launch_template(ctx, name, image).await;
-    ctx.autoscaling
+    ctx.autoscaling()
         .create_auto_scaling_group()
         .auto_scaling_group_name(name)
         .launch_template(
@@ -330,7 +330,7 @@ pub fn group_tags(group: &str, tags: &[(&str, &str)]) -> Vec<aws_sdk_autoscaling
 
 /// A CloudWatch metric alarm `name`, in state OK.
 pub async fn alarm(ctx: &Context, name: &str) {
-    ctx.cloudwatch
+    ctx.cloudwatch()
         .put_metric_alarm()
         .alarm_name(name)
         .namespace("Web")
@@ -348,7 +348,7 @@ pub async fn alarm(ctx: &Context, name: &str) {
 
 /// Drives alarm `name` into `state`, as its metric would.
 pub async fn set_alarm(ctx: &Context, name: &str, state: aws_sdk_cloudwatch::types::StateValue) {
-    ctx.cloudwatch
+    ctx.cloudwatch()
         .set_alarm_state()
         .alarm_name(name)
         .state_value(state)
@@ -361,7 +361,7 @@ pub async fn set_alarm(ctx: &Context, name: &str, state: aws_sdk_cloudwatch::typ
 /// Every version of launch template `id`: (number, image).
 pub async fn template_versions(ctx: &Context, id: &str) -> Vec<(i64, Option<String>)> {
     let found = ctx
-        .ec2
+        .ec2()
         .describe_launch_template_versions()
         .launch_template_id(id)
         .send()

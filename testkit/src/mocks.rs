@@ -3,6 +3,7 @@
 //! failures), and the error answers AWS gives.
 
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -11,7 +12,7 @@ use aws_sdk_ec2::config::Region;
 use aws_smithy_mocks::{Rule, RuleMode, mock_client};
 use aws_smithy_runtime_api::http::{Response, StatusCode};
 use aws_smithy_types::body::SdkBody;
-use kiln::aws::{Context, Settings};
+use kiln::aws::{Clients, Context, Settings};
 
 /// A context whose clients answer from mock rules (matched in any order) and
 /// retry like the SDK's standard mode, without the waiting; recipes are read
@@ -45,36 +46,45 @@ pub fn mocked_with(recipe_root: &Path, mocks: &Mocks<'_>) -> Context {
     let retry = RetryConfig::standard()
         .with_max_attempts(3)
         .with_initial_backoff(Duration::from_millis(1));
-    Context {
-        autoscaling: mock_client!(
+    let clients = Clients {
+        autoscaling: OnceLock::from(mock_client!(
             aws_sdk_autoscaling,
             RuleMode::MatchAny,
             mocks.autoscaling,
             |c| c.retry_config(retry.clone())
-        ),
-        cloudwatch: mock_client!(
+        )),
+        cloudwatch: OnceLock::from(mock_client!(
             aws_sdk_cloudwatch,
             RuleMode::MatchAny,
             mocks.cloudwatch,
             |c| c.retry_config(retry.clone())
-        ),
-        ec2: mock_client!(aws_sdk_ec2, RuleMode::MatchAny, mocks.ec2, |c| c
-            .retry_config(retry.clone())),
-        ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, mocks.ssm, |c| c
-            .retry_config(retry.clone())),
-        sfn: mock_client!(aws_sdk_sfn, RuleMode::MatchAny, &[]),
-        // Clients made from it (an audit's) reach nothing.
-        config: SdkConfig::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .http_client(aws_smithy_mocks::create_mock_http_client())
-            .region(Region::new("us-east-1"))
-            .build(),
-        settings: Settings {
-            recipe_root: recipe_root.to_owned(),
-            instance_profile: Some(crate::fixtures::INSTANCE_PROFILE.to_owned()),
-            ..Settings::default()
-        },
-    }
+        )),
+        ec2: OnceLock::from(mock_client!(
+            aws_sdk_ec2,
+            RuleMode::MatchAny,
+            mocks.ec2,
+            |c| c.retry_config(retry.clone())
+        )),
+        ssm: OnceLock::from(mock_client!(
+            aws_sdk_ssm,
+            RuleMode::MatchAny,
+            mocks.ssm,
+            |c| c.retry_config(retry.clone())
+        )),
+        sfn: OnceLock::from(mock_client!(aws_sdk_sfn, RuleMode::MatchAny, &[])),
+    };
+    // Clients made from it (an audit's) reach nothing.
+    let config = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .http_client(aws_smithy_mocks::create_mock_http_client())
+        .region(Region::new("us-east-1"))
+        .build();
+    let settings = Settings {
+        recipe_root: recipe_root.to_owned(),
+        instance_profile: Some(crate::fixtures::INSTANCE_PROFILE.to_owned()),
+        ..Settings::default()
+    };
+    Context::with_clients(&config, settings, clients)
 }
 
 /// The wire protocols of the services kiln's tests mock, for their errors.

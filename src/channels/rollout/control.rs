@@ -180,7 +180,7 @@ pub async fn start(
         "check_seconds": check_seconds,
         "forced": forced,
     });
-    let started = executions::start(&ctx.sfn, machine, image.as_str(), &input).await?;
+    let started = executions::start(ctx.sfn(), machine, image.as_str(), &input).await?;
     if started.existing {
         return Err(Error::InvalidInput(format!(
             "{image} has had a release already (execution {image}); an image is released \
@@ -196,7 +196,7 @@ pub async fn abort(ctx: &Context, recipe: &RecipeName, reason: &str) -> Result<A
     let machine = machine(ctx)?;
     let mut stopped = Vec::new();
     for release in running(ctx, machine, recipe).await? {
-        ctx.sfn
+        ctx.sfn()
             .stop_execution()
             .execution_arn(&release.arn)
             .error("Aborted")
@@ -230,7 +230,7 @@ fn machine(ctx: &Context) -> Result<&str> {
 
 /// The running releases of `recipe` on `machine`.
 async fn running(ctx: &Context, machine: &str, recipe: &RecipeName) -> Result<Vec<Running>> {
-    Ok(executions::running(&ctx.sfn, machine)
+    Ok(executions::running(ctx.sfn(), machine)
         .await?
         .into_iter()
         .filter(|execution| {

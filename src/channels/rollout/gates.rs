@@ -36,7 +36,7 @@ pub async fn alarms(ctx: &Context, names: &[String], since: Timestamp) -> Result
     let until = Timestamp::now();
     let mut states = std::collections::BTreeMap::new();
     let pages = ctx
-        .cloudwatch
+        .cloudwatch()
         .describe_alarms()
         .set_alarm_names(Some(names.to_vec()))
         .alarm_types(AlarmType::MetricAlarm)
@@ -85,7 +85,7 @@ async fn went_into_alarm(
 ) -> Result<Option<String>> {
     let date = |at: Timestamp| DateTime::from_millis(at.as_millisecond());
     let pages = ctx
-        .cloudwatch
+        .cloudwatch()
         .describe_alarm_history()
         .alarm_name(name)
         .alarm_types(AlarmType::MetricAlarm)
@@ -163,7 +163,7 @@ pub async fn set_hold(ctx: &Context, recipe: &RecipeName, hold: Option<&Hold>) -
             crate::text::truncate(&mut hold.actor, MAX_ACTOR_LEN);
             let value = serde_json::to_string(&hold)
                 .map_err(|err| Error::InvalidInput(format!("cannot record the hold: {err}")))?;
-            ctx.ssm
+            ctx.ssm()
                 .put_parameter()
                 .name(name)
                 .value(value)
@@ -175,7 +175,7 @@ pub async fn set_hold(ctx: &Context, recipe: &RecipeName, hold: Option<&Hold>) -
                 .or_aws("PutParameter")
         }
         None => ctx
-            .ssm
+            .ssm()
             .delete_parameter()
             .name(name)
             .send()

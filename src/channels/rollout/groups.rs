@@ -114,7 +114,7 @@ pub async fn groups(
             .build()
     };
     let mut request = ctx
-        .autoscaling
+        .autoscaling()
         .describe_auto_scaling_groups()
         .filters(filter(tags::RECIPE, recipe.as_str()));
     if let Some(channel) = channel {
@@ -326,7 +326,7 @@ async fn refresh_to(
     preferences: aws_sdk_autoscaling::types::builders::RefreshPreferencesBuilder,
 ) -> Result<Option<Refresh>> {
     let started = ctx
-        .autoscaling
+        .autoscaling()
         .start_instance_refresh()
         .auto_scaling_group_name(group)
         .strategy(RefreshStrategy::Rolling)
@@ -362,7 +362,7 @@ async fn refresh_to(
 /// The refresh as Auto Scaling reports it now.
 pub async fn track(ctx: &Context, refresh: &Refresh) -> Result<Refresh> {
     let found = ctx
-        .autoscaling
+        .autoscaling()
         .describe_instance_refreshes()
         .auto_scaling_group_name(&refresh.group)
         .instance_refresh_ids(&refresh.refresh_id)
@@ -389,7 +389,7 @@ pub async fn track(ctx: &Context, refresh: &Refresh) -> Result<Refresh> {
 /// The group's newest refresh, if it has one.
 pub async fn latest(ctx: &Context, group: &str) -> Result<Option<Refresh>> {
     let found = ctx
-        .autoscaling
+        .autoscaling()
         .describe_instance_refreshes()
         .auto_scaling_group_name(group)
         .max_records(1)
@@ -439,7 +439,7 @@ pub async fn roll_back(ctx: &Context, refresh: &Refresh) -> Result<bool> {
         return Ok(false);
     }
     let asked = ctx
-        .autoscaling
+        .autoscaling()
         .rollback_instance_refresh()
         .auto_scaling_group_name(&refresh.group)
         .send()
@@ -456,7 +456,7 @@ pub async fn roll_back(ctx: &Context, refresh: &Refresh) -> Result<bool> {
 /// Cancels the group's running refresh, if it has one. Returns its id.
 pub async fn cancel(ctx: &Context, group: &str) -> Result<Option<String>> {
     let cancelled = ctx
-        .autoscaling
+        .autoscaling()
         .cancel_instance_refresh()
         .auto_scaling_group_name(group)
         .send()

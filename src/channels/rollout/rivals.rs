@@ -75,7 +75,7 @@ pub async fn superseding(
     recipe: &RecipeName,
     me: Contender,
 ) -> Result<Option<Winner>> {
-    let mut contenders: Vec<Contender> = executions::running(&ctx.sfn, machine)
+    let mut contenders: Vec<Contender> = executions::running(ctx.sfn(), machine)
         .await?
         .into_iter()
         .filter_map(|execution| {

@@ -149,7 +149,7 @@ async fn describe_version(
     version: &str,
 ) -> Result<Option<LaunchTemplateVersion>> {
     let found = ctx
-        .ec2
+        .ec2()
         .describe_launch_template_versions()
         .set_launch_template_id(template.id.clone())
         .set_launch_template_name(template.name.clone())
@@ -184,7 +184,7 @@ pub(super) async fn version_for(
         return Ok(number.to_string());
     }
     let created = ctx
-        .ec2
+        .ec2()
         .create_launch_template_version()
         .set_launch_template_id(template.id.clone())
         .set_launch_template_name(template.name.clone())
