@@ -47,6 +47,30 @@ async fn live(ctx: &Context) -> Vec<String> {
         .collect()
 }
 
+/// The builder instance of build `build_id`.
+async fn builder_of(ctx: &Context, build_id: &str) -> String {
+    kiln_testkit::live_instances(ctx, Some(build_id)).await[0]
+        .instance_id()
+        .expect("id")
+        .to_owned()
+}
+
+/// An instance tagged as the builder of build `build_id` of a state machine
+/// this one never ran (another kiln's?).
+async fn foreign_builder(emulator: &Emulator, ctx: &Context, build_id: &str) -> String {
+    let foreign = kiln_testkit::launch(ctx, &emulator.seeded.source_ami).await;
+    ctx.ec2()
+        .create_tags()
+        .resources(&foreign)
+        .tags(kiln::tags::tag("kiln:recipe", "ubuntu-base"))
+        .tags(kiln::tags::tag("kiln:build-id", build_id))
+        .tags(kiln::tags::tag("kiln:role", "builder"))
+        .send()
+        .await
+        .expect("tag");
+    foreign
+}
+
 async fn own_image_ids(ctx: &Context) -> Vec<String> {
     kiln_testkit::own_images(ctx)
         .await
@@ -123,10 +147,7 @@ async fn the_sweep_removes_exactly_the_leftovers_and_a_second_run_finds_nothing(
 
     // A running build's builder: left alone.
     start_waiting_build(&emulator, &ctx, "running-1").await;
-    let running_builder = kiln_testkit::live_instances(&ctx, Some("running-1")).await[0]
-        .instance_id()
-        .expect("id")
-        .to_owned();
+    let running_builder = builder_of(&ctx, "running-1").await;
     // A finished (stopped) build's leftover builder, with a failed and a
     // tested image of the same build.
     let (stopped, _) = start_waiting_build(&emulator, &ctx, "finished-1").await;
@@ -137,23 +158,11 @@ async fn the_sweep_removes_exactly_the_leftovers_and_a_second_run_finds_nothing(
         .send()
         .await
         .expect("stop");
-    let leftover = kiln_testkit::live_instances(&ctx, Some("finished-1")).await[0]
-        .instance_id()
-        .expect("id")
-        .to_owned();
+    let leftover = builder_of(&ctx, "finished-1").await;
     let failed = built_image(&ctx, "ubuntu-base", "finished-1", "failed").await;
     let tested = built_image(&ctx, "ubuntu-base", "finished-1", "tested").await;
     // A young build this state machine never ran (another kiln's?): left alone.
-    let foreign = kiln_testkit::launch(&ctx, &emulator.seeded.source_ami).await;
-    ctx.ec2()
-        .create_tags()
-        .resources(&foreign)
-        .tags(kiln::tags::tag("kiln:recipe", "ubuntu-base"))
-        .tags(kiln::tags::tag("kiln:build-id", "elsewhere-1"))
-        .tags(kiln::tags::tag("kiln:role", "builder"))
-        .send()
-        .await
-        .expect("tag");
+    let foreign = foreign_builder(&emulator, &ctx, "elsewhere-1").await;
     let untagged = kiln_testkit::launch(&ctx, &emulator.seeded.source_ami).await;
     let vpc = ctx
         .ec2()
@@ -243,36 +252,18 @@ async fn a_build_older_than_its_longest_build_is_swept_though_its_execution_stil
     let emulator = Emulator::start_pipeline(copy.root.path(), &[]).await;
     let ctx = emulator.context(copy.root.path());
     let longest = Duration::from_secs(copy.load().max_build_seconds());
-    let builder = |build: &str| {
-        let ctx = &ctx;
-        let build = build.to_owned();
-        async move {
-            kiln_testkit::live_instances(ctx, Some(&build)).await[0]
-                .instance_id()
-                .expect("id")
-                .to_owned()
-        }
-    };
 
     // Two running builds: one whose builder has run a minute longer than
     // the recipe's longest build can take (hung), one just under it.
     start_waiting_build(&emulator, &ctx, "hung-1").await;
     start_waiting_build(&emulator, &ctx, "slow-1").await;
-    let hung = builder("hung-1").await;
-    let slow = builder("slow-1").await;
+    let hung = builder_of(&ctx, "hung-1").await;
+    let slow = builder_of(&ctx, "slow-1").await;
     emulator.age_instance(&hung, longest + Duration::from_secs(60));
     emulator.age_instance(&slow, longest - Duration::from_secs(60));
     let hung_image = built_image(&ctx, "ubuntu-base", "hung-1", "candidate").await;
     // And a build no execution of this state machine ran, three days old.
-    let foreign = kiln_testkit::launch(&ctx, &emulator.seeded.source_ami).await;
-    ctx.ec2()
-        .create_tags()
-        .resources(&foreign)
-        .tags(kiln::tags::tag("kiln:recipe", "ubuntu-base"))
-        .tags(kiln::tags::tag("kiln:build-id", "elsewhere-2"))
-        .send()
-        .await
-        .expect("tag");
+    let foreign = foreign_builder(&emulator, &ctx, "elsewhere-2").await;
     emulator.age_instance(&foreign, Duration::from_secs(3 * 86_400 + 60));
 
     let swept = kiln::ops::sweep::sweep(&ctx, false).await.expect("sweep");

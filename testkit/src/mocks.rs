@@ -46,31 +46,18 @@ pub fn mocked_with(recipe_root: &Path, mocks: &Mocks<'_>) -> Context {
     let retry = RetryConfig::standard()
         .with_max_attempts(3)
         .with_initial_backoff(Duration::from_millis(1));
+    // A client answering from `rules`, retrying as above.
+    macro_rules! mocked {
+        ($sdk:ident, $rules:expr) => {
+            OnceLock::from(mock_client!($sdk, RuleMode::MatchAny, $rules, |c| c
+                .retry_config(retry.clone())))
+        };
+    }
     let clients = Clients {
-        autoscaling: OnceLock::from(mock_client!(
-            aws_sdk_autoscaling,
-            RuleMode::MatchAny,
-            mocks.autoscaling,
-            |c| c.retry_config(retry.clone())
-        )),
-        cloudwatch: OnceLock::from(mock_client!(
-            aws_sdk_cloudwatch,
-            RuleMode::MatchAny,
-            mocks.cloudwatch,
-            |c| c.retry_config(retry.clone())
-        )),
-        ec2: OnceLock::from(mock_client!(
-            aws_sdk_ec2,
-            RuleMode::MatchAny,
-            mocks.ec2,
-            |c| c.retry_config(retry.clone())
-        )),
-        ssm: OnceLock::from(mock_client!(
-            aws_sdk_ssm,
-            RuleMode::MatchAny,
-            mocks.ssm,
-            |c| c.retry_config(retry.clone())
-        )),
+        autoscaling: mocked!(aws_sdk_autoscaling, mocks.autoscaling),
+        cloudwatch: mocked!(aws_sdk_cloudwatch, mocks.cloudwatch),
+        ec2: mocked!(aws_sdk_ec2, mocks.ec2),
+        ssm: mocked!(aws_sdk_ssm, mocks.ssm),
         sfn: OnceLock::from(mock_client!(aws_sdk_sfn, RuleMode::MatchAny, &[])),
     };
     // Clients made from it (an audit's) reach nothing.
