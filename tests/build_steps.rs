@@ -786,3 +786,43 @@ async fn a_failed_image_kept_for_inspection_is_tagged_failed_and_never_skipped_t
         "a failed image with the same fingerprint does not make the build up to date"
     );
 }
+
+#[tokio::test]
+async fn distribution_regions_the_account_cannot_copy_to_are_refused_before_launch() {
+    let emulator = Emulator::start().await;
+    let copy = RecipeCopy::ubuntu_base();
+    let ctx = emulator.context(copy.root.path());
+    let home = emulator.seeded.region.clone();
+    copy.edit("recipe.toml", |text| {
+        format!("{text}\n[distribution]\nregions = [\"eu-west-1\", \"{home}\", \"cn-north-1\"]\n")
+    });
+    let recipe = copy.load();
+
+    let err = kiln::pipeline::source::resolve(&ctx, &recipe, false)
+        .await
+        .expect_err("refused");
+
+    let Error::InvalidRecipe { problems, .. } = &err else {
+        panic!("expected InvalidRecipe, got {err:?}");
+    };
+    let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    assert!(
+        messages[0].starts_with(&format!("{home} is the build region")),
+        "{messages:#?}"
+    );
+    assert!(
+        messages[1].starts_with("cn-north-1 is not a region of this account's partition"),
+        "{messages:#?}"
+    );
+    assert!(problems.iter().all(|p| p.field == "distribution.regions"));
+    assert!(kiln_testkit::live_instances(&ctx, None).await.is_empty());
+
+    copy.edit("recipe.toml", |text| {
+        text.replace(&format!(", \"{home}\", \"cn-north-1\""), "")
+    });
+    let source = kiln::pipeline::source::resolve(&ctx, &copy.load(), false)
+        .await
+        .expect("eu-west-1 is a region of this account");
+    assert_eq!(source.source_ami.as_str(), emulator.seeded.source_ami);
+}

@@ -684,3 +684,44 @@ async fn retention_keeps_an_image_a_pointer_came_to_name_during_the_run() {
     );
     assert_eq!(deregister.num_calls(), 0);
 }
+
+#[tokio::test]
+async fn a_distribution_region_not_enabled_in_the_account_is_refused() {
+    use aws_sdk_ec2::operation::describe_regions::DescribeRegionsOutput;
+    let copy = RecipeCopy::ubuntu_base();
+    copy.edit("recipe.toml", |text| {
+        text + "\n[distribution]\nregions = [\"eu-south-2\", \"eu-west-1\"]\n"
+    });
+    let region = |name: &str, status: &str| {
+        aws_sdk_ec2::types::Region::builder()
+            .region_name(name)
+            .opt_in_status(status)
+            .build()
+    };
+    let regions = mock!(aws_sdk_ec2::Client::describe_regions)
+        .match_requests(|r| r.all_regions() == Some(true))
+        .then_output(move || {
+            DescribeRegionsOutput::builder()
+                .regions(region("us-east-1", "opt-in-not-required"))
+                .regions(region("eu-west-1", "opt-in-not-required"))
+                .regions(region("eu-south-2", "not-opted-in"))
+                .build()
+        });
+    let ctx = context(&copy, &[&regions], &[]);
+
+    let err = kiln::pipeline::source::resolve(&ctx, &copy.load(), false)
+        .await
+        .expect_err("refused");
+
+    let Error::InvalidRecipe { problems, .. } = &err else {
+        panic!("expected InvalidRecipe, got {err:?}");
+    };
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0]
+            .message
+            .starts_with("eu-south-2 is not enabled in this account"),
+        "{problems:#?}"
+    );
+    assert_eq!(regions.num_calls(), 1);
+}

@@ -410,3 +410,124 @@ fn a_recipe_may_name_its_instance_profile_or_use_the_deployments() {
     });
     assert_eq!(fields(&problems(&copy)), ["builder.instance_profile"]);
 }
+
+const EU_KEY: &str = "arn:aws:kms:eu-west-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+const HOME_KEY: &str =
+    "arn:aws:kms:us-east-1:111111111111:key/0000abcd-12ab-34cd-56ef-1234567890ab";
+
+/// The example recipe with its root volume encrypted with `HOME_KEY` and
+/// `distribution` appended.
+fn distributed(distribution: &str) -> RecipeCopy {
+    let copy = RecipeCopy::ubuntu_base();
+    copy.edit("recipe.toml", |text| {
+        let text = text.replace(
+            "encrypted = true }",
+            &format!("encrypted = true, kms_key_id = \"{HOME_KEY}\" }}"),
+        );
+        format!("{text}\n[distribution]\n{distribution}\n")
+    });
+    copy
+}
+
+#[test]
+fn a_distribution_is_read_and_is_not_part_of_the_fingerprint() {
+    let source = "ami-0123456789abcdef0".parse().expect("ami");
+    let plain = distributed("");
+    let before = plain.load();
+    assert_eq!(before.file.distribution, Default::default());
+    let copy = distributed(&format!(
+        "regions = [\"eu-west-1\", \"us-west-2\"]\naccounts = [\"210987654321\"]\n\
+         organizational_units = [\"arn:aws:organizations::111111111111:ou/o-abcdefghij/ou-abcd-12345678\"]\n\
+         kms_keys = {{ eu-west-1 = \"{EU_KEY}\", us-west-2 = \"arn:aws:kms:us-west-2:111111111111:alias/kiln\" }}"
+    ));
+    let recipe = copy.load();
+    let distribution = &recipe.file.distribution;
+    assert_eq!(distribution.regions, ["eu-west-1", "us-west-2"]);
+    assert_eq!(distribution.accounts, ["210987654321"]);
+    assert_eq!(distribution.organizational_units.len(), 1);
+    assert_eq!(distribution.kms_keys["eu-west-1"], EU_KEY);
+    assert_eq!(
+        recipe.fingerprint(&source),
+        before.fingerprint(&source),
+        "adding regions or accounts rebuilds nothing"
+    );
+}
+
+#[test]
+fn a_bad_distribution_is_refused_with_each_problem_named() {
+    let copy = distributed(&format!(
+        "regions = [\"eu-west-1\", \"eu-west-9\", \"eu-west-1\", \"us-west-2\"]\n\
+         accounts = [\"21098765432\", \"210987654321\", \"210987654321\"]\n\
+         organizational_units = [\"arn:aws:organizations::111111111111:ou/o-abc/ou-def\"]\n\
+         kms_keys = {{ eu-west-1 = \"arn:aws:kms:us-west-2:111111111111:key/x\", \
+         ap-south-1 = \"{EU_KEY}\" }}"
+    ));
+    let problems = problems(&copy);
+    assert_eq!(
+        fields(&problems),
+        [
+            "distribution.regions",
+            "distribution.regions",
+            "distribution.accounts",
+            "distribution.accounts",
+            "distribution.organizational_units",
+            "distribution.kms_keys.ap-south-1",
+            "distribution.kms_keys.ap-south-1",
+            "distribution.kms_keys.eu-west-1",
+            "distribution.kms_keys.us-west-2",
+        ],
+        "{problems:#?}"
+    );
+    assert!(
+        problems[0]
+            .message
+            .contains("\"eu-west-9\" is not a region")
+    );
+    assert!(
+        problems[1]
+            .message
+            .contains("\"eu-west-1\" is listed twice")
+    );
+    assert!(problems[2].message.contains("12-digit"));
+    assert!(problems[5].message.contains("not in distribution.regions"));
+    assert!(
+        problems[7]
+            .message
+            .contains("not a KMS key ARN in eu-west-1")
+    );
+    // us-west-2 has no key, and the image is shared: its default key cannot be.
+    assert!(
+        problems[8].message.contains("cannot be")
+            && problems[8].message.contains("customer managed key"),
+        "{problems:#?}"
+    );
+}
+
+#[test]
+fn an_image_encrypted_with_the_default_ebs_key_is_not_shared() {
+    let copy = RecipeCopy::ubuntu_base();
+    copy.edit("recipe.toml", |text| {
+        text + "\n[distribution]\naccounts = [\"210987654321\"]\n"
+    });
+    let problems = problems(&copy);
+    assert_eq!(fields(&problems), ["builder.root_volume.kms_key_id"]);
+    assert!(
+        problems[0].message.contains("default EBS key")
+            && problems[0].message.contains("key policy"),
+        "{problems:#?}"
+    );
+    let managed = with_recipe(|text| {
+        text.replace(
+            "encrypted = true }",
+            "encrypted = true, kms_key_id = \"alias/aws/ebs\" }",
+        ) + "\n[distribution]\norganizational_units = [\"arn:aws:organizations::111111111111:ou/o-abcdefghij/ou-abcd-12345678\"]\n"
+    });
+    assert_eq!(fields(&managed), ["builder.root_volume.kms_key_id"]);
+    assert!(managed[0].message.contains("aws/ebs"), "{managed:#?}");
+    // Copies alone, not shared, may use each region's default key.
+    let copies = RecipeCopy::ubuntu_base();
+    copies.edit("recipe.toml", |text| {
+        text + "\n[distribution]\nregions = [\"eu-west-1\"]\n"
+    });
+    assert_eq!(copies.load().file.distribution.regions, ["eu-west-1"]);
+}

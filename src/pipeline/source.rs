@@ -5,8 +5,9 @@ use aws_sdk_ec2::types::{Image as Ec2Image, ImageState};
 use tracing::info;
 
 use super::state::{Source, Trigger};
+use crate::aws::sdk::Answer;
 use crate::aws::{Context, images};
-use crate::error::{Error, Result};
+use crate::error::{Error, Problem, Result};
 use crate::ids::{AmiId, Fingerprint};
 use crate::recipe::Recipe;
 use crate::tags;
@@ -27,6 +28,7 @@ pub async fn handle(ctx: &Context, trigger: Trigger) -> Result<Source> {
 /// an image with the same fingerprint exists (`skip`, unless `force`).
 pub async fn resolve(ctx: &Context, recipe: &Recipe, force: bool) -> Result<Source> {
     let started_at = jiff::Timestamp::now();
+    check_regions(ctx, recipe).await?;
     let parameter = ctx.settings.source_parameter(recipe);
     let source_ami = read_parameter(ctx, parameter).await?;
     let image = describe_source(ctx, parameter, &source_ami).await?;
@@ -50,6 +52,58 @@ pub async fn resolve(ctx: &Context, recipe: &Recipe, force: bool) -> Result<Sour
         started_at,
         duration_seconds: None,
     })
+}
+
+/// Refuses, before anything is launched, distribution regions this account
+/// cannot copy to: one AWS does not have in this partition (`DescribeRegions`
+/// with every region), one not enabled here (an opt-in region not opted in),
+/// or the build region itself.
+async fn check_regions(ctx: &Context, recipe: &Recipe) -> Result<()> {
+    let wanted = &recipe.file.distribution.regions;
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let output = ctx
+        .ec2()
+        .describe_regions()
+        .all_regions(true)
+        .send()
+        .await
+        .or_aws("DescribeRegions")?;
+    let home = ctx.config.region().map(|r| r.as_ref());
+    let problems: Vec<Problem> = wanted
+        .iter()
+        .filter_map(|region| {
+            let found = output
+                .regions()
+                .iter()
+                .find(|r| r.region_name() == Some(region.as_str()));
+            let message = match found {
+                _ if Some(region.as_str()) == home => {
+                    format!("{region} is the build region: the image is made there, copies go elsewhere")
+                }
+                None => format!(
+                    "{region} is not a region of this account's partition: CopyImage cannot copy across partitions"
+                ),
+                Some(r) if r.opt_in_status() == Some("not-opted-in") => format!(
+                    "{region} is not enabled in this account: enable it (Account settings, Regions) or remove it"
+                ),
+                Some(_) => return None,
+            };
+            Some(Problem {
+                field: "distribution.regions".into(),
+                message,
+            })
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::InvalidRecipe {
+            recipe: recipe.dir.display().to_string(),
+            problems,
+        })
+    }
 }
 
 async fn read_parameter(ctx: &Context, parameter: &str) -> Result<AmiId> {

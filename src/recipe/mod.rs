@@ -5,6 +5,7 @@
 //! of it and reports every problem it finds with the field it concerns; nothing
 //! touches AWS with a recipe that did not load.
 
+pub mod distribution;
 pub mod fingerprint;
 pub mod naming;
 pub mod schema;
@@ -30,7 +31,8 @@ pub struct Recipe {
     /// The parsed recipe file.
     pub file: RecipeFile,
     /// The recipe file as the fingerprint hashes it: every section but the
-    /// release policy (which decides where an image goes, not what it is),
+    /// release policy and the distribution (which decide where an image
+    /// goes, not what it is),
     /// written out again, so comments and layout do not count either.
     pub built_from: Vec<u8>,
     /// Every script the recipe names, by its path relative to `dir`.

@@ -254,6 +254,34 @@ pub struct ReleaseStage {
     pub alarms: Vec<String>,
 }
 
+/// Where the image goes besides the build region (`[distribution]`): a copy
+/// in each region, launch permission for accounts and organizational units.
+/// Not part of the fingerprint: it says where an image goes, not what it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Distribution {
+    /// Regions that get a copy, in the order releases roll them.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// Account ids given launch permission, in every region.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+    /// Organizational unit ARNs given launch permission, in every region.
+    #[serde(default)]
+    pub organizational_units: Vec<String>,
+    /// The KMS key (ARN) each region's copy is encrypted with, by region
+    /// (the build region's is `builder.root_volume.kms_key_id`).
+    #[serde(default)]
+    pub kms_keys: BTreeMap<String, String>,
+}
+
+impl Distribution {
+    /// Whether images are shared with other accounts.
+    pub fn shares(&self) -> bool {
+        !self.accounts.is_empty() || !self.organizational_units.is_empty()
+    }
+}
+
 /// The parsed `recipe.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RecipeFile {
@@ -272,4 +300,6 @@ pub struct RecipeFile {
     /// The release policy: the channels a tested image moves through, in
     /// order (`[[release]]`; none: images are promoted by hand).
     pub release: Vec<ReleaseStage>,
+    /// Copies and sharing (`[distribution]`; none: the build region only).
+    pub distribution: Distribution,
 }

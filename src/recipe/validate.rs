@@ -124,6 +124,7 @@ fn parse(
     };
     let mut built_from = table.clone();
     built_from.remove("release");
+    built_from.remove("distribution");
     let built_from = toml::to_string(&built_from).map_or_else(
         |err| {
             problems.add(RECIPE_FILE, format!("cannot write it out again: {err}"));
@@ -158,6 +159,13 @@ fn parse(
     if let Ok(release) = &release {
         check_release(release, problems);
     }
+    let distribution = section::<Distribution>(&mut table, "distribution", problems)
+        .map(Option::unwrap_or_default);
+    if let (Ok(distribution), Some(builder)) = (&distribution, &builder) {
+        for (field, message) in super::distribution::problems(distribution, &builder.root_volume) {
+            problems.add(field, message);
+        }
+    }
     let scripts = read_scripts(
         dir,
         steps.as_deref().unwrap_or_default(),
@@ -167,7 +175,8 @@ fn parse(
     for unknown in table.keys() {
         problems.add(
             unknown.as_str(),
-            "unknown field; expected one of description, source, builder, steps, test, image, release",
+            "unknown field; expected one of description, source, builder, steps, test, image, release, \
+             distribution",
         );
     }
     let file = RecipeFile {
@@ -178,6 +187,7 @@ fn parse(
         test: test?,
         image: image?,
         release: release.ok()?,
+        distribution: distribution.ok()?,
     };
     Some((file, built_from, scripts))
 }

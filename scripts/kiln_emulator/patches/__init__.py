@@ -20,6 +20,7 @@ def apply_all():
         instance_pages,
         instance_refresh,
         launch_template_versions,
+        regions,
         run_instances,
         start_execution,
         start_time,
@@ -38,5 +39,6 @@ def apply_all():
         run_instances,
         image_parameters,
         alarm_history,
+        regions,
     ):
         patch.apply()
