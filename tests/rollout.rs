@@ -1728,3 +1728,48 @@ async fn a_group_with_a_mixed_instances_policy_rolls_and_keeps_its_policy() {
     let images = images_of(&ctx, group).await;
     assert_eq!(images, [new.to_string(), new.to_string()]);
 }
+
+#[tokio::test]
+async fn a_channel_moved_by_hand_during_its_own_rollout_halts_and_rolls_back_the_refresh_running() {
+    let emulator = Emulator::start().await;
+    let copy = with_policy("[[release]]\nchannel = \"prod\"\n");
+    let ctx = emulator.context(copy.root.path());
+    let (old, new) = old_and_new(&ctx, &["prod"]).await;
+    auto_scaling_group(&ctx, "web", old.as_str(), &opted_in("prod", None)).await;
+    let release = step(&ctx, Release::new(recipe(), new.clone(), 1))
+        .await
+        .expect("advance");
+    assert_eq!(groups_of(&release), ["web"]);
+    let hotfix = built_image(&ctx, RECIPE, "hotfix", "tested").await;
+    promote(&ctx, "prod", &hotfix).await;
+
+    let release = step(&ctx, release).await.expect("advance");
+
+    assert_eq!(release.status, Status::Halted, "{}", release.message);
+    assert!(
+        release.message.contains("prod no longer names") && release.message.contains("rolled back"),
+        "{}",
+        release.message
+    );
+    assert_eq!(
+        pointer(&ctx, "prod").await.as_deref(),
+        Some(hotfix.as_str()),
+        "the hand's move stands"
+    );
+    let described = ctx
+        .autoscaling()
+        .describe_instance_refreshes()
+        .auto_scaling_group_name("web")
+        .send()
+        .await
+        .expect("DescribeInstanceRefreshes");
+    let refresh = described
+        .instance_refreshes()
+        .first()
+        .expect("web's refresh");
+    assert_eq!(
+        refresh.rollback_details().and_then(|d| d.rollback_reason()),
+        Some("Rollback initiated by user."),
+        "kiln rolled web's refresh back: {refresh:?}"
+    );
+}
