@@ -1,5 +1,5 @@
 """kiln's local AWS emulator: moto server, seeded for kiln and patched where
-moto differs from AWS in what kiln does (thirteen patches, in patches/: ENA,
+moto differs from AWS in what kiln does (fourteen patches, in patches/: ENA,
 the execution start time as Step Functions gives it, AssumeRole by the
 role's trust policy, DescribeInstances pages (and tokens it did not hand
 out), a launch template version's SourceVersion, Auto Scaling instance
@@ -7,7 +7,8 @@ refreshes (progressive, with AWS's rollback rules), the parameters of the
 Step Functions `states:startExecution` integration, CreateImage's snapshot
 tags, an image's ImdsSupport, RunInstances of a missing or non-ENA image,
 the asynchronous validation of `aws:ec2:image` parameters, CloudWatch
-alarm history, and DescribeRegions by partition and opt-in).
+alarm history, DescribeRegions by partition and opt-in, and CopyImage
+(encryption, tags, idempotency, pending until copied, its source)).
 
 Seeds (seed.py):
   * Canonical-owned (099720109477) Ubuntu 24.04 images, amd64 and arm64, the

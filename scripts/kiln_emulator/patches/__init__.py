@@ -13,6 +13,7 @@ def apply_all():
     from . import (
         alarm_history,
         assume_role,
+        copy_image,
         ena,
         image_parameters,
         image_snapshot_tags,
@@ -40,5 +41,6 @@ def apply_all():
         image_parameters,
         alarm_history,
         regions,
+        copy_image,
     ):
         patch.apply()
