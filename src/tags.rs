@@ -28,6 +28,11 @@ pub const IMAGE_ID: &str = "kiln:image-id";
 /// `kiln:wave`: on an Auto Scaling group opted in to a channel's rollouts,
 /// the wave it is rolled in (0-99, lower first; default 1; tag the canary 0).
 pub const WAVE: &str = "kiln:wave";
+/// `kiln:copy-of`: on an image copied to a distribution region (and its
+/// snapshots), the image it was copied from.
+pub const COPY_OF: &str = "kiln:copy-of";
+/// `kiln:copy-of-region`: on a copy, the region of the image it was copied from.
+pub const COPY_OF_REGION: &str = "kiln:copy-of-region";
 /// Tag key prefixes a recipe may not set itself.
 pub const RESERVED_PREFIXES: &[&str] = &["kiln:", "aws:"];
 

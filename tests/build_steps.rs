@@ -826,3 +826,79 @@ async fn distribution_regions_the_account_cannot_copy_to_are_refused_before_laun
         .expect("eu-west-1 is a region of this account");
     assert_eq!(source.source_ami.as_str(), emulator.seeded.source_ami);
 }
+
+#[tokio::test]
+async fn a_copy_starts_once_per_build_and_region_and_ends_available_tagged_with_its_source() {
+    use kiln::pipeline::copies::{self, CopyState};
+    let emulator = Emulator::start().await;
+    let copy = RecipeCopy::ubuntu_base();
+    copy.edit("recipe.toml", |text| {
+        text + "\n[distribution]\nregions = [\"eu-west-1\", \"us-west-2\"]\n\
+                [distribution.kms_keys]\n\
+                us-west-2 = \"arn:aws:kms:us-west-2:123456789012:key/00000000-0000-0000-0000-000000000000\"\n"
+    });
+    let ctx = emulator.context(copy.root.path());
+    let recipe = copy.load();
+    let image = kiln_testkit::built_image(&ctx, "ubuntu-base", "b1", "tested").await;
+    let build = "b1".parse().expect("build id");
+
+    let first = copies::start(&ctx, &recipe, &build, &image, "eu-west-1")
+        .await
+        .expect("start");
+    let retried = copies::start(&ctx, &recipe, &build, &image, "eu-west-1")
+        .await
+        .expect("a retried start");
+
+    assert_eq!(retried, first, "a retry finds the copy it started");
+    assert_eq!(
+        copies::state(&ctx, &first).await.expect("state"),
+        CopyState::Pending
+    );
+    assert_eq!(
+        copies::state(&ctx, &first).await.expect("state"),
+        CopyState::Available
+    );
+    let eu = ctx.in_region("eu-west-1");
+    let held = kiln_testkit::own_images(&eu).await;
+    let ids: Vec<&str> = held.iter().filter_map(|i| i.image_id()).collect();
+    assert_eq!(ids, [first.image_id.as_str()], "one copy in eu-west-1");
+    let tags = held[0].tags();
+    for (key, value) in [
+        ("kiln:recipe", "ubuntu-base"),
+        ("kiln:build-id", "b1"),
+        ("kiln:stage", "tested"),
+        ("kiln:copy-of", image.as_str()),
+        ("kiln:copy-of-region", emulator.seeded.region.as_str()),
+    ] {
+        assert_eq!(tag(tags, key), Some(value), "{key}: {tags:?}");
+    }
+    let ebs = held[0].block_device_mappings()[0].ebs().expect("EBS");
+    assert_eq!(ebs.encrypted(), Some(true));
+    let snapshot = eu
+        .ec2()
+        .describe_snapshots()
+        .snapshot_ids(ebs.snapshot_id().expect("snapshot"))
+        .send()
+        .await
+        .expect("DescribeSnapshots");
+    assert_eq!(
+        tag(snapshot.snapshots()[0].tags(), "kiln:build-id"),
+        Some("b1")
+    );
+
+    // A key that is not in its region: the copy starts, then fails.
+    let west = copies::start(&ctx, &recipe, &build, &image, "us-west-2")
+        .await
+        .expect("start");
+    assert_eq!(
+        copies::state(&ctx, &west).await.expect("state"),
+        CopyState::Pending
+    );
+    let CopyState::Failed(why) = copies::state(&ctx, &west).await.expect("state") else {
+        panic!("the copy with a missing key must fail");
+    };
+    assert!(
+        why.contains("us-west-2") && why.contains("KMS key"),
+        "{why}"
+    );
+}

@@ -212,6 +212,16 @@ impl Context {
         Ok(found.and_then(|output| output.parameter))
     }
 
+    /// The same context in `region` (of the same account and settings).
+    pub fn in_region(&self, region: &str) -> Self {
+        let config = self
+            .config
+            .to_builder()
+            .region(aws_config::Region::new(region.to_owned()))
+            .build();
+        Self::new(&config, self.settings.clone())
+    }
+
     /// Loads the recipe called `name` from the recipe root.
     pub fn recipe(&self, name: &RecipeName) -> Result<Recipe> {
         Recipe::load(&self.settings.recipe_root.join(name.as_str()))

@@ -9,6 +9,8 @@ use aws_smithy_async::future::pagination_stream::PaginationStream;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
+use sha2::{Digest, Sha256};
+
 use crate::error::{Error, Result};
 
 /// What kiln does with the result of an SDK call.
@@ -87,4 +89,31 @@ where
         .collect::<std::result::Result<Vec<T>, _>>()
         .await
         .or_missing(operation, missing)
+}
+
+/// An EC2 `ClientToken` made from `parts` (a build, and what of it the call
+/// makes): the same parts give the same token, so a retried call is the
+/// same request and never makes a second resource; at most 64 characters,
+/// EC2's limit.
+pub(crate) fn client_token(parts: &[&str]) -> String {
+    let digest = Sha256::digest(parts.join("\0"));
+    format!("kiln-{}", &hex::encode(digest)[..40])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_tokens_fit_ec2_and_differ_with_their_parts() {
+        let a = client_token(&["b1", "builder", "t3.small"]);
+        assert!(a.len() <= 64);
+        assert_eq!(a, client_token(&["b1", "builder", "t3.small"]));
+        assert_ne!(a, client_token(&["b1", "builder", "t3a.small"]));
+        assert_ne!(a, client_token(&["b1", "test", "t3.small"]));
+        assert_ne!(
+            client_token(&["b1", "eu-west-1"]),
+            client_token(&["b2", "eu-west-1"])
+        );
+    }
 }

@@ -10,12 +10,11 @@ use aws_sdk_ec2::types::{
     InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceType, ResourceType,
     ShutdownBehavior, VolumeType,
 };
-use sha2::{Digest, Sha256};
 use tracing::{info, instrument, warn};
 
 use super::requests::LaunchRequest;
 use super::state::{Builder, Source};
-use crate::aws::{Context, instances, network};
+use crate::aws::{Context, instances, network, sdk};
 use crate::error::{Error, Result};
 use crate::ids::{AmiId, BuildId, InstanceId};
 use crate::recipe::Recipe;
@@ -150,7 +149,11 @@ async fn run_instance(
         .instance_type(InstanceType::from(instance_type))
         .min_count(1)
         .max_count(1)
-        .client_token(client_token(build_id, role, instance_type))
+        .client_token(sdk::client_token(&[
+            build_id.as_str(),
+            role.as_ref(),
+            instance_type,
+        ]))
         .iam_instance_profile(
             IamInstanceProfileSpecification::builder()
                 .name(profile)
@@ -200,26 +203,4 @@ async fn run_instance(
                 message: "the response named no instance".into(),
             })
         })
-}
-
-/// A `ClientToken` unique to (build, role, type): a retried call never launches
-/// twice, and a different instance type is a different request.
-fn client_token(build_id: &BuildId, role: Role, instance_type: &str) -> String {
-    let digest = Sha256::digest(format!("{build_id}\0{role}\0{instance_type}"));
-    format!("kiln-{}", &hex::encode(digest)[..40])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn client_tokens_fit_ec2_and_differ_per_type() {
-        let build: BuildId = "b1".parse().expect("id");
-        let a = client_token(&build, Role::Builder, "t3.small");
-        assert!(a.len() <= 64);
-        assert_eq!(a, client_token(&build, Role::Builder, "t3.small"));
-        assert_ne!(a, client_token(&build, Role::Builder, "t3a.small"));
-        assert_ne!(a, client_token(&build, Role::Test, "t3.small"));
-    }
 }

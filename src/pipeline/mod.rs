@@ -7,11 +7,13 @@
 //! (test it on a fresh instance), and on any failure [`cleanup`]. Each step
 //! takes its typed request ([`requests`]) and adds its result to the state
 //! document ([`state`]); nothing waits inside a step. [`build`] names and
-//! starts builds.
+//! starts builds. [`copies`] makes the image's copies in the recipe's
+//! distribution regions (not a step of the state machine yet).
 
 pub mod build;
 pub mod builder;
 pub mod cleanup;
+pub mod copies;
 pub mod image;
 pub mod provision;
 pub mod requests;
