@@ -126,6 +126,27 @@ async fn step(ctx: &Context, release: Release) -> kiln::error::Result<Release> {
     Ok(release)
 }
 
+/// The rollback reason the emulator gives a refresh rolled back by a
+/// RollbackInstanceRefresh call (AutoRollback gives another).
+const BY_USER: &str = "Rollback initiated by user.";
+
+/// Why `group`'s latest instance refresh was rolled back, if it was.
+async fn rollback_reason(ctx: &Context, group: &str) -> Option<String> {
+    let described = ctx
+        .autoscaling()
+        .describe_instance_refreshes()
+        .auto_scaling_group_name(group)
+        .send()
+        .await
+        .expect("DescribeInstanceRefreshes");
+    described
+        .instance_refreshes()
+        .first()
+        .and_then(|r| r.rollback_details())
+        .and_then(|d| d.rollback_reason())
+        .map(str::to_owned)
+}
+
 fn groups_of(release: &Release) -> Vec<String> {
     match &release.phase {
         Phase::Rollout { refreshes, .. } => refreshes.iter().map(|r| r.group.clone()).collect(),
@@ -1596,21 +1617,10 @@ async fn a_group_still_rolling_when_another_refresh_fails_is_rolled_back_by_kiln
         ("1".to_owned(), halfway),
         "half of slow ran the new image when kiln stopped"
     );
-    let described = ctx
-        .autoscaling()
-        .describe_instance_refreshes()
-        .auto_scaling_group_name("slow")
-        .send()
-        .await
-        .expect("DescribeInstanceRefreshes");
-    let refresh = described
-        .instance_refreshes()
-        .first()
-        .expect("slow's refresh");
     assert_eq!(
-        refresh.rollback_details().and_then(|d| d.rollback_reason()),
-        Some("Rollback initiated by user."),
-        "kiln rolled slow's refresh back (it has no alarm to roll back on by itself): {refresh:?}"
+        rollback_reason(&ctx, "slow").await.as_deref(),
+        Some(BY_USER),
+        "kiln rolled slow's refresh back (it has no alarm to roll back on by itself)"
     );
     let mut back = Refresh {
         status: "RollbackInProgress".into(),
@@ -1756,20 +1766,9 @@ async fn a_channel_moved_by_hand_during_its_own_rollout_halts_and_rolls_back_the
         Some(hotfix.as_str()),
         "the hand's move stands"
     );
-    let described = ctx
-        .autoscaling()
-        .describe_instance_refreshes()
-        .auto_scaling_group_name("web")
-        .send()
-        .await
-        .expect("DescribeInstanceRefreshes");
-    let refresh = described
-        .instance_refreshes()
-        .first()
-        .expect("web's refresh");
     assert_eq!(
-        refresh.rollback_details().and_then(|d| d.rollback_reason()),
-        Some("Rollback initiated by user."),
-        "kiln rolled web's refresh back: {refresh:?}"
+        rollback_reason(&ctx, "web").await.as_deref(),
+        Some(BY_USER),
+        "kiln rolled web's refresh back"
     );
 }
