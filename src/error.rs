@@ -157,6 +157,36 @@ pub enum Error {
         timeout_seconds: u32,
     },
 
+    /// A copy of the image in a distribution region failed (EC2's reason),
+    /// or is gone.
+    #[error("the copy {copy} of image {image} in {region} failed: {reason}")]
+    CopyFailed {
+        /// The image copied.
+        image: String,
+        /// The copy.
+        copy: String,
+        /// The region of the copy.
+        region: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// A copy was still pending when the recipe's copy timeout ran out.
+    #[error(
+        "the copy {copy} of image {image} in {region} is still pending after {timeout_seconds} s \
+         (distribution.copy_timeout_seconds)"
+    )]
+    CopyTimedOut {
+        /// The image copied.
+        image: String,
+        /// The copy.
+        copy: String,
+        /// The region of the copy.
+        region: String,
+        /// The timeout the recipe gives.
+        timeout_seconds: u32,
+    },
+
     /// The image lacks ENA support the recipe requires.
     #[error("image {image} does not have ENA support, which the recipe requires")]
     EnaMissing {

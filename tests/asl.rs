@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use kiln::pipeline::state::{
-    BuildInput, BuildState, Builder, CaughtError, Cleanup, Image, ImageState, Polling, Provision,
-    Reason, Source, StepStatus, TestRun, TestStatus, Trigger,
+    BuildInput, BuildState, Builder, CaughtError, Cleanup, Distribution, Image, ImageState,
+    Polling, Provision, Reason, RegionCopy, Source, StepStatus, TestRun, TestStatus, Trigger,
 };
 use kiln_testkit::asl;
 use serde_json::Value;
@@ -46,6 +46,8 @@ fn full_state() -> Value {
             existing_image_id: None,
             started_at: jiff::Timestamp::UNIX_EPOCH,
             duration_seconds: Some(1),
+            copy_regions: vec!["eu-west-1".into()],
+            distributes: true,
         }),
         builder: Some(Builder {
             builder_instance_id: instance.clone(),
@@ -72,6 +74,16 @@ fn full_state() -> Value {
             status: TestStatus::InProgress,
             polling,
             duration_seconds: Some(1),
+        }),
+        distribution: Some(Distribution {
+            copies: vec![RegionCopy {
+                region: "eu-west-1".into(),
+                image_id: "ami-0fedcba9876543211".parse().expect("ami"),
+                state: ImageState::Pending,
+            }],
+            state: ImageState::Pending,
+            shared_with: vec!["210987654321".into()],
+            polling,
         }),
         error: Some(caught.clone()),
         cleanup: Some(Cleanup {
@@ -258,6 +270,61 @@ fn a_misspelt_copy_is_caught() {
         "{problems:#?}"
     );
     assert!(problems[2].contains("$.source.fingerprnt"), "{problems:#?}");
+}
+
+/// History events one round of the loop from `choice`'s `pending` branch
+/// back to `choice` adds: each state's entered and exited, and a task's
+/// scheduled, started and succeeded (Step Functions' execution history).
+fn events_per_round(machine: &Value, choice: &str) -> u64 {
+    let states = &machine["States"];
+    let pending = states[choice]["Choices"]
+        .as_array()
+        .expect("choices")
+        .iter()
+        .find(|c| c["StringEquals"] == "pending")
+        .expect("a pending branch");
+    let mut name = pending["Next"].as_str().expect("next").to_owned();
+    let mut events = 2;
+    while name != choice {
+        let state = &states[name.as_str()];
+        events += if state["Type"] == "Task" { 5 } else { 2 };
+        name = state["Next"].as_str().expect("a loop").to_owned();
+    }
+    events
+}
+
+#[test]
+fn a_three_hour_copy_stays_far_below_the_history_limit() {
+    // Step Functions keeps at most 25,000 events per execution; the whole
+    // build's other states must fit beside the copies. One task follows
+    // every region's copy, so the count does not grow with the regions.
+    const LIMIT: u64 = 25_000;
+    let machine = asl::load(&pipeline());
+    let per_round = events_per_round(&machine, "CopiesDone");
+    assert_eq!(per_round, 9, "Wait, Task, Choice");
+    let three_hours = jiff::SignedDuration::from_hours(3);
+    for base in [0, 1, 30, 60] {
+        let trigger = Trigger {
+            wait_seconds: base,
+            ..kiln_testkit::trigger("b1")
+        };
+        let since = jiff::Timestamp::UNIX_EPOCH;
+        let mut polling = Polling {
+            since,
+            wait_seconds: base,
+        };
+        let (mut now, mut rounds) = (since, 0_u64);
+        while now.duration_since(since) < three_hours {
+            now += jiff::SignedDuration::from_secs(i64::from(polling.wait_seconds.max(1)));
+            polling = trigger.pace_at(&polling, now);
+            rounds += 1;
+        }
+        assert!(
+            rounds * per_round < LIMIT / 10,
+            "base {base}s: {rounds} polls of a 3-hour copy cost {} events",
+            rounds * per_round
+        );
+    }
 }
 
 #[test]

@@ -552,7 +552,7 @@ async fn a_passing_test_marks_the_image_tested_and_leaves_no_instance() {
     let cleaned = kiln::pipeline::cleanup::cleanup(
         &ctx,
         &trigger.build_id,
-        kiln::pipeline::cleanup::Policy::failed_build(Some(&recipe)),
+        &kiln::pipeline::cleanup::Policy::failed_build(Some(&recipe)),
     )
     .await
     .expect("cleanup");
@@ -653,7 +653,7 @@ async fn a_build_that_ends_while_its_image_is_pending_leaves_no_snapshot() {
     let done = kiln::pipeline::cleanup::cleanup(
         &ctx,
         &trigger.build_id,
-        kiln::pipeline::cleanup::Policy::failed_build(Some(&recipe)),
+        &kiln::pipeline::cleanup::Policy::failed_build(Some(&recipe)),
     )
     .await
     .expect("cleanup");
@@ -689,7 +689,7 @@ async fn cleanup_removes_everything_of_its_build_and_nothing_else() {
     let cleaned = kiln::pipeline::cleanup::cleanup(
         &ctx,
         &"build-broken-1".parse().expect("id"),
-        kiln::pipeline::cleanup::Policy::failed_build(Some(&recipe)),
+        &kiln::pipeline::cleanup::Policy::failed_build(Some(&recipe)),
     )
     .await
     .expect("cleanup");
@@ -740,7 +740,7 @@ async fn cleanup_removes_everything_of_its_build_and_nothing_else() {
     let again = kiln::pipeline::cleanup::cleanup(
         &ctx,
         &"build-broken-1".parse().expect("id"),
-        kiln::pipeline::cleanup::Policy::failed_build(Some(&recipe)),
+        &kiln::pipeline::cleanup::Policy::failed_build(Some(&recipe)),
     )
     .await
     .expect("again");
@@ -768,7 +768,7 @@ async fn a_failed_image_kept_for_inspection_is_tagged_failed_and_never_skipped_t
     let cleaned = kiln::pipeline::cleanup::cleanup(
         &ctx,
         &"build-kept-1".parse().expect("id"),
-        kiln::pipeline::cleanup::Policy::failed_build(Some(&recipe)),
+        &kiln::pipeline::cleanup::Policy::failed_build(Some(&recipe)),
     )
     .await
     .expect("cleanup");
@@ -829,7 +829,8 @@ async fn distribution_regions_the_account_cannot_copy_to_are_refused_before_laun
 
 #[tokio::test]
 async fn a_copy_starts_once_per_build_and_region_and_ends_available_tagged_with_its_source() {
-    use kiln::pipeline::copies::{self, CopyState};
+    use kiln::pipeline::copies;
+    use kiln::pipeline::state::{ImageState, RegionCopy};
     let emulator = Emulator::start().await;
     let copy = RecipeCopy::ubuntu_base();
     copy.edit("recipe.toml", |text| {
@@ -841,27 +842,33 @@ async fn a_copy_starts_once_per_build_and_region_and_ends_available_tagged_with_
     let recipe = copy.load();
     let image = kiln_testkit::built_image(&ctx, "ubuntu-base", "b1", "tested").await;
     let build = "b1".parse().expect("build id");
+    let started = |region: &str, image_id| RegionCopy {
+        region: region.into(),
+        image_id,
+        state: ImageState::Pending,
+    };
 
-    let first = copies::start(&ctx, &recipe, &build, &image, "eu-west-1")
+    let first = copies::copy(&ctx, &recipe, &build, &image, "eu-west-1")
         .await
         .expect("start");
-    let retried = copies::start(&ctx, &recipe, &build, &image, "eu-west-1")
+    let retried = copies::copy(&ctx, &recipe, &build, &image, "eu-west-1")
         .await
         .expect("a retried start");
 
     assert_eq!(retried, first, "a retry finds the copy it started");
+    let eu_copy = started("eu-west-1", first.clone());
     assert_eq!(
-        copies::state(&ctx, &first).await.expect("state"),
-        CopyState::Pending
+        copies::state(&ctx, &image, &eu_copy).await.expect("state"),
+        ImageState::Pending
     );
     assert_eq!(
-        copies::state(&ctx, &first).await.expect("state"),
-        CopyState::Available
+        copies::state(&ctx, &image, &eu_copy).await.expect("state"),
+        ImageState::Available
     );
     let eu = ctx.in_region("eu-west-1");
     let held = kiln_testkit::own_images(&eu).await;
     let ids: Vec<&str> = held.iter().filter_map(|i| i.image_id()).collect();
-    assert_eq!(ids, [first.image_id.as_str()], "one copy in eu-west-1");
+    assert_eq!(ids, [first.as_str()], "one copy in eu-west-1");
     let tags = held[0].tags();
     for (key, value) in [
         ("kiln:recipe", "ubuntu-base"),
@@ -887,16 +894,19 @@ async fn a_copy_starts_once_per_build_and_region_and_ends_available_tagged_with_
     );
 
     // A key that is not in its region: the copy starts, then fails.
-    let west = copies::start(&ctx, &recipe, &build, &image, "us-west-2")
+    let west = copies::copy(&ctx, &recipe, &build, &image, "us-west-2")
         .await
         .expect("start");
+    let west = started("us-west-2", west);
     assert_eq!(
-        copies::state(&ctx, &west).await.expect("state"),
-        CopyState::Pending
+        copies::state(&ctx, &image, &west).await.expect("state"),
+        ImageState::Pending
     );
-    let CopyState::Failed(why) = copies::state(&ctx, &west).await.expect("state") else {
-        panic!("the copy with a missing key must fail");
-    };
+    let err = copies::state(&ctx, &image, &west)
+        .await
+        .expect_err("the copy with a missing key must fail");
+    assert_eq!(err.name(), "CopyFailed");
+    let why = err.to_string();
     assert!(
         why.contains("us-west-2") && why.contains("KMS key"),
         "{why}"

@@ -34,6 +34,7 @@ const ALARM: &str = "web-5xx";
 struct Call {
     key: Option<String>,
     service: Option<String>,
+    region: Option<String>,
     action: Option<String>,
     #[serde(default)]
     params: Value,
@@ -95,14 +96,18 @@ impl Call {
 }
 
 fn ec2(kind: &str, id: &str) -> String {
+    ec2_in(REGION, kind, id)
+}
+
+fn ec2_in(region: &str, kind: &str, id: &str) -> String {
     match kind {
-        "image" | "snapshot" => format!("arn:aws:ec2:{REGION}::{kind}/{id}"),
-        _ => format!("arn:aws:ec2:{REGION}:{ACCOUNT}:{kind}/{id}"),
+        "image" | "snapshot" => format!("arn:aws:ec2:{region}::{kind}/{id}"),
+        _ => format!("arn:aws:ec2:{region}:{ACCOUNT}:{kind}/{id}"),
     }
 }
 
-/// The EC2 resource an id names, by its prefix.
-fn ec2_id(id: &str) -> String {
+/// The EC2 resource an id names in `region`, by the id's prefix.
+fn ec2_id(region: &str, id: &str) -> String {
     let kind = match id.split('-').next() {
         Some("i") => "instance",
         Some("ami") => "image",
@@ -112,18 +117,18 @@ fn ec2_id(id: &str) -> String {
         Some("lt") => "launch-template",
         other => panic!("no EC2 resource type for {id} ({other:?})"),
     };
-    ec2(kind, id)
+    ec2_in(region, kind, id)
 }
 
 /// A parameter's ARN. The emulator reserves `/aws/...`, so the source
 /// parameter lives at `/kiln-emulator/canonical/...`: on AWS it is
 /// Canonical's public one (with an empty account in its ARN).
-fn parameter(name: &str) -> String {
+fn parameter(region: &str, name: &str) -> String {
     let name = name.replacen("/kiln-emulator/canonical/", "/aws/service/canonical/", 1);
     if name.starts_with("/aws/service/") {
-        format!("arn:aws:ssm:{REGION}::parameter{name}")
+        format!("arn:aws:ssm:{region}::parameter{name}")
     } else {
-        format!("arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{name}")
+        format!("arn:aws:ssm:{region}:{ACCOUNT}:parameter{name}")
     }
 }
 
@@ -154,6 +159,11 @@ fn needs(call: &Call, builder_role: &str) -> (Vec<Need>, Vec<Need>) {
     let name = format!("{prefix}:{action}");
     let why = format!("{name} {}", call.params);
     let need = |resource: String| Need::new(&name, resource, why.clone());
+    // Resources of the region the call is made in (a copy's, a cleanup's
+    // in a distribution region).
+    let region = call.region.as_deref().unwrap_or(REGION);
+    let ec2 = |kind: &str, id: &str| ec2_in(region, kind, id);
+    let parameter = |name: &str| parameter(region, name);
     let mut needs = Vec::new();
     let mut builder = Vec::new();
     let specifications = call.tag_specifications();
@@ -204,6 +214,23 @@ fn needs(call: &Call, builder_role: &str) -> (Vec<Need>, Vec<Need>) {
                 needs.push(tag_on_create(kind, ec2(kind, "*")));
             }
         }
+        // The source image, in its region; the copy and its snapshots, in
+        // the region the call is made in (Service Authorization Reference,
+        // CopyImage; EC2 User Guide, "Grant permissions to copy Amazon EC2
+        // AMIs").
+        ("ec2", "CopyImage") => {
+            let source = ec2_in(
+                call.param("SourceRegion").unwrap_or(REGION),
+                "image",
+                call.param("SourceImageId").unwrap_or("*"),
+            );
+            needs.push(tagged(need(source), &tags_of("image")));
+            needs.push(tagged(need(ec2("image", "*")), &tags_of("image")));
+            needs.push(tagged(need(ec2("snapshot", "*")), &tags_of("snapshot")));
+            for kind in specifications.keys() {
+                needs.push(tag_on_create(kind, ec2(kind, "*")));
+            }
+        }
         ("ec2", "CreateSecurityGroup") => {
             needs.push(tagged(
                 need(ec2("security-group", "*")),
@@ -214,7 +241,7 @@ fn needs(call: &Call, builder_role: &str) -> (Vec<Need>, Vec<Need>) {
         }
         ("ec2", "CreateTags" | "DeleteTags") => {
             for id in call.list("ResourceId", "Resources") {
-                needs.push(tagged(need(ec2_id(&id)), &call.tags()));
+                needs.push(tagged(need(ec2_id(region, &id)), &call.tags()));
             }
         }
         ("ec2", "TerminateInstances") => {
@@ -603,6 +630,8 @@ async fn every_call_each_function_makes_is_granted_to_its_role() {
         ("run-ssm-provision", "ssm:SendCommand"),
         ("create-image", "ec2:CreateImage"),
         ("create-image", "ec2:ModifyImageAttribute"),
+        ("copy-image", "ec2:CopyImage"),
+        ("copy-image", "ec2:ModifyImageAttribute"),
         ("test-image", "ec2:CreateTags"),
         ("promote", "autoscaling:StartInstanceRefresh"),
         ("promote", "autoscaling:RollbackInstanceRefresh"),
@@ -715,6 +744,8 @@ async fn flows() -> Vec<Call> {
         &[("KILN_OUTPUT_BUCKET", OUTPUT_BUCKET)],
     )
     .await;
+    // Tested images go to a second region too, shared with another account.
+    emulator.distribute(&copy, "eu-west-1");
     let ctx = emulator.context(copy.root.path());
     aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&emulator.config)

@@ -44,6 +44,8 @@ fn source(copy: &RecipeCopy) -> Source {
         existing_image_id: None,
         started_at: jiff::Timestamp::UNIX_EPOCH,
         duration_seconds: None,
+        copy_regions: Vec::new(),
+        distributes: false,
     }
 }
 

@@ -145,11 +145,12 @@ async fn a_build_makes_one_tested_image_and_a_second_run_skips() {
         "WaitTest",
         "PollTest",
         "TestDone",
+        "Distributes",
         "PublishSucceeded",
         "StartRelease",
         "Built",
     ];
-    assert_eq!(run.states, two_steps, "26 state transitions");
+    assert_eq!(run.states, two_steps, "27 state transitions");
     let built = the_event(
         &events.received().await,
         "Image Build Succeeded",
@@ -325,4 +326,149 @@ async fn kiln_build_follows_a_build_and_never_builds_the_same_inputs_twice() {
         2,
         "one builder and one test instance, ever"
     );
+}
+
+/// The second region the distribution tests copy to.
+const AWAY: &str = "eu-west-1";
+
+/// The accounts `image` in `ctx`'s region grants launch permission to.
+async fn launchers(ctx: &kiln::aws::Context, image: &str) -> Vec<String> {
+    ctx.ec2()
+        .describe_image_attribute()
+        .image_id(image)
+        .attribute(aws_sdk_ec2::types::ImageAttributeName::LaunchPermission)
+        .send()
+        .await
+        .expect("DescribeImageAttribute")
+        .launch_permissions()
+        .iter()
+        .filter_map(|p| p.user_id().map(str::to_owned))
+        .collect()
+}
+
+/// The snapshots of `ctx`'s region that carry `build_id`.
+async fn build_snapshots(ctx: &kiln::aws::Context, build_id: &str) -> Vec<String> {
+    ctx.ec2()
+        .describe_snapshots()
+        .owner_ids("self")
+        .filters(kiln::tags::filter(kiln::tags::BUILD_ID, build_id))
+        .send()
+        .await
+        .expect("DescribeSnapshots")
+        .snapshots()
+        .iter()
+        .filter_map(|s| s.snapshot_id().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_build_copies_its_tested_image_to_each_distribution_region_and_shares_it() {
+    let copy = RecipeCopy::ubuntu_base();
+    let emulator = Emulator::start_pipeline(copy.root.path(), &[]).await;
+    let (member, away_key) = emulator.distribute(&copy, AWAY);
+    let ctx = emulator.context(copy.root.path());
+    let away = ctx.in_region(AWAY);
+
+    let run = build(&emulator, "pipeline-distribute-1").await;
+
+    assert_eq!(
+        run.status,
+        ExecutionStatus::Succeeded,
+        "{:?} {:?}",
+        run.error,
+        run.cause
+    );
+    let home = kiln_testkit::own_images(&ctx).await;
+    assert_eq!(home.len(), 1, "one image in the build region");
+    let source = home[0].image_id().expect("id");
+    let copies = kiln_testkit::own_images(&away).await;
+    assert_eq!(copies.len(), 1, "one copy in {AWAY}");
+    let copied = &copies[0];
+    assert_eq!(
+        copied.state(),
+        Some(&aws_sdk_ec2::types::ImageState::Available)
+    );
+    for key in [
+        "kiln:recipe",
+        "kiln:fingerprint",
+        "kiln:build-id",
+        "kiln:stage",
+    ] {
+        assert_eq!(
+            tag(copied.tags(), key),
+            tag(home[0].tags(), key),
+            "{key} as on the source"
+        );
+    }
+    assert_eq!(tag(copied.tags(), "kiln:stage"), Some("tested"));
+    assert_eq!(tag(copied.tags(), "kiln:copy-of"), Some(source));
+    let ebs = copied.block_device_mappings()[0].ebs().expect("EBS");
+    assert_eq!(ebs.encrypted(), Some(true));
+    assert_eq!(
+        ebs.kms_key_id(),
+        Some(away_key.as_str()),
+        "the key of {AWAY}"
+    );
+    assert_eq!(launchers(&ctx, source).await, [member.as_str()]);
+    let copy_id = copied.image_id().expect("id");
+    assert_eq!(launchers(&away, copy_id).await, [member.as_str()]);
+    let member_away = aws_sdk_ec2::Client::from_conf(
+        aws_sdk_ec2::config::Builder::from(&emulator.member_config().await)
+            .region(aws_sdk_ec2::config::Region::new(AWAY))
+            .build(),
+    );
+    let seen = member_away
+        .describe_images()
+        .image_ids(copy_id)
+        .send()
+        .await
+        .expect("the member account sees the shared copy");
+    assert_eq!(seen.images().len(), 1);
+    let tested = run
+        .states
+        .iter()
+        .position(|s| s == "TestDone")
+        .expect("tested");
+    assert_eq!(
+        run.states[tested + 1..tested + 7],
+        [
+            "Distributes",
+            "StartCopies",
+            "CopiesDone",
+            "WaitCopies",
+            "PollCopies",
+            "CopiesDone"
+        ]
+    );
+    assert_eq!(
+        run.states[run.states.len() - 4..],
+        ["CopiesDone", "PublishSucceeded", "StartRelease", "Built"]
+    );
+}
+
+#[tokio::test]
+async fn a_fault_after_starting_the_copies_leaves_nothing_of_the_build_in_any_region() {
+    let copy = RecipeCopy::ubuntu_base();
+    let emulator =
+        Emulator::start_pipeline(copy.root.path(), &["copy-image:start:CopyFailed"]).await;
+    emulator.distribute(&copy, AWAY);
+    let ctx = emulator.context(copy.root.path());
+    let build_id = "pipeline-distribute-fault";
+
+    let run = build(&emulator, build_id).await;
+
+    assert_eq!(run.status, ExecutionStatus::Failed);
+    assert_eq!(run.error.as_deref(), Some("CopyFailed"), "{:?}", run.cause);
+    for region in [emulator.seeded.region.as_str(), AWAY] {
+        let there = ctx.in_region(region);
+        let images = kiln_testkit::own_images(&there).await;
+        assert!(images.is_empty(), "{region}: images left: {images:?}");
+        let snapshots = build_snapshots(&there, build_id).await;
+        assert!(
+            snapshots.is_empty(),
+            "{region}: snapshots left: {snapshots:?}"
+        );
+        let instances = kiln_testkit::live_instances(&there, Some(build_id)).await;
+        assert!(instances.is_empty(), "{region}: instances left");
+    }
 }

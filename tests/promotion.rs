@@ -669,7 +669,7 @@ async fn a_failed_builds_cleanup_spares_an_image_the_pointer_names_whatever_its_
     let cleaned = kiln::pipeline::cleanup::cleanup(
         &ctx,
         &build_id,
-        kiln::pipeline::cleanup::Policy::failed_build(None),
+        &kiln::pipeline::cleanup::Policy::failed_build(None),
     )
     .await
     .expect("cleanup");

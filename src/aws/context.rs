@@ -222,6 +222,15 @@ impl Context {
         Self::new(&config, self.settings.clone())
     }
 
+    /// The region this context calls, or [`Error::InvalidInput`] when none
+    /// is configured.
+    pub fn region(&self) -> Result<String> {
+        self.config
+            .region()
+            .map(ToString::to_string)
+            .ok_or_else(|| Error::InvalidInput("no AWS region is configured (AWS_REGION)".into()))
+    }
+
     /// Loads the recipe called `name` from the recipe root.
     pub fn recipe(&self, name: &RecipeName) -> Result<Recipe> {
         Recipe::load(&self.settings.recipe_root.join(name.as_str()))

@@ -115,7 +115,7 @@ pub async fn execution_ended(ctx: &Context, change: &ExecutionStatusChange) -> R
         .and_then(|input| serde_json::from_str::<BuildInput>(input).ok())
         .map(|input| input.recipe);
     let loaded = recipe.as_ref().and_then(|r| ctx.recipe(r).ok());
-    let removed = cleanup::cleanup(ctx, &build_id, Policy::outside_build(loaded.as_ref())).await?;
+    let removed = cleanup::cleanup(ctx, &build_id, &Policy::outside_build(loaded.as_ref())).await?;
     Ok(SweptBuild {
         build_id,
         recipe: recipe.map(String::from),
@@ -175,9 +175,9 @@ pub async fn sweep(ctx: &Context, dry_run: bool) -> Result<Sweep> {
         };
         let policy = Policy::outside_build(recipe.as_ref());
         let removed = if dry_run {
-            cleanup::plan(ctx, &build_id, policy).await?
+            cleanup::plan(ctx, &build_id, &policy).await?
         } else {
-            cleanup::cleanup(ctx, &build_id, policy).await?
+            cleanup::cleanup(ctx, &build_id, &policy).await?
         };
         if removed.terminated.is_empty()
             && removed.deregistered.is_empty()

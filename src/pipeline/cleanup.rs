@@ -24,14 +24,17 @@ use crate::ids::{AmiId, BuildId, RecipeName};
 use crate::recipe::Recipe;
 use crate::tags::{self, Stage};
 
-/// Which images of a build a cleanup keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Which images of a build a cleanup keeps, and where it looks.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Policy {
     /// Keep images, tagged `kiln:stage=failed`, instead of deregistering them
     /// (the recipe's `keep_failed`).
     pub keep_failed: bool,
     /// Keep images that passed their test.
     pub keep_tested: bool,
+    /// The regions besides this one where the build may have copies (the
+    /// recipe's distribution regions).
+    pub copy_regions: Vec<String>,
 }
 
 impl Policy {
@@ -42,6 +45,9 @@ impl Policy {
         Self {
             keep_failed: recipe.is_some_and(|r| r.file.image.keep_failed),
             keep_tested: false,
+            copy_regions: recipe
+                .map(|r| r.file.distribution.regions.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -69,7 +75,7 @@ pub async fn failed_build(ctx: &Context, trigger: &Trigger) -> Result<Cleanup> {
     let done = cleanup(
         ctx,
         &trigger.build_id,
-        Policy::failed_build(recipe.as_ref()),
+        &Policy::failed_build(recipe.as_ref()),
     )
     .await?;
     Ok(Cleanup {
@@ -78,17 +84,38 @@ pub async fn failed_build(ctx: &Context, trigger: &Trigger) -> Result<Cleanup> {
     })
 }
 
-/// Cleans up build `build_id` under `policy`; returns what it removed.
+/// Cleans up build `build_id` under `policy`, here and in each of the
+/// policy's copy regions; returns what it removed.
 #[instrument(skip(ctx))]
-pub async fn cleanup(ctx: &Context, build_id: &BuildId, policy: Policy) -> Result<Cleanup> {
-    let planned = plan(ctx, build_id, policy).await?;
-    let done = apply(ctx, &planned).await?;
+pub async fn cleanup(ctx: &Context, build_id: &BuildId, policy: &Policy) -> Result<Cleanup> {
+    let mut done = Cleanup::default();
+    for there in regions(ctx, policy) {
+        let planned = plan_here(&there, build_id, policy).await?;
+        done.absorb(apply(&there, &planned).await?);
+    }
     info!(?done, "cleaned up");
     Ok(done)
 }
 
-/// What a cleanup of `build_id` under `policy` would remove, touching nothing.
-pub async fn plan(ctx: &Context, build_id: &BuildId, policy: Policy) -> Result<Cleanup> {
+/// What a cleanup of `build_id` under `policy` would remove, here and in
+/// each of the policy's copy regions, touching nothing.
+pub async fn plan(ctx: &Context, build_id: &BuildId, policy: &Policy) -> Result<Cleanup> {
+    let mut planned = Cleanup::default();
+    for there in regions(ctx, policy) {
+        planned.absorb(plan_here(&there, build_id, policy).await?);
+    }
+    Ok(planned)
+}
+
+/// This region's context, then one for each of `policy`'s copy regions.
+fn regions(ctx: &Context, policy: &Policy) -> Vec<Context> {
+    std::iter::once(ctx.clone())
+        .chain(policy.copy_regions.iter().map(|r| ctx.in_region(r)))
+        .collect()
+}
+
+/// What a cleanup of `build_id` under `policy` would remove in `ctx`'s region.
+async fn plan_here(ctx: &Context, build_id: &BuildId, policy: &Policy) -> Result<Cleanup> {
     let mut planned = Cleanup {
         terminated: instances::live_instances(ctx, build_id, None)
             .await?

@@ -111,8 +111,7 @@ pub async fn poll(
     match described.state() {
         Some(Ec2ImageState::Pending) => {
             let timeout_seconds = recipe.file.image.timeout_seconds;
-            let running = jiff::Timestamp::now().duration_since(image.polling.since);
-            if running.as_secs() > i64::from(timeout_seconds) {
+            if image.polling.overdue(timeout_seconds) {
                 return Err(Error::ImageTimedOut {
                     image: image.image_id.to_string(),
                     timeout_seconds,

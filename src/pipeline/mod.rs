@@ -4,11 +4,11 @@
 //! In order: [`source`] (which official image, and is a build needed at
 //! all), [`builder`] (launch the locked-down builder), [`provision`] (the
 //! recipe's steps through Run Command), [`image`] (bake it), [`test_run`]
-//! (test it on a fresh instance), and on any failure [`cleanup`]. Each step
-//! takes its typed request ([`requests`]) and adds its result to the state
-//! document ([`state`]); nothing waits inside a step. [`build`] names and
-//! starts builds. [`copies`] makes the image's copies in the recipe's
-//! distribution regions (not a step of the state machine yet).
+//! (test it on a fresh instance), [`copies`] (copy it to the recipe's
+//! distribution regions and share it), and on any failure [`cleanup`] (in
+//! every region). Each step takes its typed request ([`requests`]) and adds
+//! its result to the state document ([`state`]); nothing waits inside a
+//! step. [`build`] names and starts builds.
 
 pub mod build;
 pub mod builder;

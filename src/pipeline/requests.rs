@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::state::{Builder, Image, Provision, Source, TestRun, Trigger};
+use super::state::{Builder, Distribution, Image, Provision, Source, TestRun, Trigger};
 
 /// The phases of a step, as an event's `action` names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, strum::Display)]
@@ -87,6 +87,21 @@ impl TryFrom<RawProvision> for ProvisionAction {
     }
 }
 
+/// The phase of a step with only `start` and `poll`: `None` to start,
+/// the work (the event's `field`) to poll.
+fn start_or_poll<T>(phase: Phase, work: Option<T>, field: &str) -> Result<Option<T>, String> {
+    match (phase, work) {
+        (Phase::Start, _) => Ok(None),
+        (Phase::Poll, Some(work)) => Ok(Some(work)),
+        (Phase::Poll, None) => Err(refused(
+            phase,
+            &format!("`{field}` is required"),
+            "start, poll",
+        )),
+        (phase, _) => Err(refused(phase, "unknown", "start, poll")),
+    }
+}
+
 /// Input of create-image.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImageRequest {
@@ -126,12 +141,58 @@ impl TryFrom<RawImage> for ImageAction {
     type Error = String;
 
     fn try_from(raw: RawImage) -> Result<Self, String> {
-        match (raw.action, raw.image) {
-            (Phase::Start, _) => Ok(Self::Start),
-            (Phase::Poll, Some(image)) => Ok(Self::Poll { image }),
-            (Phase::Poll, None) => Err(refused(raw.action, "`image` is required", "start, poll")),
-            (phase, _) => Err(refused(phase, "unknown", "start, poll")),
-        }
+        Ok(match start_or_poll(raw.action, raw.image, "image")? {
+            None => Self::Start,
+            Some(image) => Self::Poll { image },
+        })
+    }
+}
+
+/// Input of copy-image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CopyRequest {
+    /// The trigger fields.
+    #[serde(flatten)]
+    pub trigger: Trigger,
+    /// The resolved source (its `copy_regions`).
+    pub source: Source,
+    /// The tested image.
+    pub image: Image,
+    /// What to do.
+    #[serde(flatten)]
+    pub action: CopyAction,
+}
+
+/// What copy-image does.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", try_from = "RawCopy")]
+pub enum CopyAction {
+    /// Start the copies (or share at once when there is none to make).
+    Start,
+    /// Report on the copies started earlier; share once all are available.
+    Poll {
+        /// The copies.
+        distribution: Distribution,
+    },
+}
+
+#[derive(Deserialize)]
+struct RawCopy {
+    action: Phase,
+    #[serde(default)]
+    distribution: Option<Distribution>,
+}
+
+impl TryFrom<RawCopy> for CopyAction {
+    type Error = String;
+
+    fn try_from(raw: RawCopy) -> Result<Self, String> {
+        Ok(
+            match start_or_poll(raw.action, raw.distribution, "distribution")? {
+                None => Self::Start,
+                Some(distribution) => Self::Poll { distribution },
+            },
+        )
     }
 }
 

@@ -51,6 +51,8 @@ pub async fn resolve(ctx: &Context, recipe: &Recipe, force: bool) -> Result<Sour
         source_ami,
         started_at,
         duration_seconds: None,
+        copy_regions: recipe.file.distribution.regions.clone(),
+        distributes: recipe.file.distribution.distributes(),
     })
 }
 

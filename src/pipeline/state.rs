@@ -112,7 +112,8 @@ impl Trigger {
         self.pace_at(polling, jiff::Timestamp::now())
     }
 
-    fn pace_at(&self, polling: &Polling, now: jiff::Timestamp) -> Polling {
+    /// [`Trigger::pace`] as it would be at `now`.
+    pub fn pace_at(&self, polling: &Polling, now: jiff::Timestamp) -> Polling {
         let running = now.duration_since(polling.since);
         let tenth = u32::try_from(running.as_secs().max(0) / 10).unwrap_or(MAX_WAIT_SECONDS);
         Polling {
@@ -130,6 +131,13 @@ pub struct Polling {
     pub since: jiff::Timestamp,
     /// Seconds the next Wait state waits.
     pub wait_seconds: u32,
+}
+
+impl Polling {
+    /// Whether the work has run longer than `timeout_seconds` by now.
+    pub fn overdue(&self, timeout_seconds: u32) -> bool {
+        jiff::Timestamp::now().duration_since(self.since).as_secs() > i64::from(timeout_seconds)
+    }
 }
 
 /// The output of resolve-source, stored at `$.source`.
@@ -154,6 +162,15 @@ pub struct Source {
     /// Seconds since the build started when the source was resolved (the
     /// whole build's duration when it is skipped).
     pub duration_seconds: Option<u64>,
+    /// The regions the tested image is copied to: the recipe's
+    /// `distribution.regions`, as resolve-source checked them against the
+    /// account's regions.
+    #[serde(default)]
+    pub copy_regions: Vec<String>,
+    /// Whether the tested image is copied or shared at all (the build's
+    /// distribution steps run).
+    #[serde(default)]
+    pub distributes: bool,
 }
 
 impl Source {
@@ -233,6 +250,48 @@ pub struct Image {
     pub polling: Polling,
 }
 
+impl Image {
+    /// Refuses work that needs the image available (`what` it is for) while
+    /// it is not.
+    pub fn require_available(&self, what: &str) -> Result<()> {
+        if self.state == ImageState::Available {
+            return Ok(());
+        }
+        Err(Error::InvalidInput(format!(
+            "image {} is {}, not available: nothing to {what} yet",
+            self.image_id, self.state
+        )))
+    }
+}
+
+/// One distribution region's copy of the build's image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionCopy {
+    /// The region the copy is in.
+    pub region: String,
+    /// The copy.
+    pub image_id: AmiId,
+    /// Where it stands.
+    pub state: ImageState,
+}
+
+/// The output of copy-image, stored at `$.distribution`: the image's copies
+/// and who may launch them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Distribution {
+    /// One copy per distribution region, in the recipe's order.
+    pub copies: Vec<RegionCopy>,
+    /// Pending until every copy is available and the image and its copies
+    /// are shared.
+    pub state: ImageState,
+    /// The accounts and organizational units given launch permission on
+    /// the image and every copy (once available).
+    pub shared_with: Vec<String>,
+    /// When the copies were started and when to poll them next.
+    #[serde(flatten)]
+    pub polling: Polling,
+}
+
 /// Where the image test stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::Display)]
 #[serde(rename_all = "snake_case")]
@@ -279,6 +338,16 @@ pub struct Cleanup {
     pub duration_seconds: Option<u64>,
 }
 
+impl Cleanup {
+    /// Adds what `other` (another region's cleanup) removed.
+    pub fn absorb(&mut self, other: Self) {
+        self.terminated.extend(other.terminated);
+        self.deregistered.extend(other.deregistered);
+        self.deleted_snapshots.extend(other.deleted_snapshots);
+        self.kept_failed.extend(other.kept_failed);
+    }
+}
+
 /// An error a `Catch` caught, as Step Functions records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaughtError {
@@ -308,6 +377,8 @@ pub struct BuildState {
     pub image: Option<Image>,
     /// Set by test-image.
     pub test: Option<TestRun>,
+    /// Set by copy-image.
+    pub distribution: Option<Distribution>,
     /// The error that sent the build to cleanup.
     pub error: Option<CaughtError>,
     /// Set by cleanup-build.

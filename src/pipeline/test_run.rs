@@ -10,10 +10,10 @@ use tracing::{info, instrument};
 
 use super::builder::{self, Launch};
 use super::requests::{TestAction, TestRequest};
-use super::state::{Image, ImageState, Source, TestRun, TestStatus, Trigger, required};
+use super::state::{Image, Source, TestRun, TestStatus, Trigger, required};
 use crate::aws::run_command::{self, Outcome, Script};
 use crate::aws::{Context, images, instances};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ids::BuildId;
 use crate::recipe::Recipe;
 use crate::tags::{Role, Stage};
@@ -42,12 +42,7 @@ pub async fn launch(
     source: &Source,
     image: &Image,
 ) -> Result<TestRun> {
-    if image.state != ImageState::Available {
-        return Err(Error::InvalidInput(format!(
-            "image {} is {}, not available: nothing to test yet",
-            image.image_id, image.state
-        )));
-    }
+    image.require_available("test")?;
     let launch = Launch {
         recipe,
         build_id: &trigger.build_id,

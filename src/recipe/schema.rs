@@ -257,7 +257,7 @@ pub struct ReleaseStage {
 /// Where the image goes besides the build region (`[distribution]`): a copy
 /// in each region, launch permission for accounts and organizational units.
 /// Not part of the fingerprint: it says where an image goes, not what it is.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Distribution {
     /// Regions that get a copy, in the order releases roll them.
@@ -273,12 +273,36 @@ pub struct Distribution {
     /// (the build region's is `builder.root_volume.kms_key_id`).
     #[serde(default)]
     pub kms_keys: BTreeMap<String, String>,
+    /// Seconds a copy may stay pending before the build fails (default 4 h).
+    #[serde(default = "default_copy_timeout")]
+    pub copy_timeout_seconds: u32,
+}
+
+fn default_copy_timeout() -> u32 {
+    4 * 3600
+}
+
+impl Default for Distribution {
+    fn default() -> Self {
+        Self {
+            regions: Vec::new(),
+            accounts: Vec::new(),
+            organizational_units: Vec::new(),
+            kms_keys: BTreeMap::new(),
+            copy_timeout_seconds: default_copy_timeout(),
+        }
+    }
 }
 
 impl Distribution {
     /// Whether images are shared with other accounts.
     pub fn shares(&self) -> bool {
         !self.accounts.is_empty() || !self.organizational_units.is_empty()
+    }
+
+    /// Whether a tested image is copied or shared at all.
+    pub fn distributes(&self) -> bool {
+        !self.regions.is_empty() || self.shares()
     }
 }
 

@@ -166,6 +166,13 @@ fn parse(
             problems.add(field, message);
         }
     }
+    if let Ok(distribution) = &distribution {
+        check_timeout(
+            "distribution.copy_timeout_seconds",
+            distribution.copy_timeout_seconds,
+            problems,
+        );
+    }
     let scripts = read_scripts(
         dir,
         steps.as_deref().unwrap_or_default(),

@@ -12,6 +12,7 @@ use aws_sdk_ec2::config::{Credentials, Region};
 use kiln::aws::{Context, Settings};
 use serde::Deserialize;
 
+use crate::fixtures::RecipeCopy;
 use crate::process::{function_binary, repo};
 
 /// What the emulator's launcher seeded.
@@ -365,35 +366,87 @@ impl Emulator {
         assert_eq!(status, 204, "{answer}");
     }
 
+    /// A new customer managed KMS key in `region` (of the default
+    /// account): its ARN. (Through KMS's JSON API: moto reads the region
+    /// from the credential scope and checks no signature.)
+    pub fn kms_key(&self, region: &str) -> String {
+        let endpoint = self.seeded.endpoint.trim_start_matches("http://");
+        let headers = format!(
+            "X-Amz-Target: TrentService.CreateKey\r\n\
+             Content-Type: application/x-amz-json-1.1\r\n\
+             Authorization: AWS4-HMAC-SHA256 Credential=testing/20261201/{region}/kms/aws4_request, \
+             SignedHeaders=host, Signature=0\r\n"
+        );
+        let (status, answer) = http(endpoint, "POST", "/", &headers, "{}");
+        assert_eq!(status, 200, "CreateKey: {answer}");
+        let answer: serde_json::Value = serde_json::from_str(&answer).expect("CreateKey's JSON");
+        answer["KeyMetadata"]["Arn"]
+            .as_str()
+            .expect("the key's ARN")
+            .to_owned()
+    }
+
+    /// Makes `copy` distribute to `region` (encrypted with a key made
+    /// there) and share with the member account ([`Seeded::member_role`]'s),
+    /// its builder volume (so its image) encrypted with a customer key of
+    /// the build region, as sharing requires. Answers the member account and
+    /// the key in `region`.
+    pub fn distribute(&self, copy: &RecipeCopy, region: &str) -> (String, String) {
+        let home_key = self.kms_key(&self.seeded.region);
+        let away_key = self.kms_key(region);
+        let member = self
+            .seeded
+            .member_role
+            .split(':')
+            .nth(4)
+            .expect("the member role's account")
+            .to_owned();
+        copy.edit("recipe.toml", |text| {
+            text.replace(
+                "encrypted = true }",
+                &format!("encrypted = true, kms_key_id = \"{home_key}\" }}"),
+            ) + &format!(
+                "\n[distribution]\nregions = [\"{region}\"]\naccounts = [\"{member}\"]\n\
+                 [distribution.kms_keys]\n{region} = \"{away_key}\"\n"
+            )
+        });
+        (member, away_key)
+    }
+
     /// One request to the Lambda proxy's own paths: its status and body.
     fn proxy(&self, method: &str, path: &str, body: &str) -> (u16, String) {
-        use std::io::{Read as _, Write as _};
         let proxy = self
             .seeded
             .lambda_proxy
             .as_deref()
             .expect("an emulator started with start_pipeline");
-        let address = proxy.trim_start_matches("http://");
-        let mut stream = std::net::TcpStream::connect(address).expect("connect to the proxy");
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\
-             Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .expect("ask the proxy");
-        let mut answer = String::new();
-        stream
-            .read_to_string(&mut answer)
-            .expect("the proxy's answer");
-        let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("an HTTP status");
-        (status, body.to_owned())
+        http(proxy.trim_start_matches("http://"), method, path, "", body)
     }
+}
+
+/// One HTTP/1.1 request to `address` with `headers` (each line ending in
+/// CRLF): the answer's status and body.
+fn http(address: &str, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect to the emulator");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n{headers}\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("ask the emulator");
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .expect("the emulator's answer");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("an HTTP status");
+    (status, body.to_owned())
 }
 
 impl Drop for Emulator {

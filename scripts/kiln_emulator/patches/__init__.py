@@ -23,6 +23,7 @@ def apply_all():
         launch_template_versions,
         regions,
         run_instances,
+        sharing,
         start_execution,
         start_time,
     )
@@ -42,5 +43,6 @@ def apply_all():
         alarm_history,
         regions,
         copy_image,
+        sharing,
     ):
         patch.apply()
