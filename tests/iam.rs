@@ -19,7 +19,7 @@ use kiln::channels::pointers::Why;
 use kiln::channels::promotion;
 use kiln_testkit::iam::{self, ACCOUNT, Need, REGION, Roles, Statement};
 use kiln_testkit::{
-    Emulator, RECIPE, RecipeCopy, alarm, auto_scaling_group, built_image, invoke_function,
+    Emulator, RECIPE, RecipeCopy, alarm, auto_scaling_group, distributed_image, invoke_function,
     opted_in, pointer, recipe, set_alarm, source, template_versions,
 };
 use serde::Deserialize;
@@ -760,8 +760,8 @@ async fn flows() -> Vec<Call> {
     alarm(&ctx, ALARM).await;
     // The image the channels name before this night's build, and an older
     // one nothing needs any more (retention's).
-    built_image(&ctx, RECIPE, "iam-spare", "tested").await;
-    let old = built_image(&ctx, RECIPE, "iam-old", "tested").await;
+    distributed_image(&ctx, &copy.load(), "iam-spare", "eu-west-1").await;
+    let (old, _) = distributed_image(&ctx, &copy.load(), "iam-old", "eu-west-1").await;
     for channel in ["staging", "prod"] {
         let why = Why {
             reason: "before the flows",

@@ -612,9 +612,10 @@ async fn a_pointer_moving_during_a_tag_sync_is_followed_by_another_round() {
     let copy = RecipeCopy::ubuntu_base();
     let ctx = context(&copy, &[&images, &tagged], &[&by_path, &versions]);
 
-    let changes = kiln::channels::promotion::sync_tags(&ctx, &"ubuntu-base".parse().expect("r"))
+    let changes = kiln::channels::promotion::sync(&ctx, &"ubuntu-base".parse().expect("r"))
         .await
-        .expect("sync");
+        .expect("sync")
+        .tags;
     let changed: Vec<(&str, &str, Option<&str>)> = changes
         .iter()
         .map(|c| (c.image_id.as_str(), c.key, c.to.as_deref()))

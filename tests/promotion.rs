@@ -288,27 +288,19 @@ async fn a_crash_between_pointer_and_tags_is_repaired_by_the_next_operation() {
     let ctx = emulator.context(&kiln_testkit::recipe_root());
     let (a, b) = a_on_prod_and_b(&ctx).await;
     // The pointer moved, then the process died before the tags.
-    ctx.ssm()
-        .put_parameter()
-        .name(format!("/kiln/{RECIPE}/prod"))
-        .value(b.as_str())
-        .r#type(aws_sdk_ssm::types::ParameterType::String)
-        .data_type("aws:ec2:image")
-        .overwrite(true)
-        .send()
-        .await
-        .expect("put");
+    kiln_testkit::put_pointer(&ctx, &format!("/kiln/{RECIPE}/prod"), b.as_str()).await;
     assert_eq!(channel_tags(&ctx).await[a.as_str()], on(Some("prod")));
 
-    let repaired = promotion::sync_tags(&ctx, &recipe()).await.expect("doctor");
+    let repaired = promotion::sync(&ctx, &recipe()).await.expect("doctor").tags;
     assert_eq!(repaired.len(), 3, "{repaired:#?}");
     let tags = channel_tags(&ctx).await;
     assert_eq!(tags[b.as_str()], on(Some("prod")));
     assert_eq!(tags[a.as_str()], (None, Some("prod".into())));
     assert!(
-        promotion::sync_tags(&ctx, &recipe())
+        promotion::sync(&ctx, &recipe())
             .await
             .expect("again")
+            .tags
             .is_empty(),
         "a second doctor finds nothing"
     );
@@ -783,16 +775,7 @@ async fn a_write_ssm_never_shows_is_refused_after_the_validation_timeout() {
         .expect("promote a");
     let parameter = format!("/kiln/{RECIPE}/prod");
     // A value SSM will not accept, written as version 2.
-    ctx.ssm()
-        .put_parameter()
-        .name(&parameter)
-        .value("ami-0123456789abcdef0")
-        .r#type(aws_sdk_ssm::types::ParameterType::String)
-        .data_type("aws:ec2:image")
-        .overwrite(true)
-        .send()
-        .await
-        .expect("put");
+    kiln_testkit::put_pointer(&ctx, &parameter, "ami-0123456789abcdef0").await;
     let pending = |minutes: i64| pointers::Written {
         recipe: recipe(),
         channel: channel("prod"),

@@ -4,7 +4,7 @@
 use clap::Subcommand;
 use kiln::Error;
 use kiln::channels::pointers;
-use kiln::channels::promotion::{self, Moved, TagChange};
+use kiln::channels::promotion::{self, Moved, Synced};
 
 use crate::args::{MoveArgs, Output, context, recipe_name};
 use crate::output::{print, table};
@@ -114,12 +114,14 @@ pub async fn run(output: Output, command: &Command) -> Result<(), Error> {
         }
         Command::Doctor { recipe } => {
             let recipe = recipe_name(recipe)?;
-            let changes = promotion::sync_tags(&ctx, &recipe).await?;
-            print(output, &changes, || {
-                if changes.is_empty() {
-                    return format!("recipe {recipe}: every tag agrees with the pointers");
+            let synced = promotion::sync(&ctx, &recipe).await?;
+            print(output, &synced, || {
+                if synced.tags.is_empty() && synced.regional.is_empty() {
+                    return format!(
+                        "recipe {recipe}: every regional pointer and tag agrees with the pointers"
+                    );
                 }
-                tag_lines(&changes).join("\n")
+                synced_lines(&synced).join("\n")
             });
         }
     }
@@ -128,21 +130,32 @@ pub async fn run(output: Output, command: &Command) -> Result<(), Error> {
 
 fn moved_text(moved: &Moved) -> String {
     let mut lines = vec![moved.message.clone()];
-    lines.extend(tag_lines(&moved.tags));
+    lines.extend(synced_lines(&moved.synced));
     lines.join("\n")
 }
 
-fn tag_lines(changes: &[TagChange]) -> Vec<String> {
-    changes
-        .iter()
-        .map(|c| {
-            format!(
-                "  tag {} {}: {} -> {}",
-                c.image_id,
-                c.key,
-                c.from.as_deref().unwrap_or("(none)"),
-                c.to.as_deref().unwrap_or("(none)")
-            )
-        })
-        .collect()
+fn synced_lines(synced: &Synced) -> Vec<String> {
+    let pointers = synced.regional.iter().map(|m| {
+        let to = m.to.as_ref().map_or("(none)", |id| id.as_str());
+        let from = m.from.as_deref().unwrap_or("(none)");
+        match &m.problem {
+            Some(problem) => format!("  {} {}: left at {from}: {problem}", m.region, m.parameter),
+            None => format!("  {} {}: {from} -> {to}", m.region, m.parameter),
+        }
+    });
+    let tags = synced.tags.iter().map(|c| {
+        let region = c
+            .region
+            .as_deref()
+            .map(|r| format!("{r} "))
+            .unwrap_or_default();
+        format!(
+            "  tag {region}{} {}: {} -> {}",
+            c.image_id,
+            c.key,
+            c.from.as_deref().unwrap_or("(none)"),
+            c.to.as_deref().unwrap_or("(none)")
+        )
+    });
+    pointers.chain(tags).collect()
 }

@@ -1,13 +1,16 @@
 //! The channel side: what production launches, and how that moves.
 //!
-//! A channel is its pointer ([`pointers`]); [`promotion`] moves it (promote,
-//! roll back, demote) and keeps the image tags in line with it;
+//! A channel is its pointer ([`pointers`]), and its followers in the
+//! recipe's distribution regions ([`regional`]); [`promotion`] moves it
+//! (promote, roll back, demote) and keeps the regional pointers and the
+//! image tags in line with it;
 //! [`retention`] retires images nothing needs any more; [`rollout`] moves a
 //! tested image through a recipe's channels by itself and rolls their Auto
 //! Scaling groups. [`handle`] is the `promote` Lambda.
 
 pub mod pointers;
 pub mod promotion;
+pub mod regional;
 pub mod retention;
 pub mod rollout;
 

@@ -64,6 +64,10 @@ pub struct Record {
     /// For a rollback: the version it returned to (see [`rollback`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_version: Option<i64>,
+    /// For a distribution region's pointer: the home pointer's version it
+    /// follows (`channels::regional`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follows: Option<i64>,
 }
 
 /// One version of a pointer: one move in the channel's history.
@@ -256,6 +260,7 @@ pub(crate) fn record(action: Action, why: Why<'_>, to_version: Option<i64>) -> R
         actor: why.actor.chars().take(100).collect(),
         forced: false,
         to_version,
+        follows: None,
     })
 }
 
@@ -431,6 +436,7 @@ mod tests {
                 actor: "a".into(),
                 forced: false,
                 to_version,
+                follows: None,
             }),
         }
     }

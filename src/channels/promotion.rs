@@ -9,7 +9,7 @@
 //! Image tags mirror the pointers: `kiln:channel` lists the channels an image
 //! is on, `kiln:previous` the channels a rollback would return to it. The
 //! pointer is the single source of truth: tags are derived from the pointers
-//! alone by [`sync_tags`], which every operation ends with and `kiln doctor`
+//! alone by [`sync`], which every operation ends with and `kiln doctor`
 //! runs. A crash between a pointer write and the tags is repaired by the next
 //! operation; racing operations converge, since each sync reads the pointers
 //! again after writing and goes round again if they moved.
@@ -19,21 +19,25 @@ use serde::Serialize;
 use tracing::{info, instrument};
 
 use super::pointers::{
-    Action, ChannelMap, Record, Validation, Why, Written, channel_map, history, pointer_name,
+    Action, Record, Standing, Validation, Why, Written, channel_map, history, pointer_name,
     pointers, read_pointer, reason, record, rollback_target, validation, write_pointer,
 };
+use super::regional::{self, RegionalMove};
 use crate::aws::sdk::Answer;
 use crate::aws::{Context, images};
 use crate::error::{Error, Result};
 use crate::ids::{AmiId, Channel, RecipeName};
 use crate::tags::{self, Stage};
 
-/// Rounds [`sync_tags`] makes before giving up on pointers that keep moving.
+/// Rounds [`sync`] makes before giving up on pointers that keep moving.
 const MAX_SYNC_ROUNDS: usize = 5;
 
 /// A tag kiln changed to make the tags agree with the pointers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TagChange {
+    /// The image's region, when it is a distribution region's copy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// The image.
     pub image_id: String,
     /// The tag key.
@@ -63,9 +67,21 @@ pub struct Moved {
     pub changed: bool,
     /// What deploy tools see now, in words.
     pub message: String,
-    /// Tags changed to agree with the pointers (including repairs of an
-    /// earlier, interrupted operation).
+    /// Regional pointers and tags changed to agree with the home pointers
+    /// (including repairs of an earlier, interrupted operation).
+    #[serde(flatten)]
+    pub synced: Synced,
+}
+
+/// What a [`sync`] changed to bring everything in line with the home
+/// pointers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Synced {
+    /// Image tags changed, in every region.
     pub tags: Vec<TagChange>,
+    /// Distribution regions' pointers moved (or left, with the problem).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub regional: Vec<RegionalMove>,
 }
 
 /// What a move did: done (the pointer shows it, the tags agree), or
@@ -160,6 +176,10 @@ pub async fn start_promote(
             "it is {stage}, not tested; promote it anyway with --force and a reason"
         )));
     }
+    let regions = regional::regions(ctx, recipe);
+    if let Some(reason) = regional::missing_copy(ctx, &regions, image).await? {
+        return Err(refuse(reason));
+    }
     let parameter = pointer_name(recipe, channel);
     let from = read_pointer(ctx, &parameter).await?;
     let found = from.as_ref().map_or(0, |(_, v)| *v);
@@ -170,7 +190,7 @@ pub async fn start_promote(
         let version = from.map(|(_, v)| v);
         return Ok(Move::Moved(Moved {
             message: format!("{image} is already on {channel}; nothing changed"),
-            tags: sync_tags(ctx, recipe).await?,
+            synced: sync(ctx, recipe).await?,
             ..unchanged(recipe, channel, parameter, Some(image.clone()), version)
         }));
     }
@@ -214,16 +234,21 @@ pub async fn start_rollback(
     let usable = images::describe(ctx, &image)
         .await?
         .is_some_and(|i| images::is_available(&i));
+    let refuse = |reason: String| Error::PromotionRefused {
+        image: image.to_string(),
+        channel: channel.to_string(),
+        reason,
+    };
     if !usable {
-        return Err(Error::PromotionRefused {
-            image: image.to_string(),
-            channel: channel.to_string(),
-            reason: format!(
-                "the image version {} named is no longer available ({})",
-                target.version,
-                gone(ctx)
-            ),
-        });
+        return Err(refuse(format!(
+            "the image version {} named is no longer available ({})",
+            target.version,
+            gone(ctx)
+        )));
+    }
+    let regions = regional::regions(ctx, recipe);
+    if let Some(reason) = regional::missing_copy(ctx, &regions, &image).await? {
+        return Err(refuse(reason));
     }
     let record = Record {
         to_version: Some(target.version),
@@ -274,7 +299,7 @@ pub async fn confirm(ctx: &Context, written: Written) -> Result<Move> {
                     "{moved}{}: deploy tools resolving {parameter} get it",
                     was(before.as_ref())
                 ),
-                tags: sync_tags(ctx, &recipe).await?,
+                synced: sync(ctx, &recipe).await?,
                 recipe,
                 channel,
                 parameter,
@@ -361,7 +386,7 @@ async fn retried(
         message: format!(
             "{channel} names {image} (version {found}): an earlier attempt of this move wrote it"
         ),
-        tags: sync_tags(ctx, recipe).await?,
+        synced: sync(ctx, recipe).await?,
         recipe: recipe.clone(),
         channel: channel.clone(),
         parameter,
@@ -386,7 +411,7 @@ pub async fn demote(
     let Some((image, version)) = read_pointer(ctx, &parameter).await? else {
         return Ok(Moved {
             message: format!("{channel} has no pointer ({parameter}); nothing changed"),
-            tags: sync_tags(ctx, recipe).await?,
+            synced: sync(ctx, recipe).await?,
             ..unchanged(recipe, channel, parameter.clone(), None, None)
         });
     };
@@ -402,7 +427,7 @@ pub async fn demote(
             "{channel} removed (it named {image}, version {version}): {parameter} no longer exists, \
              so launches resolving it fail until the next promotion; its history went with it"
         ),
-        tags: sync_tags(ctx, recipe).await?,
+        synced: sync(ctx, recipe).await?,
         recipe: recipe.clone(),
         channel: channel.clone(),
         parameter,
@@ -413,52 +438,79 @@ pub async fn demote(
     })
 }
 
-/// Brings every image tag of `recipe` in line with its pointers: the image a
-/// channel names carries it in `kiln:channel`, the image a rollback would
-/// return to carries it in `kiln:previous`, no other image carries it. Goes
-/// round again while the pointers move under it. Returns what it changed.
+/// Brings everything derived from `recipe`'s pointers in line with them:
+/// the image a channel names carries it in `kiln:channel`, the image a
+/// rollback would return to carries it in `kiln:previous`, no other image
+/// carries it; in each of the recipe's distribution regions, the channel's
+/// pointer names the region's copy of the home image ([`regional::follow`])
+/// and each copy carries the tags of the image it copies. Goes round again
+/// while the pointers move under it. Returns what it changed.
 #[instrument(skip(ctx))]
-pub async fn sync_tags(ctx: &Context, recipe: &RecipeName) -> Result<Vec<TagChange>> {
-    let mut changes = Vec::new();
+pub async fn sync(ctx: &Context, recipe: &RecipeName) -> Result<Synced> {
+    let regions = regional::regions(ctx, recipe);
+    let mut synced = Synced::default();
     for _ in 0..MAX_SYNC_ROUNDS {
-        let ChannelMap {
-            pointers: before,
-            images: mut desired,
-        } = channel_map(ctx, recipe).await?;
-        for image in recipe_images(ctx, recipe).await? {
-            let Some(id) = image.image_id() else { continue };
-            let wanted = desired.remove(id).unwrap_or_default();
-            for (key, channels) in [
-                (tags::CHANNEL, wanted.channels),
-                (tags::PREVIOUS, wanted.previous),
-            ] {
-                let to = (!channels.is_empty()).then(|| {
-                    channels
-                        .iter()
-                        .map(|c| c.as_str())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                });
-                let from = tags::value(image.tags(), key).map(str::to_owned);
-                if from != to {
-                    images::set_tag(ctx, id, key, to.as_deref()).await?;
-                    changes.push(TagChange {
-                        image_id: id.to_owned(),
-                        key,
-                        from,
-                        to,
-                    });
-                }
-            }
+        let map = channel_map(ctx, recipe).await?;
+        let home = recipe_images(ctx, recipe).await?;
+        let standing = |image: &Ec2Image| image.image_id().and_then(|id| map.images.get(id));
+        synced.tags.extend(retag(ctx, None, &home, standing).await?);
+        for region in &regions {
+            let there = ctx.in_region(region);
+            let moved = regional::follow(ctx, &there, recipe, &map.pointers).await?;
+            synced.regional.extend(moved);
+            let copies = recipe_images(&there, recipe).await?;
+            let standing = |copy: &Ec2Image| regional::standing_of_copy(&map.images, copy);
+            synced
+                .tags
+                .extend(retag(&there, Some(region), &copies, standing).await?);
         }
-        let after = pointers(ctx, recipe).await?;
-        if after == before {
-            return Ok(changes);
+        if pointers(ctx, recipe).await? == map.pointers {
+            return Ok(synced);
         }
     }
     Err(Error::PointersMoving {
         recipe: recipe.to_string(),
     })
+}
+
+/// Sets the channel tags of each of `images` (in `ctx`'s region, `region`
+/// when not the home one) to what `standing` says of it (nothing: on no
+/// channel); returns what it changed.
+async fn retag<'a>(
+    ctx: &Context,
+    region: Option<&String>,
+    images: &[Ec2Image],
+    standing: impl Fn(&Ec2Image) -> Option<&'a Standing>,
+) -> Result<Vec<TagChange>> {
+    let mut changes = Vec::new();
+    for image in images {
+        let Some(id) = image.image_id() else { continue };
+        let wanted = standing(image).cloned().unwrap_or_default();
+        for (key, channels) in [
+            (tags::CHANNEL, wanted.channels),
+            (tags::PREVIOUS, wanted.previous),
+        ] {
+            let to = (!channels.is_empty()).then(|| {
+                channels
+                    .iter()
+                    .map(|c| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            });
+            let from = tags::value(image.tags(), key).map(str::to_owned);
+            if from != to {
+                images::set_tag(ctx, id, key, to.as_deref()).await?;
+                changes.push(TagChange {
+                    region: region.cloned(),
+                    image_id: id.to_owned(),
+                    key,
+                    from,
+                    to,
+                });
+            }
+        }
+    }
+    Ok(changes)
 }
 
 /// Every image of `recipe` in this account and region.
@@ -499,6 +551,6 @@ fn unchanged(
         version,
         changed: false,
         message: String::new(),
-        tags: Vec::new(),
+        synced: Synced::default(),
     }
 }

@@ -216,6 +216,51 @@ pub async fn built_image(ctx: &Context, recipe: &str, build_id: &str, stage: &st
         .expect("an AMI id")
 }
 
+/// Writes `image` to pointer `parameter` by hand, as a move that stopped
+/// after its write (or anything outside kiln) would leave it; SSM validates
+/// the value afterwards.
+pub async fn put_pointer(ctx: &Context, parameter: &str, image: &str) {
+    ctx.ssm()
+        .put_parameter()
+        .name(parameter)
+        .value(image)
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .data_type("aws:ec2:image")
+        .overwrite(true)
+        .send()
+        .await
+        .expect("PutParameter");
+}
+
+/// [`built_image`] of `recipe` (tested), with its available copy in
+/// `region` as a build distributing to it leaves them: (image, copy).
+pub async fn distributed_image(
+    ctx: &Context,
+    recipe: &kiln::recipe::Recipe,
+    build_id: &str,
+    region: &str,
+) -> (AmiId, AmiId) {
+    use kiln::pipeline::copies;
+    use kiln::pipeline::state::{ImageState, RegionCopy};
+    let image = built_image(ctx, recipe.name.as_str(), build_id, "tested").await;
+    let build = build_id.parse().expect("build id");
+    let copy = copies::copy(ctx, recipe, &build, &image, region)
+        .await
+        .expect("CopyImage");
+    let started = RegionCopy {
+        region: region.into(),
+        image_id: copy.clone(),
+        state: ImageState::Pending,
+    };
+    for _ in 0..10 {
+        let state = copies::state(ctx, &image, &started).await.expect("state");
+        if state == ImageState::Available {
+            return (image, copy);
+        }
+    }
+    panic!("the copy of {image} in {region} never became available");
+}
+
 /// Launches one untagged instance from `image`; returns its id.
 pub async fn launch(ctx: &Context, image: &str) -> String {
     let run = ctx

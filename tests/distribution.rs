@@ -1,0 +1,223 @@
+//! One channel, every region: a recipe that distributes to a second region
+//! has a pointer there too, naming that region's copy of the image the home
+//! pointer names, moved with it, refused with it, and repaired by `kiln
+//! doctor` when a move stopped halfway. Against the emulator, two regions.
+
+use std::time::Duration;
+
+use kiln::aws::Context;
+use kiln::channels::pointers::{Why, history, pointers};
+use kiln::channels::promotion;
+use kiln::ids::AmiId;
+use kiln_testkit::{
+    Emulator, RecipeCopy, built_image, channel, distributed_image, put_pointer, recipe, tag,
+};
+
+const AWAY: &str = "eu-west-1";
+
+const WHY: Why<'static> = Why {
+    reason: "tests",
+    actor: "tests",
+};
+
+/// An emulator, a recipe distributing to [`AWAY`], and a context in each region.
+struct Two {
+    emulator: Emulator,
+    copy: RecipeCopy,
+    ctx: Context,
+    away: Context,
+}
+
+async fn two_regions() -> Two {
+    let emulator = Emulator::start().await;
+    let copy = RecipeCopy::ubuntu_base();
+    emulator.distribute(&copy, AWAY);
+    let ctx = emulator.context(copy.root.path());
+    let away = ctx.in_region(AWAY);
+    Two {
+        emulator,
+        copy,
+        ctx,
+        away,
+    }
+}
+
+/// Promotes `image` to prod and waits until [`AWAY`]'s pointer names `copied`.
+async fn on_prod(two: &Two, image: &AmiId, copied: &AmiId) {
+    promotion::promote(&two.ctx, &recipe(), &channel("prod"), image, WHY, false)
+        .await
+        .expect("promote");
+    prod_pointer(&two.away, Some(copied.as_str())).await;
+}
+
+/// The image the prod pointer of `ctx`'s region names, once SSM shows
+/// `wanted` there (a write is validated after PutParameter answers); what it
+/// names after 10 s otherwise.
+async fn prod_pointer(ctx: &Context, wanted: Option<&str>) -> Option<String> {
+    let mut found = None;
+    for _ in 0..50 {
+        found = pointers(ctx, &recipe())
+            .await
+            .expect("pointers")
+            .remove(&channel("prod"))
+            .map(|(image, _)| image);
+        if found.as_deref() == wanted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    found
+}
+
+async fn channel_tag(ctx: &Context, image: &str) -> Option<String> {
+    let described = kiln_testkit::own_images(ctx).await;
+    let found = described
+        .iter()
+        .find(|i| i.image_id() == Some(image))
+        .expect("the image");
+    tag(found.tags(), "kiln:channel").map(str::to_owned)
+}
+
+#[tokio::test]
+async fn a_promotion_moves_the_channel_in_every_region_to_that_regions_copy() {
+    let two = two_regions().await;
+    let (image, copied) = distributed_image(&two.ctx, &two.copy.load(), "b1", AWAY).await;
+
+    let moved = promotion::promote(&two.ctx, &recipe(), &channel("prod"), &image, WHY, false)
+        .await
+        .expect("promote");
+
+    assert_eq!(
+        prod_pointer(&two.ctx, Some(image.as_str()))
+            .await
+            .as_deref(),
+        Some(image.as_str())
+    );
+    assert_eq!(
+        prod_pointer(&two.away, Some(copied.as_str()))
+            .await
+            .as_deref(),
+        Some(copied.as_str()),
+        "{AWAY}'s pointer names its own copy"
+    );
+    assert_eq!(moved.synced.regional.len(), 1, "{moved:#?}");
+    assert_eq!(moved.synced.regional[0].to.as_ref(), Some(&copied));
+    assert_eq!(
+        channel_tag(&two.away, copied.as_str()).await.as_deref(),
+        Some("prod")
+    );
+    let regional = history(&two.away, &recipe(), &channel("prod"))
+        .await
+        .expect("history");
+    let record = regional[0].record.as_ref().expect("a record");
+    assert_eq!(record.follows, Some(1), "it follows home version 1");
+    assert_eq!(record.reason, "tests");
+}
+
+#[tokio::test]
+async fn a_promotion_an_image_without_a_copy_in_a_region_is_refused_and_changes_nothing_anywhere() {
+    let two = two_regions().await;
+    let (first, first_copy) = distributed_image(&two.ctx, &two.copy.load(), "b1", AWAY).await;
+    on_prod(&two, &first, &first_copy).await;
+    let second = built_image(&two.ctx, "ubuntu-base", "b2", "tested").await;
+
+    let err = promotion::promote(&two.ctx, &recipe(), &channel("prod"), &second, WHY, false)
+        .await
+        .expect_err("no copy in eu-west-1");
+
+    assert_eq!(err.name(), "PromotionRefused");
+    assert!(err.to_string().contains(AWAY), "{err}");
+    let home = pointers(&two.ctx, &recipe()).await.expect("pointers");
+    assert_eq!(
+        home[&channel("prod")],
+        (first.to_string(), 1),
+        "home unchanged"
+    );
+    let there = pointers(&two.away, &recipe()).await.expect("pointers");
+    assert_eq!(
+        there[&channel("prod")],
+        (first_copy.to_string(), 1),
+        "{AWAY} unchanged"
+    );
+    assert_eq!(channel_tag(&two.ctx, second.as_str()).await, None);
+    assert_eq!(
+        channel_tag(&two.ctx, first.as_str()).await.as_deref(),
+        Some("prod")
+    );
+    assert_eq!(
+        channel_tag(&two.away, first_copy.as_str()).await.as_deref(),
+        Some("prod")
+    );
+}
+
+#[tokio::test]
+async fn kiln_doctor_finishes_a_move_that_stopped_after_the_home_region() {
+    let two = two_regions().await;
+    let (first, first_copy) = distributed_image(&two.ctx, &two.copy.load(), "b1", AWAY).await;
+    let (second, second_copy) = distributed_image(&two.ctx, &two.copy.load(), "b2", AWAY).await;
+    on_prod(&two, &first, &first_copy).await;
+    // A move that wrote the home pointer and stopped there.
+    put_pointer(&two.ctx, "/kiln/ubuntu-base/prod", second.as_str()).await;
+    prod_pointer(&two.ctx, Some(second.as_str())).await;
+    assert_eq!(
+        prod_pointer(&two.away, Some(first_copy.as_str()))
+            .await
+            .as_deref(),
+        Some(first_copy.as_str()),
+        "{AWAY} still names the old copy"
+    );
+
+    let doctor = kiln_testkit::kiln()
+        .args(["doctor", "ubuntu-base"])
+        .envs(two.emulator.env())
+        .env("KILN_RECIPE_ROOT", two.copy.root.path())
+        .assert()
+        .success();
+
+    let said = String::from_utf8_lossy(&doctor.get_output().stdout).into_owned();
+    assert!(
+        said.contains(AWAY) && said.contains(second_copy.as_str()),
+        "{said}"
+    );
+    assert_eq!(
+        prod_pointer(&two.away, Some(second_copy.as_str()))
+            .await
+            .as_deref(),
+        Some(second_copy.as_str()),
+        "rolled forward to the home pointer"
+    );
+    assert_eq!(
+        channel_tag(&two.away, second_copy.as_str())
+            .await
+            .as_deref(),
+        Some("prod")
+    );
+    assert_eq!(channel_tag(&two.away, first_copy.as_str()).await, None);
+}
+
+#[tokio::test]
+async fn the_audit_of_a_distribution_region_counts_instances_on_its_copy_as_current() {
+    let two = two_regions().await;
+    let (_, old_copy) = distributed_image(&two.ctx, &two.copy.load(), "b0", AWAY).await;
+    let (image, copied) = distributed_image(&two.ctx, &two.copy.load(), "b1", AWAY).await;
+    on_prod(&two, &image, &copied).await;
+    for on in [&copied, &copied, &old_copy] {
+        kiln_testkit::launch(&two.away, on.as_str()).await;
+    }
+
+    let output = kiln_testkit::kiln()
+        .envs(two.emulator.env())
+        .args(["audit", "--region", AWAY, "--output", "json"])
+        .output()
+        .expect("run kiln");
+
+    assert!(output.status.success(), "{output:?}");
+    let report: kiln::fleet::report::Report =
+        serde_json::from_slice(&output.stdout).expect("one JSON report");
+    assert_eq!(report.summary.instances, 3, "{report:#?}");
+    assert_eq!(
+        report.summary.current, 2,
+        "on {AWAY}'s copy of prod's image"
+    );
+    assert_eq!(report.summary.behind, 1, "on the copy of an older image");
+}
