@@ -54,12 +54,17 @@ async fn on_prod(two: &Two, image: &AmiId, copied: &AmiId) {
 /// `wanted` there (a write is validated after PutParameter answers); what it
 /// names after 10 s otherwise.
 async fn prod_pointer(ctx: &Context, wanted: Option<&str>) -> Option<String> {
+    pointer_showing(ctx, "prod", wanted).await
+}
+
+/// [`prod_pointer`] of any channel.
+async fn pointer_showing(ctx: &Context, name: &str, wanted: Option<&str>) -> Option<String> {
     let mut found = None;
     for _ in 0..50 {
         found = pointers(ctx, &recipe())
             .await
             .expect("pointers")
-            .remove(&channel("prod"))
+            .remove(&channel(name))
             .map(|(image, _)| image);
         if found.as_deref() == wanted {
             break;
@@ -220,4 +225,94 @@ async fn the_audit_of_a_distribution_region_counts_instances_on_its_copy_as_curr
         "on {AWAY}'s copy of prod's image"
     );
     assert_eq!(report.summary.behind, 1, "on the copy of an older image");
+}
+
+/// Whether `image` still exists in `ctx`'s region.
+async fn exists(ctx: &Context, image: &str) -> bool {
+    kiln_testkit::own_images(ctx)
+        .await
+        .iter()
+        .any(|i| i.image_id() == Some(image))
+}
+
+#[tokio::test]
+async fn prune_removes_an_old_image_with_its_copies_and_keeps_what_any_region_holds() {
+    let two = two_regions().await;
+    let recipe_file = two.copy.load();
+    let (old, old_copy) = distributed_image(&two.ctx, &recipe_file, "b0", AWAY).await;
+    // EC2 dates images to the second: the others are newer.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (used, used_copy) = distributed_image(&two.ctx, &recipe_file, "b1", AWAY).await;
+    let (lagging, lagging_copy) = distributed_image(&two.ctx, &recipe_file, "b2", AWAY).await;
+    let (prod, prod_copy) = distributed_image(&two.ctx, &recipe_file, "b3", AWAY).await;
+    on_prod(&two, &prod, &prod_copy).await;
+    // Held only in the distribution region: an instance there runs the copy
+    // of `used`; a pointer there still names the copy of `lagging`, as a
+    // move that stopped after the home write leaves it.
+    kiln_testkit::launch(&two.away, used_copy.as_str()).await;
+    put_pointer(
+        &two.away,
+        "/kiln/ubuntu-base/staging",
+        lagging_copy.as_str(),
+    )
+    .await;
+    pointer_showing(&two.away, "staging", Some(lagging_copy.as_str())).await;
+    let old_snapshots: Vec<String> = kiln_testkit::own_images(&two.away)
+        .await
+        .iter()
+        .filter(|i| i.image_id() == Some(old_copy.as_str()))
+        .flat_map(|i| i.block_device_mappings())
+        .filter_map(|m| m.ebs()?.snapshot_id().map(str::to_owned))
+        .collect();
+    assert_eq!(old_snapshots.len(), 1, "the copy's snapshot");
+
+    let pruning = kiln::channels::retention::prune(&two.ctx, &recipe(), 1, false)
+        .await
+        .expect("prune");
+
+    let pruned: Vec<&str> = pruning.pruned.iter().map(|p| p.image_id.as_str()).collect();
+    assert_eq!(pruned, [old.as_str()], "{pruning:#?}");
+    assert_eq!(pruning.pruned[0].copies.len(), 1);
+    assert!(!exists(&two.ctx, old.as_str()).await);
+    assert!(
+        !exists(&two.away, old_copy.as_str()).await,
+        "its copy went with it"
+    );
+    let snapshots = two
+        .away
+        .ec2()
+        .describe_snapshots()
+        .owner_ids("self")
+        .send()
+        .await
+        .expect("DescribeSnapshots");
+    assert!(
+        !snapshots
+            .snapshots()
+            .iter()
+            .any(|s| s.snapshot_id() == Some(old_snapshots[0].as_str())),
+        "and the copy's snapshot"
+    );
+    let why = |image: &AmiId| -> String {
+        let kept = pruning
+            .kept
+            .iter()
+            .find(|k| &k.image_id == image)
+            .expect("kept");
+        kept.why
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    assert!(why(&used).contains(&format!("in {AWAY}")), "{}", why(&used));
+    assert!(
+        why(&lagging).contains(&format!("staging in {AWAY}")),
+        "{}",
+        why(&lagging)
+    );
+    assert!(why(&prod).contains("on channel prod"), "{}", why(&prod));
+    for copy in [&used_copy, &lagging_copy, &prod_copy] {
+        assert!(exists(&two.away, copy.as_str()).await, "{copy} kept");
+    }
 }

@@ -70,6 +70,7 @@ fn images_table(images: &[ImageInfo]) -> String {
         "CHANNELS",
         "PREVIOUS",
         "INSTANCES",
+        "COPIES",
     ];
     table(&header, images, |i| {
         vec![
@@ -83,6 +84,15 @@ fn images_table(images: &[ImageInfo]) -> String {
             join(&i.standing.channels),
             join(&i.standing.previous),
             i.instances.len().to_string(),
+            if i.copies.is_empty() {
+                "-".to_owned()
+            } else {
+                i.copies
+                    .iter()
+                    .map(|c| format!("{} {}", c.region, c.image_id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
         ]
     })
 }
@@ -97,11 +107,17 @@ fn pruning_text(pruning: &Pruning) -> String {
         .pruned
         .iter()
         .map(|p| {
+            let copies: Vec<String> = p
+                .copies
+                .iter()
+                .map(|c| format!(", {} in {}", c.image_id, c.region))
+                .collect();
             format!(
-                "{verb:<10} {} {} ({} snapshot(s))",
+                "{verb:<10} {} {} ({} snapshot(s)){}",
                 p.image_id,
                 p.name,
-                p.snapshots.len()
+                p.snapshots.len(),
+                copies.concat()
             )
         })
         .collect();

@@ -5,20 +5,23 @@
 //! channel would roll back to (both read from the pointers, not the tags,
 //! and read again right before each deregistration), used by an instance in
 //! any state but terminated, or named by any version of any launch template
-//! (by its id, or by a pinned version of a kiln pointer).
+//! (by its id, or by a pinned version of a kiln pointer); or when any of its
+//! copies in the recipe's distribution regions is named by that region's
+//! pointer, used by an instance there or named by a launch template there.
+//! An image goes with its copies.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_ec2::types::InstanceStateName;
 use serde::Serialize;
 use tracing::{info, instrument};
 
 use super::pointers::{self, POINTER_ROOT, RESOLVE_SSM, Standing};
-use super::promotion;
+use super::{promotion, regional};
 use crate::aws::sdk;
 use crate::aws::{Context, images};
 use crate::error::{Error, Result};
-use crate::ids::{AmiId, RecipeName};
+use crate::ids::{AmiId, Channel, RecipeName};
 use crate::tags;
 
 /// Instance states in which an instance still holds its image.
@@ -58,9 +61,32 @@ pub struct ImageInfo {
     pub launch_templates: Vec<String>,
     /// The snapshots backing it.
     pub snapshots: Vec<String>,
+    /// Its copies in the recipe's distribution regions.
+    pub copies: Vec<CopyInfo>,
 }
 
-/// Every image of `recipe`, newest first, with what holds on to each.
+/// One distribution region's copy of an image, and what holds on to it there.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CopyInfo {
+    /// The region.
+    pub region: String,
+    /// The copy.
+    pub image_id: AmiId,
+    /// Its EC2 state.
+    pub state: String,
+    /// The channels whose pointer in the region names it (a regional
+    /// pointer not yet moved with the home one holds its copy too).
+    pub channels: BTreeSet<Channel>,
+    /// Instances (not terminated) in the region running or stopped on it.
+    pub instances: Vec<String>,
+    /// Launch template versions of the region naming it.
+    pub launch_templates: Vec<String>,
+    /// The snapshots backing it.
+    pub snapshots: Vec<String>,
+}
+
+/// Every image of `recipe`, newest first, with what holds on to each (and
+/// on to each of its copies).
 #[instrument(skip(ctx))]
 pub async fn images(ctx: &Context, recipe: &RecipeName) -> Result<Vec<ImageInfo>> {
     let mut found = promotion::recipe_images(ctx, recipe).await?;
@@ -93,12 +119,67 @@ pub async fn images(ctx: &Context, recipe: &RecipeName) -> Result<Vec<ImageInfo>
             instances: instances.remove(id.as_str()).unwrap_or_default(),
             launch_templates: templates.remove(id.as_str()).unwrap_or_default(),
             snapshots: images::snapshot_ids(&image),
+            copies: Vec::new(),
             created,
             age_days,
             image_id: id,
         });
     }
+    for region in regional::regions(ctx, recipe) {
+        let home = ctx.region()?;
+        for (source, copy) in copies_in(&ctx.in_region(&region), recipe, &home).await? {
+            if let Some(info) = infos.iter_mut().find(|i| i.image_id.as_str() == source) {
+                info.copies.push(copy);
+            }
+        }
+    }
     Ok(infos)
+}
+
+/// The copies of `recipe`'s images (made in `home`) in `there`'s region, by
+/// their source's id, with what holds on to each there.
+async fn copies_in(
+    there: &Context,
+    recipe: &RecipeName,
+    home: &str,
+) -> Result<Vec<(String, CopyInfo)>> {
+    let region = there.region()?;
+    let found: Vec<_> = promotion::recipe_images(there, recipe)
+        .await?
+        .into_iter()
+        .filter(|i| tags::value(i.tags(), tags::COPY_OF_REGION) == Some(home))
+        .collect();
+    let ids: Vec<String> = found
+        .iter()
+        .filter_map(|i| i.image_id().map(str::to_owned))
+        .collect();
+    let mut instances = instances_using(there, &ids).await?;
+    let mut templates = templates_naming(there).await?;
+    let mut named: BTreeMap<String, BTreeSet<Channel>> = BTreeMap::new();
+    for (channel, (image, _)) in pointers::pointers(there, recipe).await? {
+        named.entry(image).or_default().insert(channel);
+    }
+    let mut copies = Vec::new();
+    for image in &found {
+        let (Some(id), Some(source)) =
+            (images::id(image), tags::value(image.tags(), tags::COPY_OF))
+        else {
+            continue;
+        };
+        copies.push((
+            source.to_owned(),
+            CopyInfo {
+                region: region.clone(),
+                state: images::state_name(image).to_owned(),
+                channels: named.remove(id.as_str()).unwrap_or_default(),
+                instances: instances.remove(id.as_str()).unwrap_or_default(),
+                launch_templates: templates.remove(id.as_str()).unwrap_or_default(),
+                snapshots: images::snapshot_ids(image),
+                image_id: id,
+            },
+        ));
+    }
+    Ok(copies)
 }
 
 /// Why retention keeps an image.
@@ -144,6 +225,8 @@ pub struct Pruned {
     pub created: Option<String>,
     /// Its snapshots, deleted with it.
     pub snapshots: Vec<String>,
+    /// Its copies, deregistered with it (with their snapshots).
+    pub copies: Vec<CopyInfo>,
 }
 
 /// What a retention run did.
@@ -200,14 +283,22 @@ pub async fn prune(
             continue;
         }
         if !dry_run {
+            // The copies first: a run stopped halfway leaves a source with
+            // fewer copies (found again next time), never a copy without
+            // its source.
+            for copy in &info.copies {
+                let there = ctx.in_region(&copy.region);
+                images::deregister(&there, &copy.image_id, &copy.snapshots).await?;
+            }
             images::deregister(ctx, &info.image_id, &info.snapshots).await?;
-            info!(image = %info.image_id, "pruned");
+            info!(image = %info.image_id, copies = info.copies.len(), "pruned");
         }
         report.pruned.push(Pruned {
             image_id: info.image_id,
             name: info.name,
             created: info.created,
             snapshots: info.snapshots,
+            copies: info.copies,
         });
     }
     Ok(report)
@@ -235,6 +326,22 @@ fn reasons(info: &ImageInfo, rank: usize, keep: usize) -> Vec<Keep> {
     }
     if !info.launch_templates.is_empty() {
         why.push(Keep::InLaunchTemplate(info.launch_templates.join(", ")));
+    }
+    for copy in &info.copies {
+        let there = |what: String| format!("{what} in {}", copy.region);
+        why.extend(
+            copy.channels
+                .iter()
+                .map(|c| Keep::OnChannel(there(c.to_string()))),
+        );
+        if !copy.instances.is_empty() {
+            why.push(Keep::UsedBy(there(copy.instances.join(", "))));
+        }
+        if !copy.launch_templates.is_empty() {
+            why.push(Keep::InLaunchTemplate(there(
+                copy.launch_templates.join(", "),
+            )));
+        }
     }
     why
 }
