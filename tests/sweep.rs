@@ -302,3 +302,65 @@ async fn a_build_older_than_its_longest_build_is_swept_though_its_execution_stil
         "the hung build's untested image went"
     );
 }
+
+#[tokio::test]
+async fn the_sweep_finds_what_an_ended_build_left_in_a_distribution_region_only() {
+    let copy = RecipeCopy::ubuntu_base();
+    let emulator = Emulator::start_pipeline(copy.root.path(), &[]).await;
+    emulator.distribute(&copy, "eu-west-1");
+    let ctx = emulator.context(copy.root.path());
+    let away = ctx.in_region("eu-west-1");
+    let (stopped, _) = start_waiting_build(&emulator, &ctx, "leaky-1").await;
+    emulator
+        .sfn()
+        .stop_execution()
+        .execution_arn(stopped)
+        .send()
+        .await
+        .expect("stop");
+    // Its build region is clean (an execution-end cleanup ran there, say);
+    // a copy of one of its images is left in the distribution region only.
+    let builder = builder_of(&ctx, "leaky-1").await;
+    ctx.ec2()
+        .terminate_instances()
+        .instance_ids(&builder)
+        .send()
+        .await
+        .expect("terminate");
+    let image = built_image(&ctx, "ubuntu-base", "leaky-1", "candidate").await;
+    let build = "leaky-1".parse().expect("build id");
+    let copied = kiln::pipeline::copies::copy(&ctx, &copy.load(), &build, &image, "eu-west-1")
+        .await
+        .expect("copy");
+    ctx.ec2()
+        .deregister_image()
+        .image_id(image.as_str())
+        .send()
+        .await
+        .expect("deregister");
+    assert_eq!(own_image_ids(&away).await, [copied.to_string()]);
+
+    let swept = kiln::ops::sweep::sweep(&ctx, false).await.expect("sweep");
+
+    let leaky = swept
+        .builds
+        .iter()
+        .find(|b| b.build_id.as_str() == "leaky-1")
+        .expect("the build is swept");
+    assert_eq!(leaky.removed.deregistered, [copied]);
+    assert!(own_image_ids(&away).await.is_empty(), "the copy is gone");
+    assert_eq!(leaky.removed.deleted_snapshots.len(), 1, "{leaky:?}");
+    let snapshots = away
+        .ec2()
+        .describe_snapshots()
+        .owner_ids("self")
+        .filters(kiln::tags::filter(kiln::tags::BUILD_ID, "leaky-1"))
+        .send()
+        .await
+        .expect("DescribeSnapshots");
+    assert!(
+        snapshots.snapshots().is_empty(),
+        "and its snapshot: {:?}",
+        snapshots.snapshots()
+    );
+}

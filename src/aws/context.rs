@@ -231,6 +231,17 @@ impl Context {
             .ok_or_else(|| Error::InvalidInput("no AWS region is configured (AWS_REGION)".into()))
     }
 
+    /// Every recipe of the recipe root that loads (a directory that does not
+    /// hold a valid recipe is skipped).
+    pub fn recipes(&self) -> Vec<Recipe> {
+        let Ok(entries) = std::fs::read_dir(&self.settings.recipe_root) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|entry| Recipe::load(&entry.ok()?.path()).ok())
+            .collect()
+    }
+
     /// Loads the recipe called `name` from the recipe root.
     pub fn recipe(&self, name: &RecipeName) -> Result<Recipe> {
         Recipe::load(&self.settings.recipe_root.join(name.as_str()))

@@ -1,5 +1,8 @@
 //! The backstop: nothing kiln launches outlives its build.
 //!
+//! It looks in this region and in every distribution region of the recipes
+//! of the recipe root (where builds leave copies).
+//!
 //! A `Catch` in the build state machine does not run when an execution is
 //! stopped, times out, or its definition is replaced. The sweep finds every
 //! resource carrying a `kiln:build-id` tag (instances not terminated, images
@@ -124,12 +127,13 @@ pub async fn execution_ended(ctx: &Context, change: &ExecutionStatusChange) -> R
     })
 }
 
-/// A build that left something tagged behind: its recipe, and when its
-/// oldest resource was made.
+/// A build that left something tagged behind: its recipe, when its oldest
+/// resource was made, and the regions besides this one where it left some.
 #[derive(Debug, Default)]
 struct Traces {
     recipe: Option<String>,
     since: Option<jiff::Timestamp>,
+    regions: BTreeSet<String>,
 }
 
 /// How long a build without a loadable recipe may run, for the sweep.
@@ -147,7 +151,12 @@ pub async fn sweep(ctx: &Context, dry_run: bool) -> Result<Sweep> {
         unknown: Vec::new(),
         security_groups: Vec::new(),
     };
-    for (build_id, traces) in traces(ctx).await? {
+    let mut found = BTreeMap::new();
+    traces(ctx, None, &mut found).await?;
+    for region in copy_regions(ctx) {
+        traces(&ctx.in_region(&region), Some(&region), &mut found).await?;
+    }
+    for (build_id, traces) in found {
         let status = executions::status(ctx.sfn(), state_machine, build_id.as_str()).await?;
         let recipe = traces
             .recipe
@@ -173,7 +182,12 @@ pub async fn sweep(ctx: &Context, dry_run: bool) -> Result<Sweep> {
                 continue;
             }
         };
-        let policy = Policy::outside_build(recipe.as_ref());
+        let mut policy = Policy::outside_build(recipe.as_ref());
+        for region in &traces.regions {
+            if !policy.copy_regions.contains(region) {
+                policy.copy_regions.push(region.clone());
+            }
+        }
         let removed = if dry_run {
             cleanup::plan(ctx, &build_id, &policy).await?
         } else {
@@ -218,10 +232,23 @@ fn overdue(recipe: Option<&Recipe>, since: Option<jiff::Timestamp>) -> Option<St
         .then(|| format!("it is {age} s old, more than its longest build ({limit} s)"))
 }
 
-/// Every build with a live instance, an image or a snapshot tagged with its
-/// id, with its recipe and its earliest instance launch.
-async fn traces(ctx: &Context) -> Result<BTreeMap<BuildId, Traces>> {
-    let mut found: BTreeMap<BuildId, Traces> = BTreeMap::new();
+/// The distribution regions of every recipe of the recipe root: where
+/// builds leave copies.
+fn copy_regions(ctx: &Context) -> BTreeSet<String> {
+    ctx.recipes()
+        .into_iter()
+        .flat_map(|r| r.file.distribution.regions)
+        .collect()
+}
+
+/// Adds to `found` every build with a live instance, an image or a snapshot
+/// tagged with its id in `ctx`'s region (`region`, when not this one), with
+/// its recipe and its earliest resource.
+async fn traces(
+    ctx: &Context,
+    region: Option<&String>,
+    found: &mut BTreeMap<BuildId, Traces>,
+) -> Result<()> {
     let build_tag = || {
         Filter::builder()
             .name("tag-key")
@@ -233,6 +260,7 @@ async fn traces(ctx: &Context) -> Result<BTreeMap<BuildId, Traces>> {
             return;
         };
         let traces: &mut Traces = found.entry(build_id).or_default();
+        traces.regions.extend(region.cloned());
         if traces.recipe.is_none() {
             traces.recipe = tags::value(tags, tags::RECIPE).map(str::to_owned);
         }
@@ -268,7 +296,7 @@ async fn traces(ctx: &Context) -> Result<BTreeMap<BuildId, Traces>> {
     for snapshot in images::own_snapshots(ctx, build_tag()).await? {
         note(snapshot.tags(), time(snapshot.start_time()));
     }
-    Ok(found)
+    Ok(())
 }
 
 /// The VPCs running builds launch into (from their recipes); `None` when
