@@ -38,6 +38,18 @@ async fn start_waiting_build(emulator: &Emulator, ctx: &Context, name: &str) -> 
     panic!("build {name} did not reach its first wait");
 }
 
+/// Starts build `name` and stops it while it waits, its builder running.
+async fn stopped_build(emulator: &Emulator, ctx: &Context, name: &str) {
+    let (arn, _) = start_waiting_build(emulator, ctx, name).await;
+    emulator
+        .sfn()
+        .stop_execution()
+        .execution_arn(arn)
+        .send()
+        .await
+        .expect("stop");
+}
+
 /// Every instance id that is not terminated.
 async fn live(ctx: &Context) -> Vec<String> {
     kiln_testkit::live_instances(ctx, None)
@@ -150,14 +162,7 @@ async fn the_sweep_removes_exactly_the_leftovers_and_a_second_run_finds_nothing(
     let running_builder = builder_of(&ctx, "running-1").await;
     // A finished (stopped) build's leftover builder, with a failed and a
     // tested image of the same build.
-    let (stopped, _) = start_waiting_build(&emulator, &ctx, "finished-1").await;
-    emulator
-        .sfn()
-        .stop_execution()
-        .execution_arn(stopped)
-        .send()
-        .await
-        .expect("stop");
+    stopped_build(&emulator, &ctx, "finished-1").await;
     let leftover = builder_of(&ctx, "finished-1").await;
     let failed = built_image(&ctx, "ubuntu-base", "finished-1", "failed").await;
     let tested = built_image(&ctx, "ubuntu-base", "finished-1", "tested").await;
@@ -310,14 +315,7 @@ async fn the_sweep_finds_what_an_ended_build_left_in_a_distribution_region_only(
     emulator.distribute(&copy, "eu-west-1");
     let ctx = emulator.context(copy.root.path());
     let away = ctx.in_region("eu-west-1");
-    let (stopped, _) = start_waiting_build(&emulator, &ctx, "leaky-1").await;
-    emulator
-        .sfn()
-        .stop_execution()
-        .execution_arn(stopped)
-        .send()
-        .await
-        .expect("stop");
+    stopped_build(&emulator, &ctx, "leaky-1").await;
     // Its build region is clean (an execution-end cleanup ran there, say);
     // a copy of one of its images is left in the distribution region only.
     let builder = builder_of(&ctx, "leaky-1").await;
