@@ -316,3 +316,55 @@ async fn prune_removes_an_old_image_with_its_copies_and_keeps_what_any_region_ho
         assert!(exists(&two.away, copy.as_str()).await, "{copy} kept");
     }
 }
+
+#[tokio::test]
+async fn kiln_distribute_brings_a_channel_to_a_region_added_later() {
+    let emulator = Emulator::start().await;
+    let copy = RecipeCopy::ubuntu_base();
+    let ctx = emulator.context(copy.root.path());
+    let image = built_image(&ctx, "ubuntu-base", "b1", "tested").await;
+    promotion::promote(&ctx, &recipe(), &channel("prod"), &image, WHY, false)
+        .await
+        .expect("promote before any distribution");
+    let (member, _) = emulator.distribute(&copy, AWAY);
+    let away = ctx.in_region(AWAY);
+    let distribute = || {
+        kiln_testkit::kiln()
+            .args(["distribute", "ubuntu-base", "--output", "json"])
+            .envs(emulator.env())
+            .env("KILN_RECIPE_ROOT", copy.root.path())
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone()
+    };
+
+    let done: serde_json::Value = serde_json::from_slice(&distribute()).expect("JSON");
+
+    let copies = done["copies"].as_array().expect("copies");
+    assert_eq!(copies.len(), 1, "{done:#}");
+    assert_eq!(copies[0]["source"], image.as_str());
+    assert_eq!(copies[0]["started"], true);
+    let copied = copies[0]["image_id"].as_str().expect("the copy").to_owned();
+    let held = kiln_testkit::own_images(&away).await;
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].image_id(), Some(copied.as_str()));
+    assert_eq!(tag(held[0].tags(), "kiln:copy-of"), Some(image.as_str()));
+    assert_eq!(
+        prod_pointer(&away, Some(copied.as_str())).await.as_deref(),
+        Some(copied.as_str()),
+        "{AWAY}'s prod names the copy"
+    );
+    assert_eq!(channel_tag(&away, &copied).await.as_deref(), Some("prod"));
+    assert_eq!(done["shared_with"], serde_json::json!([member]));
+
+    let again: serde_json::Value = serde_json::from_slice(&distribute()).expect("JSON");
+    assert_eq!(again["copies"][0]["started"], false, "{again:#}");
+    assert_eq!(again["copies"][0]["image_id"], copied.as_str());
+    assert_eq!(
+        kiln_testkit::own_images(&away).await.len(),
+        1,
+        "no second copy"
+    );
+}

@@ -134,7 +134,7 @@ fn moved_text(moved: &Moved) -> String {
     lines.join("\n")
 }
 
-fn synced_lines(synced: &Synced) -> Vec<String> {
+pub fn synced_lines(synced: &Synced) -> Vec<String> {
     let pointers = synced.regional.iter().map(|m| {
         let to = m.to.as_ref().map_or("(none)", |id| id.as_str());
         let from = m.from.as_deref().unwrap_or("(none)");

@@ -1,11 +1,13 @@
 //! A recipe's images: what each is and what holds it, and retention.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use clap::Subcommand;
 use kiln::Error;
 use kiln::channels::retention::{self, ImageInfo, Pruning};
 use kiln::ids::Channel;
+use kiln::ops::distribute::{self, Distributed};
 
 use crate::args::{Output, context, recipe_name};
 use crate::output::{print, table};
@@ -29,7 +31,17 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Copy the images a recipe's channels name (and would roll back to) to
+    /// each of its distribution regions that lacks them, wait for the
+    /// copies, share them, and move the regional pointers.
+    Distribute {
+        /// The recipe (its name, or its directory).
+        recipe: String,
+    },
 }
+
+/// Longest pause between two reads of the copies `kiln distribute` waits for.
+const MAX_COPY_POLL: Duration = Duration::from_secs(30);
 
 pub async fn run(output: Output, command: &Command) -> Result<(), Error> {
     let ctx = context(|_| {}).await;
@@ -46,8 +58,55 @@ pub async fn run(output: Output, command: &Command) -> Result<(), Error> {
             let pruning = retention::prune(&ctx, &recipe_name(recipe)?, *keep, *dry_run).await?;
             print(output, &pruning, || pruning_text(&pruning));
         }
+        Command::Distribute { recipe } => {
+            let recipe = ctx.recipe(&recipe_name(recipe)?)?;
+            let mut copies = distribute::start(&ctx, &recipe).await?;
+            let started = copies.iter().filter(|c| c.started).count();
+            eprintln!(
+                "{} copies in {} region(s): {started} started now",
+                copies.len(),
+                recipe.file.distribution.regions.len()
+            );
+            let mut pause = Duration::from_secs(1);
+            loop {
+                let pending = distribute::follow(&ctx, &mut copies).await?;
+                if pending == 0 {
+                    break;
+                }
+                eprintln!(
+                    "{pending} copy(ies) pending; next look in {} s",
+                    pause.as_secs()
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_COPY_POLL);
+            }
+            let done = distribute::finish(&ctx, &recipe, copies).await?;
+            print(output, &done, || distributed_text(&done));
+        }
     }
     Ok(())
+}
+
+fn distributed_text(done: &Distributed) -> String {
+    let mut lines: Vec<String> = done
+        .copies
+        .iter()
+        .map(|c| {
+            let how = if c.started { "copied" } else { "already there" };
+            format!(
+                "{} {} -> {} ({how})",
+                c.copy.region, c.source, c.copy.image_id
+            )
+        })
+        .collect();
+    if lines.is_empty() {
+        lines.push("nothing to copy: no channel image, or no distribution region".into());
+    }
+    if !done.shared_with.is_empty() {
+        lines.push(format!("shared with {}", done.shared_with.join(", ")));
+    }
+    lines.extend(crate::channels::synced_lines(&done.synced));
+    lines.join("\n")
 }
 
 fn images_table(images: &[ImageInfo]) -> String {

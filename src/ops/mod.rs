@@ -1,7 +1,9 @@
 //! Kiln running on its own: what starts builds ([`trigger`]), and the
 //! backstop that nothing a build launched outlives it ([`sweep`]). [`handle`]
-//! is the `cleanup-build` Lambda.
+//! is the `cleanup-build` Lambda. [`distribute`] brings a recipe's channels to
+//! distribution regions added later (`kiln distribute`).
 
+pub mod distribute;
 pub mod sweep;
 pub mod trigger;
 

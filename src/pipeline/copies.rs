@@ -190,14 +190,30 @@ pub async fn state(ctx: &Context, source: &AmiId, copy: &RegionCopy) -> Result<I
 }
 
 /// Grants launch permission to the recipe's accounts and OUs on `image` and
-/// every copy in `distribution` (adding a permission an image has already
-/// changes nothing); answers the distribution available.
+/// every copy in `distribution`; answers the distribution available.
 async fn share(
     ctx: &Context,
     recipe: &Recipe,
     image: &Image,
     distribution: Distribution,
 ) -> Result<Distribution> {
+    let shared_with = grant(ctx, recipe, &image.image_id, &distribution.copies).await?;
+    Ok(Distribution {
+        state: ImageState::Available,
+        shared_with,
+        ..distribution
+    })
+}
+
+/// Grants launch permission to `recipe`'s accounts and OUs on `image` (in
+/// this region) and on each of `copies` (adding a permission an image has
+/// already changes nothing); answers who may launch them.
+pub async fn grant(
+    ctx: &Context,
+    recipe: &Recipe,
+    image: &AmiId,
+    copies: &[RegionCopy],
+) -> Result<Vec<String>> {
     let wanted = &recipe.file.distribution;
     let permissions: Vec<LaunchPermission> = wanted
         .accounts
@@ -209,38 +225,33 @@ async fn share(
                 .build()
         }))
         .collect();
-    if !permissions.is_empty() {
-        let home = ctx.clone();
-        let everywhere = std::iter::once((home, &image.image_id)).chain(
-            distribution
-                .copies
-                .iter()
-                .map(|copy| (ctx.in_region(&copy.region), &copy.image_id)),
-        );
-        for (there, image_id) in everywhere {
-            there
-                .ec2()
-                .modify_image_attribute()
-                .image_id(image_id.as_str())
-                .launch_permission(
-                    LaunchPermissionModifications::builder()
-                        .set_add(Some(permissions.clone()))
-                        .build(),
-                )
-                .send()
-                .await
-                .or_aws("ModifyImageAttribute")?;
-        }
-        info!(targets = permissions.len(), "shared");
+    if permissions.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(Distribution {
-        state: ImageState::Available,
-        shared_with: wanted
-            .accounts
+    let everywhere = std::iter::once((ctx.clone(), image)).chain(
+        copies
             .iter()
-            .chain(&wanted.organizational_units)
-            .cloned()
-            .collect(),
-        ..distribution
-    })
+            .map(|copy| (ctx.in_region(&copy.region), &copy.image_id)),
+    );
+    for (there, image_id) in everywhere {
+        there
+            .ec2()
+            .modify_image_attribute()
+            .image_id(image_id.as_str())
+            .launch_permission(
+                LaunchPermissionModifications::builder()
+                    .set_add(Some(permissions.clone()))
+                    .build(),
+            )
+            .send()
+            .await
+            .or_aws("ModifyImageAttribute")?;
+    }
+    info!(targets = permissions.len(), "shared");
+    Ok(wanted
+        .accounts
+        .iter()
+        .chain(&wanted.organizational_units)
+        .cloned()
+        .collect())
 }
