@@ -106,7 +106,7 @@ emulator-start:
 emulator-stop:
 	scripts/emulator stop
 
-## bench: cold start and size of each of the nine release Lambdas, fresh work
+## bench: cold start and size of nine of the ten Lambdas (not yet copy-image), fresh work
 ## per sample, against the floor (a bare lambda_runtime function) and, where
 ## it does the same calls, Python + boto3; the audit of a 5,000-instance
 ## fleet against a Python + boto3 tool; the audit's in-process throughput
