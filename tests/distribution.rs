@@ -9,6 +9,7 @@ use kiln::aws::Context;
 use kiln::channels::pointers::{Why, history, pointers};
 use kiln::channels::promotion;
 use kiln::ids::AmiId;
+use kiln::pipeline::state::{ImageState, RegionCopy};
 use kiln_testkit::{
     Emulator, RecipeCopy, built_image, channel, distributed_image, put_pointer, recipe, tag,
 };
@@ -366,5 +367,142 @@ async fn kiln_distribute_brings_a_channel_to_a_region_added_later() {
         kiln_testkit::own_images(&away).await.len(),
         1,
         "no second copy"
+    );
+}
+
+/// A context acting in the member account ([`Seeded::member_role`]'s), in
+/// the build region.
+///
+/// [`Seeded::member_role`]: kiln_testkit::Seeded
+async fn member_context(two: &Two) -> Context {
+    Context::new(
+        &two.emulator.member_config().await,
+        two.ctx.settings.clone(),
+    )
+}
+
+#[tokio::test]
+async fn a_member_account_resolves_the_channel_from_its_own_pointers_in_every_region() {
+    let two = two_regions().await;
+    let role = two.emulator.point_members(&two.copy);
+    let recipe_file = two.copy.load();
+    let member = member_context(&two).await;
+    let member_away = member.in_region(AWAY);
+    let share = |image: AmiId, copy: AmiId| {
+        let recipe_file = recipe_file.clone();
+        let ctx = two.ctx.clone();
+        async move {
+            let copies = [RegionCopy {
+                region: AWAY.into(),
+                image_id: copy,
+                state: ImageState::Available,
+            }];
+            kiln::pipeline::copies::grant(&ctx, &recipe_file, &image, &copies)
+                .await
+                .expect("share");
+        }
+    };
+    let (first, first_copy) = distributed_image(&two.ctx, &recipe_file, "b1", AWAY).await;
+    share(first.clone(), first_copy.clone()).await;
+
+    let moved = promotion::promote(&two.ctx, &recipe(), &channel("prod"), &first, WHY, false)
+        .await
+        .expect("promote");
+
+    let account = role.split(':').nth(4).expect("account");
+    let members: Vec<_> = moved
+        .synced
+        .regional
+        .iter()
+        .filter(|m| m.account.as_deref() == Some(account))
+        .collect();
+    assert_eq!(members.len(), 2, "home and {AWAY}: {moved:#?}");
+    assert_eq!(
+        prod_pointer(&member, Some(first.as_str())).await.as_deref(),
+        Some(first.as_str()),
+        "the member's pointer at home names the shared image"
+    );
+    assert_eq!(
+        prod_pointer(&member_away, Some(first_copy.as_str()))
+            .await
+            .as_deref(),
+        Some(first_copy.as_str()),
+        "the member's pointer in {AWAY} names the shared copy"
+    );
+    let record = history(&member_away, &recipe(), &channel("prod"))
+        .await
+        .expect("history")[0]
+        .record
+        .clone()
+        .expect("a record");
+    assert_eq!((record.follows, record.reason.as_str()), (Some(1), "tests"));
+    // What a deploy tool of the member account launches: its own pointer.
+    member_away
+        .ec2()
+        .create_launch_template()
+        .launch_template_name("service")
+        .launch_template_data(
+            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                .image_id("resolve:ssm:/kiln/ubuntu-base/prod")
+                .instance_type(aws_sdk_ec2::types::InstanceType::T3Small)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateLaunchTemplate");
+    let run = member_away
+        .ec2()
+        .run_instances()
+        .launch_template(
+            aws_sdk_ec2::types::LaunchTemplateSpecification::builder()
+                .launch_template_name("service")
+                .build(),
+        )
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .expect("RunInstances in the member account");
+    assert_eq!(run.instances()[0].image_id(), Some(first_copy.as_str()));
+
+    // An image not shared with the member: home moves, the member's
+    // pointers stay and say why, and the next sync moves them once shared.
+    let (second, second_copy) = distributed_image(&two.ctx, &recipe_file, "b2", AWAY).await;
+    let moved = promotion::promote(&two.ctx, &recipe(), &channel("prod"), &second, WHY, false)
+        .await
+        .expect("promote");
+    let left: Vec<_> = moved
+        .synced
+        .regional
+        .iter()
+        .filter(|m| m.account.is_some())
+        .collect();
+    assert_eq!(left.len(), 2, "{moved:#?}");
+    assert!(
+        left.iter().all(|m| m.to.is_none()
+            && m.problem
+                .as_deref()
+                .is_some_and(|p| p.contains("not shared"))),
+        "{left:#?}"
+    );
+    assert_eq!(
+        prod_pointer(&member_away, Some(first_copy.as_str()))
+            .await
+            .as_deref(),
+        Some(first_copy.as_str())
+    );
+    share(second.clone(), second_copy.clone()).await;
+    promotion::sync(&two.ctx, &recipe()).await.expect("sync");
+    assert_eq!(
+        prod_pointer(&member, Some(second.as_str()))
+            .await
+            .as_deref(),
+        Some(second.as_str())
+    );
+    assert_eq!(
+        prod_pointer(&member_away, Some(second_copy.as_str()))
+            .await
+            .as_deref(),
+        Some(second_copy.as_str())
     );
 }

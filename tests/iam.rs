@@ -609,8 +609,8 @@ fn unused(roles: &Roles, used: &BTreeMap<String, BTreeSet<usize>>) -> Vec<(Strin
 
 #[tokio::test]
 async fn every_call_each_function_makes_is_granted_to_its_role() {
-    let calls = flows().await;
-    let roles = iam::roles(&[]);
+    let (calls, member_role) = flows().await;
+    let roles = iam::roles(&[&format!("PointerAccountRoles={member_role}")]);
     let functions: BTreeSet<&str> = calls.iter().filter_map(Call::function).collect();
     let expected: BTreeSet<&str> = roles.functions.keys().map(String::as_str).collect();
     assert_eq!(
@@ -636,6 +636,7 @@ async fn every_call_each_function_makes_is_granted_to_its_role() {
         ("promote", "autoscaling:StartInstanceRefresh"),
         ("promote", "autoscaling:RollbackInstanceRefresh"),
         ("promote", "ssm:PutParameter"),
+        ("promote", "sts:AssumeRole"),
         ("promote", "ec2:DeregisterImage"),
         ("cleanup-build", "ec2:TerminateInstances"),
         ("cleanup-build", "ec2:DeleteSnapshot"),
@@ -732,8 +733,8 @@ fn moved(emulator: &Emulator, copy: &RecipeCopy, request: &Value) -> Value {
 /// prod canary meets an alarm and everything goes back), a build that
 /// failed and its cleanup, the sweep, the end of a stopped build, a security
 /// finding, every pointer move and retention, and the fleet audit. Returns
-/// every call the functions made.
-async fn flows() -> Vec<Call> {
+/// every call the functions made, and the member account's pointer role.
+async fn flows() -> (Vec<Call>, String) {
     let copy = RecipeCopy::ubuntu_base();
     copy.edit("recipe.toml", |text| {
         format!("{text}\n[[release]]\nchannel = \"staging\"\n[[release]]\nchannel = \"prod\"\nalarms = [\"{ALARM}\"]\n")
@@ -744,8 +745,10 @@ async fn flows() -> Vec<Call> {
         &[("KILN_OUTPUT_BUCKET", OUTPUT_BUCKET)],
     )
     .await;
-    // Tested images go to a second region too, shared with another account.
+    // Tested images go to a second region too, shared with another account,
+    // which keeps the channels' pointers too.
     emulator.distribute(&copy, "eu-west-1");
+    let member_role = emulator.point_members(&copy);
     let ctx = emulator.context(copy.root.path());
     aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&emulator.config)
@@ -914,7 +917,8 @@ async fn flows() -> Vec<Call> {
         &[("KILN_AUDIT_BUCKET", OUTPUT_BUCKET.to_owned())],
     );
 
-    serde_json::from_value(emulator.calls()).expect("the recorded calls")
+    let calls = serde_json::from_value(emulator.calls()).expect("the recorded calls");
+    (calls, member_role)
 }
 
 #[test]
@@ -992,6 +996,22 @@ fn each_role_reaches_no_further_than_its_job() {
     assert!(
         !allowed(promote, overridden),
         "nothing the template says may be overridden"
+    );
+    let pointer_role = "arn:aws:iam::210987654321:role/kiln-pointers";
+    let assume = |role: &str| Need::new("sts:AssumeRole", role, "member pointers");
+    assert!(
+        !allowed(promote, assume(pointer_role)),
+        "no pointer role named, none assumed"
+    );
+    let named = iam::roles(&[&format!("PointerAccountRoles={pointer_role}")]);
+    let promote_named = &named.functions["promote"].statements;
+    assert!(allowed(promote_named, assume(pointer_role)));
+    assert!(
+        !allowed(
+            promote_named,
+            assume("arn:aws:iam::210987654321:role/OrganizationAccountAccessRole")
+        ),
+        "only the roles named"
     );
 
     let key = format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab");

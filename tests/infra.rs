@@ -1,4 +1,5 @@
-//! `infra/template.yaml`: cfn-lint and checkov clean, translated offline to
+//! `infra/template.yaml` (and `infra/member.yaml`, a member account's
+//! pointer role): cfn-lint and checkov clean, translated offline to
 //! plain CloudFormation and created as a stack in the emulator, and its event
 //! patterns proved against sample events delivered through EventBridge.
 
@@ -10,6 +11,11 @@ use serde_json::{Value, json};
 
 fn template() -> PathBuf {
     kiln_testkit::repo().join("infra/template.yaml")
+}
+
+/// Every template of `infra/`: the stack's and a member account's.
+fn templates() -> [PathBuf; 2] {
+    [template(), kiln_testkit::repo().join("infra/member.yaml")]
 }
 
 /// A tool of the infra virtual environment (`make infra-tools`).
@@ -25,7 +31,10 @@ fn tool(name: &str) -> Command {
 
 #[test]
 fn cfn_lint_finds_nothing() {
-    let output = tool("cfn-lint").arg(template()).output().expect("cfn-lint");
+    let output = tool("cfn-lint")
+        .args(templates())
+        .output()
+        .expect("cfn-lint");
     assert!(
         output.status.success(),
         "{}{}",
@@ -45,14 +54,18 @@ fn checkov_fails_nothing_and_every_skip_says_why() {
             "--skip-download",
             "-f",
         ])
-        .arg(template())
+        .args(templates())
         .output()
         .expect("checkov");
     let report = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{report}");
     assert!(report.contains("Failed checks: 0"), "{report}");
 
-    let text = std::fs::read_to_string(template()).expect("template");
+    let text = templates()
+        .iter()
+        .map(|t| std::fs::read_to_string(t).expect("template"))
+        .collect::<Vec<_>>()
+        .join("\n");
     let mut skips = 0;
     for (i, line) in text.lines().enumerate() {
         if line.trim_start().starts_with("- id: CKV_") {
@@ -448,7 +461,11 @@ fn cargo_selects_every_functions_binary_where_sam_builds_it() {
     // --arm64 --bin <Binary>` in the function's CodeUri; cargo looks for
     // the binary among the workspace's default members there. This asks
     // cargo for those members and their targets, as that build would.
-    let text = std::fs::read_to_string(template()).expect("template");
+    let text = templates()
+        .iter()
+        .map(|t| std::fs::read_to_string(t).expect("template"))
+        .collect::<Vec<_>>()
+        .join("\n");
     let code_uri = text
         .lines()
         .find_map(|line| line.trim().strip_prefix("CodeUri: "))

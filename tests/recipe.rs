@@ -531,3 +531,39 @@ fn an_image_encrypted_with_the_default_ebs_key_is_not_shared() {
     });
     assert_eq!(copies.load().file.distribution.regions, ["eu-west-1"]);
 }
+
+#[test]
+fn pointer_roles_name_one_role_per_account_the_images_are_shared_with() {
+    let good = distributed(
+        "accounts = [\"210987654321\"]\n\
+         pointer_roles = [\"arn:aws:iam::210987654321:role/kiln-pointers\"]",
+    );
+    assert_eq!(
+        good.load().file.distribution.pointer_roles,
+        ["arn:aws:iam::210987654321:role/kiln-pointers"]
+    );
+    let bad = distributed(
+        "accounts = [\"210987654321\"]\n\
+         pointer_roles = [\"arn:aws:iam::210987654321:user/kiln\", \
+         \"arn:aws:iam::210987654321:role/a\", \"arn:aws:iam::210987654321:role/b\", \
+         \"arn:aws:iam::333333333333:role/kiln-pointers\"]",
+    );
+    let problems = problems(&bad);
+    assert_eq!(
+        fields(&problems),
+        ["distribution.pointer_roles"; 3],
+        "{problems:#?}"
+    );
+    assert!(problems[0].message.contains("not an IAM role ARN"));
+    assert!(problems[1].message.contains("one per account"));
+    assert!(
+        problems[2].message.contains("333333333333") && problems[2].message.contains("not shared"),
+        "{problems:#?}"
+    );
+    // Shared with an organizational unit, any member account may hold pointers.
+    let by_unit = distributed(
+        "organizational_units = [\"arn:aws:organizations::111111111111:ou/o-abcdefghij/ou-abcd-12345678\"]\n\
+         pointer_roles = [\"arn:aws:iam::333333333333:role/kiln-pointers\"]",
+    );
+    assert_eq!(by_unit.load().file.distribution.pointer_roles.len(), 1);
+}

@@ -137,10 +137,22 @@ fn moved_text(moved: &Moved) -> String {
 pub fn synced_lines(synced: &Synced) -> Vec<String> {
     let pointers = synced.regional.iter().map(|m| {
         let to = m.to.as_ref().map_or("(none)", |id| id.as_str());
-        let from = m.from.as_deref().unwrap_or("(none)");
+        let place = match &m.account {
+            Some(account) => format!("{} account {account}", m.region),
+            None => m.region.clone(),
+        };
         match &m.problem {
-            Some(problem) => format!("  {} {}: left at {from}: {problem}", m.region, m.parameter),
-            None => format!("  {} {}: {from} -> {to}", m.region, m.parameter),
+            Some(problem) => {
+                let left = m
+                    .from
+                    .as_deref()
+                    .map_or("as it was".into(), |f| format!("at {f}"));
+                format!("  {place} {}: left {left}: {problem}", m.parameter)
+            }
+            None => {
+                let from = m.from.as_deref().unwrap_or("(none)");
+                format!("  {place} {}: {from} -> {to}", m.parameter)
+            }
         }
     });
     let tags = synced.tags.iter().map(|c| {

@@ -9,6 +9,7 @@ pub mod executions;
 pub mod images;
 pub mod instances;
 pub mod network;
+pub mod roles;
 mod roots;
 pub mod run_command;
 pub(crate) mod sdk;

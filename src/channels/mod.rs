@@ -1,13 +1,15 @@
 //! The channel side: what production launches, and how that moves.
 //!
 //! A channel is its pointer ([`pointers`]), and its followers in the
-//! recipe's distribution regions ([`regional`]); [`promotion`] moves it
+//! recipe's distribution regions ([`regional`]) and member accounts
+//! ([`members`]); [`promotion`] moves it
 //! (promote, roll back, demote) and keeps the regional pointers and the
 //! image tags in line with it;
 //! [`retention`] retires images nothing needs any more; [`rollout`] moves a
 //! tested image through a recipe's channels by itself and rolls their Auto
 //! Scaling groups. [`handle`] is the `promote` Lambda.
 
+pub mod members;
 pub mod pointers;
 pub mod promotion;
 pub mod regional;

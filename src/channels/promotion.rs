@@ -18,11 +18,12 @@ use aws_sdk_ec2::types::Image as Ec2Image;
 use serde::Serialize;
 use tracing::{info, instrument};
 
+use super::members;
 use super::pointers::{
     Action, Record, Standing, Validation, Why, Written, channel_map, history, pointer_name,
     pointers, read_pointer, reason, record, rollback_target, validation, write_pointer,
 };
-use super::regional::{self, RegionalMove};
+use super::regional::{self, Place, RegionalMove};
 use crate::aws::sdk::Answer;
 use crate::aws::{Context, images};
 use crate::error::{Error, Result};
@@ -443,20 +444,28 @@ pub async fn demote(
 /// rollback would return to carries it in `kiln:previous`, no other image
 /// carries it; in each of the recipe's distribution regions, the channel's
 /// pointer names the region's copy of the home image ([`regional::follow`])
-/// and each copy carries the tags of the image it copies. Goes round again
+/// and each copy carries the tags of the image it copies; in each member
+/// account of the recipe's pointer roles, the channel's pointers name the
+/// images shared with it ([`members::follow`]). Goes round again
 /// while the pointers move under it. Returns what it changed.
 #[instrument(skip(ctx))]
 pub async fn sync(ctx: &Context, recipe: &RecipeName) -> Result<Synced> {
-    let regions = regional::regions(ctx, recipe);
+    let distribution = regional::distribution(ctx, recipe);
+    let regions = &distribution.regions;
     let mut synced = Synced::default();
     for _ in 0..MAX_SYNC_ROUNDS {
         let map = channel_map(ctx, recipe).await?;
         let home = recipe_images(ctx, recipe).await?;
         let standing = |image: &Ec2Image| image.image_id().and_then(|id| map.images.get(id));
         synced.tags.extend(retag(ctx, None, &home, standing).await?);
-        for region in &regions {
+        for region in regions {
             let there = ctx.in_region(region);
-            let moved = regional::follow(ctx, &there, recipe, &map.pointers).await?;
+            let place = Place {
+                owner: &there,
+                writer: &there,
+                account: None,
+            };
+            let moved = regional::follow(ctx, &place, recipe, &map.pointers).await?;
             synced.regional.extend(moved);
             let copies = recipe_images(&there, recipe).await?;
             let standing = |copy: &Ec2Image| regional::standing_of_copy(&map.images, copy);
@@ -464,6 +473,9 @@ pub async fn sync(ctx: &Context, recipe: &RecipeName) -> Result<Synced> {
                 .tags
                 .extend(retag(&there, Some(region), &copies, standing).await?);
         }
+        let roles = &distribution.pointer_roles;
+        let moved = members::follow(ctx, recipe, roles, regions, &map.pointers).await?;
+        synced.regional.extend(moved);
         if pointers(ctx, recipe).await? == map.pointers {
             return Ok(synced);
         }

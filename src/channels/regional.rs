@@ -23,13 +23,18 @@ use crate::aws::sdk::Answer;
 use crate::aws::{Context, images};
 use crate::error::Result;
 use crate::ids::{AmiId, Channel, RecipeName};
+use crate::recipe::schema::Distribution;
 use crate::tags;
 
-/// A regional pointer kiln moved to follow the home one, or could not.
+/// A pointer kiln moved to follow the home one (in a distribution region,
+/// or in a member account), or could not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RegionalMove {
     /// The region.
     pub region: String,
+    /// The member account, when not the home one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// The pointer there.
     pub parameter: String,
     /// The image it named before (absent: it did not exist).
@@ -41,12 +46,17 @@ pub struct RegionalMove {
     pub problem: Option<String>,
 }
 
-/// The distribution regions of `recipe` (none when it does not load here:
-/// its regional pointers are then neither checked nor moved).
-pub fn regions(ctx: &Context, recipe: &RecipeName) -> Vec<String> {
+/// The `[distribution]` of `recipe` (empty when it does not load here: its
+/// regional and member pointers are then neither checked nor moved).
+pub fn distribution(ctx: &Context, recipe: &RecipeName) -> Distribution {
     ctx.recipe(recipe)
-        .map(|r| r.file.distribution.regions)
+        .map(|r| r.file.distribution)
         .unwrap_or_default()
+}
+
+/// The distribution regions of `recipe` ([`distribution`]'s).
+pub fn regions(ctx: &Context, recipe: &RecipeName) -> Vec<String> {
+    distribution(ctx, recipe).regions
 }
 
 /// The copy of `image` (made in region `home`) in `there`'s region, if any.
@@ -91,70 +101,99 @@ pub async fn missing_copy(
     Ok(None)
 }
 
-/// Moves `recipe`'s pointers in `there`'s region to follow `home` (channel ->
-/// (image, version) in the home region, `home_region`): each names the
-/// region's copy of the home image, and a channel the home region no longer
-/// has is removed. A home image with no available copy here leaves the
-/// regional pointer as it is, reported with its problem.
+/// Where a channel's pointers follow the home ones: a region of the home
+/// account, or a region of a member account ([`super::members`]).
+pub struct Place<'a> {
+    /// The home account in the region: where the image to name is found
+    /// (the home image in the home region, its copy elsewhere).
+    pub owner: &'a Context,
+    /// Where the pointers are read and written: the owner, or a member
+    /// account's role in the region.
+    pub writer: &'a Context,
+    /// The member account, when not the home one.
+    pub account: Option<&'a str>,
+}
+
+/// Moves `recipe`'s pointers at `place` to follow `home` (channel -> (image,
+/// version) in the home region): each names the region's image of the home
+/// one (the home image itself in the home region, its copy elsewhere), and a
+/// channel the home region no longer has is removed. A home image with no
+/// available copy here, or one a member account cannot see (not shared with
+/// it), leaves the pointer as it is, reported with its problem.
 pub async fn follow(
     ctx: &Context,
-    there: &Context,
+    place: &Place<'_>,
     recipe: &RecipeName,
     home: &BTreeMap<Channel, (String, i64)>,
 ) -> Result<Vec<RegionalMove>> {
     let home_region = ctx.region()?;
-    let region = there.region()?;
-    let current = pointers::pointers(there, recipe).await?;
+    let region = place.owner.region()?;
+    let current = pointers::pointers(place.writer, recipe).await?;
     let mut moves = Vec::new();
+    let mut report = |parameter: String, from: Option<String>, to, problem| {
+        moves.push(RegionalMove {
+            region: region.clone(),
+            account: place.account.map(str::to_owned),
+            parameter,
+            from,
+            to,
+            problem,
+        });
+    };
     for (channel, (image, version)) in home {
         let parameter = pointer_name(recipe, channel);
         let from = current.get(channel).map(|(id, _)| id.clone());
-        let copy = copy_of(there, image, &home_region)
-            .await?
-            .filter(images::is_available)
-            .and_then(|c| images::id(&c));
-        let Some(copy) = copy else {
-            moves.push(RegionalMove {
-                region: region.clone(),
+        let named = if region == home_region {
+            image.parse::<AmiId>().ok()
+        } else {
+            copy_of(place.owner, image, &home_region)
+                .await?
+                .filter(images::is_available)
+                .and_then(|c| images::id(&c))
+        };
+        let Some(named) = named else {
+            report(
                 parameter,
                 from,
-                to: None,
-                problem: Some(format!("no available copy of {image} here")),
-            });
+                None,
+                Some(format!("no available copy of {image} here")),
+            );
             continue;
         };
-        if from.as_deref() == Some(copy.as_str()) {
+        if from.as_deref() == Some(named.as_str()) {
+            continue;
+        }
+        if let Some(account) = place.account
+            && images::describe(place.writer, &named).await?.is_none()
+        {
+            report(
+                parameter,
+                from,
+                None,
+                Some(format!(
+                    "{named} is not shared with account {account}: kiln distribute shares it"
+                )),
+            );
             continue;
         }
         let record = followed(ctx, recipe, channel, *version).await?;
-        let before = read_pointer(there, &parameter).await?;
-        write_pointer(there, recipe, channel, &copy, &record, before).await?;
-        info!(%region, %channel, %copy, version, "regional pointer follows home");
-        moves.push(RegionalMove {
-            region: region.clone(),
-            parameter,
-            from,
-            to: Some(copy),
-            problem: None,
-        });
+        let before = read_pointer(place.writer, &parameter).await?;
+        write_pointer(place.writer, recipe, channel, &named, &record, before).await?;
+        info!(%region, account = place.account, %channel, %named, version, "pointer follows home");
+        report(parameter, from, Some(named), None);
     }
     for (channel, (image, _)) in current.iter().filter(|(c, _)| !home.contains_key(*c)) {
         let parameter = pointer_name(recipe, channel);
-        there
+        place
+            .writer
             .ssm()
             .delete_parameter()
             .name(&parameter)
             .send()
             .await
             .or_aws("DeleteParameter")?;
-        info!(%region, %channel, "regional pointer removed: the home channel is gone");
-        moves.push(RegionalMove {
-            region: region.clone(),
-            parameter,
-            from: Some(image.clone()),
-            to: None,
-            problem: None,
-        });
+        info!(%region, account = place.account, %channel, "pointer removed: the home channel is gone");
+        report(parameter, Some(image.clone()), None, None);
     }
     Ok(moves)
 }

@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 
 use aws_config::SdkConfig;
-use aws_sdk_ec2::config::Credentials;
 
 use super::calls::ApiCalls;
 use super::report::{Problem, ProblemKind};
 use super::scope::{Regions, SESSION_NAME};
+use crate::aws::roles;
 use crate::aws::sdk::Answer;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// An account to audit: its id, SDK configuration and call counter.
 pub(super) struct Account {
@@ -27,57 +27,16 @@ pub(super) fn ec2_client(config: &SdkConfig, calls: &ApiCalls) -> aws_sdk_ec2::C
     )
 }
 
-/// The account id in a role ARN (`arn:PARTITION:iam::ACCOUNT:role/NAME`).
-pub(super) fn role_account(arn: &str) -> Option<&str> {
-    let parts: Vec<&str> = arn.split(':').collect();
-    match parts.as_slice() {
-        ["arn", _, "iam", "", account, resource]
-            if account.len() == 12
-                && account.bytes().all(|b| b.is_ascii_digit())
-                && resource.starts_with("role/") =>
-        {
-            Some(account)
-        }
-        _ => None,
-    }
-}
-
 /// Assumes `role` and returns its account; the message says why it could not.
 pub(super) async fn assume(
     sts: &aws_sdk_sts::Client,
     config: &SdkConfig,
     role: &str,
 ) -> std::result::Result<Account, String> {
-    let Some(id) = role_account(role) else {
-        return Err(format!(
-            "{role:?} is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
-        ));
-    };
-    let output = sts
-        .assume_role()
-        .role_arn(role)
-        .role_session_name(SESSION_NAME)
-        .send()
-        .await
-        .map_err(|err| format!("cannot assume {role}: {}", Error::aws("AssumeRole", err)))?;
-    let credentials = output
-        .credentials()
-        .ok_or_else(|| format!("AssumeRole of {role} returned no credentials"))?;
-    let credentials = Credentials::new(
-        credentials.access_key_id(),
-        credentials.secret_access_key(),
-        Some(credentials.session_token().to_owned()),
-        std::time::SystemTime::try_from(*credentials.expiration()).ok(),
-        SESSION_NAME,
-    );
+    let (id, config) = roles::assume(sts, config, role, SESSION_NAME).await?;
     Ok(Account {
-        id: id.to_owned(),
-        config: config
-            .to_builder()
-            .credentials_provider(aws_sdk_ec2::config::SharedCredentialsProvider::new(
-                credentials,
-            ))
-            .build(),
+        id,
+        config,
         calls: ApiCalls::default(),
     })
 }
@@ -143,24 +102,4 @@ pub(super) async fn regions(
         }
     }
     Ok((regions, problems))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn role_arns_name_their_account() {
-        assert_eq!(
-            role_account("arn:aws:iam::210987654321:role/kiln-audit"),
-            Some("210987654321")
-        );
-        assert_eq!(
-            role_account("arn:aws-us-gov:iam::210987654321:role/path/kiln"),
-            Some("210987654321")
-        );
-        assert_eq!(role_account("arn:aws:iam::210987654321:user/kiln"), None);
-        assert_eq!(role_account("arn:aws:iam::2109:role/kiln"), None);
-        assert_eq!(role_account("kiln-audit"), None);
-    }
 }

@@ -36,8 +36,9 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::aws::roles::role_account;
 use crate::error::{Error, Result};
-use accounts::{Account, assume, ec2_client, regions, role_account};
+use accounts::{Account, assume, ec2_client, regions};
 pub use calls::ApiCalls;
 pub use region::{RegionClients, audit_region};
 use report::{Problem, ProblemKind, RegionAudit, Report, ScopeSummary};

@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 
 use super::schema::{Distribution, RootVolume};
+use crate::aws::roles::role_account;
 
 /// The regions kiln knows (AWS's commercial, GovCloud and China regions as of
 /// 2026-11). A region AWS opens later is refused offline until kiln knows it.
@@ -62,7 +63,7 @@ const AWS_MANAGED_EBS_KEY: &str = "alias/aws/ebs";
 pub(super) fn problems(distribution: &Distribution, root: &RootVolume) -> Vec<(String, String)> {
     let mut found = Vec::new();
     let mut add = |field: String, message: String| found.push((field, message));
-    let lists: [ListRule<'_>; 3] = [
+    let lists: [ListRule<'_>; 4] = [
         (
             "regions",
             &distribution.regions,
@@ -82,6 +83,12 @@ pub(super) fn problems(distribution: &Distribution, root: &RootVolume) -> Vec<(S
             "is not an organizational unit ARN like \
              \"arn:aws:organizations::111111111111:ou/o-exampleorgid/ou-exam-12345678\"",
         ),
+        (
+            "pointer_roles",
+            &distribution.pointer_roles,
+            |r| role_account(r).is_some(),
+            "is not an IAM role ARN like \"arn:aws:iam::210987654321:role/kiln-pointers\"",
+        ),
     ];
     for (name, items, valid, invalid) in lists {
         let mut seen = BTreeSet::new();
@@ -98,6 +105,29 @@ pub(super) fn problems(distribution: &Distribution, root: &RootVolume) -> Vec<(S
                     format!("{item:?} is listed twice"),
                 );
             }
+        }
+    }
+    let mut accounts = BTreeSet::new();
+    for role in &distribution.pointer_roles {
+        let Some(account) = role_account(role) else {
+            continue;
+        };
+        if !accounts.insert(account) {
+            add(
+                "distribution.pointer_roles".into(),
+                format!("{role:?}: a second role in account {account} (one per account)"),
+            );
+        }
+        if distribution.organizational_units.is_empty()
+            && !distribution.accounts.iter().any(|a| a == account)
+        {
+            add(
+                "distribution.pointer_roles".into(),
+                format!(
+                    "{role:?}: account {account} is not in distribution.accounts, so the images \
+                     are not shared with it and its pointers could not name them"
+                ),
+            );
         }
     }
     for (region, key) in &distribution.kms_keys {

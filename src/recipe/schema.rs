@@ -273,6 +273,11 @@ pub struct Distribution {
     /// (the build region's is `builder.root_volume.kms_key_id`).
     #[serde(default)]
     pub kms_keys: BTreeMap<String, String>,
+    /// Roles (ARNs, one per member account) kiln assumes to keep the
+    /// channel's pointers in that account too, in the build region and every
+    /// distribution region.
+    #[serde(default)]
+    pub pointer_roles: Vec<String>,
     /// Seconds a copy may stay pending before the build fails (default 4 h).
     #[serde(default = "default_copy_timeout")]
     pub copy_timeout_seconds: u32,
@@ -289,6 +294,7 @@ impl Default for Distribution {
             accounts: Vec::new(),
             organizational_units: Vec::new(),
             kms_keys: BTreeMap::new(),
+            pointer_roles: Vec::new(),
             copy_timeout_seconds: default_copy_timeout(),
         }
     }

@@ -413,6 +413,20 @@ impl Emulator {
         (member, away_key)
     }
 
+    /// Makes `copy` (distributing, see [`Emulator::distribute`]) keep its
+    /// channels' pointers in the member account too, through
+    /// [`Seeded::member_role`]; answers the role.
+    pub fn point_members(&self, copy: &RecipeCopy) -> String {
+        let role = self.seeded.member_role.clone();
+        copy.edit("recipe.toml", |text| {
+            text.replace(
+                "\n[distribution.kms_keys]",
+                &format!("\npointer_roles = [\"{role}\"]\n[distribution.kms_keys]"),
+            )
+        });
+        role
+    }
+
     /// One request to the Lambda proxy's own paths: its status and body.
     fn proxy(&self, method: &str, path: &str, body: &str) -> (u16, String) {
         let proxy = self

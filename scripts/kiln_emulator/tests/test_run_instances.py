@@ -17,7 +17,8 @@ ENA_REQUIRED = (
 
 class RunInstancesTest(EmulatorTestCase):
     def setUp(self):
-        self.ec2 = self.client("ec2", account=str(uuid.uuid4().int)[:12])
+        self.account = str(uuid.uuid4().int)[:12]
+        self.ec2 = self.client("ec2", account=self.account)
 
     def launch(self, **kwargs):
         return self.ec2.run_instances(MinCount=1, MaxCount=1, **kwargs)["Instances"][0]
@@ -61,6 +62,34 @@ class RunInstancesTest(EmulatorTestCase):
                 self.assertIn(image_id, message)
         self.refused("InvalidAMIID.Malformed", ImageId="bogus")
         self.assertEqual(self.images_launched(), [(self.image(CURRENT), "t3.small")])
+
+    def pointer(self, ssm, name, image_id):
+        """Puts an `aws:ec2:image` parameter and reads it until validated (image_parameters.py)."""
+        ssm.put_parameter(Name=name, Value=image_id, Type="String", DataType="aws:ec2:image")
+        with self.assertRaises(ClientError):
+            ssm.get_parameter(Name=name)
+        self.assertEqual(ssm.get_parameter(Name=name)["Parameter"]["Value"], image_id)
+
+    def test_an_image_id_from_a_parameter_is_resolved_at_launch(self):
+        ssm = self.client("ssm", account=self.account)
+        current, trusty = self.image(CURRENT), self.image(TRUSTY)
+        self.pointer(ssm, "/kiln/base/prod", current)
+        ssm.put_parameter(Name="/kiln/base/text", Value=current, Type="String")
+        self.ec2.create_launch_template(
+            LaunchTemplateName="pointer",
+            LaunchTemplateData={"ImageId": "resolve:ssm:/kiln/base/prod", "InstanceType": "t3.small"},
+        )
+        self.launch(LaunchTemplate={"LaunchTemplateName": "pointer"})
+        self.launch(ImageId="resolve:ssm:/kiln/base/prod:1", InstanceType="t2.micro")
+        self.assertEqual(self.images_launched(), sorted([(current, "t3.small"), (current, "t2.micro")]))
+        message = self.refused("SsmInvalidParameter", ImageId="resolve:ssm:/kiln/base/text")
+        self.assertIn("aws:ec2:image", message)
+        for missing in ("/kiln/base/none", "/kiln/base/prod:7"):
+            with self.subTest(missing):
+                self.refused("SsmInvalidParameter", ImageId="resolve:ssm:" + missing)
+        self.pointer(ssm, "/kiln/base/old", trusty)
+        self.refused("InvalidParameterCombination", ImageId="resolve:ssm:/kiln/base/old", InstanceType="t3.small")
+        self.assertEqual(len(self.images_launched()), 2)
 
 
 if __name__ == "__main__":
