@@ -117,6 +117,7 @@ fn release_machine() -> PathBuf {
 fn full_release() -> Value {
     let refresh = kiln::channels::rollout::groups::Refresh {
         group: "web".into(),
+        region: Some("eu-west-1".into()),
         refresh_id: "r-1".into(),
         version: "2".into(),
         status: "InProgress".into(),

@@ -5,13 +5,17 @@
 
 use std::time::Duration;
 
+use aws_sdk_cloudwatch::types::StateValue;
 use kiln::aws::Context;
 use kiln::channels::pointers::{Why, history, pointers};
 use kiln::channels::promotion;
+use kiln::channels::rollout::groups;
+use kiln::channels::rollout::{Phase, Release, Status};
 use kiln::ids::AmiId;
 use kiln::pipeline::state::{ImageState, RegionCopy};
 use kiln_testkit::{
-    Emulator, RecipeCopy, built_image, channel, distributed_image, put_pointer, recipe, tag,
+    Emulator, RecipeCopy, alarm, auto_scaling_group, built_image, channel, distributed_image,
+    opted_in, put_pointer, recipe, release_step, set_alarm, tag, template_versions,
 };
 
 const AWAY: &str = "eu-west-1";
@@ -504,5 +508,214 @@ async fn a_member_account_resolves_the_channel_from_its_own_pointers_in_every_re
             .await
             .as_deref(),
         Some(second_copy.as_str())
+    );
+}
+
+/// A recipe distributing to [`AWAY`] whose prod is released behind
+/// [`ALARM`]: `old` on prod (its copy on prod in [`AWAY`]), `new` to
+/// release (each with its copy), the alarm in both regions, and a prod group
+/// in each (their launch templates: home, away).
+struct Released {
+    two: Two,
+    old: (AmiId, AmiId),
+    new: (AmiId, AmiId),
+    templates: (String, String),
+}
+
+const ALARM: &str = "web-5xx";
+
+async fn a_release_in_two_regions() -> Released {
+    let two = two_regions().await;
+    two.copy.edit("recipe.toml", |text| {
+        format!("{text}\n[[release]]\nchannel = \"prod\"\nalarms = [\"{ALARM}\"]\n")
+    });
+    let recipe_file = two.copy.load();
+    let old = distributed_image(&two.ctx, &recipe_file, "b1", AWAY).await;
+    let new = distributed_image(&two.ctx, &recipe_file, "b2", AWAY).await;
+    on_prod(&two, &old.0, &old.1).await;
+    alarm(&two.ctx, ALARM).await;
+    alarm(&two.away, ALARM).await;
+    let prod = opted_in("prod", None);
+    let home = auto_scaling_group(&two.ctx, "web", old.0.as_str(), &prod).await;
+    let away = auto_scaling_group(&two.away, "web-eu", old.1.as_str(), &prod).await;
+    Released {
+        two,
+        old,
+        new,
+        templates: (home, away),
+    }
+}
+
+/// The groups of the wave `release` rolls, with their regions.
+fn rolling(release: &Release) -> Vec<(String, Option<String>)> {
+    match &release.phase {
+        Phase::Rollout { refreshes, .. } => refreshes
+            .iter()
+            .map(|r| (r.group.clone(), r.region.clone()))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_release_rolls_the_channels_groups_in_every_region_to_that_regions_image() {
+    let Released {
+        two,
+        old,
+        new,
+        templates: (home, away),
+    } = a_release_in_two_regions().await;
+
+    let mut release = Release::new(recipe(), new.0.clone(), 1);
+    let mut order = Vec::new();
+    for _ in 0..30 {
+        release = release_step(&two.ctx, release).await.expect("advance");
+        order.push(rolling(&release));
+        if release.status != Status::Waiting {
+            break;
+        }
+    }
+
+    assert_eq!(release.status, Status::Done, "{}", release.message);
+    order.retain(|groups| !groups.is_empty());
+    order.dedup();
+    assert_eq!(
+        order,
+        [
+            vec![("web".to_owned(), None)],
+            vec![("web-eu".to_owned(), Some(AWAY.to_owned()))]
+        ],
+        "the build region first, then {AWAY}"
+    );
+    assert_eq!(
+        template_versions(&two.ctx, &home).await,
+        [(1, Some(old.0.to_string())), (2, Some(new.0.to_string()))]
+    );
+    assert_eq!(
+        template_versions(&two.away, &away).await,
+        [(1, Some(old.1.to_string())), (2, Some(new.1.to_string()))],
+        "{AWAY}'s group rolls to {AWAY}'s copy"
+    );
+    assert_eq!(
+        prod_pointer(&two.away, Some(new.1.as_str()))
+            .await
+            .as_deref(),
+        Some(new.1.as_str())
+    );
+}
+
+#[tokio::test]
+async fn an_alarm_in_a_distribution_region_rolls_the_channel_back_everywhere() {
+    let Released {
+        two,
+        old,
+        new,
+        templates: (home, _),
+    } = a_release_in_two_regions().await;
+    let mut release = Release::new(recipe(), new.0.clone(), 1);
+    for _ in 0..30 {
+        release = release_step(&two.ctx, release).await.expect("advance");
+        if rolling(&release).iter().any(|(_, r)| r.is_some()) || release.status != Status::Waiting {
+            break;
+        }
+    }
+    assert_eq!(
+        rolling(&release),
+        [("web-eu".to_owned(), Some(AWAY.to_owned()))]
+    );
+
+    set_alarm(&two.away, ALARM, StateValue::Alarm).await;
+    let release = release_step(&two.ctx, release).await.expect("advance");
+
+    assert_eq!(release.status, Status::RolledBack, "{}", release.message);
+    assert!(
+        release.message.contains(&format!("{ALARM} in {AWAY}")),
+        "{}",
+        release.message
+    );
+    assert_eq!(
+        prod_pointer(&two.ctx, Some(old.0.as_str()))
+            .await
+            .as_deref(),
+        Some(old.0.as_str()),
+        "home goes back"
+    );
+    assert_eq!(
+        prod_pointer(&two.away, Some(old.1.as_str()))
+            .await
+            .as_deref(),
+        Some(old.1.as_str()),
+        "{AWAY} follows"
+    );
+    let stopped = release.stopped.expect("why");
+    assert_eq!(
+        stopped
+            .refreshes
+            .iter()
+            .map(|r| (r.group.as_str(), r.region.as_deref()))
+            .collect::<Vec<_>>(),
+        [("web-eu", Some(AWAY))],
+        "{AWAY}'s refresh, rolled back"
+    );
+    let eu_refresh = groups::latest(&two.away, "web-eu")
+        .await
+        .expect("refreshes")
+        .expect("web-eu's refresh");
+    assert!(
+        eu_refresh.status.starts_with("Rollback"),
+        "{}",
+        eu_refresh.status
+    );
+    assert_eq!(
+        stopped
+            .reverted
+            .iter()
+            .map(|r| r.group.as_str())
+            .collect::<Vec<_>>(),
+        ["web"],
+        "the home group, already on the image, is sent back"
+    );
+    let back = groups::latest(&two.ctx, "web")
+        .await
+        .expect("refreshes")
+        .expect("web's revert");
+    assert_eq!(back.version, "1", "to the version it used before");
+    assert_eq!(template_versions(&two.ctx, &home).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_regional_pointer_records_each_home_version_it_follows() {
+    let two = two_regions().await;
+    let (image, copied) = distributed_image(&two.ctx, &two.copy.load(), "b1", AWAY).await;
+    on_prod(&two, &image, &copied).await;
+    // The home pointer written again with the same image (by hand, or a
+    // rollback to it): version 2.
+    put_pointer(&two.ctx, "/kiln/ubuntu-base/prod", image.as_str()).await;
+    let mut version = 1;
+    for _ in 0..20 {
+        version = pointers(&two.ctx, &recipe()).await.expect("pointers")[&channel("prod")].1;
+        if version == 2 {
+            break;
+        }
+    }
+    assert_eq!(version, 2);
+
+    promotion::sync(&two.ctx, &recipe()).await.expect("sync");
+
+    let mut regional = Vec::new();
+    for _ in 0..20 {
+        regional = history(&two.away, &recipe(), &channel("prod"))
+            .await
+            .expect("history");
+        if regional.len() == 2 {
+            break;
+        }
+    }
+    let last = regional.last().expect("a version");
+    assert_eq!(last.image_id, copied.as_str());
+    assert_eq!(
+        last.record.as_ref().and_then(|r| r.follows),
+        Some(2),
+        "{regional:#?}"
     );
 }

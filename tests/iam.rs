@@ -330,7 +330,7 @@ fn needs(call: &Call, builder_role: &str) -> (Vec<Need>, Vec<Need>) {
         ) => {
             let group = call.param("AutoScalingGroupName").unwrap_or_default();
             needs.push(need(format!(
-                "arn:aws:autoscaling:{REGION}:{ACCOUNT}:autoScalingGroup:00000000-0000-0000-0000-000000000000:autoScalingGroupName/{group}"
+                "arn:aws:autoscaling:{region}:{ACCOUNT}:autoScalingGroup:00000000-0000-0000-0000-000000000000:autoScalingGroupName/{group}"
             )));
             // Auto Scaling checks that whoever starts a refresh to a launch
             // template could launch it (Auto Scaling User Guide, "Control
@@ -362,7 +362,7 @@ fn needs(call: &Call, builder_role: &str) -> (Vec<Need>, Vec<Need>) {
         ("cloudwatch", "DescribeAlarmHistory") => {
             let alarm = call.param("AlarmName").unwrap_or_default();
             needs.push(need(format!(
-                "arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{alarm}"
+                "arn:aws:cloudwatch:{region}:{ACCOUNT}:alarm:{alarm}"
             )));
         }
         ("cloudwatch", "PutMetricData") => {
@@ -764,7 +764,8 @@ async fn flows() -> (Vec<Call>, String) {
     // The image the channels name before this night's build, and an older
     // one nothing needs any more (retention's).
     distributed_image(&ctx, &copy.load(), "iam-spare", "eu-west-1").await;
-    let (old, _) = distributed_image(&ctx, &copy.load(), "iam-old", "eu-west-1").await;
+    let (old, old_copy) = distributed_image(&ctx, &copy.load(), "iam-old", "eu-west-1").await;
+    let old_copy = old_copy.to_string();
     for channel in ["staging", "prod"] {
         let why = Why {
             reason: "before the flows",
@@ -783,6 +784,10 @@ async fn flows() -> (Vec<Call>, String) {
     }
     let old = old.to_string();
     auto_scaling_group(&ctx, "staging-web", &old, &opted_in("staging", None)).await;
+    // Staging has groups in the distribution region too: the release rolls them there.
+    let away = ctx.in_region("eu-west-1");
+    let staging_away =
+        auto_scaling_group(&away, "staging-eu", &old_copy, &opted_in("staging", None)).await;
     let canary = auto_scaling_group(&ctx, "canary", &old, &opted_in("prod", Some("0"))).await;
     auto_scaling_group(&ctx, "web", &old, &opted_in("prod", None)).await;
 
@@ -808,6 +813,11 @@ async fn flows() -> (Vec<Call>, String) {
         template_versions(&ctx, &canary).await.len() == 2
     })
     .await;
+    assert_eq!(
+        template_versions(&away, &staging_away).await.len(),
+        2,
+        "staging rolled in eu-west-1 before prod began"
+    );
     set_alarm(&ctx, ALARM, StateValue::Alarm).await;
     let sfn = emulator.sfn();
     eventually("the release's end", || async {

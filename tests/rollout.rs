@@ -22,6 +22,7 @@ use kiln::channels::promotion;
 use kiln::channels::rollout::groups::{self, Progress, Refresh};
 use kiln::channels::rollout::{self, Phase, Release, Status};
 use kiln::ids::AmiId;
+use kiln_testkit::release_step as step;
 use kiln_testkit::{
     Emulator, Mocks, Protocol, RECIPE, RecipeCopy, alarm, auto_scaling_group, built_image, channel,
     opted_in, pointer, recipe, set_alarm, template_versions, throttled,
@@ -108,22 +109,6 @@ async fn images_of(
         .flat_map(|r| r.instances())
         .filter_map(|i| i.image_id().map(str::to_owned))
         .collect()
-}
-
-/// One step of `release`, and the steps that confirm a pointer write
-/// (the emulator's SSM shows a write on its second read, as
-/// `patches/image_parameters.py` models AWS's asynchronous validation).
-async fn step(ctx: &Context, release: Release) -> kiln::error::Result<Release> {
-    let mut release = rollout::advance(ctx, release).await?;
-    while release.status == Status::Waiting
-        && matches!(
-            release.phase,
-            Phase::Promoting { .. } | Phase::RollingBack { .. }
-        )
-    {
-        release = rollout::advance(ctx, release).await?;
-    }
-    Ok(release)
 }
 
 /// The rollback reason the emulator gives a refresh rolled back by a
@@ -638,6 +623,7 @@ fn refresh_output(status: InstanceRefreshStatus) -> DescribeInstanceRefreshesOut
 
 fn running() -> Refresh {
     Refresh {
+        region: None,
         group: "web".into(),
         refresh_id: "r-1".into(),
         version: "7".into(),
@@ -805,7 +791,7 @@ async fn a_refresh_starts_with_the_literal_image_auto_rollback_checkpoints_and_t
             ..Mocks::default()
         },
     );
-    let group = groups::groups(&ctx, &recipe(), Some(&channel("prod")))
+    let group = groups::groups(&ctx, None, &recipe(), Some(&channel("prod")))
         .await
         .expect("groups")
         .remove(0);
@@ -887,7 +873,7 @@ async fn a_refresh_already_running_is_taken_over_only_when_it_is_kiln_s() {
                 ..Mocks::default()
             },
         );
-        let group = groups::groups(&ctx, &recipe(), None)
+        let group = groups::groups(&ctx, None, &recipe(), None)
             .await
             .expect("groups")
             .remove(0);
@@ -942,7 +928,9 @@ async fn an_unusable_group_is_named_with_the_reason() {
         },
     );
 
-    let found = groups::groups(&ctx, &recipe(), None).await.expect("groups");
+    let found = groups::groups(&ctx, None, &recipe(), None)
+        .await
+        .expect("groups");
 
     let why: Vec<_> = found
         .iter()
@@ -1211,7 +1199,7 @@ async fn kiln_rollout_abort_cancels_the_refreshes_still_running() {
     let (old, new) = old_and_new(&ctx, &["prod"]).await;
     auto_scaling_group(&ctx, "web", old.as_str(), &opted_in("prod", None)).await;
     auto_scaling_group(&ctx, "idle", old.as_str(), &opted_in("prod", None)).await;
-    let web = groups::groups(&ctx, &recipe(), Some(&channel("prod")))
+    let web = groups::groups(&ctx, None, &recipe(), Some(&channel("prod")))
         .await
         .expect("groups")
         .into_iter()

@@ -151,6 +151,7 @@ fn overview_text(overview: &control::Overview) -> String {
     });
     let header = [
         "GROUP",
+        "REGION",
         "CHANNEL",
         "WAVE",
         "TEMPLATE",
@@ -172,6 +173,7 @@ fn overview_text(overview: &control::Overview) -> String {
         };
         vec![
             group.name.clone(),
+            group.region.clone().unwrap_or_else(|| "home".into()),
             group
                 .channel
                 .as_ref()

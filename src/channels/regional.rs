@@ -21,7 +21,7 @@ use tracing::info;
 use super::pointers::{self, Action, Record, Standing, pointer_name, read_pointer, write_pointer};
 use crate::aws::sdk::Answer;
 use crate::aws::{Context, images};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ids::{AmiId, Channel, RecipeName};
 use crate::recipe::schema::Distribution;
 use crate::tags;
@@ -116,7 +116,10 @@ pub struct Place<'a> {
 
 /// Moves `recipe`'s pointers at `place` to follow `home` (channel -> (image,
 /// version) in the home region): each names the region's image of the home
-/// one (the home image itself in the home region, its copy elsewhere), and a
+/// one (the home image itself in the home region, its copy elsewhere) in a
+/// version that records it follows the home version (a pointer naming the
+/// right image for an older home version is written again, so a regional
+/// write SSM had not shown yet cannot stay behind a later home move), and a
 /// channel the home region no longer has is removed. A home image with no
 /// available copy here, or one a member account cannot see (not shared with
 /// it), leaves the pointer as it is, reported with its problem.
@@ -142,7 +145,11 @@ pub async fn follow(
     };
     for (channel, (image, version)) in home {
         let parameter = pointer_name(recipe, channel);
-        let from = current.get(channel).map(|(id, _)| id.clone());
+        let last = pointers::history(place.writer, recipe, channel)
+            .await?
+            .pop();
+        let from = last.as_ref().map(|v| v.image_id.clone());
+        let follows = last.and_then(|v| v.record).and_then(|r| r.follows);
         let named = if region == home_region {
             image.parse::<AmiId>().ok()
         } else {
@@ -160,7 +167,7 @@ pub async fn follow(
             );
             continue;
         };
-        if from.as_deref() == Some(named.as_str()) {
+        if from.as_deref() == Some(named.as_str()) && follows == Some(*version) {
             continue;
         }
         if let Some(account) = place.account
@@ -178,9 +185,23 @@ pub async fn follow(
         }
         let record = followed(ctx, recipe, channel, *version).await?;
         let before = read_pointer(place.writer, &parameter).await?;
-        write_pointer(place.writer, recipe, channel, &named, &record, before).await?;
-        info!(%region, account = place.account, %channel, %named, version, "pointer follows home");
-        report(parameter, from, Some(named), None);
+        match write_pointer(place.writer, recipe, channel, &named, &record, before).await {
+            Ok(_) => {
+                info!(%region, account = place.account, %channel, %named, version, "pointer follows home");
+                report(parameter, from, Some(named), None);
+            }
+            Err(Error::PointerPending { .. }) => report(
+                parameter,
+                from,
+                None,
+                Some(
+                    "SSM still validates an earlier write of it: the next operation or kiln \
+                     doctor moves it"
+                        .into(),
+                ),
+            ),
+            Err(err) => return Err(err),
+        }
     }
     for (channel, (image, _)) in current.iter().filter(|(c, _)| !home.contains_key(*c)) {
         let parameter = pointer_name(recipe, channel);

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use aws_sdk_ec2::types::{Filter, Image, Instance};
 use kiln::aws::Context;
+use kiln::channels::rollout::{self, Phase, Release, Status};
 use kiln::ids::{AmiId, BuildId, Channel, RecipeName};
 use kiln::pipeline::state::{Source, Trigger};
 use kiln::recipe::Recipe;
@@ -350,7 +351,7 @@ pub async fn auto_scaling_group(
         .min_size(1)
         .max_size(4)
         .desired_capacity(2)
-        .availability_zones("us-east-1a")
+        .availability_zones(format!("{}a", ctx.region().expect("a region")))
         .set_tags(Some(group_tags(name, tags)))
         .send()
         .await
@@ -426,4 +427,20 @@ pub async fn template_versions(ctx: &Context, id: &str) -> Vec<(i64, Option<Stri
         .collect();
     versions.sort();
     versions
+}
+
+/// One step of `release`, and the steps that confirm a pointer write
+/// (the emulator's SSM shows a write on its second read, as
+/// `patches/image_parameters.py` models AWS's asynchronous validation).
+pub async fn release_step(ctx: &Context, release: Release) -> kiln::error::Result<Release> {
+    let mut release = rollout::advance(ctx, release).await?;
+    while release.status == Status::Waiting
+        && matches!(
+            release.phase,
+            Phase::Promoting { .. } | Phase::RollingBack { .. }
+        )
+    {
+        release = rollout::advance(ctx, release).await?;
+    }
+    Ok(release)
 }

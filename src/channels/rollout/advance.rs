@@ -4,6 +4,7 @@
 use tracing::info;
 
 use super::release::{Phase, Release, Status, Step};
+use super::waves::{self, Position};
 use super::{gates, stages};
 use crate::aws::Context;
 use crate::error::Result;
@@ -56,8 +57,17 @@ pub async fn advance(ctx: &Context, mut release: Release) -> Result<Release> {
                     Phase::RollingBack { written, stopped } => {
                         stages::rolled_back(ctx, &mut release, written, stopped).await?
                     }
-                    Phase::Rollout { wave, refreshes } => {
-                        stages::roll(ctx, &mut release, stage, wave, refreshes, held).await?
+                    Phase::Rollout {
+                        region,
+                        wave,
+                        refreshes,
+                    } => {
+                        let at = Position {
+                            region,
+                            wave,
+                            refreshes,
+                        };
+                        waves::roll(ctx, &mut release, stage, at, held).await?
                     }
                 }
             }

@@ -1,6 +1,9 @@
 //! A person's hand on releases (`kiln rollout`): where a recipe's release
 //! stands, and start, pause, resume or abort one.
 
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+
 use jiff::Timestamp;
 use serde::Serialize;
 
@@ -24,7 +27,8 @@ pub struct Overview {
     pub pointers: Vec<Pointer>,
     /// The hold on the recipe's releases, if any.
     pub hold: Option<Hold>,
-    /// Every Auto Scaling group opted in for the recipe, by name.
+    /// Every Auto Scaling group opted in for the recipe, region by region
+    /// (the build region first), by name.
     pub groups: Vec<GroupStatus>,
     /// Releases running now (none listed when the release state machine is
     /// not configured).
@@ -47,6 +51,9 @@ pub struct Pointer {
 pub struct GroupStatus {
     /// The group's name.
     pub name: String,
+    /// Its region, when a distribution region.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// The channel it follows.
     pub channel: Option<Channel>,
     /// Its wave.
@@ -55,7 +62,7 @@ pub struct GroupStatus {
     pub template: Option<String>,
     /// The image that version launches.
     pub image_id: Option<String>,
-    /// Whether that image is what its channel names.
+    /// Whether that image is what its channel names (in its region).
     pub current: bool,
     /// Its instances.
     pub instances: usize,
@@ -97,7 +104,12 @@ pub async fn overview(ctx: &Context, recipe: &RecipeName) -> Result<Overview> {
         })
         .collect();
     let mut statuses = Vec::new();
-    for group in groups::groups(ctx, recipe, None).await? {
+    let mut named = BTreeMap::new();
+    for group in groups::everywhere(ctx, recipe, None).await? {
+        let there = groups::at(ctx, group.region.as_deref());
+        if let Entry::Vacant(entry) = named.entry(group.region.clone()) {
+            entry.insert(pointers::pointers(&there, recipe).await?);
+        }
         let problem = groups::rollable(ctx, &group).await?.err();
         let (template, image_id) = match &group.template {
             Ok(template) => (
@@ -110,16 +122,19 @@ pub async fn overview(ctx: &Context, recipe: &RecipeName) -> Result<Overview> {
                         .unwrap_or_default(),
                     template.version
                 )),
-                templates::template_image(ctx, template).await?,
+                templates::template_image(&there, template).await?,
             ),
             Err(_) => (None, None),
         };
-        let current = pointers.iter().any(|p| {
-            Some(&p.channel) == group.channel.as_ref() && Some(&p.image_id) == image_id.as_ref()
-        });
+        let current = group
+            .channel
+            .as_ref()
+            .and_then(|channel| named[&group.region].get(channel))
+            .is_some_and(|(named, _)| Some(named) == image_id.as_ref());
         statuses.push(GroupStatus {
-            refresh: groups::latest(ctx, &group.name).await?,
+            refresh: groups::latest(&there, &group.name).await?,
             name: group.name,
+            region: group.region,
             channel: group.channel,
             wave: group.wave,
             template,
@@ -191,7 +206,7 @@ pub async fn start(
 }
 
 /// Stops `recipe`'s running releases and cancels the running refreshes of its
-/// groups. Pointers stay where they are: `kiln rollback` moves one back.
+/// groups, in every region they roll in. Pointers stay where they are: `kiln rollback` moves one back.
 pub async fn abort(ctx: &Context, recipe: &RecipeName, reason: &str) -> Result<Aborted> {
     let machine = machine(ctx)?;
     let mut stopped = Vec::new();
@@ -207,9 +222,12 @@ pub async fn abort(ctx: &Context, recipe: &RecipeName, reason: &str) -> Result<A
         stopped.push(release.name);
     }
     let mut cancelled = Vec::new();
-    for group in groups::groups(ctx, recipe, None).await? {
-        if groups::cancel(ctx, &group.name).await?.is_some() {
-            cancelled.push(group.name);
+    for group in groups::everywhere(ctx, recipe, None).await? {
+        if groups::cancel(ctx, &group).await?.is_some() {
+            cancelled.push(match &group.region {
+                Some(region) => format!("{} ({region})", group.name),
+                None => group.name,
+            });
         }
     }
     Ok(Aborted { stopped, cancelled })

@@ -7,9 +7,12 @@
 //! instance refresh cannot roll back from `resolve:ssm:` or `$Latest`: see
 //! [`rollable`]), then an instance refresh to that version with
 //! checkpoints, auto rollback, and the channel's alarms as its alarm
-//! specification.
+//! specification. A recipe's groups are in the build region and in each of
+//! its distribution regions ([`regions`]): a group or refresh carries its
+//! region, and each call about it is made there.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 use aws_sdk_autoscaling::types::{
     AlarmSpecification, AutoScalingGroup, Filter, InstanceRefreshStatus, RefreshPreferences,
@@ -22,6 +25,7 @@ use super::templates::{Template, kiln_image, template, template_image, version_f
 use crate::aws::Context;
 use crate::aws::sdk::{self, Answer};
 use crate::channels::pointers::RESOLVE_SSM;
+use crate::channels::regional;
 use crate::error::{Error, Result};
 use crate::ids::{AmiId, Channel, RecipeName};
 use crate::tags;
@@ -44,6 +48,9 @@ pub const MIN_HEALTHY_PERCENT: i32 = 90;
 pub struct Group {
     /// The group's name.
     pub name: String,
+    /// Its region, when a distribution region (none: the build region).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// The channel it follows (`kiln:channel`).
     pub channel: Option<Channel>,
     /// Its wave.
@@ -59,6 +66,10 @@ pub struct Group {
 pub struct Refresh {
     /// The group.
     pub group: String,
+    /// The group's region, when a distribution region (none: the build
+    /// region).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// The refresh's id.
     pub refresh_id: String,
     /// The launch template version it rolls to.
@@ -101,19 +112,49 @@ impl Refresh {
     }
 }
 
-/// Every group tagged for `recipe` (and `channel`, when given), by name.
-pub async fn groups(
+/// The regions a recipe's groups roll in, in order: the build region
+/// (`None`), then each distribution region, in the recipe's order.
+pub fn regions(ctx: &Context, recipe: &RecipeName) -> Vec<Option<String>> {
+    std::iter::once(None)
+        .chain(regional::regions(ctx, recipe).into_iter().map(Some))
+        .collect()
+}
+
+/// `ctx` in `region` (none: the build region, `ctx` itself).
+pub fn at(ctx: &Context, region: Option<&str>) -> Context {
+    region.map_or_else(|| ctx.clone(), |region| ctx.in_region(region))
+}
+
+/// Every group tagged for `recipe` (and `channel`, when given), in every
+/// region it rolls in ([`regions`]), region by region, by name.
+pub async fn everywhere(
     ctx: &Context,
     recipe: &RecipeName,
     channel: Option<&Channel>,
 ) -> Result<Vec<Group>> {
+    let mut found = Vec::new();
+    for region in regions(ctx, recipe) {
+        found.extend(groups(ctx, region.as_deref(), recipe, channel).await?);
+    }
+    Ok(found)
+}
+
+/// Every group tagged for `recipe` (and `channel`, when given) in `region`
+/// (none: the build region), by name.
+pub async fn groups(
+    ctx: &Context,
+    region: Option<&str>,
+    recipe: &RecipeName,
+    channel: Option<&Channel>,
+) -> Result<Vec<Group>> {
+    let there = at(ctx, region);
     let filter = |key: &str, value: &str| {
         Filter::builder()
             .name(format!("tag:{key}"))
             .values(value)
             .build()
     };
-    let mut request = ctx
+    let mut request = there
         .autoscaling()
         .describe_auto_scaling_groups()
         .filters(filter(tags::RECIPE, recipe.as_str()));
@@ -124,7 +165,7 @@ pub async fn groups(
     let mut groups: Vec<Group> = sdk::all(pages, "DescribeAutoScalingGroups")
         .await?
         .iter()
-        .map(group)
+        .map(|found| group(found, region))
         .collect();
     groups.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(groups)
@@ -139,7 +180,7 @@ pub fn waves(groups: Vec<Group>) -> BTreeMap<u32, Vec<Group>> {
     waves
 }
 
-fn group(found: &AutoScalingGroup) -> Group {
+fn group(found: &AutoScalingGroup, region: Option<&str>) -> Group {
     let tag = |key: &str| {
         found
             .tags()
@@ -161,6 +202,7 @@ fn group(found: &AutoScalingGroup) -> Group {
             .auto_scaling_group_name()
             .unwrap_or_default()
             .to_owned(),
+        region: region.map(str::to_owned),
         channel: tag(tags::CHANNEL).and_then(|c| c.parse().ok()),
         wave: wave.unwrap_or(DEFAULT_WAVE),
         template,
@@ -183,7 +225,8 @@ pub async fn rollable<'g>(
         Ok(template) => template,
         Err(why) => return Ok(Err(why.clone())),
     };
-    let image = template_image(ctx, template).await?.unwrap_or_default();
+    let there = at(ctx, group.region.as_deref());
+    let image = template_image(&there, template).await?.unwrap_or_default();
     let Some(parameter) = image.strip_prefix(RESOLVE_SSM) else {
         return Ok(Ok(template));
     };
@@ -202,10 +245,11 @@ pub async fn rollable<'g>(
     )))
 }
 
-/// Starts rolling `group` to `image`: a launch template version with the
-/// image, then an instance refresh to it. A refresh to that version already
-/// running (a retried step) is taken over; any other running refresh is an
-/// error naming it.
+/// Starts rolling `group` to `image` (an image of the group's region): a
+/// launch template version with the image, then an instance refresh to it,
+/// with `alarms` (of the group's region) as its alarm specification. A
+/// refresh to that version already running (a retried step) is taken over;
+/// any other running refresh is an error naming it.
 pub async fn start(
     ctx: &Context,
     group: &Group,
@@ -219,6 +263,7 @@ pub async fn start(
             group: group.name.clone(),
             reason,
         })?;
+    let ctx = &at(ctx, group.region.as_deref());
     let version = version_for(ctx, template, image, channel).await?;
     let mut preferences = RefreshPreferences::builder()
         .auto_rollback(true)
@@ -234,6 +279,7 @@ pub async fn start(
     let Some(refresh) = refresh_to(ctx, &group.name, template, &version, preferences).await? else {
         return match latest(ctx, &group.name).await? {
             Some(ours) if ours.version == version => Ok(Refresh {
+                region: group.region.clone(),
                 from_version: Some(template.version.clone()),
                 ..ours
             }),
@@ -244,6 +290,7 @@ pub async fn start(
         };
     };
     Ok(Refresh {
+        region: group.region.clone(),
         from_version: Some(template.version.clone()),
         ..refresh
     })
@@ -253,6 +300,7 @@ pub async fn start(
 /// for another image (another release's) still runs on it. `None` when it
 /// may start (a refresh of someone else's is refused by [`start`]).
 pub async fn busy(ctx: &Context, group: &Group, image: &AmiId) -> Result<Option<String>> {
+    let ctx = &at(ctx, group.region.as_deref());
     let (Ok(template), Some(running)) = (&group.template, latest(ctx, &group.name).await?) else {
         return Ok(None);
     };
@@ -284,13 +332,14 @@ pub async fn revert(
     channel: &Channel,
     rolled: &[Refresh],
 ) -> Result<Vec<Refresh>> {
-    if rolled.is_empty() {
-        return Ok(Vec::new());
-    }
-    let current = groups(ctx, recipe, Some(channel)).await?;
+    let mut current = BTreeMap::new();
     let mut started = Vec::new();
     for refresh in rolled {
-        let group = current.iter().find(|g| g.name == refresh.group);
+        let region = refresh.region.as_deref();
+        if let Entry::Vacant(entry) = current.entry(region) {
+            entry.insert(groups(ctx, region, recipe, Some(channel)).await?);
+        }
+        let group = current[&region].iter().find(|g| g.name == refresh.group);
         let (Some(from), Some(Ok(template))) = (
             refresh.from_version.as_deref(),
             group.map(|g| g.template.as_ref()),
@@ -298,7 +347,7 @@ pub async fn revert(
             continue;
         };
         if let Some(back) = refresh_to(
-            ctx,
+            &at(ctx, region),
             &refresh.group,
             template,
             from,
@@ -307,6 +356,7 @@ pub async fn revert(
         .await?
         {
             started.push(Refresh {
+                region: refresh.region.clone(),
                 from_version: Some(refresh.version.clone()),
                 ..back
             });
@@ -350,6 +400,7 @@ async fn refresh_to(
     info!(%group, %refresh_id, %version, "instance refresh started");
     Ok(Some(Refresh {
         group: group.to_owned(),
+        region: None,
         refresh_id,
         version: version.to_owned(),
         status: InstanceRefreshStatus::Pending.as_str().to_owned(),
@@ -361,7 +412,7 @@ async fn refresh_to(
 
 /// The refresh as Auto Scaling reports it now.
 pub async fn track(ctx: &Context, refresh: &Refresh) -> Result<Refresh> {
-    let found = ctx
+    let found = at(ctx, refresh.region.as_deref())
         .autoscaling()
         .describe_instance_refreshes()
         .auto_scaling_group_name(&refresh.group)
@@ -381,12 +432,13 @@ pub async fn track(ctx: &Context, refresh: &Refresh) -> Result<Refresh> {
             ),
         })?;
     Ok(Refresh {
+        region: refresh.region.clone(),
         from_version: refresh.from_version.clone(),
         ..reported(&refresh.group, found, refresh.version.clone())
     })
 }
 
-/// The group's newest refresh, if it has one.
+/// The newest refresh of group `group` of `ctx`'s region, if it has one.
 pub async fn latest(ctx: &Context, group: &str) -> Result<Option<Refresh>> {
     let found = ctx
         .autoscaling()
@@ -420,6 +472,7 @@ fn reported(
 ) -> Refresh {
     Refresh {
         group: group.to_owned(),
+        region: None,
         refresh_id: found.instance_refresh_id().unwrap_or_default().to_owned(),
         version,
         status: found
@@ -438,7 +491,7 @@ pub async fn roll_back(ctx: &Context, refresh: &Refresh) -> Result<bool> {
     if refresh.progress() != Progress::Running {
         return Ok(false);
     }
-    let asked = ctx
+    let asked = at(ctx, refresh.region.as_deref())
         .autoscaling()
         .rollback_instance_refresh()
         .auto_scaling_group_name(&refresh.group)
@@ -453,12 +506,12 @@ pub async fn roll_back(ctx: &Context, refresh: &Refresh) -> Result<bool> {
     Ok(asked.is_some())
 }
 
-/// Cancels the group's running refresh, if it has one. Returns its id.
-pub async fn cancel(ctx: &Context, group: &str) -> Result<Option<String>> {
-    let cancelled = ctx
+/// Cancels `group`'s running refresh, if it has one. Returns its id.
+pub async fn cancel(ctx: &Context, group: &Group) -> Result<Option<String>> {
+    let cancelled = at(ctx, group.region.as_deref())
         .autoscaling()
         .cancel_instance_refresh()
-        .auto_scaling_group_name(group)
+        .auto_scaling_group_name(&group.name)
         .send()
         .await
         .or_missing("CancelInstanceRefresh", |err| {

@@ -16,9 +16,12 @@
 //!    channel back: the image never reaches this one.
 //! 2. **Promote** the stage's channel to the image.
 //! 3. **Roll** the Auto Scaling groups that follow the channel, wave by wave
-//!    ([`groups`]): an instance refresh per group, with the stage's alarms as
-//!    its alarm specification and auto rollback on. A refresh that ends
-//!    without success, or an alarm in ALARM, rolls the channel's pointer back,
+//!    ([`groups`]), in the build region and then in each distribution region
+//!    in the recipe's order (`waves`): an instance refresh per group to its
+//!    region's image, with the stage's alarms (of its region) as its alarm
+//!    specification and auto rollback on. A refresh that ends
+//!    without success, or an alarm in ALARM in any region where the channel's
+//!    groups rolled, rolls the channel's pointer back (everywhere),
 //!    rolls back the refreshes still running, sends the groups already on
 //!    the image back to their previous version, and starts no further wave.
 //!
@@ -34,6 +37,7 @@ mod release;
 pub mod rivals;
 mod stages;
 pub mod templates;
+mod waves;
 
 pub use advance::advance;
 pub use release::{ACTOR, DEFAULT_CHECK_SECONDS, MAX_SOAK_CHECKS, Phase, Release, Status, Stopped};

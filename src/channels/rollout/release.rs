@@ -120,9 +120,13 @@ pub enum Phase {
         /// How the release stopped.
         stopped: Stopped,
     },
-    /// The stage's channel names the image; its groups roll wave by wave.
+    /// The stage's channel names the image; its groups roll wave by wave,
+    /// region by region.
     Rollout {
-        /// The wave in progress, or the next to start.
+        /// The region rolling (none: the build region).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
+        /// The wave in progress in that region, or the next to start.
         wave: u32,
         /// The refreshes of the wave in progress (none: it is not started).
         #[serde(default)]

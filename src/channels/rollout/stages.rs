@@ -1,12 +1,12 @@
 //! The moves of one stage of a release: its gate (soak, alarms, then the
-//! promotion) and its rollout (wave by wave), and how a stage stops short.
+//! promotion), and how a stage stops short; its rollout is [`super::waves`].
 
 use std::collections::BTreeSet;
 
 use jiff::{SignedDuration, Timestamp};
 
 use super::gates::{self, Hold};
-use super::groups::{self, Progress, Refresh};
+use super::groups::{self, Refresh};
 use super::release::{
     ACTOR, CONFIRM_SECONDS, MAX_SOAK_CHECKS, Phase, Release, Status, Step, Stopped,
 };
@@ -31,6 +31,7 @@ pub(super) async fn gate(
     let (recipe, image) = (&release.recipe.clone(), &release.image_id.clone());
     let channel = &stage.channel;
     let rollout = Phase::Rollout {
+        region: None,
         wave: 0,
         refreshes: Vec::new(),
     };
@@ -62,7 +63,8 @@ pub(super) async fn gate(
             }
         }
     };
-    let alarms = check_gates(ctx, release, &stage.alarms).await?;
+    let regions = previous.map_or_else(|| vec![None], |p| watched(release, p, None));
+    let alarms = check_gates(ctx, release, &stage.alarms, &regions).await?;
     if !alarms.firing.is_empty() {
         let reason = format!(
             "alarm {} in ALARM during the soak before {channel}",
@@ -119,17 +121,30 @@ pub(super) async fn gate(
             Vec::new(),
         ));
     }
-    for group in groups::groups(ctx, recipe, Some(channel)).await? {
-        if let Err(why) = groups::rollable(ctx, &group).await? {
+    let everywhere = groups::everywhere(ctx, recipe, Some(channel)).await?;
+    for group in &everywhere {
+        if let Err(why) = groups::rollable(ctx, group).await? {
             return Ok(halt(
                 channel,
                 format!(
-                    "group {} cannot be rolled: {why}; the release stops before promoting {channel}",
-                    group.name
+                    "group {}{} cannot be rolled: {why}; the release stops before promoting \
+                     {channel}",
+                    group.name,
+                    in_region(group.region.as_deref())
                 ),
                 Vec::new(),
             ));
         }
+    }
+    if let Some(missing) = missing_alarms(ctx, stage, &everywhere).await? {
+        return Ok(halt(
+            channel,
+            format!(
+                "alarm {missing} does not exist, and groups of {channel} roll there: it cannot \
+                 vouch for them; create it there, or fix the release policy of recipe {recipe}"
+            ),
+            Vec::new(),
+        ));
     }
     let reason = match previous {
         Some(previous) => format!(
@@ -171,6 +186,7 @@ pub(super) async fn promoted(
     match promotion::confirm(ctx, written).await {
         Ok(Move::Moved(_)) => {
             release.phase = Phase::Rollout {
+                region: None,
                 wave: 0,
                 refreshes: Vec::new(),
             };
@@ -239,141 +255,6 @@ fn wait_for_ssm(release: &mut Release, phase: Phase, message: String) -> Step {
     Step::Wait(release.check_seconds.min(CONFIRM_SECONDS), message)
 }
 
-/// The waves of `stage`'s channel: start the next (unless `held`), or
-/// follow the one running.
-pub(super) async fn roll(
-    ctx: &Context,
-    release: &mut Release,
-    stage: &ReleaseStage,
-    wave: u32,
-    refreshes: Vec<Refresh>,
-    held: Option<&Hold>,
-) -> Result<Step> {
-    let (recipe, image) = (&release.recipe.clone(), &release.image_id.clone());
-    let channel = &stage.channel;
-    let current = pointer(ctx, recipe, channel).await?;
-    if current.is_none_or(|(named, _)| &named != image) {
-        let rolled = roll_back_refreshes(ctx, refreshes).await?;
-        return Ok(halt(
-            channel,
-            format!(
-                "{channel} no longer names {image} (moved by hand or by another release): the \
-                 release stops; refreshes still running were rolled back"
-            ),
-            rolled,
-        ));
-    }
-    let alarms = check_gates(ctx, release, &stage.alarms).await?;
-    if refreshes.is_empty() {
-        let waves = groups::waves(groups::groups(ctx, recipe, Some(channel)).await?);
-        let Some((&wave, members)) = waves.range(wave..).next() else {
-            release.stage += 1;
-            release.phase = Phase::Gate;
-            return Ok(Step::Continue);
-        };
-        if !alarms.firing.is_empty() {
-            let reason = format!(
-                "alarm {} in ALARM before wave {wave} of {channel}",
-                alarms.firing.join(", ")
-            );
-            let rolled = release.rolled.get(channel).cloned().unwrap_or_default();
-            return roll_back_channel(ctx, release, channel, reason, Vec::new(), &rolled).await;
-        }
-        if let Some(hold) = held {
-            release.phase = Phase::Rollout {
-                wave,
-                refreshes: Vec::new(),
-            };
-            return Ok(paused(release, hold, &format!("wave {wave} of {channel}")));
-        }
-        for group in members {
-            if let Some(why) = groups::busy(ctx, group, image).await? {
-                release.phase = Phase::Rollout {
-                    wave,
-                    refreshes: Vec::new(),
-                };
-                return Ok(Step::Wait(
-                    release.check_seconds,
-                    format!("{channel} wave {wave} waits: {why}"),
-                ));
-            }
-        }
-        let mut started = Vec::new();
-        for group in members {
-            match groups::start(ctx, group, image, channel, &stage.alarms).await {
-                Ok(refresh) => started.push(refresh),
-                Err(Error::RolloutBlocked { group, reason }) => {
-                    let rolled = roll_back_refreshes(ctx, started).await?;
-                    return Ok(halt(
-                        channel,
-                        format!("group {group} cannot be rolled: {reason}; the release stops"),
-                        rolled,
-                    ));
-                }
-                Err(err) => return Err(err),
-            }
-        }
-        let message = format!("{channel} wave {wave}: rolling {}", list(&started));
-        release.phase = Phase::Rollout {
-            wave,
-            refreshes: started,
-        };
-        return Ok(Step::Wait(release.check_seconds, message));
-    }
-    let mut now = Vec::with_capacity(refreshes.len());
-    for refresh in &refreshes {
-        now.push(groups::track(ctx, refresh).await?);
-    }
-    let failed: Vec<&Refresh> = now
-        .iter()
-        .filter(|r| r.progress() == Progress::Failed)
-        .collect();
-    if !alarms.firing.is_empty() || !failed.is_empty() {
-        let mut reasons = Vec::new();
-        if !alarms.firing.is_empty() {
-            reasons.push(format!("alarm {} in ALARM", alarms.firing.join(", ")));
-        }
-        reasons.extend(failed.iter().map(|r| {
-            format!(
-                "group {} refresh ended {}{}",
-                r.group,
-                r.status,
-                r.status_reason
-                    .as_deref()
-                    .map(|why| format!(" ({why})"))
-                    .unwrap_or_default()
-            )
-        }));
-        let reason = format!("{} during wave {wave} of {channel}", reasons.join("; "));
-        let mut rolled = release.rolled.get(channel).cloned().unwrap_or_default();
-        rolled.extend(
-            now.iter()
-                .filter(|r| r.progress() == Progress::Succeeded)
-                .cloned(),
-        );
-        let stood = roll_back_refreshes(ctx, now).await?;
-        return roll_back_channel(ctx, release, channel, reason, stood, &rolled).await;
-    }
-    if now.iter().all(|r| r.progress() == Progress::Succeeded) {
-        release
-            .rolled
-            .entry(channel.clone())
-            .or_default()
-            .extend(now);
-        release.phase = Phase::Rollout {
-            wave: wave + 1,
-            refreshes: Vec::new(),
-        };
-        return Ok(Step::Continue);
-    }
-    let message = format!("{channel} wave {wave}: {}", list(&now));
-    release.phase = Phase::Rollout {
-        wave,
-        refreshes: now,
-    };
-    Ok(Step::Wait(release.check_seconds, message))
-}
-
 /// The end of `release` when a release of its recipe wins over it: it stops
 /// where it stands, in `stage`, undoing nothing (pointers stay, refreshes it
 /// started run to their end). `None` while it is the one that goes on, or
@@ -422,22 +303,55 @@ pub(super) async fn superseded(
     )))
 }
 
-/// `alarms` since the gates were last checked (the release's start, before
-/// the first check); the next check reads from now on.
-async fn check_gates(
+/// `alarms` in each of `regions` (none: the build region; a name is
+/// suffixed with its region elsewhere) since the gates were last checked
+/// (the release's start, before the first check); the next check reads from
+/// now on. Missing are the build region's only: elsewhere an alarm is
+/// watched where it exists, and must exist where a stage's own groups roll
+/// (checked before the stage's promotion, `missing_alarms`).
+pub(super) async fn check_gates(
     ctx: &Context,
     release: &mut Release,
     alarms: &[String],
+    regions: &[Option<String>],
 ) -> Result<gates::Alarms> {
     let now = Timestamp::now();
     let since = release.gates_checked_at.unwrap_or(release.started_at);
-    let found = gates::alarms(ctx, alarms, since).await?;
+    let mut found = gates::Alarms::default();
+    for region in regions {
+        let here = gates::alarms(&groups::at(ctx, region.as_deref()), alarms, since).await?;
+        let named = |name: String| match region {
+            Some(region) => format!("{name} in {region}"),
+            None => name,
+        };
+        found.firing.extend(here.firing.into_iter().map(named));
+        if region.is_none() {
+            found.missing.extend(here.missing);
+        }
+    }
     release.gates_checked_at = Some(now);
     Ok(found)
 }
 
+/// The regions whose alarms vouch for `channel`: the build region, each
+/// region where this release rolled the channel's groups, and `also`.
+pub(super) fn watched(
+    release: &Release,
+    channel: &Channel,
+    also: Option<&Option<String>>,
+) -> Vec<Option<String>> {
+    let mut regions = vec![None];
+    let rolled = release.rolled.get(channel).into_iter().flatten();
+    for region in rolled.map(|r| &r.region).chain(also) {
+        if !regions.contains(region) {
+            regions.push(region.clone());
+        }
+    }
+    regions
+}
+
 /// The image `channel`'s pointer names, and its version.
-async fn pointer(
+pub(super) async fn pointer(
     ctx: &Context,
     recipe: &RecipeName,
     channel: &Channel,
@@ -465,7 +379,7 @@ async fn rolled_back_from(
 /// Writes `channel` back, recording `reason`, and sends the groups this
 /// release `rolled` on it back too; the release ends rolled back once SSM
 /// has validated the write.
-async fn roll_back_channel(
+pub(super) async fn roll_back_channel(
     ctx: &Context,
     release: &mut Release,
     channel: &Channel,
@@ -528,7 +442,10 @@ fn ended_rolled_back(stopped: Stopped, moved: &str) -> Step {
 
 /// Rolls back those of `refreshes` still running; returns them all, as
 /// they stood.
-async fn roll_back_refreshes(ctx: &Context, refreshes: Vec<Refresh>) -> Result<Vec<Refresh>> {
+pub(super) async fn roll_back_refreshes(
+    ctx: &Context,
+    refreshes: Vec<Refresh>,
+) -> Result<Vec<Refresh>> {
     for refresh in &refreshes {
         groups::roll_back(ctx, refresh).await?;
     }
@@ -536,7 +453,7 @@ async fn roll_back_refreshes(ctx: &Context, refreshes: Vec<Refresh>) -> Result<V
 }
 
 /// Waiting for a hold to be lifted before `next`.
-fn paused(release: &Release, hold: &Hold, next: &str) -> Step {
+pub(super) fn paused(release: &Release, hold: &Hold, next: &str) -> Step {
     Step::Wait(
         release.check_seconds,
         format!(
@@ -553,7 +470,7 @@ fn soak_check_seconds(check_seconds: u32, soak_hours: u32) -> u32 {
 }
 
 /// The release stops short without moving a pointer back.
-fn halt(channel: &Channel, reason: String, refreshes: Vec<Refresh>) -> Step {
+pub(super) fn halt(channel: &Channel, reason: String, refreshes: Vec<Refresh>) -> Step {
     Step::End(
         Status::Halted,
         reason.clone(),
@@ -568,7 +485,7 @@ fn halt(channel: &Channel, reason: String, refreshes: Vec<Refresh>) -> Step {
     )
 }
 
-fn list(refreshes: &[Refresh]) -> String {
+pub(super) fn list(refreshes: &[Refresh]) -> String {
     refreshes
         .iter()
         .map(|r| {
@@ -581,6 +498,33 @@ fn list(refreshes: &[Refresh]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// ` in <region>` for a distribution region; nothing for the build region.
+pub(super) fn in_region(region: Option<&str>) -> String {
+    region.map(|r| format!(" in {r}")).unwrap_or_default()
+}
+
+/// The first of `stage`'s alarms that does not exist in a distribution
+/// region where `groups` roll (named with the region); `None` when each
+/// exists wherever groups roll (the build region's are checked by the gate).
+async fn missing_alarms(
+    ctx: &Context,
+    stage: &ReleaseStage,
+    groups: &[groups::Group],
+) -> Result<Option<String>> {
+    let mut checked = BTreeSet::new();
+    for region in groups.iter().filter_map(|g| g.region.as_deref()) {
+        if !checked.insert(region) {
+            continue;
+        }
+        let there = ctx.in_region(region);
+        let found = gates::alarms(&there, &stage.alarms, Timestamp::now()).await?;
+        if let Some(name) = found.missing.first() {
+            return Ok(Some(format!("{name} in {region}")));
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
