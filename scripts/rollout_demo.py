@@ -3,7 +3,9 @@
   seed              the prod gate alarm (OK) and three Auto Scaling groups of
                     two instances on Canonical's image, opted in by tags:
                     `staging-web` follows staging; `web-canary` (wave 0) and
-                    `web` (wave 1) follow prod
+                    `web` (wave 1) follow prod; and in the distribution region
+                    (AWAY), the alarm too and `web-eu` (prod), on a copy of
+                    Canonical's image there
   fire-on-canary    waits for the next launch template version of
                     `web-canary` (a release started its wave), then sets the
                     alarm to ALARM, as a bad image would
@@ -21,17 +23,31 @@ import boto3
 
 RECIPE = "ubuntu-base"
 ALARM = "demo-web-5xx"
+AWAY = "eu-west-1"
 GROUPS = [("staging-web", "staging", None), ("web-canary", "prod", "0"), ("web", "prod", "1")]
+AWAY_GROUPS = [("web-eu", "prod", "1")]
 
 
 def seed(session):
-    ssm, ec2 = session.client("ssm"), session.client("ec2")
+    ssm = session.client("ssm")
     image = ssm.get_parameter(Name=os.environ["KILN_SOURCE_PARAMETER"])["Parameter"]["Value"]
+    groups(session, image, GROUPS)
+    away = boto3.Session(region_name=AWAY)
+    ec2 = away.client("ec2")
+    copied = ec2.copy_image(SourceImageId=image, SourceRegion=session.region_name, Name="demo-ubuntu")["ImageId"]
+    while ec2.describe_images(ImageIds=[copied])["Images"][0]["State"] != "available":
+        time.sleep(0.1)
+    groups(away, copied, AWAY_GROUPS)
+
+
+def groups(session, image, wanted):
+    """The gate alarm (OK) and `wanted` groups on `image`, in the session's region."""
+    ec2 = session.client("ec2")
     session.client("cloudwatch").put_metric_alarm(
         AlarmName=ALARM, Namespace="Demo", MetricName="5xx", Statistic="Sum", Period=60,
         EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanThreshold")
     set_alarm(session, "OK")
-    for name, channel, wave in GROUPS:
+    for name, channel, wave in wanted:
         template = ec2.create_launch_template(
             LaunchTemplateName=name,
             LaunchTemplateData={"ImageId": image, "InstanceType": "t3.micro"},

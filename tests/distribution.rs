@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aws_sdk_cloudwatch::types::StateValue;
 use kiln::aws::Context;
-use kiln::channels::pointers::{Why, history, pointers};
+use kiln::channels::pointers::{Action, Why, history, pointers};
 use kiln::channels::promotion;
 use kiln::channels::rollout::groups;
 use kiln::channels::rollout::{Phase, Release, Status};
@@ -647,6 +647,19 @@ async fn an_alarm_in_a_distribution_region_rolls_the_channel_back_everywhere() {
         Some(old.1.as_str()),
         "{AWAY} follows"
     );
+    let regional = history(&two.away, &recipe(), &channel("prod"))
+        .await
+        .expect("history");
+    let record = regional
+        .last()
+        .and_then(|v| v.record.clone())
+        .expect("a record");
+    assert_eq!(
+        record.action,
+        Action::Rollback,
+        "{AWAY} records a rollback too"
+    );
+    assert!(record.reason.contains(ALARM), "{}", record.reason);
     let stopped = release.stopped.expect("why");
     assert_eq!(
         stopped

@@ -220,7 +220,8 @@ pub async fn follow(
 }
 
 /// The record of a regional version following home version `version` of
-/// `channel`: the home move's reason and actor, and the version it follows.
+/// `channel`: the home move's action, reason and actor, and the version it
+/// follows.
 async fn followed(
     ctx: &Context,
     recipe: &RecipeName,
@@ -233,7 +234,7 @@ async fn followed(
         .find(|v| v.version == version)
         .and_then(|v| v.record.clone());
     Ok(Record {
-        action: Action::Promote,
+        action: home.as_ref().map_or(Action::Promote, |r| r.action),
         reason: home
             .as_ref()
             .map_or_else(|| "set outside kiln".to_owned(), |r| r.reason.clone()),
