@@ -106,12 +106,12 @@ emulator-start:
 emulator-stop:
 	scripts/emulator stop
 
-## bench: cold start and size of nine of the ten Lambdas (not yet copy-image), fresh work
+## bench: cold start and size of the ten Lambdas, fresh work
 ## per sample, against the floor (a bare lambda_runtime function) and, where
 ## it does the same calls, Python + boto3; the audit of a 5,000-instance
 ## fleet against a Python + boto3 tool; the audit's in-process throughput
 FUNCTIONS := start-build resolve-source launch-builder run-ssm-provision create-image test-image \
-	promote audit-fleet cleanup-build
+	copy-image promote audit-fleet cleanup-build
 
 bench: emulator-install
 	$(CARGO) build --release --bins $(addprefix -p ,$(FUNCTIONS)) -p lambda-floor -p kiln-cli -p audit-throughput

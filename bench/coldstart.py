@@ -1,4 +1,4 @@
-"""Cold start and package size of kiln's nine Lambdas, against the floor and Python + boto3.
+"""Cold start and package size of kiln's ten Lambdas, against the floor and Python + boto3.
 
 For each sample, every binary is started once as a custom runtime against a
 fresh Lambda Runtime API on 127.0.0.1 (scripts/local_lambda.py), and timed:
@@ -8,10 +8,12 @@ fresh Lambda Runtime API on 127.0.0.1 (scripts/local_lambda.py), and timed:
     against the local emulator.
 
 Every sample is fresh work: a build of its own (a new build id, and a recipe
-copy whose setup script carries it, so a new fingerprint), through all nine
-functions in order, each event carrying the previous answers: start-build,
-resolve-source, launch-builder, run-ssm-provision, create-image, test-image,
-promote (prod to the sample's image), audit-fleet, cleanup-build. No function
+copy whose setup script carries it, so a new fingerprint, and which
+distributes to a second region), through all ten functions in order, each
+event carrying the previous answers: start-build, resolve-source,
+launch-builder, run-ssm-provision, create-image, test-image, copy-image
+(`start`: the copy in the second region), promote (prod to the sample's
+image), audit-fleet, cleanup-build (the image and its copy). No function
 meets work it has done before.
 
 The floor (bench/floor, `lambda-floor`) is a bare lambda_runtime function
@@ -54,7 +56,9 @@ FLOOR = "lambda-floor"
 PYTHON = "python+boto3"
 # In the order a sample runs them.
 FUNCTIONS = ["start-build", "resolve-source", "launch-builder", "run-ssm-provision",
-             "create-image", "test-image", "promote", "audit-fleet", "cleanup-build"]
+             "create-image", "test-image", "copy-image", "promote", "audit-fleet", "cleanup-build"]
+# The recipe's distribution region: copy-image copies each sample's image there.
+AWAY = "eu-west-1"
 # The function Python's baseline does the same calls as.
 LIKE_FOR_LIKE = "resolve-source"
 
@@ -151,6 +155,7 @@ class Bench:
                                 region_name=seeded["region"])
         self.ec2 = session.client("ec2", endpoint_url=seeded["endpoint"])
         self.ssm = session.client("ssm", endpoint_url=seeded["endpoint"])
+        self.ec2_away = session.client("ec2", endpoint_url=seeded["endpoint"], region_name=AWAY)
 
     def recipe_root(self, build_id):
         """A copy of the recipe whose setup script names `build_id`: a new fingerprint."""
@@ -158,6 +163,8 @@ class Bench:
         shutil.copytree(ROOT / "images" / RECIPE, root / RECIPE)
         with open(root / RECIPE / "setup.sh", "a") as script:
             script.write(f"\n# bench sample {build_id}\n")
+        with open(root / RECIPE / "recipe.toml", "a") as recipe:
+            recipe.write(f'\n[distribution]\nregions = ["{AWAY}"]\n')
         return root
 
     def chain(self, build_id, endpoint, step):
@@ -179,6 +186,12 @@ class Bench:
         state["test"] = run("test-image", dict(state, action="launch"))
         # What the test's passing poll does: the image may now be promoted.
         self.ec2.create_tags(Resources=[image["image_id"]], Tags=[{"Key": "kiln:stage", "Value": "tested"}])
+        state["distribution"] = run("copy-image", dict(state, action="start"))
+        # What the copies' polls find: the copy is available (promote refuses
+        # an image without one in every distribution region).
+        copied = [c["image_id"] for c in state["distribution"]["copies"]]
+        while any(i["State"] != "available" for i in self.ec2_away.describe_images(ImageIds=copied)["Images"]):
+            time.sleep(0.05)
         moved = run("promote", {"action": "promote", "recipe": RECIPE, "channel": "prod",
                                 "image_id": image["image_id"], "reason": f"bench {build_id}"})
         assert moved["status"] == "written", moved
