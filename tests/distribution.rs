@@ -612,6 +612,24 @@ async fn an_alarm_in_a_distribution_region_rolls_the_channel_back_everywhere() {
         new,
         templates: (home, _),
     } = a_release_in_two_regions().await;
+    // A member account whose pointer role cannot be assumed: its pointers
+    // cannot follow, and the release says so.
+    let member = two
+        .emulator
+        .seeded
+        .member_role
+        .split(':')
+        .nth(4)
+        .expect("account")
+        .to_owned();
+    two.copy.edit("recipe.toml", |text| {
+        text.replace(
+            "\n[distribution.kms_keys]",
+            &format!(
+                "\npointer_roles = [\"arn:aws:iam::{member}:role/kiln-missing\"]\n[distribution.kms_keys]"
+            ),
+        )
+    });
     let mut release = Release::new(recipe(), new.0.clone(), 1);
     for _ in 0..30 {
         release = release_step(&two.ctx, release).await.expect("advance");
@@ -633,6 +651,11 @@ async fn an_alarm_in_a_distribution_region_rolls_the_channel_back_everywhere() {
         "{}",
         release.message
     );
+    assert!(
+        release.message.contains("not followed yet") && release.message.contains("kiln-missing"),
+        "the member account's pointers that could not follow: {}",
+        release.message
+    );
     assert_eq!(
         prod_pointer(&two.ctx, Some(old.0.as_str()))
             .await
@@ -640,11 +663,11 @@ async fn an_alarm_in_a_distribution_region_rolls_the_channel_back_everywhere() {
         Some(old.0.as_str()),
         "home goes back"
     );
+    // One read, no retries: the release ended only once SSM showed every
+    // region's pointer following the rollback.
     assert_eq!(
-        prod_pointer(&two.away, Some(old.1.as_str()))
-            .await
-            .as_deref(),
-        Some(old.1.as_str()),
+        pointers(&two.away, &recipe()).await.expect("pointers")[&channel("prod")].0,
+        old.1.as_str(),
         "{AWAY} follows"
     );
     let regional = history(&two.away, &recipe(), &channel("prod"))

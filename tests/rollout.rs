@@ -135,7 +135,10 @@ async fn rollback_reason(ctx: &Context, group: &str) -> Option<String> {
 fn groups_of(release: &Release) -> Vec<String> {
     match &release.phase {
         Phase::Rollout { refreshes, .. } => refreshes.iter().map(|r| r.group.clone()).collect(),
-        Phase::Gate | Phase::Promoting { .. } | Phase::RollingBack { .. } => Vec::new(),
+        Phase::Gate
+        | Phase::Promoting { .. }
+        | Phase::RollingBack { .. }
+        | Phase::Settling { .. } => Vec::new(),
     }
 }
 

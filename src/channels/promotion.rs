@@ -85,6 +85,26 @@ pub struct Synced {
     pub regional: Vec<RegionalMove>,
 }
 
+impl Synced {
+    /// Each pointer left behind the home one (a region without an available
+    /// copy, a member account out of reach, a write SSM still validates), in
+    /// words: what `kiln doctor` still has to move.
+    pub fn left(&self) -> Vec<String> {
+        self.regional
+            .iter()
+            .filter_map(|m| {
+                let problem = m.problem.as_deref()?;
+                let account = m
+                    .account
+                    .as_deref()
+                    .map(|a| format!(" (account {a})"))
+                    .unwrap_or_default();
+                Some(format!("{}{account} {}: {problem}", m.region, m.parameter))
+            })
+            .collect()
+    }
+}
+
 /// What a move did: done (the pointer shows it, the tags agree), or
 /// written and waiting for SSM to validate it ([`confirm`] it later).
 #[derive(Debug, Clone, PartialEq, Serialize)]

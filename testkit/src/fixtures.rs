@@ -437,7 +437,7 @@ pub async fn release_step(ctx: &Context, release: Release) -> kiln::error::Resul
     while release.status == Status::Waiting
         && matches!(
             release.phase,
-            Phase::Promoting { .. } | Phase::RollingBack { .. }
+            Phase::Promoting { .. } | Phase::RollingBack { .. } | Phase::Settling { .. }
         )
     {
         release = rollout::advance(ctx, release).await?;

@@ -57,6 +57,11 @@ pub async fn advance(ctx: &Context, mut release: Release) -> Result<Release> {
                     Phase::RollingBack { written, stopped } => {
                         stages::rolled_back(ctx, &mut release, written, stopped).await?
                     }
+                    Phase::Settling {
+                        stopped,
+                        moved,
+                        rounds,
+                    } => stages::settling(ctx, &mut release, stopped, moved, rounds).await?,
                     Phase::Rollout {
                         region,
                         wave,

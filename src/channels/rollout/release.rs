@@ -16,6 +16,10 @@ pub const ACTOR: &str = "kiln release";
 /// Seconds, at most, between a pointer write and the read that confirms
 /// it: SSM validates an image value in seconds.
 pub const CONFIRM_SECONDS: u32 = 5;
+/// Most syncs after a gate's rollback before the release ends with
+/// pointers of other regions or accounts still behind (named in its
+/// message): SSM validates a write in seconds.
+pub const MAX_SETTLE_ROUNDS: u32 = 12;
 /// Seconds between two checks of a release, unless its input says.
 pub const DEFAULT_CHECK_SECONDS: u32 = 300;
 /// Most checks of one soak: a standard execution's history holds at most
@@ -119,6 +123,17 @@ pub enum Phase {
         written: Written,
         /// How the release stopped.
         stopped: Stopped,
+    },
+    /// A gate's rollback was accepted: the channel's pointers in other
+    /// regions and accounts are synced again until they all follow it (at
+    /// most [`MAX_SETTLE_ROUNDS`] times), then the release ends.
+    Settling {
+        /// How the release stopped.
+        stopped: Stopped,
+        /// What the rollback did, in words.
+        moved: String,
+        /// Syncs made so far.
+        rounds: u32,
     },
     /// The stage's channel names the image; its groups roll wave by wave,
     /// region by region.

@@ -8,12 +8,13 @@ use jiff::{SignedDuration, Timestamp};
 use super::gates::{self, Hold};
 use super::groups::{self, Refresh};
 use super::release::{
-    ACTOR, CONFIRM_SECONDS, MAX_SOAK_CHECKS, Phase, Release, Status, Step, Stopped,
+    ACTOR, CONFIRM_SECONDS, MAX_SETTLE_ROUNDS, MAX_SOAK_CHECKS, Phase, Release, Status, Step,
+    Stopped,
 };
 use super::rivals::{self, Contender};
 use crate::aws::Context;
 use crate::channels::pointers::{self, Why, Written};
-use crate::channels::promotion::{self, Move};
+use crate::channels::promotion::{self, Move, Moved, Synced};
 use crate::error::{Error, Result};
 use crate::ids::{AmiId, Channel, RecipeName};
 use crate::recipe::ReleaseStage;
@@ -212,7 +213,7 @@ pub(super) async fn rolled_back(
     stopped: Stopped,
 ) -> Result<Step> {
     match promotion::confirm(ctx, written).await {
-        Ok(Move::Moved(moved)) => Ok(ended_rolled_back(stopped, &moved.message)),
+        Ok(Move::Moved(moved)) => Ok(follow_rollback(release, stopped, &moved)),
         Ok(Move::Written(written)) => Ok(confirm_rollback(release, written, stopped)),
         Err(err @ Error::PointerNotValidated { .. }) => {
             let reason = format!("{}; the rollback failed: {err}", stopped.reason);
@@ -417,7 +418,7 @@ pub(super) async fn roll_back_channel(
     Ok(match moved {
         Move::Moved(done) => {
             stopped.rolled_back_to = done.to.clone();
-            ended_rolled_back(stopped, &done.message)
+            follow_rollback(release, stopped, &done)
         }
         Move::Written(written) => {
             stopped.rolled_back_to = Some(written.image.clone());
@@ -426,18 +427,67 @@ pub(super) async fn roll_back_channel(
     })
 }
 
-/// The release ends rolled back: `stopped`, with what the rollback did.
-fn ended_rolled_back(stopped: Stopped, moved: &str) -> Step {
+/// After a gate's rollback `moved`: the release ends rolled back once the
+/// sync found every pointer of other regions and accounts following (it made
+/// no move and met no problem), else it syncs again after a wait.
+fn follow_rollback(release: &mut Release, stopped: Stopped, moved: &Moved) -> Step {
+    settle(release, stopped, moved.message.clone(), &moved.synced, 0)
+}
+
+/// The pointers of other regions and accounts after `rounds` syncs, the
+/// last of which did `synced`: the end of the release, or another sync.
+fn settle(
+    release: &mut Release,
+    stopped: Stopped,
+    moved: String,
+    synced: &Synced,
+    rounds: u32,
+) -> Step {
+    if !synced.regional.is_empty() && rounds < MAX_SETTLE_ROUNDS {
+        let message = format!(
+            "{}: {moved}; other regions' and accounts' pointers follow ({} moved or waiting)",
+            stopped.reason,
+            synced.regional.len()
+        );
+        let phase = Phase::Settling {
+            stopped,
+            moved,
+            rounds: rounds + 1,
+        };
+        return wait_for_ssm(release, phase, message);
+    }
     let back = if stopped.reverted.is_empty() {
         String::new()
     } else {
         format!("; {} sent back", list(&stopped.reverted))
     };
+    let left = synced.left();
+    let behind = if left.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; not followed yet (kiln doctor moves them): {}",
+            left.join("; ")
+        )
+    };
     Step::End(
         Status::RolledBack,
-        format!("{}: {moved}{back}", stopped.reason),
+        format!("{}: {moved}{back}{behind}", stopped.reason),
         Some(stopped),
     )
+}
+
+/// One more sync of the pointers of other regions and accounts after a
+/// gate's rollback ([`Phase::Settling`]).
+pub(super) async fn settling(
+    ctx: &Context,
+    release: &mut Release,
+    stopped: Stopped,
+    moved: String,
+    rounds: u32,
+) -> Result<Step> {
+    let synced = promotion::sync(ctx, &release.recipe).await?;
+    Ok(settle(release, stopped, moved, &synced, rounds))
 }
 
 /// Rolls back those of `refreshes` still running; returns them all, as

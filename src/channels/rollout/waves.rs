@@ -91,8 +91,9 @@ pub(super) async fn roll(
             return Ok(halt(
                 channel,
                 format!(
-                    "{place} has no available copy of {image}: the release stops before wave \
-                     {wave} of {channel} there (kiln distribute copies it)"
+                    "{} has no available copy of {image}: the release stops before wave {wave} \
+                     of {channel} there (kiln distribute copies it)",
+                    region.as_deref().unwrap_or("the build region")
                 ),
                 Vec::new(),
             ));
