@@ -28,7 +28,6 @@ Usage: .venv/bin/python bench/coldstart.py --target-dir target/release [--runs N
 """
 
 import argparse
-import http.client
 import io
 import json
 import os
@@ -41,15 +40,14 @@ import threading
 import time
 import uuid
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import boto3
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 import local_lambda  # noqa: E402
+from timing_proxy import TimingProxy  # noqa: E402
 
 RECIPE = "ubuntu-base"
 FLOOR = "lambda-floor"
@@ -69,64 +67,6 @@ def run_once(command, env, event):
     if answer.error:
         sys.exit(f"{command[0]} answered an error: {answer.body.decode()}\n{answer.stderr[-2000:]}")
     return answer.ready_after * 1000, answer.answered_after * 1000, json.loads(answer.body)
-
-
-class _Proxy(ThreadingHTTPServer):
-    """Forwards every request to the emulator and adds up the time each
-    took there (forwarded -> whole answer read), since the last `take`."""
-
-    daemon_threads = True
-
-    def __init__(self, upstream):
-        super().__init__(("127.0.0.1", 0), _Forward)
-        parts = urlsplit(upstream)
-        self.upstream = (parts.hostname, parts.port)
-        self.lock = threading.Lock()
-        self.seconds = 0.0
-        self.calls = 0
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def take(self):
-        """(emulator ms, calls) since the last take."""
-        with self.lock:
-            taken = (self.seconds * 1000, self.calls)
-            self.seconds, self.calls = 0.0, 0
-        return taken
-
-
-class _Forward(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def forward(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        headers = {k: v for k, v in self.headers.items()
-                   if k.lower() not in ("connection", "keep-alive", "proxy-connection")}
-        if not hasattr(self, "upstream"):
-            self.upstream = http.client.HTTPConnection(*self.server.upstream)
-        started = time.perf_counter()
-        self.upstream.request(self.command, self.path, body, headers)
-        response = self.upstream.getresponse()
-        data = response.read()
-        took = time.perf_counter() - started
-        with self.server.lock:
-            self.server.seconds += took
-            self.server.calls += 1
-        self.send_response_only(response.status, response.reason)
-        for key, value in response.getheaders():
-            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
-                self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = forward
 
 
 def zipped_size(binary):
@@ -217,7 +157,7 @@ def main():
     target = Path(args.target_dir)
 
     emulator, seeded = start_emulator()
-    proxy = _Proxy(seeded["endpoint"])
+    proxy = TimingProxy(seeded["endpoint"])
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
