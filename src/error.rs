@@ -317,6 +317,25 @@ pub enum Error {
         parts: usize,
     },
 
+    /// The fleet audit's latest report exists but cannot be read; retention
+    /// stops rather than retire an image the audit may have seen in use.
+    #[error("the audit report {report} cannot be read: {reason}; retention changed nothing")]
+    AuditReportUnreadable {
+        /// Where the report is (`s3://bucket/key`).
+        report: String,
+        /// Why it cannot be read.
+        reason: String,
+    },
+
+    /// `kiln restore` was refused; nothing changed.
+    #[error("cannot restore {image}: {reason}; nothing changed")]
+    RestoreRefused {
+        /// The image.
+        image: String,
+        /// Why.
+        reason: String,
+    },
+
     /// AWS failed in a way that may pass: a timeout, a dropped connection, a
     /// 5xx, beyond the SDK's own retries; retry later.
     #[error("{operation} failed transiently: {code}: {message}")]

@@ -17,6 +17,9 @@ pub const FINGERPRINT: &str = "kiln:fingerprint";
 pub const SOURCE_AMI: &str = "kiln:source-ami";
 /// `kiln:stage`: candidate, tested or failed.
 pub const STAGE: &str = "kiln:stage";
+/// `kiln:staged-at`: when an image reached its `kiln:stage` (RFC 3339). Its
+/// test instance launched before: a later launch is someone using it.
+pub const STAGED_AT: &str = "kiln:staged-at";
 /// `kiln:channel`: the channels an image is on (space separated, sorted);
 /// mirrors the channel pointers.
 pub const CHANNEL: &str = "kiln:channel";
@@ -33,6 +36,9 @@ pub const WAVE: &str = "kiln:wave";
 pub const COPY_OF: &str = "kiln:copy-of";
 /// `kiln:copy-of-region`: on a copy, the region of the image it was copied from.
 pub const COPY_OF_REGION: &str = "kiln:copy-of-region";
+/// `kiln:disabled-at`: on an image retention disabled, when (RFC 3339): it
+/// is deregistered once the recipe's grace period has passed since.
+pub const DISABLED_AT: &str = "kiln:disabled-at";
 /// Tag key prefixes a recipe may not set itself.
 pub const RESERVED_PREFIXES: &[&str] = &["kiln:", "aws:"];
 

@@ -173,6 +173,11 @@ async fn kiln_promotes_lists_and_rolls_back_from_the_command_line() {
         .envs(emulator.env())
         .assert()
         .success()
-        .stdout(predicate::str::contains(format!("kept       {a}")))
-        .stdout(predicate::str::contains(b.as_str()));
+        .stdout(
+            predicate::str::is_match(format!(r"(?m)^kept +{a} .*on channel prod"))
+                .expect("a pattern"),
+        )
+        .stdout(
+            predicate::str::is_match(format!(r"(?m)^would deprecate +{b} ")).expect("a pattern"),
+        );
 }

@@ -9,6 +9,7 @@ use aws_sdk_cloudwatch::types::StateValue;
 use kiln::aws::Context;
 use kiln::channels::pointers::{Action, Why, history, pointers};
 use kiln::channels::promotion;
+use kiln::channels::retention::Step;
 use kiln::channels::rollout::groups;
 use kiln::channels::rollout::{Phase, Release, Status};
 use kiln::ids::AmiId;
@@ -271,13 +272,33 @@ async fn prune_removes_an_old_image_with_its_copies_and_keeps_what_any_region_ho
         .collect();
     assert_eq!(old_snapshots.len(), 1, "the copy's snapshot");
 
-    let pruning = kiln::channels::retention::prune(&two.ctx, &recipe(), 1, false)
-        .await
-        .expect("prune");
-
-    let pruned: Vec<&str> = pruning.pruned.iter().map(|p| p.image_id.as_str()).collect();
-    assert_eq!(pruned, [old.as_str()], "{pruning:#?}");
-    assert_eq!(pruning.pruned[0].copies.len(), 1);
+    // As retention's schedule would: deprecated, disabled an hour later,
+    // deregistered once the 14 days' grace has passed.
+    let now = jiff::Timestamp::now();
+    let mut runs = Vec::new();
+    for at in [
+        now,
+        now + jiff::SignedDuration::from_hours(1),
+        now + jiff::SignedDuration::from_hours(24 * 15),
+    ] {
+        runs.push(
+            kiln::channels::retention::prune(&two.ctx, &recipe(), 1, false, at)
+                .await
+                .expect("prune"),
+        );
+    }
+    for (run, step) in runs
+        .iter()
+        .zip([Step::Deprecate, Step::Disable, Step::Deregister])
+    {
+        let taken: Vec<(&str, Step, usize)> = run
+            .retiring
+            .iter()
+            .map(|r| (r.image_id.as_str(), r.step, r.copies.len()))
+            .collect();
+        assert_eq!(taken, [(old.as_str(), step, 1)], "{run:#?}");
+    }
+    let pruning = &runs[2];
     assert!(!exists(&two.ctx, old.as_str()).await);
     assert!(
         !exists(&two.away, old_copy.as_str()).await,

@@ -251,7 +251,19 @@ fn needs(call: &Call, builder_role: &str) -> (Vec<Need>, Vec<Need>) {
                     .map(|id| need(ec2("instance", id))),
             );
         }
-        ("ec2", "DeregisterImage" | "ModifyImageAttribute") => {
+        // One image each (Service Authorization Reference, Amazon EC2: the
+        // resource type of each is image).
+        (
+            "ec2",
+            "DeregisterImage"
+            | "ModifyImageAttribute"
+            | "EnableImageDeregistrationProtection"
+            | "DisableImageDeregistrationProtection"
+            | "EnableImageDeprecation"
+            | "DisableImageDeprecation"
+            | "DisableImage"
+            | "EnableImage",
+        ) => {
             needs.push(need(ec2("image", call.param("ImageId").unwrap_or("*"))));
         }
         ("ec2", "DeleteSnapshot") => {
@@ -369,7 +381,7 @@ fn needs(call: &Call, builder_role: &str) -> (Vec<Need>, Vec<Need>) {
             let namespace = call.param("Namespace").unwrap_or_default();
             needs.push(need("*".into()).with("cloudwatch:namespace", &[namespace]));
         }
-        ("s3", "PutObject") => {
+        ("s3", "PutObject" | "GetObject") => {
             let (bucket, key) = (
                 call.param("Bucket").unwrap_or_default(),
                 call.param("Key").unwrap_or_default(),
@@ -638,6 +650,10 @@ async fn every_call_each_function_makes_is_granted_to_its_role() {
         ("promote", "ssm:PutParameter"),
         ("promote", "sts:AssumeRole"),
         ("promote", "ec2:DeregisterImage"),
+        ("promote", "ec2:EnableImageDeregistrationProtection"),
+        ("promote", "ec2:EnableImageDeprecation"),
+        ("promote", "ec2:DisableImage"),
+        ("promote", "s3:GetObject"),
         ("cleanup-build", "ec2:TerminateInstances"),
         ("cleanup-build", "ec2:DeleteSnapshot"),
         ("start-build", "states:StartExecution"),
@@ -764,6 +780,10 @@ async fn flows() -> (Vec<Call>, String) {
     // The image the channels name before this night's build, and an older
     // one nothing needs any more (retention's).
     distributed_image(&ctx, &copy.load(), "iam-spare", "eu-west-1").await;
+    // Two more retention meets later in their lives: one past its
+    // deprecation time (disabled next), one disabled long ago (deregistered).
+    let retired = distributed_image(&ctx, &copy.load(), "iam-retired", "eu-west-1").await;
+    let gone = distributed_image(&ctx, &copy.load(), "iam-gone", "eu-west-1").await;
     let (old, old_copy) = distributed_image(&ctx, &copy.load(), "iam-old", "eu-west-1").await;
     let old_copy = old_copy.to_string();
     for channel in ["staging", "prod"] {
@@ -884,7 +904,7 @@ async fn flows() -> (Vec<Call>, String) {
         &[],
     );
 
-    // Every move of a channel by hand, and retention.
+    // Every move of a channel by hand.
     let tested = pointer(&ctx, "staging")
         .await
         .expect("staging names the new image");
@@ -910,20 +930,44 @@ async fn flows() -> (Vec<Call>, String) {
         )["status"],
         "moved"
     );
-    run(
-        &emulator,
-        &copy,
-        "promote",
-        &json!({"action": "prune", "recipe": RECIPE, "keep": 1}),
-        &[],
-    );
-
     // The daily fleet audit, with its reports and metrics.
     run(
         &emulator,
         &copy,
         "audit-fleet",
         &json!({"channel": "prod"}),
+        &[("KILN_AUDIT_BUCKET", OUTPUT_BUCKET.to_owned())],
+    );
+
+    // Retention, which reads the audit's report.
+    let day = std::time::Duration::from_secs(86_400);
+    let long_ago = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * 30)).to_string();
+    for (region, image) in [(REGION, &retired.0), ("eu-west-1", &retired.1)] {
+        emulator.deprecated_since(image.as_str(), region, day);
+    }
+    for (region, image) in [(REGION, &gone.0), ("eu-west-1", &gone.1)] {
+        let there = ctx.in_region(region);
+        there
+            .ec2()
+            .disable_image()
+            .image_id(image.as_str())
+            .send()
+            .await
+            .expect("DisableImage");
+        there
+            .ec2()
+            .create_tags()
+            .resources(image.as_str())
+            .tags(kiln::tags::tag("kiln:disabled-at", &long_ago))
+            .send()
+            .await
+            .expect("CreateTags");
+    }
+    run(
+        &emulator,
+        &copy,
+        "promote",
+        &json!({"action": "prune", "recipe": RECIPE, "keep": 1}),
         &[("KILN_AUDIT_BUCKET", OUTPUT_BUCKET.to_owned())],
     );
 

@@ -609,8 +609,16 @@ async fn a_pointer_moving_during_a_tag_sync_is_followed_by_another_round() {
         mock!(aws_sdk_ec2::Client::describe_images).then_output(recipe_images_output(&[A, B]));
     let tagged = mock!(aws_sdk_ec2::Client::create_tags)
         .then_output(|| aws_sdk_ec2::operation::create_tags::CreateTagsOutput::builder().build());
+    let protected = mock!(aws_sdk_ec2::Client::enable_image_deregistration_protection)
+        .then_output(|| {
+            aws_sdk_ec2::operation::enable_image_deregistration_protection::EnableImageDeregistrationProtectionOutput::builder().build()
+        });
     let copy = RecipeCopy::ubuntu_base();
-    let ctx = context(&copy, &[&images, &tagged], &[&by_path, &versions]);
+    let ctx = context(
+        &copy,
+        &[&images, &tagged, &protected],
+        &[&by_path, &versions],
+    );
 
     let changes = kiln::channels::promotion::sync(&ctx, &"ubuntu-base".parse().expect("r"))
         .await
@@ -633,7 +641,7 @@ async fn a_pointer_moving_during_a_tag_sync_is_followed_by_another_round() {
 }
 
 /// A promotion names an old image while retention runs: retention reads the
-/// pointers again right before deregistering, and keeps it.
+/// pointers again right before retiring it, and keeps it.
 #[tokio::test]
 async fn retention_keeps_an_image_a_pointer_came_to_name_during_the_run() {
     let images =
@@ -652,22 +660,23 @@ async fn retention_keeps_an_image_a_pointer_came_to_name_during_the_run() {
         aws_sdk_ec2::operation::describe_launch_templates::DescribeLaunchTemplatesOutput::builder()
             .build()
     });
-    let deregister = mock!(aws_sdk_ec2::Client::deregister_image).then_output(|| {
-        aws_sdk_ec2::operation::deregister_image::DeregisterImageOutput::builder().build()
+    let deprecate = mock!(aws_sdk_ec2::Client::enable_image_deprecation).then_output(|| {
+        aws_sdk_ec2::operation::enable_image_deprecation::EnableImageDeprecationOutput::builder()
+            .build()
     });
     let copy = RecipeCopy::ubuntu_base();
     let ctx = context(
         &copy,
-        &[&images, &instances, &templates, &deregister],
+        &[&images, &instances, &templates, &deprecate],
         &[&by_path, &versions],
     );
+    let recipe = "ubuntu-base".parse().expect("r");
 
-    let pruning =
-        kiln::channels::retention::prune(&ctx, &"ubuntu-base".parse().expect("r"), 1, false)
-            .await
-            .expect("prune");
+    let pruning = kiln::channels::retention::prune(&ctx, &recipe, 1, false, jiff::Timestamp::now())
+        .await
+        .expect("prune");
 
-    assert!(pruning.pruned.is_empty(), "{pruning:#?}");
+    assert!(pruning.retiring.is_empty(), "{pruning:#?}");
     let kept: Vec<(String, Vec<String>)> = pruning
         .kept
         .iter()
@@ -685,7 +694,7 @@ async fn retention_keeps_an_image_a_pointer_came_to_name_during_the_run() {
             (A.to_owned(), vec!["on channel prod".to_owned()]),
         ]
     );
-    assert_eq!(deregister.num_calls(), 0);
+    assert_eq!(deprecate.num_calls(), 0);
 }
 
 #[tokio::test]

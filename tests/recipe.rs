@@ -567,3 +567,32 @@ fn pointer_roles_name_one_role_per_account_the_images_are_shared_with() {
     );
     assert_eq!(by_unit.load().file.distribution.pointer_roles.len(), 1);
 }
+
+#[test]
+fn retention_settings_are_read_checked_and_not_part_of_the_fingerprint() {
+    let source = "ami-0123456789abcdef0".parse().expect("ami");
+    let copy = RecipeCopy::ubuntu_base();
+    let before = copy.load();
+    assert_eq!(before.file.retention.grace_days, 14);
+    assert_eq!(before.file.retention.used_within_days, 30);
+    copy.edit("recipe.toml", |text| {
+        format!("{text}\n[retention]\ngrace_days = 7\nused_within_days = 90\n")
+    });
+    let recipe = copy.load();
+    assert_eq!(recipe.file.retention.grace_days, 7);
+    assert_eq!(recipe.file.retention.used_within_days, 90);
+    assert_eq!(
+        recipe.fingerprint(&source),
+        before.fingerprint(&source),
+        "how long images live rebuilds nothing"
+    );
+
+    let bad = RecipeCopy::ubuntu_base();
+    bad.edit("recipe.toml", |text| {
+        format!("{text}\n[retention]\ngrace_days = 0\nused_within_days = 3651\n")
+    });
+    assert_eq!(
+        fields(&problems(&bad)),
+        ["retention.grace_days", "retention.used_within_days"]
+    );
+}

@@ -155,19 +155,24 @@ pub fn synced_lines(synced: &Synced) -> Vec<String> {
             }
         }
     });
+    let region = |r: &Option<String>| r.as_deref().map(|r| format!("{r} ")).unwrap_or_default();
     let tags = synced.tags.iter().map(|c| {
-        let region = c
-            .region
-            .as_deref()
-            .map(|r| format!("{r} "))
-            .unwrap_or_default();
         format!(
-            "  tag {region}{} {}: {} -> {}",
+            "  tag {}{} {}: {} -> {}",
+            region(&c.region),
             c.image_id,
             c.key,
             c.from.as_deref().unwrap_or("(none)"),
             c.to.as_deref().unwrap_or("(none)")
         )
     });
-    pointers.chain(tags).collect()
+    let protection = synced.protection.iter().map(|c| {
+        let now = if c.protected {
+            "protected from deregistration"
+        } else {
+            "no longer protected (on no channel, previous on none)"
+        };
+        format!("  {}{} {now}", region(&c.region), c.image_id)
+    });
+    pointers.chain(tags).chain(protection).collect()
 }

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use kiln::Error;
-use kiln::channels::retention::{self, ImageInfo, Pruning};
-use kiln::ids::Channel;
+use kiln::channels::retention::{self, ImageInfo, Pruning, Step};
+use kiln::ids::{AmiId, Channel};
 use kiln::ops::distribute::{self, Distributed};
+use kiln::ops::restore::{self, Restored};
 
 use crate::args::{Output, context, recipe_name};
 use crate::output::{print, table};
@@ -19,17 +20,27 @@ pub enum Command {
         /// The recipe (its name, or its directory).
         recipe: String,
     },
-    /// Deregister a recipe's old images and delete their snapshots, keeping the
-    /// newest N and anything on a channel, previous on one, or used.
+    /// Retire a recipe's old images one stage per run (deprecate, then
+    /// disable, then deregister with their snapshots after the recipe's grace
+    /// period), keeping the newest N and anything on a channel, previous on
+    /// one, protected, used, launched lately, or seen by the fleet audit.
     Prune {
         /// The recipe (its name, or its directory).
         recipe: String,
         /// How many of the newest images to keep whatever else holds them.
         #[arg(long)]
         keep: usize,
-        /// Only report what would go, and why each kept image stays.
+        /// Only report each image's next step, and why each kept image stays.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Bring back an image retention disabled or deprecated (and its copies):
+    /// enable it, lift its deprecation, share it again as the recipe says.
+    Restore {
+        /// The recipe (its name, or its directory).
+        recipe: String,
+        /// The image.
+        image: AmiId,
     },
     /// Copy the images a recipe's channels name (and would roll back to) to
     /// each of its distribution regions that lacks them, wait for the
@@ -55,8 +66,14 @@ pub async fn run(output: Output, command: &Command) -> Result<(), Error> {
             keep,
             dry_run,
         } => {
-            let pruning = retention::prune(&ctx, &recipe_name(recipe)?, *keep, *dry_run).await?;
+            let now = jiff::Timestamp::now();
+            let pruning =
+                retention::prune(&ctx, &recipe_name(recipe)?, *keep, *dry_run, now).await?;
             print(output, &pruning, || pruning_text(&pruning));
+        }
+        Command::Restore { recipe, image } => {
+            let restored = restore::restore(&ctx, &recipe_name(recipe)?, image).await?;
+            print(output, &restored, || restored_text(&restored));
         }
         Command::Distribute { recipe } => {
             let recipe = ctx.recipe(&recipe_name(recipe)?)?;
@@ -125,6 +142,8 @@ fn images_table(images: &[ImageInfo]) -> String {
         "IMAGE",
         "CREATED",
         "AGE",
+        "STATE",
+        "PROTECTED",
         "STAGE",
         "CHANNELS",
         "PREVIOUS",
@@ -139,6 +158,11 @@ fn images_table(images: &[ImageInfo]) -> String {
                 .map_or("-", |c| c.get(..10).unwrap_or(c))
                 .to_owned(),
             i.age_days.map_or("-".to_owned(), |d| format!("{d}d")),
+            match (&i.deprecation_time, i.state.as_str()) {
+                (Some(at), "available") => format!("deprecated {}", at.get(..10).unwrap_or(at)),
+                (_, state) => state.to_owned(),
+            },
+            if i.protected { "yes" } else { "-" }.to_owned(),
             i.stage.clone().unwrap_or_else(|| "-".into()),
             join(&i.standing.channels),
             join(&i.standing.previous),
@@ -157,33 +181,43 @@ fn images_table(images: &[ImageInfo]) -> String {
 }
 
 fn pruning_text(pruning: &Pruning) -> String {
-    let verb = if pruning.dry_run {
-        "would go"
-    } else {
-        "removed"
+    let verb = |step: Step| match (pruning.dry_run, step) {
+        (_, Step::Wait) => "waiting",
+        (true, Step::Deprecate) => "would deprecate",
+        (true, Step::Disable) => "would disable",
+        (true, Step::Deregister) => "would deregister",
+        (false, Step::Deprecate) => "deprecated",
+        (false, Step::Disable) => "disabled",
+        (false, Step::Deregister) => "deregistered",
     };
     let mut lines: Vec<String> = pruning
-        .pruned
+        .retiring
         .iter()
-        .map(|p| {
-            let copies: Vec<String> = p
+        .map(|r| {
+            let copies: Vec<String> = r
                 .copies
                 .iter()
                 .map(|c| format!(", {} in {}", c.image_id, c.region))
                 .collect();
             format!(
-                "{verb:<10} {} {} ({} snapshot(s)){}",
-                p.image_id,
-                p.name,
-                p.snapshots.len(),
-                copies.concat()
+                "{:<17} {} {}{}: {}",
+                verb(r.step),
+                r.image_id,
+                r.name,
+                copies.concat(),
+                r.detail
             )
         })
         .collect();
     lines.extend(pruning.kept.iter().map(|k| {
         let why: Vec<String> = k.why.iter().map(ToString::to_string).collect();
+        let note = k
+            .note
+            .as_deref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default();
         format!(
-            "{:<10} {} {}: {}",
+            "{:<17} {} {}: {}{note}",
             "kept",
             k.image_id,
             k.name,
@@ -192,6 +226,33 @@ fn pruning_text(pruning: &Pruning) -> String {
     }));
     if lines.is_empty() {
         lines.push(format!("recipe {} has no images", pruning.recipe));
+    }
+    if let Some(report) = &pruning.audit.report {
+        lines.push(format!("fleet audit read: {report}"));
+    }
+    lines.join("\n")
+}
+
+fn restored_text(restored: &Restored) -> String {
+    let mut lines = vec![if restored.changed {
+        format!(
+            "{} is enabled and no longer deprecated; retention retires it again unless something holds it",
+            restored.image_id
+        )
+    } else {
+        format!("{} was neither disabled nor deprecated", restored.image_id)
+    }];
+    lines.extend(
+        restored
+            .copies
+            .iter()
+            .map(|c| format!("  {} {} restored with it", c.region, c.image_id)),
+    );
+    if !restored.shared_with.is_empty() {
+        lines.push(format!(
+            "shared again with {}",
+            restored.shared_with.join(", ")
+        ));
     }
     lines.join("\n")
 }

@@ -14,11 +14,15 @@ the calls it forwards and the Lambda Invokes it answers, in order, each as
 calls.record makes it. `GET /_kiln/calls` answers the records so far (a JSON
 array), `DELETE /_kiln/calls` empties them.
 
-`POST /_kiln/launch-time` is the one hook that changes state: the body
-`{"instance_id": ID, "launch_time": RFC3339}` (and `"account"`, `"region"`,
-by default the emulator's) dates the instance's launch to then. It stands in for time
-passing, which a test cannot wait out: the sweep tells an overdue build by
-its instances' age (hours or days). Nothing else about the instance changes.
+Two hooks change state, each standing in for time passing, which a test
+cannot wait out; each takes a time in the past and changes nothing else.
+`POST /_kiln/launch-time` with `{"instance_id": ID, "launch_time": RFC3339}`
+(and `"account"`, `"region"`, by default the emulator's) dates the
+instance's launch to then: the sweep tells an overdue build by its
+instances' age (hours or days). `POST /_kiln/deprecation-time` with
+`{"image_id": ID, "deprecation_time": RFC3339}` (same options) makes the
+image deprecated since then, which EnableImageDeprecation refuses to set in
+the past: retention disables an image once its deprecation time has passed.
 
 `--fault FUNCTION[:ACTION]:ERROR` is for tests: FUNCTION runs and does its
 work, then answers the function error ERROR instead of its own answer (only
@@ -40,6 +44,7 @@ from .calls import INVOKE_PATH, record
 
 CALLS_PATH = "/_kiln/calls"
 LAUNCH_TIME_PATH = "/_kiln/launch-time"
+DEPRECATION_TIME_PATH = "/_kiln/deprecation-time"
 
 
 class LambdaProxy(ThreadingHTTPServer):
@@ -118,6 +123,9 @@ class ProxyHandler(BaseHTTPRequestHandler):
         if path == LAUNCH_TIME_PATH:
             self._launch_time(body)
             return
+        if path == DEPRECATION_TIME_PATH:
+            self._deprecation_time(body)
+            return
         if not path.startswith("/moto-api/"):
             self.server.record(record(self.command, self.path, self.headers, body))
         invoke = INVOKE_PATH.match(self.path) if self.command == "POST" else None
@@ -136,31 +144,47 @@ class ProxyHandler(BaseHTTPRequestHandler):
         body = json.dumps(calls).encode() if self.command == "GET" else b""
         self._answer(200 if body else 204, body, [("Content-Type", "application/json")] if body else [])
 
-    def _launch_time(self, body):
+    def _past(self, body, key, find):
+        """For a hook: what `find(backend, request)` finds and the request's
+        `key` time (in the past, as UTC); None once it answered an error."""
         if self.command != "POST":
             self._answer(405, b"", [("Allow", "POST")])
-            return
+            return None
         # Imported here: moto's EC2 models must load after cli.serve has set
         # moto up (its images, the patches).
         from moto.core.utils import utcnow
-        from moto.ec2.exceptions import InvalidInstanceIdError
+        from moto.ec2.exceptions import EC2ClientError
         from moto.ec2.models import ec2_backends
 
+        json_type = [("Content-Type", "application/json")]
         try:
             request = json.loads(body)
-            when = datetime.fromisoformat(request["launch_time"].replace("Z", "+00:00"))
+            when = datetime.fromisoformat(request[key].replace("Z", "+00:00"))
             backend = ec2_backends[request.get("account", ACCOUNT)][request.get("region", REGION)]
-            instance = backend.get_instance(request["instance_id"])
-        except (ValueError, KeyError, TypeError, InvalidInstanceIdError) as error:
-            self._answer(400, json.dumps({"message": repr(error)}).encode(), [("Content-Type", "application/json")])
-            return
+            found = find(backend, request)
+        except (ValueError, KeyError, TypeError, EC2ClientError) as error:
+            self._answer(400, json.dumps({"message": repr(error)}).encode(), json_type)
+            return None
         if when.tzinfo is None or when > utcnow().replace(tzinfo=timezone.utc):
-            self._answer(400, b'{"message": "launch_time must be in the past, with its offset"}',
-                         [("Content-Type", "application/json")])
-            return
-        # moto keeps naive UTC datetimes.
-        instance.launch_time = when.astimezone(timezone.utc).replace(tzinfo=None)
-        self._answer(204, b"")
+            self._answer(400, json.dumps({"message": f"{key} must be in the past, with its offset"}).encode(),
+                         json_type)
+            return None
+        return found, when.astimezone(timezone.utc)
+
+    def _launch_time(self, body):
+        found = self._past(body, "launch_time", lambda backend, r: backend.get_instance(r["instance_id"]))
+        if found:
+            instance, when = found
+            # moto keeps naive UTC datetimes.
+            instance.launch_time = when.replace(tzinfo=None)
+            self._answer(204, b"")
+
+    def _deprecation_time(self, body):
+        found = self._past(body, "deprecation_time", lambda backend, r: backend.amis[r["image_id"]])
+        if found:
+            image, when = found
+            image.deprecation_time = when.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+            self._answer(204, b"")
 
     def _invoke(self, function, event):
         # A name, or an ARN ...:function:NAME[:QUALIFIER].

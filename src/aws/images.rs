@@ -1,14 +1,19 @@
 //! Kiln's images as EC2 holds them: lookups of this account's images (every
-//! page, every state), one image by id, their snapshots, their tags, and
-//! their removal. Every query of kiln's own images goes through [`own`], of
-//! its snapshots through [`own_snapshots`].
+//! page, every state, disabled and deprecated ones too), one image by id,
+//! their snapshots, their tags, their lifecycle (deregistration protection,
+//! deprecation, disabling) and their removal. Every query of kiln's own
+//! images goes through [`own`], of its snapshots through [`own_snapshots`].
+//!
+//! `DescribeImages` leaves disabled images out unless asked to include them
+//! (API reference, DescribeImages `IncludeDisabled`): every lookup here asks,
+//! or a disabled image would look deregistered.
 
 use aws_sdk_ec2::types::{Filter, Image, ImageState, Snapshot};
 
 use super::Context;
 use super::sdk::{self, Answer};
 use crate::error::Result;
-use crate::ids::AmiId;
+use crate::ids::{AmiId, RecipeName};
 use crate::tags::{self, Stage};
 
 /// Every image this account owns that matches all `filters`, in any state.
@@ -18,6 +23,7 @@ pub(crate) async fn own(ctx: &Context, filters: Vec<Filter>) -> Result<Vec<Image
         .describe_images()
         .owners("self")
         .include_deprecated(true)
+        .include_disabled(true)
         .set_filters(Some(filters))
         .into_paginator()
         .send();
@@ -60,6 +66,7 @@ pub(crate) async fn describe(ctx: &Context, id: &AmiId) -> Result<Option<Image>>
         .describe_images()
         .image_ids(id.as_str())
         .include_deprecated(true)
+        .include_disabled(true)
         .send()
         .await
         .or_missing("DescribeImages", |err| {
@@ -76,6 +83,100 @@ pub(crate) fn id(image: &Image) -> Option<AmiId> {
 /// Whether the image can be launched.
 pub(crate) fn is_available(image: &Image) -> bool {
     image.state() == Some(&ImageState::Available)
+}
+
+/// Why the image is not one of `recipe`'s (by its `kiln:recipe` tag), or
+/// `None` when it is.
+pub(crate) fn not_built_by(image: &Image, recipe: &RecipeName) -> Option<String> {
+    match tags::value(image.tags(), tags::RECIPE) {
+        Some(built_by) if built_by == recipe.as_str() => None,
+        Some(other) => Some(format!("it was built by recipe {other}")),
+        None => Some("it was not built by kiln (no kiln:recipe tag)".into()),
+    }
+}
+
+/// Whether the image is disabled: it cannot launch until `EnableImage`.
+pub(crate) fn is_disabled(image: &Image) -> bool {
+    image.state() == Some(&ImageState::Disabled)
+}
+
+/// Whether deregistration protection is on (`enabled-with-cooldown` or
+/// `enabled-without-cooldown`; `disabled` otherwise). AWS reports no
+/// cooldown still running after protection was turned off: a deregistration
+/// may still be refused for 24 hours after this says no.
+pub(crate) fn is_protected(image: &Image) -> bool {
+    image
+        .deregistration_protection()
+        .is_some_and(|p| p.starts_with("enabled"))
+}
+
+/// Turns image `id`'s deregistration protection on (with AWS's 24-hour
+/// cooldown, so turning it off does not expose the image at once) or off.
+pub(crate) async fn protect(ctx: &Context, id: &str, on: bool) -> Result<()> {
+    if on {
+        ctx.ec2()
+            .enable_image_deregistration_protection()
+            .image_id(id)
+            .with_cooldown(true)
+            .send()
+            .await
+            .map(drop)
+            .or_aws("EnableImageDeregistrationProtection")
+    } else {
+        ctx.ec2()
+            .disable_image_deregistration_protection()
+            .image_id(id)
+            .send()
+            .await
+            .map(drop)
+            .or_aws("DisableImageDeregistrationProtection")
+    }
+}
+
+/// Gives image `id` a deprecation time (`at`, which must not be in the
+/// past; EC2 rounds it to the minute), or with `None` takes it away.
+pub(crate) async fn deprecate(ctx: &Context, id: &str, at: Option<jiff::Timestamp>) -> Result<()> {
+    match at {
+        Some(at) => ctx
+            .ec2()
+            .enable_image_deprecation()
+            .image_id(id)
+            .deprecate_at(aws_smithy_types::DateTime::from_secs(at.as_second()))
+            .send()
+            .await
+            .map(drop)
+            .or_aws("EnableImageDeprecation"),
+        None => ctx
+            .ec2()
+            .disable_image_deprecation()
+            .image_id(id)
+            .send()
+            .await
+            .map(drop)
+            .or_aws("DisableImageDeprecation"),
+    }
+}
+
+/// Disables image `id` (no launch, no sharing; its launch permissions are
+/// dropped) or, with `enabled`, makes it available again.
+pub(crate) async fn set_enabled(ctx: &Context, id: &str, enabled: bool) -> Result<()> {
+    if enabled {
+        ctx.ec2()
+            .enable_image()
+            .image_id(id)
+            .send()
+            .await
+            .map(drop)
+            .or_aws("EnableImage")
+    } else {
+        ctx.ec2()
+            .disable_image()
+            .image_id(id)
+            .send()
+            .await
+            .map(drop)
+            .or_aws("DisableImage")
+    }
 }
 
 /// The image's state as EC2 words it (`pending`, `failed`, ...).
@@ -97,9 +198,21 @@ pub(crate) fn snapshot_ids(image: &Image) -> Vec<String> {
         .collect()
 }
 
-/// Moves an image to `stage` (its `kiln:stage` tag).
+/// Moves an image to `stage` (its `kiln:stage` tag), noting when
+/// (`kiln:staged-at`).
 pub(crate) async fn set_stage(ctx: &Context, image: &AmiId, stage: Stage) -> Result<()> {
-    set_tag(ctx, image.as_str(), tags::STAGE, Some(stage.as_ref())).await
+    ctx.ec2()
+        .create_tags()
+        .resources(image.as_str())
+        .tags(tags::tag(tags::STAGE, stage.as_ref()))
+        .tags(tags::tag(
+            tags::STAGED_AT,
+            jiff::Timestamp::now().to_string(),
+        ))
+        .send()
+        .await
+        .map(drop)
+        .or_aws("CreateTags")
 }
 
 /// Sets tag `key` of `resource` to `value`, or removes it with `None`.

@@ -9,6 +9,7 @@
 //! tested image through a recipe's channels by itself and rolls their Auto
 //! Scaling groups. [`handle`] is the `promote` Lambda.
 
+pub mod marks;
 pub mod members;
 pub mod pointers;
 pub mod promotion;
@@ -175,6 +176,8 @@ pub async fn handle(ctx: &Context, request: Request) -> Result<Answer> {
             recipe,
             keep,
             dry_run,
-        } => Answer::Pruning(retention::prune(ctx, &recipe, keep, dry_run).await?),
+        } => Answer::Pruning(
+            retention::prune(ctx, &recipe, keep, dry_run, jiff::Timestamp::now()).await?,
+        ),
     })
 }

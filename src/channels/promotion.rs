@@ -18,10 +18,11 @@ use aws_sdk_ec2::types::Image as Ec2Image;
 use serde::Serialize;
 use tracing::{info, instrument};
 
+use super::marks::{Marked, ProtectionChange, TagChange, mark};
 use super::members;
 use super::pointers::{
-    Action, Record, Standing, Validation, Why, Written, channel_map, history, pointer_name,
-    pointers, read_pointer, reason, record, rollback_target, validation, write_pointer,
+    Action, Record, Validation, Why, Written, channel_map, history, pointer_name, pointers,
+    read_pointer, reason, record, rollback_target, validation, write_pointer,
 };
 use super::regional::{self, Place, RegionalMove};
 use crate::aws::sdk::Answer;
@@ -32,22 +33,6 @@ use crate::tags::{self, Stage};
 
 /// Rounds [`sync`] makes before giving up on pointers that keep moving.
 const MAX_SYNC_ROUNDS: usize = 5;
-
-/// A tag kiln changed to make the tags agree with the pointers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TagChange {
-    /// The image's region, when it is a distribution region's copy.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    /// The image.
-    pub image_id: String,
-    /// The tag key.
-    pub key: &'static str,
-    /// Its value before (absent: no tag).
-    pub from: Option<String>,
-    /// Its value after (absent: tag removed).
-    pub to: Option<String>,
-}
 
 /// What an operation did to a channel.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -80,12 +65,20 @@ pub struct Moved {
 pub struct Synced {
     /// Image tags changed, in every region.
     pub tags: Vec<TagChange>,
+    /// Deregistration protection turned on or off, in every region.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub protection: Vec<ProtectionChange>,
     /// Distribution regions' pointers moved (or left, with the problem).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub regional: Vec<RegionalMove>,
 }
 
 impl Synced {
+    fn absorb(&mut self, marked: Marked) {
+        self.tags.extend(marked.tags);
+        self.protection.extend(marked.protection);
+    }
+
     /// Each pointer left behind the home one (a region without an available
     /// copy, a member account out of reach, a write SSM still validates), in
     /// words: what `kiln doctor` still has to move.
@@ -175,20 +168,19 @@ pub async fn start_promote(
     let Some(described) = images::describe(ctx, image).await? else {
         return Err(refuse(gone(ctx)));
     };
+    if images::is_disabled(&described) {
+        return Err(refuse(format!(
+            "it is disabled (retired by retention); `kiln restore {recipe} {image}` brings it back"
+        )));
+    }
     if !images::is_available(&described) {
         return Err(refuse(format!(
             "it is {}, not available",
             images::state_name(&described)
         )));
     }
-    match tags::value(described.tags(), tags::RECIPE) {
-        Some(built_by) if built_by == recipe.as_str() => {}
-        Some(other) => return Err(refuse(format!("it was built by recipe {other}"))),
-        None => {
-            return Err(refuse(
-                "it was not built by kiln (no kiln:recipe tag)".into(),
-            ));
-        }
+    if let Some(reason) = images::not_built_by(&described, recipe) {
+        return Err(refuse(reason));
     }
     let stage = tags::value(described.tags(), tags::STAGE).unwrap_or("untagged");
     let tested = stage == Stage::Tested.as_ref();
@@ -462,7 +454,7 @@ pub async fn demote(
 /// Brings everything derived from `recipe`'s pointers in line with them:
 /// the image a channel names carries it in `kiln:channel`, the image a
 /// rollback would return to carries it in `kiln:previous`, no other image
-/// carries it; in each of the recipe's distribution regions, the channel's
+/// carries it, and exactly those images are protected from deregistration; in each of the recipe's distribution regions, the channel's
 /// pointer names the region's copy of the home image ([`regional::follow`])
 /// and each copy carries the tags of the image it copies; in each member
 /// account of the recipe's pointer roles, the channel's pointers name the
@@ -477,7 +469,7 @@ pub async fn sync(ctx: &Context, recipe: &RecipeName) -> Result<Synced> {
         let map = channel_map(ctx, recipe).await?;
         let home = recipe_images(ctx, recipe).await?;
         let standing = |image: &Ec2Image| image.image_id().and_then(|id| map.images.get(id));
-        synced.tags.extend(retag(ctx, None, &home, standing).await?);
+        synced.absorb(mark(ctx, None, &home, standing).await?);
         for region in regions {
             let there = ctx.in_region(region);
             let place = Place {
@@ -489,9 +481,7 @@ pub async fn sync(ctx: &Context, recipe: &RecipeName) -> Result<Synced> {
             synced.regional.extend(moved);
             let copies = recipe_images(&there, recipe).await?;
             let standing = |copy: &Ec2Image| regional::standing_of_copy(&map.images, copy);
-            synced
-                .tags
-                .extend(retag(&there, Some(region), &copies, standing).await?);
+            synced.absorb(mark(&there, Some(region), &copies, standing).await?);
         }
         let roles = &distribution.pointer_roles;
         let moved = members::follow(ctx, recipe, roles, regions, &map.pointers).await?;
@@ -503,46 +493,6 @@ pub async fn sync(ctx: &Context, recipe: &RecipeName) -> Result<Synced> {
     Err(Error::PointersMoving {
         recipe: recipe.to_string(),
     })
-}
-
-/// Sets the channel tags of each of `images` (in `ctx`'s region, `region`
-/// when not the home one) to what `standing` says of it (nothing: on no
-/// channel); returns what it changed.
-async fn retag<'a>(
-    ctx: &Context,
-    region: Option<&String>,
-    images: &[Ec2Image],
-    standing: impl Fn(&Ec2Image) -> Option<&'a Standing>,
-) -> Result<Vec<TagChange>> {
-    let mut changes = Vec::new();
-    for image in images {
-        let Some(id) = image.image_id() else { continue };
-        let wanted = standing(image).cloned().unwrap_or_default();
-        for (key, channels) in [
-            (tags::CHANNEL, wanted.channels),
-            (tags::PREVIOUS, wanted.previous),
-        ] {
-            let to = (!channels.is_empty()).then(|| {
-                channels
-                    .iter()
-                    .map(|c| c.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            });
-            let from = tags::value(image.tags(), key).map(str::to_owned);
-            if from != to {
-                images::set_tag(ctx, id, key, to.as_deref()).await?;
-                changes.push(TagChange {
-                    region: region.cloned(),
-                    image_id: id.to_owned(),
-                    key,
-                    from,
-                    to,
-                });
-            }
-        }
-    }
-    Ok(changes)
 }
 
 /// Every image of `recipe` in this account and region.

@@ -136,13 +136,17 @@ async fn instances(ec2: &aws_sdk_ec2::Client, service_tag: &str) -> Result<Tally
 }
 
 /// The facts of the existing images among `ids`, one call per batch. An id
-/// filter, unlike `ImageIds`, does not fail the batch for a deregistered id.
+/// filter, unlike `ImageIds`, does not fail the batch for a deregistered id;
+/// deprecated and disabled images count too (DescribeImages leaves them out
+/// unless asked, and an instance may run on either).
 async fn describe(ec2: &aws_sdk_ec2::Client, ids: &[&str]) -> Result<HashMap<String, ImageFacts>> {
     let mut facts = HashMap::new();
     for batch in ids.chunks(IMAGE_BATCH) {
         let output = ec2
             .describe_images()
             .filters(images::filter("image-id", batch.iter().copied()))
+            .include_deprecated(true)
+            .include_disabled(true)
             .send()
             .await
             .or_aws("DescribeImages")?;

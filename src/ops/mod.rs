@@ -1,9 +1,11 @@
 //! Kiln running on its own: what starts builds ([`trigger`]), and the
 //! backstop that nothing a build launched outlives it ([`sweep`]). [`handle`]
 //! is the `cleanup-build` Lambda. [`distribute`] brings a recipe's channels to
-//! distribution regions added later (`kiln distribute`).
+//! distribution regions added later (`kiln distribute`); [`restore`] brings
+//! back an image retention retired (`kiln restore`).
 
 pub mod distribute;
+pub mod restore;
 pub mod sweep;
 pub mod trigger;
 

@@ -312,6 +312,43 @@ impl Distribution {
     }
 }
 
+/// Longest grace period or use window `[retention]` takes, in days.
+pub const MAX_RETENTION_DAYS: u32 = 3650;
+
+/// How retention retires the recipe's images (`[retention]`): an image no
+/// rule keeps is deprecated, then disabled, then deregistered with its
+/// snapshots `grace_days` after it was disabled. Not part of the
+/// fingerprint: it says how long an image lives, not what it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Days a disabled image waits before it is deregistered (`kiln
+    /// restore` brings it back until then).
+    #[serde(default = "default_grace_days")]
+    pub grace_days: u32,
+    /// An image launched within this many days (EC2's `LastLaunchedTime`)
+    /// counts as used.
+    #[serde(default = "default_used_within_days")]
+    pub used_within_days: u32,
+}
+
+fn default_grace_days() -> u32 {
+    14
+}
+
+fn default_used_within_days() -> u32 {
+    30
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            grace_days: default_grace_days(),
+            used_within_days: default_used_within_days(),
+        }
+    }
+}
+
 /// The parsed `recipe.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RecipeFile {
@@ -332,4 +369,6 @@ pub struct RecipeFile {
     pub release: Vec<ReleaseStage>,
     /// Copies and sharing (`[distribution]`; none: the build region only).
     pub distribution: Distribution,
+    /// How old images are retired (`[retention]`; none: the defaults).
+    pub retention: Retention,
 }

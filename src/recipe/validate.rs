@@ -125,6 +125,7 @@ fn parse(
     let mut built_from = table.clone();
     built_from.remove("release");
     built_from.remove("distribution");
+    built_from.remove("retention");
     let built_from = toml::to_string(&built_from).map_or_else(
         |err| {
             problems.add(RECIPE_FILE, format!("cannot write it out again: {err}"));
@@ -173,6 +174,18 @@ fn parse(
             problems,
         );
     }
+    let retention =
+        section::<Retention>(&mut table, "retention", problems).map(Option::unwrap_or_default);
+    if let Ok(retention) = &retention {
+        for (field, days) in [
+            ("retention.grace_days", retention.grace_days),
+            ("retention.used_within_days", retention.used_within_days),
+        ] {
+            if !(1..=MAX_RETENTION_DAYS).contains(&days) {
+                problems.add(field, format!("must be 1 to {MAX_RETENTION_DAYS} days"));
+            }
+        }
+    }
     let scripts = read_scripts(
         dir,
         steps.as_deref().unwrap_or_default(),
@@ -183,7 +196,7 @@ fn parse(
         problems.add(
             unknown.as_str(),
             "unknown field; expected one of description, source, builder, steps, test, image, release, \
-             distribution",
+             distribution, retention",
         );
     }
     let file = RecipeFile {
@@ -195,6 +208,7 @@ fn parse(
         image: image?,
         release: release.ok()?,
         distribution: distribution.ok()?,
+        retention: retention.ok()?,
     };
     Some((file, built_from, scripts))
 }

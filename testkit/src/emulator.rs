@@ -366,6 +366,19 @@ impl Emulator {
         assert_eq!(status, 204, "{answer}");
     }
 
+    /// Makes `image` (of the default account, in `region`) deprecated since
+    /// `age` ago, through the proxy's test hook (`POST
+    /// /_kiln/deprecation-time`, proxy.py): EC2 refuses a deprecation time in
+    /// the past, and a test cannot wait for one to pass.
+    pub fn deprecated_since(&self, image: &str, region: &str, age: std::time::Duration) {
+        let then = jiff::Timestamp::now() - jiff::SignedDuration::try_from(age).expect("an age");
+        let body = serde_json::json!({
+            "image_id": image, "deprecation_time": then.to_string(), "region": region,
+        });
+        let (status, answer) = self.proxy("POST", "/_kiln/deprecation-time", &body.to_string());
+        assert_eq!(status, 204, "{answer}");
+    }
+
     /// A new customer managed KMS key in `region` (of the default
     /// account): its ARN. (Through KMS's JSON API: moto reads the region
     /// from the credential scope and checks no signature.)

@@ -149,11 +149,12 @@ pub async fn live_instances(ctx: &Context, build_id: Option<&str>) -> Vec<Instan
         .collect()
 }
 
-/// Images this account owns.
+/// Images this account owns, disabled ones too.
 pub async fn own_images(ctx: &Context) -> Vec<Image> {
     ctx.ec2()
         .describe_images()
         .owners("self")
+        .include_disabled(true)
         .send()
         .await
         .expect("DescribeImages")

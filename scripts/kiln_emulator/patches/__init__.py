@@ -15,6 +15,7 @@ def apply_all():
         assume_role,
         copy_image,
         ena,
+        image_lifecycle,
         image_parameters,
         image_snapshot_tags,
         imds_support,
@@ -44,5 +45,6 @@ def apply_all():
         regions,
         copy_image,
         sharing,
+        image_lifecycle,
     ):
         patch.apply()

@@ -156,9 +156,9 @@ class LaunchTimeTest(EmulatorTestCase):
         self.account = str(uuid.uuid4().int)[:12]
         self.ec2 = self.client("ec2", account=self.account)
 
-    def post(self, **body):
+    def post(self, hook="launch-time", **body):
         request = urllib.request.Request(
-            f"{self.info['lambda_proxy']}/_kiln/launch-time", method="POST",
+            f"{self.info['lambda_proxy']}/_kiln/{hook}", method="POST",
             data=json.dumps(dict(body, account=self.account)).encode(),
         )
         try:
@@ -192,3 +192,14 @@ class LaunchTimeTest(EmulatorTestCase):
             with self.subTest(body):
                 self.assertEqual(self.post(**body), 400)
         self.assertEqual(self.launched(instance["InstanceId"]), launched)
+
+    def test_an_image_is_deprecated_since_the_time_given_and_a_future_time_is_refused(self):
+        instance = self.ec2.run_instances(ImageId=self.image(CURRENT), MinCount=1, MaxCount=1)["Instances"][0]
+        image_id = self.ec2.create_image(InstanceId=instance["InstanceId"], Name=f"dated-{uuid.uuid4()}")["ImageId"]
+        future = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+        self.assertEqual(self.post("deprecation-time", image_id=image_id, deprecation_time=future), 400)
+        self.assertEqual(self.post("deprecation-time", image_id="ami-00000000000000000",
+                                   deprecation_time="2026-11-01T08:30:00Z"), 400)
+        self.assertEqual(self.post("deprecation-time", image_id=image_id, deprecation_time="2026-11-01T08:30:00Z"), 204)
+        image = self.ec2.describe_images(ImageIds=[image_id])["Images"][0]
+        self.assertEqual(image["DeprecationTime"], "2026-11-01T08:30:00.000Z")
