@@ -327,6 +327,26 @@ pub enum Error {
         reason: String,
     },
 
+    /// The Allowed AMIs criteria exceed AWS's limits; nothing was written.
+    #[error("the guard's criteria exceed AWS's limits, nothing written:\n{}", .problems.join("\n"))]
+    ImageCriteriaInvalid {
+        /// Each limit exceeded, in words.
+        problems: Vec<String>,
+    },
+
+    /// `kiln guard apply --mode enabled` while the fleet audit sees running
+    /// instances the criteria would block; nothing was written.
+    #[error(
+        "enabling the guard would block {instances} running instance(s) (accounts {accounts}); \
+         nothing written: use audit-mode, allow their images, or --force with a --reason"
+    )]
+    GuardRefused {
+        /// Instances that would be blocked.
+        instances: u64,
+        /// Their accounts.
+        accounts: String,
+    },
+
     /// `kiln restore` was refused; nothing changed.
     #[error("cannot restore {image}: {reason}; nothing changed")]
     RestoreRefused {
@@ -494,6 +514,15 @@ impl fmt::Display for ProblemList<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_name_is_in_the_errors_page_the_readme_links() {
+        let page = include_str!("../docs/errors-and-tags.md");
+        let missing: Vec<&str> = Error::names()
+            .filter(|name| !page.contains(&format!("`{name}`")))
+            .collect();
+        assert!(missing.is_empty(), "undocumented: {missing:?}");
+    }
 
     #[test]
     fn names_are_the_variant_names_and_unique() {

@@ -542,6 +542,20 @@ async fn the_html_report_renders_in_chromium_with_its_totals() {
     assert!(std::fs::metadata(&shot).expect("a screenshot").len() > 10_000);
 }
 
+/// Makes the reports bucket (`fleet-reports`); answers the environment
+/// audit-fleet and the CLI need to use it.
+async fn reports_bucket(emu: &Emulator) -> Vec<(&'static str, String)> {
+    aws_sdk_s3::Client::new(&emu.config)
+        .create_bucket()
+        .bucket("fleet-reports")
+        .send()
+        .await
+        .expect("CreateBucket");
+    let mut env = emu.env();
+    env.push(("KILN_AUDIT_BUCKET", "fleet-reports".into()));
+    env
+}
+
 #[tokio::test]
 async fn the_audit_fleet_lambda_writes_its_reports_and_metrics() {
     let emu = Emulator::start().await;
@@ -555,15 +569,7 @@ async fn the_audit_fleet_lambda_writes_its_reports_and_metrics() {
             .force_path_style(true)
             .build(),
     );
-    s3.create_bucket()
-        .bucket("fleet-reports")
-        .send()
-        .await
-        .expect("CreateBucket");
-
-    let mut env = emu.env();
-    env.push(("KILN_AUDIT_BUCKET", "fleet-reports".into()));
-    env.push(("AWS_S3_FORCE_PATH_STYLE", "true".into()));
+    let env = reports_bucket(&emu).await;
     let (ok, answer) = kiln_testkit::invoke_function(
         "audit-fleet",
         &env,
@@ -652,5 +658,178 @@ async fn the_audit_fleet_lambda_writes_its_reports_and_metrics() {
         (current, foreign, web_current, web_stale),
         (Some(6.0), Some(2.0), Some(6.0), Some(0.0)),
         "zeros are published too"
+    );
+}
+
+/// An image of `ctx`'s account named `name` (not as a recipe names its
+/// images), shared with `account`.
+async fn shared_image(ctx: &Context, name: &str, account: &str) -> String {
+    let source = canonical_image(ctx).await;
+    let instance = kiln_testkit::launch(ctx, &source).await;
+    let image = ctx
+        .ec2()
+        .create_image()
+        .instance_id(&instance)
+        .name(name)
+        .send()
+        .await
+        .expect("CreateImage")
+        .image_id()
+        .expect("an image id")
+        .to_owned();
+    share(ctx, &image, account).await;
+    image
+}
+
+async fn share(ctx: &Context, image: &str, account: &str) {
+    use aws_sdk_ec2::types::{LaunchPermission, LaunchPermissionModifications};
+    ctx.ec2()
+        .modify_image_attribute()
+        .image_id(image)
+        .launch_permission(
+            LaunchPermissionModifications::builder()
+                .add(LaunchPermission::builder().user_id(account).build())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("share");
+}
+
+async fn allowed_images_state(ec2: &aws_sdk_ec2::Client) -> (String, usize) {
+    let got = ec2
+        .get_allowed_images_settings()
+        .send()
+        .await
+        .expect("GetAllowedImagesSettings");
+    (
+        got.state().unwrap_or_default().to_owned(),
+        got.image_criteria().len(),
+    )
+}
+
+#[tokio::test]
+async fn the_guard_counts_what_it_would_block_and_enables_only_once_nothing_running_would_be() {
+    use kiln::fleet::guard::{self, Mode, Options};
+    let emu = Emulator::start().await;
+    let root = recipe_root();
+    let mut ctx = emu.context(&root);
+    let member_role = emu.seeded.member_role.clone();
+    let member_account = kiln::aws::roles::role_account(&member_role)
+        .expect("a role ARN")
+        .to_owned();
+    let home_account = kiln_testkit::iam::ACCOUNT.to_owned();
+    let member = Context::new(&emu.member_config().await, ctx.settings.clone());
+    // The member runs 40 instances of an image the build account shares but
+    // no recipe names, 5 of a kiln image, 3 of Canonical's; the build
+    // account runs its own unnamed image (an account's own images are never
+    // restricted).
+    let legacy = shared_image(&ctx, "legacy/app-7", &member_account).await;
+    let kiln_image = built_image(&ctx, "ubuntu-base", "g-1", "tested").await;
+    share(&ctx, kiln_image.as_str(), &member_account).await;
+    let canonical = canonical_image(&member).await;
+    launch_many(&member, &legacy, 40, &services("legacy")).await;
+    launch_many(&member, kiln_image.as_str(), 5, &services("web")).await;
+    launch_many(&member, &canonical, 3, &services("batch")).await;
+    launch_many(&ctx, &legacy, 4, &services("legacy")).await;
+
+    // The daily audit-fleet Lambda reports the figure per account.
+    let mut env = reports_bucket(&emu).await;
+    env.push(("KILN_RECIPE_ROOT", root.display().to_string()));
+    let (ok, answer) = kiln_testkit::invoke_function(
+        "audit-fleet",
+        &env,
+        &serde_json::json!({"account_roles": [member_role]}),
+    );
+    assert!(ok, "{answer}");
+    ctx.settings.audit_bucket = Some("fleet-reports".into());
+    let (_, report) = kiln::fleet::publish::latest(&ctx)
+        .await
+        .expect("the report")
+        .expect("written");
+    assert_eq!(
+        report.would_block,
+        Some(BTreeMap::from([
+            (home_account.clone(), 0),
+            (member_account.clone(), 40)
+        ]))
+    );
+
+    let plan = guard::plan(&ctx, &Options::default()).await.expect("plan");
+    assert_eq!(
+        plan.blocked_by_account,
+        BTreeMap::from([(member_account.clone(), 40)])
+    );
+    assert_eq!(plan.blocked.len(), 1);
+    assert_eq!(plan.blocked[0].image_id, legacy);
+    kiln_testkit::kiln()
+        .args(["guard", "plan"])
+        .envs(env.clone())
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("40 instance(s) would be blocked"));
+
+    let member_ec2 = member.ec2().clone();
+    let role_name = member_role.rsplit('/').next().expect("a role name");
+    let refused = guard::apply(&ctx, &plan, Mode::Enabled, role_name, None)
+        .await
+        .expect_err("40 would be blocked");
+    assert_eq!(refused.name(), "GuardRefused");
+    assert_eq!(
+        allowed_images_state(&member_ec2).await,
+        ("disabled".into(), 0)
+    );
+
+    let applied = guard::apply(&ctx, &plan, Mode::AuditMode, role_name, None)
+        .await
+        .expect("audit-mode");
+    assert_eq!(applied.len(), 2, "{applied:?}");
+    assert!(
+        applied
+            .iter()
+            .all(|a| a.problem.is_none() && a.state.as_deref() == Some("audit-mode"))
+    );
+    assert_eq!(
+        allowed_images_state(&member_ec2).await,
+        ("audit-mode".into(), 2)
+    );
+    // What EC2 now says of each image in the member account is what the plan said.
+    let allowed = |image: String| {
+        let ec2 = member_ec2.clone();
+        async move {
+            ec2.describe_images()
+                .image_ids(image)
+                .send()
+                .await
+                .expect("DescribeImages")
+                .images()[0]
+                .image_allowed()
+        }
+    };
+    assert_eq!(allowed(legacy.clone()).await, Some(false));
+    assert_eq!(allowed(kiln_image.to_string()).await, Some(true));
+    assert_eq!(allowed(canonical.clone()).await, Some(true));
+
+    // Beyond AWS's limits (51 names in one criterion): refused, before any call.
+    let many = Options {
+        names: (0..50).map(|i| format!("team-{i}/*")).collect(),
+        ..Options::default()
+    };
+    let invalid = guard::plan(&ctx, &many).await.expect_err("51 names");
+    assert_eq!(invalid.name(), "ImageCriteriaInvalid");
+    let mut args = vec!["guard", "apply", "--mode", "enabled", "--output", "json"];
+    let names: Vec<String> = (0..50).map(|i| format!("team-{i}/*")).collect();
+    for name in &names {
+        args.extend(["--name", name.as_str()]);
+    }
+    kiln_testkit::kiln()
+        .args(&args)
+        .envs(env)
+        .assert()
+        .failure()
+        .stdout(predicates::str::contains("ImageCriteriaInvalid"));
+    assert_eq!(
+        allowed_images_state(&member_ec2).await,
+        ("audit-mode".into(), 2)
     );
 }

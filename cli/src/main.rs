@@ -5,6 +5,7 @@ mod args;
 mod audit;
 mod build;
 mod channels;
+mod guard;
 mod images;
 mod ops;
 mod output;
@@ -41,6 +42,12 @@ enum Command {
         action: rollout::Command,
     },
     Audit(audit::Audit),
+    /// Only kiln images launch: EC2's Allowed AMIs setting, compiled from
+    /// the recipes.
+    Guard {
+        #[command(subcommand)]
+        action: guard::Command,
+    },
     Sweep(ops::SweepArgs),
 }
 
@@ -57,6 +64,7 @@ async fn main() -> ExitCode {
         Command::Images(command) => images::run(cli.output, command).await,
         Command::Rollout { action } => rollout::run(cli.output, action).await,
         Command::Audit(audit) => audit::run(cli.output, audit).await,
+        Command::Guard { action } => guard::run(cli.output, action).await,
         Command::Sweep(sweep) => ops::sweep(cli.output, sweep).await,
     };
     match done {

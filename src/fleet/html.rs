@@ -94,6 +94,16 @@ pub fn render(report: &Report) -> String {
     chart(report, &mut page);
     drift(report, &mut page);
     pointers(report, &mut page);
+    if let Some(blocked) = &report.would_block {
+        page.push_str(
+            "<h2>The guard</h2><p>Running instances that kiln's Allowed AMIs criteria \
+             (<code>kiln guard</code>) would block, by account:</p><ul id=\"guard\">",
+        );
+        for (account, n) in blocked {
+            let _ = write!(page, "<li>{}: {}</li>", escape(account), thousands(*n));
+        }
+        page.push_str("</ul>");
+    }
     if !report.problems.is_empty() {
         page.push_str("<h2>Problems</h2><ul>");
         for problem in &report.problems {

@@ -19,6 +19,7 @@
 
 mod accounts;
 pub mod calls;
+pub mod guard;
 pub mod html;
 pub mod publish;
 pub mod region;
@@ -69,7 +70,8 @@ pub async fn handle(ctx: &crate::aws::Context, request: Option<Request>) -> Resu
         .unwrap_or_default()
         .or_defaults(&ctx.settings)
         .scope()?;
-    let report = audit(&ctx.config, &scope).await;
+    let mut report = audit(&ctx.config, &scope).await;
+    guard::annotate(ctx, &mut report).await?;
     let published =
         publish::publish(&ctx.config, &report, ctx.settings.audit_bucket.as_deref()).await?;
     Ok(Answer {

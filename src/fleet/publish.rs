@@ -29,6 +29,43 @@ pub const PREFIX: &str = "kiln/audit/";
 /// Metric values per `PutMetricData` call (the API's maximum).
 const METRICS_PER_CALL: usize = 1000;
 
+/// The audit's latest report, `<PREFIX>latest.json` in the audit bucket
+/// (`KILN_AUDIT_BUCKET`), with where it was read (`s3://bucket/key`):
+/// nothing when no bucket is set or no audit has written one yet. A report
+/// that exists but cannot be read is `AuditReportUnreadable`: what reads it
+/// (retention, the guard) must not act on a fleet it cannot see.
+pub async fn latest(ctx: &crate::aws::Context) -> Result<Option<(String, Report)>> {
+    let Some(bucket) = ctx.settings.audit_bucket.as_deref() else {
+        return Ok(None);
+    };
+    let key = format!("{PREFIX}latest.json");
+    let location = format!("s3://{bucket}/{key}");
+    let unreadable = |reason: String| Error::AuditReportUnreadable {
+        report: location.clone(),
+        reason,
+    };
+    let found = aws_sdk_s3::Client::new(&ctx.config)
+        .get_object()
+        .bucket(bucket)
+        .key(&key)
+        .send()
+        .await
+        .or_missing("GetObject", |err| {
+            crate::aws::sdk::code_in(err, &["NoSuchKey"])
+        })?;
+    let Some(object) = found else {
+        return Ok(None);
+    };
+    let body = object
+        .body
+        .collect()
+        .await
+        .map_err(|err| unreadable(err.to_string()))?
+        .into_bytes();
+    let report = serde_json::from_slice(&body).map_err(|err| unreadable(err.to_string()))?;
+    Ok(Some((location, report)))
+}
+
 /// Writes the report as JSON and HTML to `bucket`, under a dated key and as
 /// `latest`; returns the keys written.
 pub async fn to_s3(s3: &aws_sdk_s3::Client, bucket: &str, report: &Report) -> Result<Vec<String>> {

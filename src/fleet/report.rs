@@ -63,6 +63,10 @@ pub struct Report {
     pub api_calls: BTreeMap<String, u64>,
     /// How long the audit took.
     pub duration_ms: u64,
+    /// Running instances the guard's criteria (`kiln guard`, compiled from
+    /// the recipes) would block, by audited account; absent without recipes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub would_block: Option<BTreeMap<String, u64>>,
 }
 
 /// The fleet-wide answer.
@@ -321,6 +325,7 @@ impl Report {
             problems,
             api_calls,
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            would_block: None,
         }
     }
 
@@ -369,6 +374,18 @@ impl Report {
                 out,
                 "  ({} kiln builder/test instances not counted)",
                 thousands(s.builders)
+            );
+        }
+        if let Some(blocked) = &self.would_block {
+            let accounts: Vec<String> = blocked
+                .iter()
+                .map(|(account, n)| format!("{account} {}", thousands(*n)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "The guard (kiln guard) would block {} running instance(s): {}",
+                thousands(blocked.values().sum()),
+                accounts.join(" · ")
             );
         }
         let behind: Vec<&ServiceRow> = self.services.iter().filter(|r| r.behind > 0).collect();

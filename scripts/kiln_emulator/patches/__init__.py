@@ -12,6 +12,7 @@ def apply_all():
     """Applies every patch, in this order, before moto serves."""
     from . import (
         alarm_history,
+        allowed_images,
         assume_role,
         copy_image,
         ena,
@@ -46,5 +47,6 @@ def apply_all():
         copy_image,
         sharing,
         image_lifecycle,
+        allowed_images,
     ):
         patch.apply()

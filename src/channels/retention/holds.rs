@@ -9,12 +9,11 @@ use aws_sdk_ec2::types::InstanceStateName;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::aws::sdk::{self, Answer};
+use crate::aws::sdk;
 use crate::aws::{Context, images};
 use crate::channels::pointers::{POINTER_ROOT, RESOLVE_SSM};
-use crate::error::{Error, Result};
-use crate::fleet::publish::PREFIX;
-use crate::fleet::report::Report;
+use crate::error::Result;
+use crate::fleet::publish;
 
 /// Instance states in which an instance still holds its image.
 const HOLDING_STATES: &[InstanceStateName] = &[
@@ -144,38 +143,12 @@ pub struct Audited {
     pub seen: BTreeMap<String, Vec<Sighting>>,
 }
 
-/// The audit's latest report, `<prefix>latest.json` in the audit bucket
-/// (`KILN_AUDIT_BUCKET`): nothing when no bucket is set or no audit has
-/// written one yet. A report that cannot be read fails the run
-/// (`AuditReportUnreadable`): retention must not retire what it cannot see.
+/// What the fleet audit's latest report saw running
+/// ([`publish::latest`]; nothing when there is none).
 pub(super) async fn audited(ctx: &Context) -> Result<Audited> {
-    let Some(bucket) = ctx.settings.audit_bucket.as_deref() else {
+    let Some((location, report)) = publish::latest(ctx).await? else {
         return Ok(Audited::default());
     };
-    let key = format!("{PREFIX}latest.json");
-    let location = format!("s3://{bucket}/{key}");
-    let unreadable = |reason: String| Error::AuditReportUnreadable {
-        report: location.clone(),
-        reason,
-    };
-    let found = aws_sdk_s3::Client::new(&ctx.config)
-        .get_object()
-        .bucket(bucket)
-        .key(&key)
-        .send()
-        .await
-        .or_missing("GetObject", |err| sdk::code_in(err, &["NoSuchKey"]))?;
-    let Some(object) = found else {
-        return Ok(Audited::default());
-    };
-    let body = object
-        .body
-        .collect()
-        .await
-        .map_err(|err| unreadable(err.to_string()))?
-        .into_bytes();
-    let report: Report =
-        serde_json::from_slice(&body).map_err(|err| unreadable(err.to_string()))?;
     let mut seen: BTreeMap<String, Vec<Sighting>> = BTreeMap::new();
     for row in report.images.iter().filter(|row| row.instances > 0) {
         seen.entry(row.image_id.clone())
