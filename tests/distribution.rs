@@ -776,3 +776,85 @@ async fn a_regional_pointer_records_each_home_version_it_follows() {
         "{regional:#?}"
     );
 }
+
+/// The launch permissions of `image` in `ctx`'s region.
+async fn launch_permissions(ctx: &Context, image: &AmiId) -> Vec<String> {
+    ctx.ec2()
+        .describe_image_attribute()
+        .image_id(image.as_str())
+        .attribute(aws_sdk_ec2::types::ImageAttributeName::LaunchPermission)
+        .send()
+        .await
+        .expect("DescribeImageAttribute")
+        .launch_permissions()
+        .iter()
+        .filter_map(|p| p.user_id().map(str::to_owned))
+        .collect()
+}
+
+async fn image_state(ctx: &Context, image: &AmiId) -> (Option<String>, Option<String>) {
+    kiln_testkit::own_images(ctx)
+        .await
+        .into_iter()
+        .find(|i| i.image_id() == Some(image.as_str()))
+        .map(|i| {
+            (
+                i.state().map(|s| s.as_str().to_owned()),
+                i.deregistration_protection().map(str::to_owned),
+            )
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn copies_are_protected_retired_and_restored_with_their_image_and_shared_again() {
+    let two = two_regions().await;
+    let recipe_file = two.copy.load();
+    let (old, old_copy) = distributed_image(&two.ctx, &recipe_file, "b0", AWAY).await;
+    // EC2 dates images to the second: the others are newer.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (prod, prod_copy) = distributed_image(&two.ctx, &recipe_file, "b1", AWAY).await;
+    let copies = |copy: &AmiId| {
+        vec![RegionCopy {
+            region: AWAY.into(),
+            image_id: copy.clone(),
+            state: ImageState::Available,
+        }]
+    };
+    let shared = kiln::pipeline::copies::grant(&two.ctx, &recipe_file, &old, &copies(&old_copy))
+        .await
+        .expect("share");
+    assert_eq!(shared.len(), 1);
+    on_prod(&two, &prod, &prod_copy).await;
+    assert_eq!(
+        image_state(&two.away, &prod_copy).await.1.as_deref(),
+        Some("enabled-with-cooldown"),
+        "the copy the regional pointer names is protected too"
+    );
+
+    let now = jiff::Timestamp::now();
+    for at in [now, now + jiff::SignedDuration::from_hours(1)] {
+        kiln::channels::retention::prune(&two.ctx, &recipe(), 1, false, at)
+            .await
+            .expect("prune");
+    }
+    for (ctx, image) in [(&two.ctx, &old), (&two.away, &old_copy)] {
+        assert_eq!(image_state(ctx, image).await.0.as_deref(), Some("disabled"));
+        assert!(
+            launch_permissions(ctx, image).await.is_empty(),
+            "AWS drops them"
+        );
+    }
+
+    let restored = kiln::ops::restore::restore(&two.ctx, &recipe(), &old)
+        .await
+        .expect("restore");
+    assert_eq!(restored.copies.len(), 1);
+    for (ctx, image) in [(&two.ctx, &old), (&two.away, &old_copy)] {
+        assert_eq!(
+            image_state(ctx, image).await.0.as_deref(),
+            Some("available")
+        );
+        assert_eq!(launch_permissions(ctx, image).await, shared, "shared again");
+    }
+}

@@ -192,7 +192,7 @@ async fn retention_deprecates_then_disables_then_deregisters_and_restore_brings_
     let mut ctx = emulator.context(&kiln_testkit::recipe_root());
     let mut made = BTreeMap::new();
     for name in [
-        "old-1", "old-2", "previous", "prod", "running", "launched", "audited", "newest",
+        "old-1", "old-2", "old-3", "previous", "prod", "running", "launched", "audited", "newest",
     ] {
         if name == "newest" {
             // The newest by a second at least: EC2 dates images to the second.
@@ -224,19 +224,17 @@ async fn retention_deprecates_then_disables_then_deregisters_and_restore_brings_
     };
     let old_1_snapshots = snapshots(&described(&ctx, &made["old-1"]).await.expect("old-1"));
     assert!(!old_1_snapshots.is_empty());
-    let old = |step: Step| {
-        BTreeMap::from([
-            (made["old-1"].to_string(), step),
-            (made["old-2"].to_string(), step),
-        ])
+    let old = |step: Step, names: &[&str]| -> BTreeMap<String, Step> {
+        names.iter().map(|n| (made[n].to_string(), step)).collect()
     };
+    let all_old = ["old-1", "old-2", "old-3"];
     let t0 = Timestamp::now();
 
     // The dry run says what each image would go through, and why each stays.
     let dry = retention::prune(&ctx, &recipe(), 1, true, t0)
         .await
         .expect("dry run");
-    assert_eq!(steps(&dry), old(Step::Deprecate), "{dry:#?}");
+    assert_eq!(steps(&dry), old(Step::Deprecate, &all_old), "{dry:#?}");
     let has = |image: &str, start: &str| {
         reasons(&dry, &made[image])
             .iter()
@@ -280,7 +278,7 @@ async fn retention_deprecates_then_disables_then_deregisters_and_restore_brings_
     let later = retention::prune(&ctx, &recipe(), 1, true, t0 + DAY * 31)
         .await
         .expect("a month later");
-    assert_eq!(later.retiring.len(), 3, "{later:#?}");
+    assert_eq!(later.retiring.len(), 4, "{later:#?}");
     assert_eq!(steps(&later)[made["launched"].as_str()], Step::Deprecate);
     assert!(
         reasons(&later, &made["audited"])
@@ -292,8 +290,8 @@ async fn retention_deprecates_then_disables_then_deregisters_and_restore_brings_
     let first = retention::prune(&ctx, &recipe(), 1, false, t0)
         .await
         .expect("first run");
-    assert_eq!(steps(&first), old(Step::Deprecate));
-    for name in ["old-1", "old-2"] {
+    assert_eq!(steps(&first), old(Step::Deprecate, &all_old));
+    for name in all_old {
         let image = described(&ctx, &made[name]).await.expect("still there");
         assert!(image.deprecation_time().is_some(), "{name} deprecated");
         assert_eq!(image.state().map(|s| s.as_str()), Some("available"));
@@ -306,11 +304,27 @@ async fn retention_deprecates_then_disables_then_deregisters_and_restore_brings_
             .is_none()
     );
 
+    // Someone launches old-3 again: it is in use, so its deprecation is lifted.
+    kiln_testkit::launch(&ctx, made["old-3"].as_str()).await;
+
     // 2: an hour later, past the deprecation time: disabled.
     let second = retention::prune(&ctx, &recipe(), 1, false, t0 + HOUR)
         .await
         .expect("second");
-    assert_eq!(steps(&second), old(Step::Disable));
+    assert_eq!(steps(&second), old(Step::Disable, &["old-1", "old-2"]));
+    let lifted = second
+        .kept
+        .iter()
+        .find(|k| k.image_id == made["old-3"])
+        .expect("old-3 kept");
+    assert_eq!(lifted.note.as_deref(), Some("deprecation lifted"));
+    assert!(
+        described(&ctx, &made["old-3"])
+            .await
+            .expect("old-3")
+            .deprecation_time()
+            .is_none()
+    );
     for name in ["old-1", "old-2"] {
         let image = described(&ctx, &made[name]).await.expect("still there");
         assert_eq!(
@@ -337,7 +351,11 @@ async fn retention_deprecates_then_disables_then_deregisters_and_restore_brings_
     let waiting = retention::prune(&ctx, &recipe(), 1, false, t0 + DAY)
         .await
         .expect("next day");
-    assert_eq!(steps(&waiting), old(Step::Wait), "the grace period runs");
+    assert_eq!(
+        steps(&waiting),
+        old(Step::Wait, &["old-1", "old-2"]),
+        "the grace period runs"
+    );
 
     // kiln restore brings old-2 back: it launches again (and is then in use).
     let launch = |image: &AmiId| {
