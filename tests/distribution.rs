@@ -777,21 +777,6 @@ async fn a_regional_pointer_records_each_home_version_it_follows() {
     );
 }
 
-/// The launch permissions of `image` in `ctx`'s region.
-async fn launch_permissions(ctx: &Context, image: &AmiId) -> Vec<String> {
-    ctx.ec2()
-        .describe_image_attribute()
-        .image_id(image.as_str())
-        .attribute(aws_sdk_ec2::types::ImageAttributeName::LaunchPermission)
-        .send()
-        .await
-        .expect("DescribeImageAttribute")
-        .launch_permissions()
-        .iter()
-        .filter_map(|p| p.user_id().map(str::to_owned))
-        .collect()
-}
-
 async fn image_state(ctx: &Context, image: &AmiId) -> (Option<String>, Option<String>) {
     kiln_testkit::own_images(ctx)
         .await
@@ -841,7 +826,9 @@ async fn copies_are_protected_retired_and_restored_with_their_image_and_shared_a
     for (ctx, image) in [(&two.ctx, &old), (&two.away, &old_copy)] {
         assert_eq!(image_state(ctx, image).await.0.as_deref(), Some("disabled"));
         assert!(
-            launch_permissions(ctx, image).await.is_empty(),
+            kiln_testkit::launch_permissions(ctx, image.as_str())
+                .await
+                .is_empty(),
             "AWS drops them"
         );
     }
@@ -855,6 +842,10 @@ async fn copies_are_protected_retired_and_restored_with_their_image_and_shared_a
             image_state(ctx, image).await.0.as_deref(),
             Some("available")
         );
-        assert_eq!(launch_permissions(ctx, image).await, shared, "shared again");
+        assert_eq!(
+            kiln_testkit::launch_permissions(ctx, image.as_str()).await,
+            shared,
+            "shared again"
+        );
     }
 }

@@ -331,21 +331,6 @@ async fn kiln_build_follows_a_build_and_never_builds_the_same_inputs_twice() {
 /// The second region the distribution tests copy to.
 const AWAY: &str = "eu-west-1";
 
-/// The accounts `image` in `ctx`'s region grants launch permission to.
-async fn launchers(ctx: &kiln::aws::Context, image: &str) -> Vec<String> {
-    ctx.ec2()
-        .describe_image_attribute()
-        .image_id(image)
-        .attribute(aws_sdk_ec2::types::ImageAttributeName::LaunchPermission)
-        .send()
-        .await
-        .expect("DescribeImageAttribute")
-        .launch_permissions()
-        .iter()
-        .filter_map(|p| p.user_id().map(str::to_owned))
-        .collect()
-}
-
 /// The snapshots of `ctx`'s region that carry `build_id`.
 async fn build_snapshots(ctx: &kiln::aws::Context, build_id: &str) -> Vec<String> {
     ctx.ec2()
@@ -409,9 +394,15 @@ async fn a_build_copies_its_tested_image_to_each_distribution_region_and_shares_
         Some(away_key.as_str()),
         "the key of {AWAY}"
     );
-    assert_eq!(launchers(&ctx, source).await, [member.as_str()]);
+    assert_eq!(
+        kiln_testkit::launch_permissions(&ctx, source).await,
+        [member.as_str()]
+    );
     let copy_id = copied.image_id().expect("id");
-    assert_eq!(launchers(&away, copy_id).await, [member.as_str()]);
+    assert_eq!(
+        kiln_testkit::launch_permissions(&away, copy_id).await,
+        [member.as_str()]
+    );
     let member_away = aws_sdk_ec2::Client::from_conf(
         aws_sdk_ec2::config::Builder::from(&emulator.member_config().await)
             .region(aws_sdk_ec2::config::Region::new(AWAY))

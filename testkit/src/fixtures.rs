@@ -149,6 +149,21 @@ pub async fn live_instances(ctx: &Context, build_id: Option<&str>) -> Vec<Instan
         .collect()
 }
 
+/// The accounts `image` (in `ctx`'s region) grants launch permission to.
+pub async fn launch_permissions(ctx: &Context, image: &str) -> Vec<String> {
+    ctx.ec2()
+        .describe_image_attribute()
+        .image_id(image)
+        .attribute(aws_sdk_ec2::types::ImageAttributeName::LaunchPermission)
+        .send()
+        .await
+        .expect("DescribeImageAttribute")
+        .launch_permissions()
+        .iter()
+        .filter_map(|p| p.user_id().map(str::to_owned))
+        .collect()
+}
+
 /// Images this account owns, disabled ones too.
 pub async fn own_images(ctx: &Context) -> Vec<Image> {
     ctx.ec2()
