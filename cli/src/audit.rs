@@ -50,7 +50,7 @@ pub async fn run(output: Output, audit: &Audit) -> Result<(), Error> {
     .scope()?;
     let ctx = context(|_| {}).await;
     let mut report = fleet::audit(&ctx.config, &scope).await;
-    fleet::guard::annotate(&ctx, &mut report).await?;
+    fleet::guard::annotate(&ctx, &mut report).await;
     if let Some(file) = &audit.html {
         std::fs::write(file, fleet::html::render(&report)).map_err(|err| {
             Error::InvalidInput(format!("cannot write {}: {err}", file.display()))

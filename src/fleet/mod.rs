@@ -71,7 +71,7 @@ pub async fn handle(ctx: &crate::aws::Context, request: Option<Request>) -> Resu
         .or_defaults(&ctx.settings)
         .scope()?;
     let mut report = audit(&ctx.config, &scope).await;
-    guard::annotate(ctx, &mut report).await?;
+    guard::annotate(ctx, &mut report).await;
     let published =
         publish::publish(&ctx.config, &report, ctx.settings.audit_bucket.as_deref()).await?;
     Ok(Answer {
