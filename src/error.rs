@@ -356,6 +356,46 @@ pub enum Error {
         reason: String,
     },
 
+    /// `kiln import packer`: the template cannot be read as a Packer
+    /// template (neither JSON nor HCL2, or not Packer's); nothing written.
+    #[error("cannot import {template}: {reason}; nothing written")]
+    TemplateUnreadable {
+        /// The template as given.
+        template: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// `kiln import packer`: the template has no `amazon-ebs` source to
+    /// import (or none of the name `--source` gave); nothing written.
+    #[error("cannot import {template}: {reason}; nothing written")]
+    NoAmazonEbsSource {
+        /// The template as given.
+        template: String,
+        /// What the template has instead.
+        reason: String,
+    },
+
+    /// `kiln import packer`: a provisioner names a script that does not
+    /// exist where Packer would look for it; nothing written.
+    #[error("cannot import {field}: {reason}; nothing written")]
+    ScriptNotFound {
+        /// The provisioner's field (`provisioners[0].script`).
+        field: String,
+        /// The path and why it cannot be read.
+        reason: String,
+    },
+
+    /// `kiln import packer` refused to write the recipe (its directory
+    /// exists, or its name is not a recipe name); nothing written.
+    #[error("cannot import into {dir}: {reason}; nothing written")]
+    ImportRefused {
+        /// The recipe directory.
+        dir: String,
+        /// Why.
+        reason: String,
+    },
+
     /// AWS failed in a way that may pass: a timeout, a dropped connection, a
     /// 5xx, beyond the SDK's own retries; retry later.
     #[error("{operation} failed transiently: {code}: {message}")]

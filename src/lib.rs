@@ -7,6 +7,7 @@
 //! - [`ids`], [`error`], [`text`], [`tags`]: validated identifiers, every
 //!   failure with its stable name, text helpers, the tags kiln writes;
 //! - [`recipe`]: what to build, read and checked;
+//! - [`import`]: a Packer template and its scripts as a recipe;
 //! - [`aws`]: the clients and settings ([`aws::Context`]) and one helper per
 //!   SDK idiom, for EC2, Run Command and Step Functions;
 //! - [`channels`]: the pointers production launches from, promotion,
@@ -22,6 +23,7 @@ pub mod channels;
 pub mod error;
 pub mod fleet;
 pub mod ids;
+pub mod import;
 pub mod lambda;
 pub mod ops;
 pub mod pipeline;

@@ -7,6 +7,7 @@ mod build;
 mod channels;
 mod guard;
 mod images;
+mod import;
 mod ops;
 mod output;
 mod rollout;
@@ -49,6 +50,11 @@ enum Command {
         action: guard::Command,
     },
     Sweep(ops::SweepArgs),
+    /// Come from another tool: a recipe from its template.
+    Import {
+        #[command(subcommand)]
+        action: import::Command,
+    },
 }
 
 #[tokio::main]
@@ -66,6 +72,7 @@ async fn main() -> ExitCode {
         Command::Audit(audit) => audit::run(cli.output, audit).await,
         Command::Guard { action } => guard::run(cli.output, action).await,
         Command::Sweep(sweep) => ops::sweep(cli.output, sweep).await,
+        Command::Import { action } => import::run(cli.output, action),
     };
     match done {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,7 +12,7 @@ use aws_config::SdkConfig;
 use super::sdk::Answer;
 use crate::error::{Error, Result};
 use crate::ids::RecipeName;
-use crate::recipe::Recipe;
+use crate::recipe::{Recipe, SourceLookup};
 
 /// Where recipes live unless `KILN_RECIPE_ROOT` says otherwise.
 pub const DEFAULT_RECIPE_ROOT: &str = "images";
@@ -22,7 +22,7 @@ pub const DEFAULT_RECIPE_ROOT: &str = "images";
 pub struct Settings {
     /// Directory holding one directory per recipe (`KILN_RECIPE_ROOT`).
     pub recipe_root: PathBuf,
-    /// Replaces every recipe's `source.parameter` (`KILN_SOURCE_PARAMETER`): for
+    /// Replaces every recipe's `source.parameter`, not a `name_pattern` (`KILN_SOURCE_PARAMETER`): for
     /// a private mirror of the source parameter, or an emulator that reserves `/aws`.
     pub source_parameter: Option<String>,
     /// The instance profile of builders and test instances whose recipe
@@ -75,11 +75,13 @@ impl Settings {
         }
     }
 
-    /// The parameter naming `recipe`'s source image.
-    pub fn source_parameter<'a>(&'a self, recipe: &'a Recipe) -> &'a str {
-        self.source_parameter
-            .as_deref()
-            .unwrap_or(&recipe.file.source.parameter)
+    /// How `recipe`'s source image is found: the deployment's parameter
+    /// replaces the recipe's, not a name pattern.
+    pub fn source_lookup<'a>(&'a self, recipe: &'a Recipe) -> SourceLookup<'a> {
+        match (recipe.file.source.lookup(), &self.source_parameter) {
+            (SourceLookup::Parameter(_), Some(parameter)) => SourceLookup::Parameter(parameter),
+            (lookup, _) => lookup,
+        }
     }
 
     /// The instance profile `recipe`'s instances launch with: the recipe's,

@@ -34,6 +34,42 @@ pub(crate) async fn own(ctx: &Context, filters: Vec<Filter>) -> Result<Vec<Image
         .collect())
 }
 
+/// The newest available image of `owners` whose name matches `pattern`
+/// (EC2's `name` filter, wildcards included) with `architecture`, as
+/// Packer's `most_recent` picks it: the latest creation date, the later name
+/// on a tie. Deprecated images are left out (DescribeImages leaves out
+/// deprecated images of other owners unless asked; an owner's own are kept
+/// out by their deprecation time).
+pub(crate) async fn newest_named(
+    ctx: &Context,
+    owners: &[String],
+    pattern: &str,
+    architecture: &str,
+) -> Result<Option<Image>> {
+    let pages = ctx
+        .ec2()
+        .describe_images()
+        .set_owners(Some(owners.to_vec()))
+        .filters(filter("name", [pattern]))
+        .filters(filter("state", [ImageState::Available.as_str()]))
+        .filters(filter("architecture", [architecture]))
+        .into_paginator()
+        .send();
+    let now = jiff::Timestamp::now();
+    let deprecated = |image: &Image| {
+        image
+            .deprecation_time()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .is_some_and(|t| t <= now)
+    };
+    Ok(sdk::all(pages, "DescribeImages")
+        .await?
+        .into_iter()
+        .flat_map(|page| page.images.unwrap_or_default())
+        .filter(|image| !deprecated(image))
+        .max_by(|a, b| (a.creation_date(), a.name()).cmp(&(b.creation_date(), b.name()))))
+}
+
 /// Every snapshot this account owns that matches `filter`.
 pub(crate) async fn own_snapshots(ctx: &Context, filter: Filter) -> Result<Vec<Snapshot>> {
     let pages = ctx

@@ -6,8 +6,12 @@
 //! boot, where a marker left by the first run makes it succeed at once. The
 //! invocation reports success only once the instance is back, so the next
 //! command cannot race the reboot.
+//!
+//! A script runs as root with the interpreter its `#!` line names, flags
+//! included (`#!/bin/bash -eux`), as if executed; one without runs with
+//! bash. Its step's environment comes on top of kiln's `KILN_*` variables.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_ec2::types::InstanceStateName;
 use aws_sdk_ssm::types::{CommandFilter, CommandFilterKey, CommandInvocationStatus};
@@ -51,6 +55,8 @@ pub(crate) struct Script<'a> {
     pub timeout_seconds: u32,
     /// Ask SSM to reboot the instance after the script succeeds.
     pub reboot_after: bool,
+    /// Environment variables the script runs with (validated names).
+    pub environment: &'a BTreeMap<String, String>,
 }
 
 impl Script<'_> {
@@ -96,8 +102,21 @@ impl Script<'_> {
         ];
         lines.extend(text.split('\n').map(str::to_owned));
         lines.push(delimiter);
+        // The interpreter and flags of the script's `#!` line, word-split
+        // (no globbing) as the kernel would run it; bash without one.
+        lines.push("first=$(head -n 1 \"$script\")".to_owned());
+        lines.push(
+            "case \"$first\" in '#!'*) interpreter=${first#??} ;; *) interpreter=/bin/bash ;; esac"
+                .to_owned(),
+        );
+        lines.push("set -f".to_owned());
+        let environment: String = self
+            .environment
+            .iter()
+            .map(|(name, value)| format!(" {name}={}", shell_quote(value)))
+            .collect();
         lines.push(format!(
-            "KILN_RECIPE='{}' KILN_BUILD_ID='{}' KILN_STEP='{}' /bin/bash \"$script\" 2>\"$errors\"",
+            "KILN_RECIPE='{}' KILN_BUILD_ID='{}' KILN_STEP='{}'{environment} $interpreter \"$script\" 2>\"$errors\"",
             self.recipe, self.build_id, self.label
         ));
         lines.push("status=$?".to_owned());
@@ -110,6 +129,11 @@ impl Script<'_> {
         lines.push("exit $status".to_owned());
         lines
     }
+}
+
+/// `value` in single quotes, for `sh`: every byte as it is.
+fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "'\\''"))
 }
 
 /// Sends `script` to `instance` unless a command for it was already sent.
@@ -312,6 +336,8 @@ mod tests {
             .expect("run sh")
     }
 
+    static NO_ENVIRONMENT: BTreeMap<String, String> = BTreeMap::new();
+
     fn script<'a>(
         recipe: &'a RecipeName,
         build: &'a BuildId,
@@ -326,6 +352,7 @@ mod tests {
             body: body.as_bytes(),
             timeout_seconds: 60,
             reboot_after,
+            environment: &NO_ENVIRONMENT,
         }
     }
 
@@ -353,6 +380,41 @@ mod tests {
         assert_eq!(
             String::from_utf8_lossy(&output.stderr),
             "step=setup recipe=base\n"
+        );
+    }
+
+    #[test]
+    fn the_interpreter_and_flags_of_the_shebang_run_the_script() {
+        let (recipe, build) = names();
+        let strict = "#!/bin/sh -e\nfalse\necho went on\n";
+        let output = run(&script(&recipe, &build, strict, false));
+        assert_eq!(output.status.code(), Some(1), "-e stops at the failure");
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "");
+        let plain = "false\necho went on\n";
+        let output = run(&script(&recipe, &build, plain, false));
+        assert_eq!(output.status.code(), Some(0), "bash without -e goes on");
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "went on\n");
+        let bash = "echo ${BASH_VERSION:+bash}\n";
+        let output = run(&script(&recipe, &build, bash, false));
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "bash\n");
+    }
+
+    #[test]
+    fn the_steps_environment_arrives_byte_for_byte() {
+        let (recipe, build) = names();
+        let environment = BTreeMap::from([
+            ("DEBIAN_FRONTEND".to_owned(), "noninteractive".to_owned()),
+            ("TRICKY".to_owned(), "it's $HOME `x` \"q\" * \\".to_owned()),
+        ]);
+        let body = "printf '%s|%s' \"$DEBIAN_FRONTEND\" \"$TRICKY\"\n";
+        let output = run(&Script {
+            environment: &environment,
+            ..script(&recipe, &build, body, false)
+        });
+        assert_eq!(output.status.code(), Some(0));
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            "noninteractive|it's $HOME `x` \"q\" * \\"
         );
     }
 

@@ -39,6 +39,7 @@ fn script<'a>(recipe: &'a Recipe, build_id: &'a BuildId, step: usize) -> Result<
         body: recipe.script(&spec.script),
         timeout_seconds: spec.timeout_seconds,
         reboot_after: spec.reboot,
+        environment: &spec.environment,
     })
 }
 

@@ -9,7 +9,7 @@ use crate::aws::sdk::Answer;
 use crate::aws::{Context, images};
 use crate::error::{Error, Problem, Result};
 use crate::ids::{AmiId, Fingerprint};
-use crate::recipe::Recipe;
+use crate::recipe::{Recipe, SourceLookup};
 use crate::tags;
 
 /// resolve-source: [`resolve`] for the trigger's recipe, with the time the
@@ -29,9 +29,7 @@ pub async fn handle(ctx: &Context, trigger: Trigger) -> Result<Source> {
 pub async fn resolve(ctx: &Context, recipe: &Recipe, force: bool) -> Result<Source> {
     let started_at = jiff::Timestamp::now();
     check_regions(ctx, recipe).await?;
-    let parameter = ctx.settings.source_parameter(recipe);
-    let source_ami = read_parameter(ctx, parameter).await?;
-    let image = describe_source(ctx, parameter, &source_ami).await?;
+    let (source_ami, image) = find_source(ctx, recipe).await?;
     check_source(recipe, &source_ami, &image)?;
     let fingerprint = recipe.fingerprint(&source_ami);
     let existing_image_id = if force {
@@ -108,6 +106,40 @@ async fn check_regions(ctx: &Context, recipe: &Recipe) -> Result<()> {
     }
 }
 
+/// The source image and its description, as the recipe finds it.
+async fn find_source(ctx: &Context, recipe: &Recipe) -> Result<(AmiId, Ec2Image)> {
+    match ctx.settings.source_lookup(recipe) {
+        SourceLookup::Parameter(parameter) => {
+            let ami = read_parameter(ctx, parameter).await?;
+            let image = images::describe(ctx, &ami).await?.ok_or_else(|| {
+                Error::SourceNotFound(format!(
+                    "{ami} (from {parameter}) does not exist or was deregistered"
+                ))
+            })?;
+            Ok((ami, image))
+        }
+        SourceLookup::NamePattern(pattern) => {
+            let spec = &recipe.file.source;
+            let image =
+                images::newest_named(ctx, &spec.owners, pattern, spec.architecture.as_ref())
+                    .await?
+                    .ok_or_else(|| {
+                        Error::SourceNotFound(format!(
+                            "no available {} image of {} is named like {pattern:?}",
+                            spec.architecture,
+                            spec.owners.join(", ")
+                        ))
+                    })?;
+            let ami = images::id(&image).ok_or_else(|| {
+                Error::SourceNotFound(format!(
+                    "EC2 gave an image named like {pattern:?} without an id"
+                ))
+            })?;
+            Ok((ami, image))
+        }
+    }
+}
+
 async fn read_parameter(ctx: &Context, parameter: &str) -> Result<AmiId> {
     let found = ctx
         .parameter(parameter)
@@ -117,14 +149,6 @@ async fn read_parameter(ctx: &Context, parameter: &str) -> Result<AmiId> {
     value.parse().map_err(|_| {
         Error::SourceNotFound(format!(
             "parameter {parameter} holds {value:?}, not an AMI id"
-        ))
-    })
-}
-
-async fn describe_source(ctx: &Context, parameter: &str, ami: &AmiId) -> Result<Ec2Image> {
-    images::describe(ctx, ami).await?.ok_or_else(|| {
-        Error::SourceNotFound(format!(
-            "{ami} (from {parameter}) does not exist or was deregistered"
         ))
     })
 }

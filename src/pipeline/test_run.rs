@@ -6,6 +6,8 @@
 //! Like every step, nothing waits: [`launch`], [`start`] and [`poll`] each
 //! return at once with where the test stands.
 
+use std::collections::BTreeMap;
+
 use tracing::{info, instrument};
 
 use super::builder::{self, Launch};
@@ -71,8 +73,12 @@ fn script<'a>(recipe: &'a Recipe, build_id: &'a BuildId) -> Script<'a> {
         body: recipe.script(&test.script),
         timeout_seconds: test.timeout_seconds,
         reboot_after: false,
+        environment: &NO_ENVIRONMENT,
     }
 }
+
+/// The test runs with kiln's variables only.
+static NO_ENVIRONMENT: BTreeMap<String, String> = BTreeMap::new();
 
 /// Sends the test script to the test instance (once, however often retried).
 #[instrument(skip_all, fields(build_id = %trigger.build_id, instance = %test.test_instance_id))]

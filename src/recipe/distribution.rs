@@ -60,7 +60,7 @@ const AWS_MANAGED_EBS_KEY: &str = "alias/aws/ebs";
 
 /// Every problem of `distribution` (with the builder's root volume, whose
 /// key encrypts the shared source image), as (field, message).
-pub(super) fn problems(distribution: &Distribution, root: &RootVolume) -> Vec<(String, String)> {
+pub(crate) fn problems(distribution: &Distribution, root: &RootVolume) -> Vec<(String, String)> {
     let mut found = Vec::new();
     let mut add = |field: String, message: String| found.push((field, message));
     let lists: [ListRule<'_>; 4] = [

@@ -20,6 +20,9 @@ pub const CANONICAL_OWNER: &str = "099720109477";
 /// Largest script kiln sends through Run Command. SSM caps a command's
 /// parameters; this leaves room for the wrapper and the other parameters.
 pub const MAX_SCRIPT_BYTES: usize = 48 * 1024;
+/// Most a step's environment may hold, names and values together: with a
+/// script of [`MAX_SCRIPT_BYTES`], the command stays within Run Command's limit.
+pub const MAX_ENVIRONMENT_BYTES: usize = 4 * 1024;
 /// Longest `executionTimeout` SSM Run Command accepts (48 h).
 pub const MAX_TIMEOUT_SECONDS: u32 = 172_800;
 
@@ -48,13 +51,20 @@ pub enum Architecture {
     Arm64,
 }
 
-/// Where the source image comes from.
+/// Where the source image comes from: an SSM parameter naming it (AWS's
+/// public parameters: Canonical's by default), or the newest available image
+/// of the trusted owners whose name matches a pattern.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
-    /// SSM parameter whose value is the source image id.
-    #[serde(default = "default_parameter")]
-    pub parameter: String,
+    /// SSM parameter whose value is the source image id ([`CANONICAL_PARAMETER`]
+    /// when neither this nor `name_pattern` is given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+    /// Image name pattern (`*` and `?` wildcards, as EC2's `name` filter
+    /// takes them): the newest available image of `owners` matching it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_pattern: Option<String>,
     /// Accounts trusted to own the source image.
     #[serde(default = "default_owners")]
     pub owners: Vec<String>,
@@ -66,15 +76,33 @@ pub struct SourceSpec {
 impl Default for SourceSpec {
     fn default() -> Self {
         Self {
-            parameter: default_parameter(),
+            parameter: None,
+            name_pattern: None,
             owners: default_owners(),
             architecture: Architecture::default(),
         }
     }
 }
 
-fn default_parameter() -> String {
-    CANONICAL_PARAMETER.to_owned()
+/// How a recipe's source image is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceLookup<'a> {
+    /// The image an SSM parameter names.
+    Parameter(&'a str),
+    /// The newest available image of the recipe's owners with a matching name.
+    NamePattern(&'a str),
+}
+
+impl SourceSpec {
+    /// How the source image is found.
+    pub fn lookup(&self) -> SourceLookup<'_> {
+        match (&self.name_pattern, &self.parameter) {
+            (Some(pattern), None) => SourceLookup::NamePattern(pattern),
+            (_, parameter) => {
+                SourceLookup::Parameter(parameter.as_deref().unwrap_or(CANONICAL_PARAMETER))
+            }
+        }
+    }
 }
 
 fn default_owners() -> Vec<String> {
@@ -181,6 +209,9 @@ pub struct StepSpec {
     /// Reboot the builder after the script succeeds.
     #[serde(default)]
     pub reboot: bool,
+    /// Environment variables the script runs with.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environment: BTreeMap<String, String>,
 }
 
 fn default_timeout() -> u32 {
@@ -227,7 +258,7 @@ pub struct ImageSpec {
     #[serde(default = "yes")]
     pub require_imdsv2: bool,
     /// Extra tags for the image.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
 }
 
@@ -261,22 +292,22 @@ pub struct ReleaseStage {
 #[serde(deny_unknown_fields)]
 pub struct Distribution {
     /// Regions that get a copy, in the order releases roll them.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub regions: Vec<String>,
     /// Account ids given launch permission, in every region.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accounts: Vec<String>,
     /// Organizational unit ARNs given launch permission, in every region.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub organizational_units: Vec<String>,
     /// The KMS key (ARN) each region's copy is encrypted with, by region
     /// (the build region's is `builder.root_volume.kms_key_id`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub kms_keys: BTreeMap<String, String>,
     /// Roles (ARNs, one per member account) kiln assumes to keep the
     /// channel's pointers in that account too, in the build region and every
     /// distribution region.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pointer_roles: Vec<String>,
     /// Seconds a copy may stay pending before the build fails (default 4 h).
     #[serde(default = "default_copy_timeout")]

@@ -255,20 +255,14 @@ fn required<T: DeserializeOwned>(
 }
 
 fn check_source(source: &SourceSpec, problems: &mut Problems) {
-    let parameter_chars = |c: char| c.is_ascii_alphanumeric() || "/_.-".contains(c);
-    if !source.parameter.starts_with('/') || !source.parameter.chars().all(parameter_chars) {
-        problems.add(
-            "source.parameter",
-            "must be an SSM parameter path starting with '/' (letters, digits, '/', '_', '.', '-')",
-        );
-    } else if !source.parameter.starts_with(PUBLIC_PARAMETERS) {
-        problems.add(
-            "source.parameter",
-            format!(
-                "must be one of AWS's public parameters ({PUBLIC_PARAMETERS}...): a deployed kiln \
-                 reads only those; a private mirror is the deployment's KILN_SOURCE_PARAMETER"
-            ),
-        );
+    match (&source.parameter, &source.name_pattern) {
+        (Some(_), Some(_)) => problems.add(
+            "source.name_pattern",
+            "give parameter or name_pattern, not both: one way to find the source",
+        ),
+        (Some(parameter), None) => check_parameter(parameter, problems),
+        (None, Some(pattern)) => check_name_pattern(pattern, problems),
+        (None, None) => {}
     }
     if source.owners.is_empty() {
         problems.add("source.owners", "must list at least one trusted account");
@@ -280,6 +274,45 @@ fn check_source(source: &SourceSpec, problems: &mut Problems) {
                 format!("{owner:?} is not a 12-digit AWS account id"),
             );
         }
+    }
+}
+
+fn check_parameter(parameter: &str, problems: &mut Problems) {
+    let parameter_chars = |c: char| c.is_ascii_alphanumeric() || "/_.-".contains(c);
+    if !parameter.starts_with('/') || !parameter.chars().all(parameter_chars) {
+        problems.add(
+            "source.parameter",
+            "must be an SSM parameter path starting with '/' (letters, digits, '/', '_', '.', '-')",
+        );
+    } else if !parameter.starts_with(PUBLIC_PARAMETERS) {
+        problems.add(
+            "source.parameter",
+            format!(
+                "must be one of AWS's public parameters ({PUBLIC_PARAMETERS}...): a deployed kiln \
+                 reads only those; a private mirror is the deployment's KILN_SOURCE_PARAMETER"
+            ),
+        );
+    }
+}
+
+/// An image name pattern as EC2's `name` filter takes it: an image name
+/// (3-128 of letters, digits and `( ) [ ] . / - ' @ _`, spaces) with `*` and
+/// `?` wildcards (Amazon EC2 API Reference, DescribeImages and CreateImage).
+fn check_name_pattern(pattern: &str, problems: &mut Problems) {
+    let chars_ok = pattern
+        .chars()
+        .all(|c| super::naming::is_image_name_char(c) || c == '*' || c == '?');
+    if !(3..=128).contains(&pattern.len()) || !chars_ok {
+        problems.add(
+            "source.name_pattern",
+            "must be an image name pattern: 3-128 of letters, digits, spaces, ()[]./-'@_ and the \
+             wildcards * and ?",
+        );
+    } else if pattern.chars().all(|c| c == '*' || c == '?') {
+        problems.add(
+            "source.name_pattern",
+            "matches any image: name the images to build from",
+        );
     }
 }
 
@@ -389,6 +422,44 @@ fn check_steps(steps: &[StepSpec], problems: &mut Problems) {
             &format!("steps[{i}].timeout_seconds"),
             step.timeout_seconds,
             problems,
+        );
+        check_environment(i, &step.environment, problems);
+    }
+}
+
+/// Variable names as a shell takes them; `KILN_` is kiln's own (every step
+/// gets `KILN_RECIPE`, `KILN_BUILD_ID` and `KILN_STEP`).
+fn check_environment(step: usize, environment: &BTreeMap<String, String>, problems: &mut Problems) {
+    let field = format!("steps[{step}].environment");
+    for (name, value) in environment {
+        let name_ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !name_ok {
+            problems.add(
+                &field,
+                format!("{name:?} is not a variable name (letters, digits and '_', not starting with a digit)"),
+            );
+        } else if name.starts_with("KILN_") {
+            problems.add(
+                &field,
+                format!("{name}: names starting with KILN_ are kiln's own"),
+            );
+        }
+        if value.contains('\0') {
+            problems.add(
+                &field,
+                format!("{name}: a value cannot hold a NUL character"),
+            );
+        }
+    }
+    let bytes: usize = environment.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if bytes > MAX_ENVIRONMENT_BYTES {
+        problems.add(
+            field,
+            format!(
+                "{bytes} bytes of names and values; at most {MAX_ENVIRONMENT_BYTES}, so the command \
+                 stays within Run Command's limit"
+            ),
         );
     }
 }
