@@ -4,24 +4,11 @@
 use kiln::Error;
 use kiln::error::Problem;
 use kiln::recipe::Recipe;
-use kiln_testkit::RecipeCopy;
+use kiln_testkit::{RecipeCopy, fields, with_recipe};
 use predicates::prelude::*;
 
 fn problems(copy: &RecipeCopy) -> Vec<Problem> {
-    match Recipe::load(&copy.dir()) {
-        Err(Error::InvalidRecipe { problems, .. }) => problems,
-        other => panic!("expected InvalidRecipe, got {other:?}"),
-    }
-}
-
-fn fields(problems: &[Problem]) -> Vec<&str> {
-    problems.iter().map(|p| p.field.as_str()).collect()
-}
-
-fn with_recipe(edit: impl FnOnce(String) -> String) -> Vec<Problem> {
-    let copy = RecipeCopy::ubuntu_base();
-    copy.edit("recipe.toml", edit);
-    problems(&copy)
+    copy.problems()
 }
 
 #[test]

@@ -9,6 +9,7 @@ pub mod distribution;
 pub mod fingerprint;
 pub mod naming;
 pub mod schema;
+mod source;
 mod validate;
 
 use std::collections::BTreeMap;

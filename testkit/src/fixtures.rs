@@ -91,12 +91,32 @@ impl RecipeCopy {
         Recipe::load(&self.dir()).expect("the example recipe is valid")
     }
 
+    /// The problems the copy fails validation with (it must fail).
+    pub fn problems(&self) -> Vec<kiln::error::Problem> {
+        match Recipe::load(&self.dir()) {
+            Err(kiln::Error::InvalidRecipe { problems, .. }) => problems,
+            other => panic!("expected InvalidRecipe, got {other:?}"),
+        }
+    }
+
     /// Rewrites a file of the recipe through `edit`.
     pub fn edit(&self, file: &str, edit: impl FnOnce(String) -> String) {
         let path = self.dir().join(file);
         let text = std::fs::read_to_string(&path).expect("read");
         std::fs::write(&path, edit(text)).expect("write");
     }
+}
+
+/// The fields `problems` concern, in order.
+pub fn fields(problems: &[kiln::error::Problem]) -> Vec<&str> {
+    problems.iter().map(|p| p.field.as_str()).collect()
+}
+
+/// The problems of a copy of `images/ubuntu-base` with its recipe file edited.
+pub fn with_recipe(edit: impl FnOnce(String) -> String) -> Vec<kiln::error::Problem> {
+    let copy = RecipeCopy::ubuntu_base();
+    copy.edit("recipe.toml", edit);
+    copy.problems()
 }
 
 /// A manual trigger of `ubuntu-base` with `build_id`.
