@@ -158,7 +158,6 @@ fn an_hcl2_template_with_variables_locals_and_several_provisioners_becomes_a_rec
         set(&[
             "source.amazon-ebs.ubuntu.region",
             "source.amazon-ebs.ubuntu.ssh_username",
-            "source.amazon-ebs.ubuntu.run_tags",
             "source.amazon-ebs.ubuntu.tags.BuildStamp",
             "build[0].provisioner[3].pause_before",
             "build[0].post-processor[0] (manifest)",
@@ -173,6 +172,7 @@ fn an_hcl2_template_with_variables_locals_and_several_provisioners_becomes_a_rec
     );
     assert_eq!(file.image.name, "platform-ubuntu-jammy-{date}-{build_id}");
     assert_eq!(file.image.tags["Docker"], "27.3.1", "var.docker_version");
+    assert_eq!(file.builder.tags["Name"], "packer-builder", "run_tags");
     assert_eq!(file.builder.root_volume.size_gib, 30);
     assert_eq!(file.builder.root_volume.volume_type, VolumeType::Gp3);
     let names: Vec<&str> = file.steps.iter().map(|s| s.name.as_str()).collect();
@@ -258,6 +258,7 @@ fn a_template_with_other_provisioners_keeps_its_shell_steps_and_reports_the_rest
         not_carried(&answer),
         set(&[
             "source.amazon-ebs.app.region",
+            "data.amazon-ami.base.region",
             "source.amazon-ebs.app.deprecate_at",
             "source.amazon-ebs.app.iam_instance_profile",
             "source.amazon-ebs.app.security_group_id",
@@ -341,6 +342,7 @@ build {
 fn bad_templates_are_refused_by_name_and_nothing_is_written() {
     refused("this is not a template {\n", &[], &[], "TemplateUnreadable");
     refused("", &[], &[], "TemplateUnreadable");
+    refused("{ \"builders\": [ }", &[], &[], "TemplateUnreadable");
     refused(
         r#"{"builders": [{"type": "docker", "image": "ubuntu:24.04"}]}"#,
         &[],
@@ -464,6 +466,16 @@ async fn an_imported_recipe_builds_and_the_builder_receives_the_original_scripts
         "the step's environment"
     );
     assert!(!sent("cleanup").contains("DOCKER_VERSION"));
+    let builders = kiln_testkit::instances(&ctx, None).await;
+    let named: Vec<_> = builders
+        .iter()
+        .filter_map(|i| kiln_testkit::tag(i.tags(), "Name"))
+        .collect();
+    assert_eq!(
+        named,
+        ["packer-builder", "packer-builder"],
+        "the builder and the test instance carry run_tags"
+    );
 }
 
 /// The script a Run Command's lines write to the builder (the body of the

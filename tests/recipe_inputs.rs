@@ -72,3 +72,23 @@ fn a_steps_environment_takes_shell_names_not_kilns_and_stays_small() {
     });
     assert_eq!(copy.load().file.steps[1].environment["_X"], "it's");
 }
+
+#[test]
+fn builder_tags_are_checked_as_image_tags_are() {
+    let problems = with_recipe(|text| {
+        text.replace(
+            "[builder]\n",
+            "[builder]\ntags = { \"kiln:recipe\" = \"x\", Name = \"builder\" }\n",
+        )
+    });
+    assert_eq!(
+        fields(&problems),
+        ["builder.tags.kiln:recipe"],
+        "{problems:?}"
+    );
+    let copy = RecipeCopy::ubuntu_base();
+    copy.edit("recipe.toml", |text| {
+        text.replace("[builder]\n", "[builder]\ntags = { Name = \"builder\" }\n")
+    });
+    assert_eq!(copy.load().file.builder.tags["Name"], "builder");
+}

@@ -119,9 +119,8 @@ const DROPPED: &[(&[&str], &str)] = &[
         "kiln builds on On-Demand instances",
     ),
     (
-        &["run_tags", "run_tag", "run_volume_tags", "run_volume_tag"],
-        "kiln tags its builder with kiln:recipe, kiln:build-id and kiln:role (its IAM is \
-         scoped by them): allocate costs by kiln:recipe",
+        &["run_tag", "run_volume_tag"],
+        "give the builder's tags as a map (run_tags): builder.tags",
     ),
     (
         &[
@@ -233,6 +232,7 @@ pub(super) fn translate(source: &Item, data: &[Item], findings: &mut Vec<Finding
         security_group_id: None,
         instance_profile: None,
         root_volume: RootVolume::default(),
+        tags: BTreeMap::new(),
     };
     if let Some(field) = take("instance_type") {
         match t::text(&field) {
@@ -271,6 +271,16 @@ pub(super) fn translate(source: &Item, data: &[Item], findings: &mut Vec<Finding
         }
     }
     root_volume(&mut builder.root_volume, &mut take, &at, findings);
+    if let Some(field) = take("run_tags") {
+        tags_into(&field, &at("run_tags"), &mut builder.tags, findings);
+    }
+    if let Some(field) = take("run_volume_tags") {
+        tags_into(&field, &at("run_volume_tags"), &mut builder.tags, findings);
+        findings.push(Finding::changed(
+            at("run_volume_tags"),
+            "kiln tags the builder and its volumes alike (builder.tags)",
+        ));
+    }
 
     let mut image = ImageSpec {
         name: DEFAULT_NAME.to_owned(),
@@ -302,7 +312,7 @@ pub(super) fn translate(source: &Item, data: &[Item], findings: &mut Vec<Finding
         }
     }
     if let Some(field) = take("tags") {
-        image_tags(&field, &at("tags"), &mut image.tags, findings);
+        tags_into(&field, &at("tags"), &mut image.tags, findings);
     }
 
     let distribution = super::share::distribution(&mut take, &at, &builder.root_volume, findings);
@@ -385,13 +395,17 @@ fn root_volume(
             Err(reason) => findings.push(Finding::dropped(path, reason)),
         }
     }
-    if let Some(field) = take("encrypt_boot")
-        && t::flag(&field) != Ok(true)
-    {
-        findings.push(Finding::changed(
+    match take("encrypt_boot").map(|field| t::flag(&field)) {
+        Some(Ok(true)) => {}
+        Some(_) => findings.push(Finding::changed(
             at("encrypt_boot"),
             "kiln encrypts every image and its snapshots",
-        ));
+        )),
+        None => findings.push(Finding::changed(
+            at("encrypt_boot"),
+            "not set, so Packer's images were not encrypted: kiln encrypts every image and its \
+             snapshots (with the account's default EBS key unless kms_key_id names one)",
+        )),
     }
     if let Some(field) = take("kms_key_id") {
         match t::text(&field) {
@@ -444,7 +458,9 @@ fn image_name(field: &Field, path: &str, findings: &mut Vec<Finding>) -> String 
     template
 }
 
-fn image_tags(
+/// The static tags of a tags field into `tags`; a tag known only when
+/// Packer runs, or with a reserved key, is a report line.
+fn tags_into(
     field: &Field,
     path: &str,
     tags: &mut BTreeMap<String, String>,

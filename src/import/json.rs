@@ -21,11 +21,10 @@ const KNOWN: &[&str] = &[
     "min_packer_version",
 ];
 
-/// Reads a JSON template; `None` when `text` is not JSON at all, an error
-/// when it is JSON but not a Packer template.
-pub(super) fn parse(text: &str, template_dir: &Path) -> Option<Result<Template, String>> {
-    let root: Value = serde_json::from_str(text).ok()?;
-    Some(template(&root, template_dir))
+/// Reads a JSON template.
+pub(super) fn parse(text: &str, template_dir: &Path) -> Result<Template, String> {
+    let root: Value = serde_json::from_str(text).map_err(|err| format!("not valid JSON: {err}"))?;
+    template(&root, template_dir)
 }
 
 fn template(root: &Value, template_dir: &Path) -> Result<Template, String> {
@@ -33,7 +32,11 @@ fn template(root: &Value, template_dir: &Path) -> Result<Template, String> {
         return Err("the JSON is not an object: not a Packer template".into());
     };
     let Some(Value::Array(builders)) = top.get("builders") else {
-        return Err("the JSON has no \"builders\" list: not a Packer template".into());
+        return Err(
+            "the JSON has no \"builders\" list: not a legacy Packer template (HCL2 in JSON \
+             syntax, .pkr.json, is not read: use the .pkr.hcl form)"
+                .into(),
+        );
     };
     let mut engine = Engine {
         variables: BTreeMap::new(),

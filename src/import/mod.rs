@@ -76,14 +76,16 @@ pub fn packer(request: &Request) -> Result<Imported> {
         })
         .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned()))
         .unwrap_or_default();
-    let template = match json::parse(&text, &template_dir) {
-        Some(parsed) => parsed,
-        None => hcl::parse(&text, &template_dir).map_err(|err| {
+    // A JSON template is an object; an HCL2 body cannot start with a brace.
+    let template = if text.trim_start().starts_with('{') {
+        json::parse(&text, &template_dir)
+    } else {
+        hcl::parse(&text, &template_dir).map_err(|err| {
             format!(
                 "neither JSON nor HCL2 ({})",
                 err.lines().next().unwrap_or_default()
             )
-        }),
+        })
     }
     .map_err(|reason| unreadable(&shown, reason))?;
     if template.sources.is_empty() && template.builds.iter().all(|b| b.sources.is_empty()) {

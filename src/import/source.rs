@@ -24,6 +24,15 @@ pub(super) fn from_filter(
     spec: &mut SourceSpec,
     findings: &mut Vec<Finding>,
 ) {
+    for key in filter.keys() {
+        if !matches!(key.as_str(), "owners" | "filters" | "most_recent") {
+            findings.push(Finding::dropped(
+                format!("{path}.{key}"),
+                "kiln finds the newest available image by owners, name and architecture, in \
+                 the build region",
+            ));
+        }
+    }
     let owners = filter.get("owners").map(t::texts).transpose();
     let filters = filter.get("filters").map(t::string_map).transpose();
     let (owners, filters) = match (owners, filters) {

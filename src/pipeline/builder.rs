@@ -138,10 +138,13 @@ async fn run_instance(
     let spec = &recipe.file.builder;
     let volume = &spec.root_volume;
     let mut tags = tags::build_tags(&recipe.name, build_id, role);
-    tags.push(tags::tag(
-        "Name",
-        format!("kiln-{role} {} {build_id}", recipe.name),
-    ));
+    tags.extend(spec.tags.iter().map(|(key, value)| tags::tag(key, value)));
+    if !spec.tags.contains_key("Name") {
+        tags.push(tags::tag(
+            "Name",
+            format!("kiln-{role} {} {build_id}", recipe.name),
+        ));
+    }
     let output = ctx
         .ec2()
         .run_instances()

@@ -193,6 +193,10 @@ pub struct BuilderSpec {
     /// Root volume.
     #[serde(default)]
     pub root_volume: RootVolume,
+    /// Extra tags for the builder and test instances and their volumes (a
+    /// `Name` replaces kiln's).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// One provisioning step: a script run as root through SSM Run Command.

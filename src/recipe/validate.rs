@@ -296,6 +296,7 @@ fn check_builder(builder: &BuilderSpec, problems: &mut Problems) {
             "must be an instance profile name (1-128 of letters, digits, +=,.@_-)",
         );
     }
+    check_tags("builder.tags", &builder.tags, problems);
     let volume = &builder.root_volume;
     if !(8..=16_384).contains(&volume.size_gib) {
         problems.add(
@@ -468,23 +469,29 @@ fn check_image(image: &ImageSpec, problems: &mut Problems) {
     if image.description.as_ref().is_some_and(|d| d.len() > 255) {
         problems.add("image.description", "must be at most 255 characters");
     }
-    for (key, value) in &image.tags {
+    check_tags("image.tags", &image.tags, problems);
+}
+
+/// Extra tags: kiln's and AWS's prefixes reserved, EC2's lengths, and room
+/// left for kiln's own among EC2's 50 per resource.
+fn check_tags(field: &str, tags: &BTreeMap<String, String>, problems: &mut Problems) {
+    for (key, value) in tags {
         if RESERVED_PREFIXES.iter().any(|p| key.starts_with(p)) {
             problems.add(
-                format!("image.tags.{key}"),
+                format!("{field}.{key}"),
                 "keys starting with kiln: or aws: are reserved",
             );
         }
         if key.is_empty() || key.len() > 128 || value.len() > 256 {
             problems.add(
-                format!("image.tags.{key}"),
+                format!("{field}.{key}"),
                 "keys are 1-128 characters, values at most 256",
             );
         }
     }
-    if image.tags.len() > 40 {
+    if tags.len() > 40 {
         problems.add(
-            "image.tags",
+            field,
             "at most 40 extra tags (EC2 allows 50 and kiln uses the rest)",
         );
     }
