@@ -402,6 +402,47 @@ fn a_source_named_by_source_is_imported_and_an_existing_directory_is_never_overw
     );
 }
 
+#[test]
+fn values_known_only_when_packer_runs_are_computed_on_the_builder_or_reported() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let template = r#"{
+      "variables": {"token": "{{env `TOKEN`}}", "subnet": ""},
+      "builders": [{"type": "amazon-ebs", "name": "web", "instance_type": "t3.small",
+                    "subnet_id": "{{user `subnet`}}"}],
+      "provisioners": [{"type": "shell",
+        "inline": ["echo {{build_name}} > /etc/role", "date > /etc/built-{{timestamp}}"],
+        "environment_vars": ["TOKEN={{user `token`}}", "ROLE={{build_name}}"]}]
+    }"#;
+    std::fs::write(work.path().join("web.json"), template).expect("write");
+    let answer: Value = serde_json::from_slice(
+        &kiln_testkit::kiln()
+            .current_dir(work.path())
+            .args(["import", "packer", "web.json", "--output", "json"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    )
+    .expect("JSON");
+    assert_eq!(
+        not_carried(&answer),
+        set(&["provisioners[0].environment_vars[0]"]),
+        "{answer}"
+    );
+    let recipe = Recipe::load(&work.path().join("web")).expect("valid");
+    let step = &recipe.file.steps[0];
+    assert_eq!(
+        recipe.script(&step.script),
+        b"#!/bin/sh -e\necho web > /etc/role\ndate > /etc/built-$(date -u +%s)\n"
+    );
+    assert_eq!(step.environment.len(), 1);
+    assert_eq!(step.environment["ROLE"], "web");
+    assert_eq!(
+        recipe.file.builder.subnet_id, None,
+        "an empty default is unset"
+    );
+}
+
 #[tokio::test]
 async fn an_imported_recipe_builds_and_the_builder_receives_the_original_scripts() {
     let root = tempfile::tempdir().expect("tempdir");

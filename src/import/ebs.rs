@@ -403,8 +403,9 @@ fn root_volume(
         )),
         None => findings.push(Finding::changed(
             at("encrypt_boot"),
-            "not set, so Packer's images were not encrypted: kiln encrypts every image and its \
-             snapshots (with the account's default EBS key unless kms_key_id names one)",
+            "not set: Packer encrypted an image only when its source was or the account \
+             encrypts EBS by default; kiln encrypts every image and its snapshots (the \
+             account's default EBS key unless kms_key_id names one)",
         )),
     }
     if let Some(field) = take("kms_key_id") {
@@ -439,6 +440,12 @@ fn image_name(field: &Field, path: &str, findings: &mut Vec<Finding>) -> String 
             return DEFAULT_NAME.to_owned();
         }
     };
+    if name.contains(DATE) {
+        findings.push(Finding::changed(
+            path,
+            "the build's time is kiln's {date}, the day the build started (YYYYMMDD)",
+        ));
+    }
     let mut template = name.replace(DATE, "{date}").replace(UNIQUE, "{build_id}");
     if !template.contains("{build_id}") {
         template.push_str("-{build_id}");

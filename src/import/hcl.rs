@@ -12,6 +12,9 @@ use hcl::{Block, Body, Expression, Map, Structure, Value};
 
 use super::template::{Build, DATE, Field, Finding, Item, Template, UNIQUE, data_id, is_dynamic};
 
+/// What the `env` function answers: the variable is read when Packer runs.
+const ENV_ERROR: &str = "reads environment variable";
+
 /// Reads an HCL2 template.
 pub(super) fn parse(text: &str, template_dir: &Path) -> Result<Template, String> {
     let body: Body = hcl::parse(text).map_err(|err| err.to_string())?;
@@ -23,15 +26,11 @@ pub(super) fn parse(text: &str, template_dir: &Path) -> Result<Template, String>
     );
     let mut template = Template::default();
     ctx.declare_var("var", variables(&body));
-    ctx.declare_var("local", locals(&body, &ctx));
+    // A data source's id is a stand-in known from its labels alone, so
+    // locals may name it (`source_ami = local.base` with `base = data...id`).
     let mut data = Map::new();
     for block in blocks(&body, "data") {
         let [kind, name] = labels::<2>(block);
-        let item = item(block, &ctx, &kind, &format!("data.{kind}.{name}"));
-        template.data.push(Item {
-            reference: format!("{kind}.{name}"),
-            ..item
-        });
         let by_kind = data
             .entry(kind.clone())
             .or_insert_with(|| Value::Object(Map::new()));
@@ -43,6 +42,15 @@ pub(super) fn parse(text: &str, template_dir: &Path) -> Result<Template, String>
         }
     }
     ctx.declare_var("data", Value::Object(data));
+    ctx.declare_var("local", locals(&body, &ctx));
+    for block in blocks(&body, "data") {
+        let [kind, name] = labels::<2>(block);
+        let item = item(block, &ctx, &kind, &format!("data.{kind}.{name}"));
+        template.data.push(Item {
+            reference: format!("{kind}.{name}"),
+            ..item
+        });
+    }
     for block in blocks(&body, "source") {
         let [kind, name] = labels::<2>(block);
         let mut source_ctx = ctx.clone();
@@ -244,10 +252,9 @@ fn item(block: &Block, ctx: &Context<'_>, kind: &str, path: &str) -> Item {
 fn evaluate(expr: &Expression, ctx: &Context<'_>) -> Field {
     let value = expr.evaluate(ctx).map_err(|err| {
         let text = err.to_string();
-        if text.contains("env") {
-            "reads the environment when Packer runs".to_owned()
-        } else {
-            format!("cannot be evaluated without running Packer ({text})")
+        match text.find(ENV_ERROR) {
+            Some(at) => text[at..].lines().next().unwrap_or(ENV_ERROR).to_owned(),
+            None => format!("cannot be evaluated without running Packer ({text})"),
         }
     })?;
     serde_json::to_value(&value).map_err(|err| err.to_string())
@@ -331,7 +338,7 @@ fn declare_functions(ctx: &mut Context<'_>) {
         "env",
         FuncDef::builder()
             .param(string())
-            .build(|args| Err(format!("reads environment variable {}", first(&args)))),
+            .build(|args| Err(format!("{ENV_ERROR} {}", first(&args)))),
     );
 }
 

@@ -8,7 +8,9 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::template::{Build, DATE, Field, Finding, Item, Template, UNIQUE, is_dynamic, runtime};
+use super::template::{
+    BUILD_NAME, Build, DATE, Field, Finding, Item, Template, UNIQUE, is_dynamic, runtime,
+};
 
 /// The top-level keys of a JSON template the import reads or may ignore.
 const KNOWN: &[&str] = &[
@@ -72,7 +74,7 @@ fn template(root: &Value, template_dir: &Path) -> Result<Template, String> {
         build.sources.push(name.to_owned());
         template
             .sources
-            .push(engine.item(object, kind, name, format!("builders[{i}]")));
+            .push(engine.item(object, kind, name, name, format!("builders[{i}]")));
     }
     if let Some(Value::Array(provisioners)) = top.get("provisioners") {
         for (i, provisioner) in provisioners.iter().enumerate() {
@@ -83,9 +85,13 @@ fn template(root: &Value, template_dir: &Path) -> Result<Template, String> {
                 .get("type")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            build
-                .provisioners
-                .push(engine.item(object, kind, "", format!("provisioners[{i}]")));
+            build.provisioners.push(engine.item(
+                object,
+                kind,
+                "",
+                BUILD_NAME,
+                format!("provisioners[{i}]"),
+            ));
         }
     }
     if let Some(Value::Array(chains)) = top.get("post-processors") {
@@ -110,6 +116,7 @@ fn template(root: &Value, template_dir: &Path) -> Result<Template, String> {
                     &fields,
                     kind,
                     "",
+                    BUILD_NAME,
                     format!("post-processors[{i}]"),
                 ));
             }
@@ -133,15 +140,22 @@ struct Engine {
 }
 
 impl Engine {
-    fn item(&self, object: &Map<String, Value>, kind: &str, name: &str, path: String) -> Item {
+    fn item(
+        &self,
+        object: &Map<String, Value>,
+        kind: &str,
+        reference: &str,
+        build_name: &str,
+        path: String,
+    ) -> Item {
         let fields = object
             .iter()
             .filter(|(key, _)| !key.starts_with('_') && !matches!(key.as_str(), "type" | "name"))
-            .map(|(key, value)| (key.clone(), self.value(value, name)))
+            .map(|(key, value)| (key.clone(), self.value(value, build_name)))
             .collect();
         Item {
             kind: kind.to_owned(),
-            reference: name.to_owned(),
+            reference: reference.to_owned(),
             path,
             fields,
         }
@@ -151,26 +165,26 @@ impl Engine {
     fn value(&self, value: &Value, build_name: &str) -> Field {
         Ok(match value {
             Value::String(s) => Value::String(self.interpolate(s, build_name)?),
+            // An item or key whose value needs Packer's run keeps a
+            // stand-in, so the others (tags, variables, lines) still carry over.
             Value::Array(items) => Value::Array(
                 items
                     .iter()
-                    .map(|v| self.value(v, build_name))
-                    .collect::<Result<_, _>>()?,
+                    .map(|v| self.known_or_stand_in(v, build_name))
+                    .collect(),
             ),
-            // A key whose value needs Packer's run keeps a stand-in, so the
-            // others (tags, filters) still carry over.
             Value::Object(map) => Value::Object(
                 map.iter()
-                    .map(|(k, v)| {
-                        let value = self
-                            .value(v, build_name)
-                            .unwrap_or_else(|reason| Value::String(runtime(&reason)));
-                        (k.clone(), value)
-                    })
+                    .map(|(k, v)| (k.clone(), self.known_or_stand_in(v, build_name)))
                     .collect(),
             ),
             other => other.clone(),
         })
+    }
+
+    fn known_or_stand_in(&self, value: &Value, build_name: &str) -> Value {
+        self.value(value, build_name)
+            .unwrap_or_else(|reason| Value::String(runtime(&reason)))
     }
 
     /// `text` with its `{{ ... }}` actions replaced.

@@ -80,12 +80,7 @@ pub fn packer(request: &Request) -> Result<Imported> {
     let template = if text.trim_start().starts_with('{') {
         json::parse(&text, &template_dir)
     } else {
-        hcl::parse(&text, &template_dir).map_err(|err| {
-            format!(
-                "neither JSON nor HCL2 ({})",
-                err.lines().next().unwrap_or_default()
-            )
-        })
+        read_hcl(&text, &template_dir)
     }
     .map_err(|reason| unreadable(&shown, reason))?;
     if template.sources.is_empty() && template.builds.iter().all(|b| b.sources.is_empty()) {
@@ -96,18 +91,41 @@ pub fn packer(request: &Request) -> Result<Imported> {
     }
     let source = choose(&template, request.source.as_deref(), &shown)?;
     let mut report = template.findings.clone();
-    let builds: Vec<_> = template
+    report.extend(variable_files(&template_dir));
+    let mut builds = template
         .builds
         .iter()
-        .filter(|b| b.sources.contains(&source.reference))
-        .collect();
-    let mut chosen = source.clone();
-    for build in &builds {
-        if let Some(overrides) = build.overrides.get(&source.reference) {
-            chosen.fields.extend(overrides.clone());
-        }
+        .enumerate()
+        .filter(|(_, b)| b.sources.contains(&source.reference));
+    let build = builds.next().map(|(_, b)| b);
+    for (i, _) in builds {
+        report.push(Finding::dropped(
+            format!("build[{i}]"),
+            format!(
+                "also builds {}: one recipe per build, the first is imported",
+                source.reference
+            ),
+        ));
     }
-    chosen.fields.remove("name");
+    let mut chosen = source.clone();
+    if let Some(overrides) = build.and_then(|b| b.overrides.get(&source.reference)) {
+        chosen.fields.extend(overrides.clone());
+    }
+    // Packer takes an empty string for an unset field (a variable's "" default).
+    chosen
+        .fields
+        .retain(|_, f| !matches!(f, Ok(serde_json::Value::String(s)) if s.is_empty()));
+    // A build may rename its source: provisioners name it by the new name.
+    let renamed = chosen
+        .fields
+        .remove("name")
+        .and_then(|f| template::text(&f).ok().map(str::to_owned));
+    let label = source.reference.rsplit('.').next().unwrap_or_default();
+    let build_name = renamed.clone().unwrap_or_else(|| label.to_owned());
+    let mut names = vec![source.reference.clone()];
+    if let Some(renamed) = &renamed {
+        names.push(format!("{}.{renamed}", source.kind));
+    }
     for other in template
         .sources
         .iter()
@@ -140,12 +158,21 @@ pub fn packer(request: &Request) -> Result<Imported> {
             ));
         }
     }
-    let provisioners: Vec<&Item> = builds
-        .iter()
-        .flat_map(|b| b.provisioners.iter())
-        .filter(|p| runs_on(p, &source.reference))
-        .collect();
-    let mut steps = shell::steps(&provisioners, &request.cwd, &mut report)?;
+    let mut provisioners: Vec<&Item> = Vec::new();
+    for provisioner in build.iter().flat_map(|b| b.provisioners.iter()) {
+        if runs_on(provisioner, &names) {
+            provisioners.push(provisioner);
+        } else {
+            report.push(Finding::dropped(
+                format!("{} ({})", provisioner.path, provisioner.kind),
+                format!(
+                    "runs only on other sources (only/except), not on {}",
+                    source.reference
+                ),
+            ));
+        }
+    }
+    let mut steps = shell::steps(&provisioners, &request.cwd, &build_name, &mut report)?;
     if steps.steps.is_empty() {
         shell::placeholder(&mut steps);
         report.push(Finding::changed(
@@ -158,14 +185,14 @@ pub fn packer(request: &Request) -> Result<Imported> {
             ),
         ));
     }
-    for post in builds.iter().flat_map(|b| b.post_processors.iter()) {
+    for post in build.iter().flat_map(|b| b.post_processors.iter()) {
         report.push(Finding::dropped(
             format!("{} ({})", post.path, post.kind),
             "kiln has no post-processors: `kiln build --output json` gives the image, the \
              channels and their history say where it went",
         ));
     }
-    let description = builds.iter().find_map(|b| b.description.clone());
+    let description = build.and_then(|b| b.description.clone());
     let draft = write::Draft {
         template: &request.template,
         description,
@@ -180,6 +207,51 @@ pub fn packer(request: &Request) -> Result<Imported> {
         steps: draft.steps.steps.iter().map(|s| s.name.clone()).collect(),
         report,
     })
+}
+
+/// An HCL2 template. hcl-rs panics on some arithmetic (a remainder by
+/// zero): a template that makes it panic is one it cannot read, said
+/// without the panic's own message.
+fn read_hcl(text: &str, template_dir: &Path) -> std::result::Result<template::Template, String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let parsed = std::panic::catch_unwind(|| hcl::parse(text, template_dir));
+    std::panic::set_hook(hook);
+    match parsed {
+        Ok(Ok(template)) => Ok(template),
+        Ok(Err(err)) => {
+            let first = err
+                .lines()
+                .map(|l| l.trim().trim_start_matches("-->").trim())
+                .find(|l| !l.is_empty())
+                .unwrap_or_default();
+            Err(format!("neither JSON nor HCL2 ({first})"))
+        }
+        Err(_) => Err("its expressions cannot be evaluated (an arithmetic error)".into()),
+    }
+}
+
+/// Packer's variable files beside the template (`*.auto.pkrvars.hcl`,
+/// loaded when Packer builds the folder): their values are not read.
+fn variable_files(dir: &Path) -> Vec<Finding> {
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".auto.pkrvars.hcl") || n.ends_with(".auto.pkrvars.json"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|file| {
+            Finding::dropped(
+                file,
+                "variable values are not read: the recipe takes the template's defaults; put \
+                 the values in the defaults, or edit the recipe",
+            )
+        })
+        .collect()
 }
 
 fn unreadable(template: &str, reason: String) -> Error {
@@ -279,17 +351,19 @@ fn choose<'a>(template: &'a Template, wanted: Option<&str>, shown: &str) -> Resu
     }
 }
 
-/// Whether a provisioner runs on `source` (`only` and `except`).
-fn runs_on(provisioner: &Item, source: &str) -> bool {
+/// Whether a provisioner runs on the source `names` name (`only` and `except`).
+fn runs_on(provisioner: &Item, names: &[String]) -> bool {
     let listed = |key: &str| {
         provisioner
             .fields
             .get(key)
             .and_then(|f| template::texts(f).ok())
-            .map(|names| {
-                names
-                    .iter()
-                    .any(|n| n == source || n.trim_start_matches("source.") == source)
+            .map(|listed| {
+                listed.iter().any(|n| {
+                    names
+                        .iter()
+                        .any(|name| n.trim_start_matches("source.") == name)
+                })
             })
     };
     listed("only").unwrap_or(true) && !listed("except").unwrap_or(false)

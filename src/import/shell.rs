@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::template::{self as t, Finding, Item, duration_seconds};
+use super::template::{
+    self as t, BUILD_NAME, DATE, Finding, Item, UNIQUE, duration_seconds, is_dynamic,
+};
 use crate::error::{Error, Result};
 use crate::recipe::{MAX_TIMEOUT_SECONDS, StepSpec};
 
@@ -91,6 +93,7 @@ const SHELL_DROPPED: &[(&[&str], &str)] = &[
 pub(super) fn steps(
     provisioners: &[&Item],
     cwd: &Path,
+    build_name: &str,
     findings: &mut Vec<Finding>,
 ) -> Result<Steps> {
     let mut out = Steps::default();
@@ -106,21 +109,37 @@ pub(super) fn steps(
             ));
             continue;
         }
-        shell(provisioner, cwd, &mut out, findings)?;
+        shell(provisioner, cwd, build_name, &mut out, findings)?;
     }
     Ok(out)
 }
 
-fn shell(item: &Item, cwd: &Path, out: &mut Steps, findings: &mut Vec<Finding>) -> Result<()> {
+fn shell(
+    item: &Item,
+    cwd: &Path,
+    build_name: &str,
+    out: &mut Steps,
+    findings: &mut Vec<Finding>,
+) -> Result<()> {
     let mut fields = item.fields.clone();
+    for value in fields.values_mut().flatten() {
+        t::replace_in(value, BUILD_NAME, build_name);
+    }
     let mut take = |key: &str| fields.remove(key);
     let mut environment = BTreeMap::new();
     if let Some(field) = take("environment_vars") {
         match t::texts(&field) {
             Ok(pairs) => {
-                for pair in pairs {
-                    let (name, value) = pair.split_once('=').unwrap_or((&pair, ""));
-                    environment.insert(name.to_owned(), value.to_owned());
+                for (i, pair) in pairs.iter().enumerate() {
+                    match pair.split_once('=') {
+                        Some((name, value)) if !is_dynamic(name) => {
+                            environment.insert(name.to_owned(), value.to_owned());
+                        }
+                        _ => findings.push(Finding::dropped(
+                            item.field_path(&format!("environment_vars[{i}]")),
+                            "is known only when Packer runs: set it in the script",
+                        )),
+                    }
                 }
             }
             Err(reason) => findings.push(Finding::dropped(
@@ -135,6 +154,16 @@ fn shell(item: &Item, cwd: &Path, out: &mut Steps, findings: &mut Vec<Finding>) 
             Err(reason) => findings.push(Finding::dropped(item.field_path("env"), reason)),
         }
     }
+    environment.retain(|name, value: &mut String| {
+        let known = !is_dynamic(value);
+        if !known {
+            findings.push(Finding::dropped(
+                item.field_path(&format!("environment.{name}")),
+                "is known only when Packer runs: set it in the script",
+            ));
+        }
+        known
+    });
     let timeout = match take("timeout").map(|f| t::text(&f).map(str::to_owned)) {
         Some(Ok(text)) => match duration_seconds(&text) {
             Some(seconds) => u32::try_from(seconds)
@@ -155,6 +184,13 @@ fn shell(item: &Item, cwd: &Path, out: &mut Steps, findings: &mut Vec<Finding>) 
         None => 3600,
     };
     let reboots = take("expect_disconnect").is_some_and(|f| t::flag(&f) == Ok(true));
+    if reboots {
+        findings.push(Finding::changed(
+            item.field_path("expect_disconnect"),
+            "kiln reboots the builder after this step (reboot = true); a step's network \
+             restart does not stop Run Command",
+        ));
+    }
     let shebang = take("inline_shebang")
         .and_then(|f| t::text(&f).ok().map(str::to_owned))
         .unwrap_or_else(|| INLINE_SHEBANG.to_owned());
@@ -190,7 +226,31 @@ fn shell(item: &Item, cwd: &Path, out: &mut Steps, findings: &mut Vec<Finding>) 
             }
             return finish(item, fields, findings);
         }
-        let body = format!("#!{shebang}\n{}\n", lines.join("\n"));
+        if lines.iter().any(|l| is_reboot(l)) {
+            findings.push(Finding::changed(
+                item.field_path("inline"),
+                "reboots the builder itself: remove its reboot, kiln reboots after the step \
+                 (reboot = true)",
+            ));
+        }
+        let mut text = lines.join("\n");
+        if is_dynamic(&text) {
+            text = text
+                .replace(DATE, "$(date -u +%s)")
+                .replace(UNIQUE, "${KILN_BUILD_ID}");
+            findings.push(Finding::changed(
+                item.field_path("inline"),
+                "the build's time and unique values are computed on the builder when the step \
+                 runs ($(date -u +%s), $KILN_BUILD_ID)",
+            ));
+        }
+        if is_dynamic(&text) {
+            return Err(Error::ScriptNotFound {
+                field: item.field_path("inline"),
+                reason: "holds a value known only when Packer runs".into(),
+            });
+        }
+        let body = format!("#!{shebang}\n{text}\n");
         bodies.push((
             format!("inline-{}", out.steps.len() + 1),
             "inline.sh".to_owned(),
@@ -204,6 +264,12 @@ fn shell(item: &Item, cwd: &Path, out: &mut Steps, findings: &mut Vec<Finding>) 
             reason: format!("cannot be resolved without running Packer: {reason}"),
         })?;
         for path in paths {
+            if is_dynamic(&path) {
+                return Err(Error::ScriptNotFound {
+                    field: item.field_path(key),
+                    reason: "a path known only when Packer runs".into(),
+                });
+            }
             let resolved = cwd.join(&path);
             let bytes = std::fs::read(&resolved).map_err(|err| Error::ScriptNotFound {
                 field: item.field_path(key),
@@ -231,8 +297,17 @@ fn shell(item: &Item, cwd: &Path, out: &mut Steps, findings: &mut Vec<Finding>) 
     }
     let count = bodies.len();
     for (i, (name, file, bytes)) in bodies.into_iter().enumerate() {
-        let reboot =
-            (reboots && i + 1 == count) || String::from_utf8_lossy(&bytes).lines().any(is_reboot);
+        let text = String::from_utf8_lossy(&bytes);
+        let reboot = (reboots && i + 1 == count) || text.lines().any(is_reboot);
+        let mut environment = environment.clone();
+        if text.contains("PACKER_BUILD") {
+            environment.insert("PACKER_BUILDER_TYPE".into(), "amazon-ebs".into());
+            environment.insert("PACKER_BUILD_NAME".into(), build_name.to_owned());
+            findings.push(Finding::changed(
+                item.path.clone(),
+                format!("{file} reads Packer's variables: the step sets PACKER_BUILDER_TYPE and PACKER_BUILD_NAME as Packer did"),
+            ));
+        }
         let name = unique(
             &step_name(&name),
             out.steps.iter().map(|s| s.name.clone()).collect(),
@@ -244,7 +319,7 @@ fn shell(item: &Item, cwd: &Path, out: &mut Steps, findings: &mut Vec<Finding>) 
             script: file,
             timeout_seconds: timeout,
             reboot,
-            environment: environment.clone(),
+            environment,
         });
     }
     finish(item, fields, findings)

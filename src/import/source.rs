@@ -137,6 +137,11 @@ fn canonical_parameter(pattern: &str) -> Option<(String, Architecture)> {
         .iter()
         .find(|(version, codename)| name.starts_with(&format!("{codename}-{version}-")))?;
     let rest = &name[codename.len() + version.len() + 2..];
+    // The newest of a release only: a pattern pinned to one serial is not
+    // what the parameter follows.
+    if !rest.ends_with("-server-*") {
+        return None;
+    }
     let (arch, architecture) = [
         ("amd64", Architecture::X86_64),
         ("arm64", Architecture::Arm64),
@@ -199,6 +204,7 @@ mod tests {
             Some(Architecture::Arm64)
         );
         for other in [
+            "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-20230115",
             "ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-amd64-server-*",
             "ubuntu-pro-server/images/hvm-ssd/ubuntu-jammy-22.04-amd64-pro-server-*",
             "acme-base-*",

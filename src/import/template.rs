@@ -18,6 +18,19 @@ pub(super) const DATE: &str = "\u{1}date\u{1}";
 /// Stands for a value unique to the build (`{{uuid}}`, `uuidv4()`).
 pub(super) const UNIQUE: &str = "\u{1}unique\u{1}";
 
+/// Stands for the name of the build a provisioner runs in (`{{build_name}}`).
+pub(super) const BUILD_NAME: &str = "\u{1}build_name\u{1}";
+
+/// Replaces `from` with `to` in every string of `value`.
+pub(super) fn replace_in(value: &mut Value, from: &str, to: &str) {
+    match value {
+        Value::String(s) if s.contains(from) => *s = s.replace(from, to),
+        Value::Array(items) => items.iter_mut().for_each(|v| replace_in(v, from, to)),
+        Value::Object(map) => map.values_mut().for_each(|v| replace_in(v, from, to)),
+        _ => {}
+    }
+}
+
 /// The stand-in for data source `kind.name`'s image id (`data.amazon-ami.x.id`).
 pub(super) fn data_id(kind: &str, name: &str) -> String {
     format!("\u{1}data:{kind}.{name}\u{1}")

@@ -37,7 +37,11 @@ pub(super) struct Draft<'a> {
     pub steps: Steps,
 }
 
-/// Writes `draft` as the recipe `name` in `dir`, or nothing.
+/// Writes `draft` as the recipe `name` in `dir`, or nothing: the recipe is
+/// made in a private directory beside `dir`, loaded as `kiln validate`
+/// loads it, and moved into `dir`, which the import claims first (so an
+/// existing one is never replaced); every directory made is removed on any
+/// failure.
 pub(super) fn recipe(draft: &Draft<'_>, dir: &Path, name: &RecipeName) -> Result<()> {
     let refuse = |reason: String| Error::ImportRefused {
         dir: dir.display().to_string(),
@@ -47,15 +51,50 @@ pub(super) fn recipe(draft: &Draft<'_>, dir: &Path, name: &RecipeName) -> Result
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|err| refuse(err.to_string()))?;
-    let staging = parent.join(format!(".{name}.kiln-import-{}", std::process::id()));
-    let made = staging.join(name.as_str());
-    let written = write_all(draft, &made)
+    let first_made = parent
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+        .last()
+        .map(Path::to_owned);
+    let written = std::fs::create_dir_all(parent)
         .map_err(|err| refuse(err.to_string()))
-        .and_then(|()| Recipe::load(&made).map(|_| ()))
-        .and_then(|()| std::fs::rename(&made, dir).map_err(|err| refuse(err.to_string())));
-    let _ = std::fs::remove_dir_all(&staging);
+        .and_then(|()| stage_and_move(draft, parent, dir, name));
+    if written.is_err()
+        && let Some(made) = first_made
+    {
+        let _ = std::fs::remove_dir_all(made);
+    }
     written
+}
+
+fn stage_and_move(draft: &Draft<'_>, parent: &Path, dir: &Path, name: &RecipeName) -> Result<()> {
+    let refuse = |reason: String| Error::ImportRefused {
+        dir: dir.display().to_string(),
+        reason,
+    };
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{name}.kiln-import-"))
+        .tempdir_in(parent)
+        .map_err(|err| refuse(err.to_string()))?;
+    let made = staging.path().join(name.as_str());
+    write_all(draft, &made).map_err(|err| refuse(err.to_string()))?;
+    Recipe::load(&made).map_err(|err| match err {
+        Error::InvalidRecipe { problems, .. } => Error::InvalidRecipe {
+            recipe: dir.display().to_string(),
+            problems,
+        },
+        other => other,
+    })?;
+    std::fs::create_dir(dir).map_err(|err| match err.kind() {
+        std::io::ErrorKind::AlreadyExists => {
+            refuse("it exists: import into a new directory".into())
+        }
+        _ => refuse(err.to_string()),
+    })?;
+    std::fs::rename(&made, dir).map_err(|err| {
+        let _ = std::fs::remove_dir(dir);
+        refuse(err.to_string())
+    })
 }
 
 fn write_all(draft: &Draft<'_>, dir: &Path) -> std::io::Result<()> {

@@ -397,7 +397,12 @@ fn check_environment(step: usize, environment: &BTreeMap<String, String>, proble
             );
         }
     }
-    let bytes: usize = environment.iter().map(|(k, v)| k.len() + v.len()).sum();
+    // As the command carries them: ` NAME='value'`, each quote in a value
+    // written as four bytes.
+    let bytes: usize = environment
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 3 * v.matches('\'').count() + 4)
+        .sum();
     if bytes > MAX_ENVIRONMENT_BYTES {
         problems.add(
             field,
