@@ -441,6 +441,48 @@ fn values_known_only_when_packer_runs_are_computed_on_the_builder_or_reported() 
         recipe.file.builder.subnet_id, None,
         "an empty default is unset"
     );
+
+    let hcl = r#"
+variable "owner" {
+  type = string
+}
+source "amazon-ebs" "base" {
+  instance_type = "t3.small"
+  tags = {
+    Team  = "platform"
+    Owner = var.owner
+  }
+}
+build {
+  sources = ["source.amazon-ebs.base"]
+  provisioner "shell" {
+    inline = ["true"]
+  }
+}
+"#;
+    std::fs::write(work.path().join("base.pkr.hcl"), hcl).expect("write");
+    let answer: Value = serde_json::from_slice(
+        &kiln_testkit::kiln()
+            .current_dir(work.path())
+            .args(["import", "packer", "base.pkr.hcl", "--output", "json"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout,
+    )
+    .expect("JSON");
+    assert_eq!(
+        not_carried(&answer),
+        set(&["source.amazon-ebs.base.tags.Owner"]),
+        "{answer}"
+    );
+    let recipe = Recipe::load(&work.path().join("base")).expect("valid");
+    assert_eq!(
+        recipe.file.image.tags.len(),
+        1,
+        "the static tag carries over"
+    );
+    assert_eq!(recipe.file.image.tags["Team"], "platform");
 }
 
 #[tokio::test]

@@ -8,9 +8,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use hcl::eval::{Context, Evaluate, FuncArgs, FuncDef, ParamType};
+use hcl::expr::ObjectKey;
 use hcl::{Block, Body, Expression, Map, Structure, Value};
 
-use super::template::{Build, DATE, Field, Finding, Item, Template, UNIQUE, data_id, is_dynamic};
+use super::template::{
+    Build, DATE, Field, Finding, Item, Template, UNIQUE, data_id, is_dynamic, runtime,
+};
 
 /// What the `env` function answers: the variable is read when Packer runs.
 const ENV_ERROR: &str = "reads environment variable";
@@ -249,7 +252,26 @@ fn item(block: &Block, ctx: &Context<'_>, kind: &str, path: &str) -> Item {
     }
 }
 
+/// An expression's value; in an object literal (tags, `env`), a value
+/// known only when Packer runs keeps a stand-in, so the others carry over.
 fn evaluate(expr: &Expression, ctx: &Context<'_>) -> Field {
+    if let Expression::Object(object) = expr {
+        let mut map = serde_json::Map::new();
+        for (key, value) in object {
+            let key = match key {
+                ObjectKey::Identifier(name) => name.to_string(),
+                ObjectKey::Expression(key) => match evaluate(key, ctx)? {
+                    serde_json::Value::String(key) => key,
+                    other => other.to_string(),
+                },
+                _ => return Err("an object key the import cannot read".into()),
+            };
+            let value = evaluate(value, ctx)
+                .unwrap_or_else(|reason| serde_json::Value::String(runtime(&reason)));
+            map.insert(key, value);
+        }
+        return Ok(serde_json::Value::Object(map));
+    }
     let value = expr.evaluate(ctx).map_err(|err| {
         let text = err.to_string();
         match text.find(ENV_ERROR) {
