@@ -280,10 +280,7 @@ fn target(request: &Request) -> Result<(PathBuf, RecipeName)> {
             )
         }
     };
-    let refuse = |reason: String| Error::ImportRefused {
-        dir: dir.display().to_string(),
-        reason,
-    };
+    let refuse = |reason: String| write::refuse(&dir, reason);
     let dir_name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -299,7 +296,7 @@ fn target(request: &Request) -> Result<(PathBuf, RecipeName)> {
         .parse::<RecipeName>()
         .map_err(|err| refuse(err.to_string()))?;
     if dir.exists() {
-        return Err(refuse("it exists: import into a new directory".into()));
+        return Err(refuse(write::EXISTS.into()));
     }
     Ok((dir, name))
 }

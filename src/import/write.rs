@@ -43,10 +43,6 @@ pub(super) struct Draft<'a> {
 /// existing one is never replaced); every directory made is removed on any
 /// failure.
 pub(super) fn recipe(draft: &Draft<'_>, dir: &Path, name: &RecipeName) -> Result<()> {
-    let refuse = |reason: String| Error::ImportRefused {
-        dir: dir.display().to_string(),
-        reason,
-    };
     let parent = dir
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -57,7 +53,7 @@ pub(super) fn recipe(draft: &Draft<'_>, dir: &Path, name: &RecipeName) -> Result
         .last()
         .map(Path::to_owned);
     let written = std::fs::create_dir_all(parent)
-        .map_err(|err| refuse(err.to_string()))
+        .map_err(|err| refuse(dir, err.to_string()))
         .and_then(|()| stage_and_move(draft, parent, dir, name));
     if written.is_err()
         && let Some(made) = first_made
@@ -67,11 +63,19 @@ pub(super) fn recipe(draft: &Draft<'_>, dir: &Path, name: &RecipeName) -> Result
     written
 }
 
-fn stage_and_move(draft: &Draft<'_>, parent: &Path, dir: &Path, name: &RecipeName) -> Result<()> {
-    let refuse = |reason: String| Error::ImportRefused {
+/// Why an existing recipe directory is not imported into.
+pub(super) const EXISTS: &str = "it exists: import into a new directory";
+
+/// The import would not write `dir`, and why.
+pub(super) fn refuse(dir: &Path, reason: String) -> Error {
+    Error::ImportRefused {
         dir: dir.display().to_string(),
         reason,
-    };
+    }
+}
+
+fn stage_and_move(draft: &Draft<'_>, parent: &Path, dir: &Path, name: &RecipeName) -> Result<()> {
+    let refuse = |reason: String| refuse(dir, reason);
     let staging = tempfile::Builder::new()
         .prefix(&format!(".{name}.kiln-import-"))
         .tempdir_in(parent)
@@ -86,9 +90,7 @@ fn stage_and_move(draft: &Draft<'_>, parent: &Path, dir: &Path, name: &RecipeNam
         other => other,
     })?;
     std::fs::create_dir(dir).map_err(|err| match err.kind() {
-        std::io::ErrorKind::AlreadyExists => {
-            refuse("it exists: import into a new directory".into())
-        }
+        std::io::ErrorKind::AlreadyExists => refuse(EXISTS.into()),
         _ => refuse(err.to_string()),
     })?;
     std::fs::rename(&made, dir).map_err(|err| {
