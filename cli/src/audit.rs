@@ -24,6 +24,23 @@ pub struct Audit {
     /// account is always audited.
     #[arg(long = "account-role", value_name = "ARN")]
     account_roles: Vec<String>,
+    /// Audit every active account of the AWS Organization (from the
+    /// management account or a delegated administrator), assuming
+    /// --role-name in each.
+    #[arg(long, conflicts_with = "account_roles", requires = "role_name")]
+    organization: bool,
+    /// Audit the active accounts under this root or OU, nested OUs
+    /// included (repeatable; implies --organization).
+    #[arg(
+        long = "ou",
+        value_name = "ID",
+        conflicts_with = "account_roles",
+        requires = "role_name"
+    )]
+    organizational_units: Vec<String>,
+    /// The role an organization audit assumes in each account.
+    #[arg(long, value_name = "NAME")]
+    role_name: Option<String>,
     /// The channel instances are compared against.
     #[arg(long, default_value = fleet::DEFAULT_CHANNEL)]
     channel: String,
@@ -43,6 +60,9 @@ pub async fn run(output: Output, audit: &Audit) -> Result<(), Error> {
         regions: audit.regions.clone(),
         all_regions: audit.all_regions,
         account_roles: audit.account_roles.clone(),
+        organization: audit.organization,
+        organizational_units: audit.organizational_units.clone(),
+        role_name: audit.role_name.clone(),
         channel: audit.channel.parse()?,
         service_tag: audit.service_tag.clone(),
         concurrency: audit.concurrency,

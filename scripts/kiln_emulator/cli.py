@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 from . import INSTANCE_PROFILE, REGION, SOURCE_PARAMETER, patches
-from .pipeline import BUILD_MACHINE, RELEASE_MACHINE, create_pipeline
+from .pipeline import BUILD_MACHINE, RELEASE_MACHINE, create_audit_machine, create_pipeline
 from .proxy import LambdaProxy
 from .seed import seed, seed_images
 
@@ -73,6 +73,11 @@ def serve(args):
             info["state_machine_arn"] = machines[BUILD_MACHINE]
             if RELEASE_MACHINE in machines:
                 info["release_state_machine_arn"] = machines[RELEASE_MACHINE]
+        if args.audit_machine:
+            bucket = function_env.get("KILN_AUDIT_BUCKET")
+            if not bucket:
+                sys.exit("--audit-machine needs --function-env KILN_AUDIT_BUCKET=...")
+            info["audit_state_machine_arn"] = create_audit_machine(endpoint, args.audit_machine, bucket)
     print(json.dumps(info), flush=True)
 
     stop = threading.Event()
@@ -115,6 +120,8 @@ def main():
     serve_parser.add_argument("--functions", help="directory of Lambda binaries to run Step Functions with")
     serve_parser.add_argument("--recipe-root", default="images", help="KILN_RECIPE_ROOT for the functions")
     serve_parser.add_argument("--pipeline", help="state machine definition to create (needs --functions)")
+    serve_parser.add_argument(
+        "--audit-machine", help="audit state machine definition to create, in its local form (needs --functions)")
     serve_parser.add_argument(
         "--function-env", action="append", default=[], metavar="NAME=VALUE",
         help="a setting every function runs with (e.g. KILN_OUTPUT_BUCKET=...), besides the emulator's",

@@ -52,6 +52,13 @@ pub struct Settings {
     /// Roles an audit assumes when its request names none
     /// (`KILN_AUDIT_ROLES`, comma separated ARNs).
     pub audit_roles: Vec<String>,
+    /// An audit takes its accounts from AWS Organizations when its request
+    /// names no roles (`KILN_AUDIT_ORGANIZATION`: `all` for every account of
+    /// the organization, or comma separated root and OU ids).
+    pub audit_organization: Vec<String>,
+    /// The role an organization audit assumes in each account
+    /// (`KILN_AUDIT_ROLE_NAME`).
+    pub audit_role_name: Option<String>,
 }
 
 impl Settings {
@@ -72,6 +79,8 @@ impl Settings {
             audit_bucket: var("KILN_AUDIT_BUCKET"),
             audit_regions: list(var("KILN_AUDIT_REGIONS")),
             audit_roles: list(var("KILN_AUDIT_ROLES")),
+            audit_organization: list(var("KILN_AUDIT_ORGANIZATION")),
+            audit_role_name: var("KILN_AUDIT_ROLE_NAME"),
         }
     }
 

@@ -1,12 +1,18 @@
 //! Which images the fleet runs, across regions and accounts, against each
 //! recipe's channel pointer: `kiln audit` and the `audit-fleet` Lambda.
 //!
+//! Two paths give the same report: [`audit`] in one process (`kiln audit`,
+//! one `audit-fleet` invocation), and the audit state machine
+//! (`statemachine/audit.asl.json`, [`fanout`]), which fans the accounts out
+//! as a Distributed Map for organizations one invocation cannot cover.
+//!
 //! Per region the calls are the minimum: `DescribeInstances` at 1,000 per
 //! page, `DescribeImages` once per 200 distinct images, `GetParameters` once
 //! per 10 recipes for the pointers (plus one `DescribeImages` when a pointer's
 //! image runs nowhere in the region, for its age). Per account there is one
 //! `DescribeRegions` (and one `AssumeRole` for another account's role), per
-//! audit one `GetCallerIdentity`. Throttling is retried with backoff;
+//! audit one `GetCallerIdentity` (and the Organizations listing, when the
+//! accounts come from AWS Organizations). Throttling is retried with backoff;
 //! regions and accounts are audited concurrently, at most
 //! [`Scope::concurrency`] at a time. A part that fails (an unknown region, a
 //! role that cannot be assumed, a recipe with no pointer) is reported as a
@@ -17,40 +23,37 @@
 //! against the home account's pointers, and an image shared by the home
 //! account (whose tags other accounts cannot see) is described there.
 
-mod accounts;
+pub mod accounts;
 pub mod calls;
+pub mod fanout;
 pub mod guard;
 pub mod html;
+pub mod organization;
 pub mod publish;
 pub mod region;
 pub mod report;
 pub mod scope;
 pub mod tally;
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
-use aws_sdk_ec2::config::Region;
-use serde::Serialize;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use serde::{Deserialize, Serialize};
 
-use crate::aws::roles::role_account;
-use crate::error::{Error, Result};
-use accounts::{Account, assume, ec2_client, regions};
+use crate::error::Result;
 pub use calls::ApiCalls;
 pub use region::{RegionClients, audit_region};
-use report::{Problem, ProblemKind, RegionAudit, Report, ScopeSummary};
+use report::{AuditPath, Problem, Report};
 use scope::MAX_ATTEMPTS;
 pub use scope::{
     ALL_REGIONS, DEFAULT_CHANNEL, DEFAULT_CONCURRENCY, DEFAULT_SERVICE_TAG, IMAGE_BATCH,
-    INSTANCE_PAGE, POINTER_BATCH, Regions, Request, Scope, Target,
+    INSTANCE_PAGE, Organization, POINTER_BATCH, Regions, Request, Scope, Target,
+    WHOLE_ORGANIZATION,
 };
 
-/// What one `audit-fleet` run found, and where its reports went.
-#[derive(Debug, Clone, Serialize)]
+/// What one audit found, and where its reports went.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Answer {
     /// The report's summary.
     pub summary: report::Summary,
@@ -60,17 +63,65 @@ pub struct Answer {
     pub published: publish::Published,
 }
 
-/// The `audit-fleet` Lambda: audits what `request` asks (no request: the
-/// deployment's defaults), puts the metrics and writes the reports. Parts
-/// that cannot be audited are problems in the answer and the
-/// `UnauditedParts` metric, not a failed invocation: a retry would audit the
-/// whole fleet again to meet the same problem.
-pub async fn handle(ctx: &crate::aws::Context, request: Option<Request>) -> Result<Answer> {
-    let scope = request
-        .unwrap_or_default()
-        .or_defaults(&ctx.settings)
-        .scope()?;
-    let mut report = audit(&ctx.config, &scope).await;
+/// The events of the `audit-fleet` Lambda: an audit request (the whole
+/// audit in one invocation), or a step of the audit state machine (with an
+/// `action`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Audit everything the request covers, now.
+    Audit(Request),
+    /// One step of the audit state machine.
+    Step(fanout::Step),
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        let event = match &value {
+            serde_json::Value::Null => Self::Audit(Request::default()),
+            serde_json::Value::Object(fields) if fields.contains_key("action") => {
+                Self::Step(fanout::Step::deserialize(value).map_err(serde::de::Error::custom)?)
+            }
+            _ => Self::Audit(Request::deserialize(value).map_err(serde::de::Error::custom)?),
+        };
+        Ok(event)
+    }
+}
+
+/// The `audit-fleet` Lambda: audits what the request asks (its fields left
+/// out: the deployment's defaults), puts the metrics and writes the reports;
+/// or runs one step of the audit state machine. Parts that cannot be
+/// audited are problems in the answer and the `UnauditedParts` metric, not a
+/// failed invocation: a retry would audit the whole fleet again to meet the
+/// same problem.
+pub async fn handle(ctx: &crate::aws::Context, event: Event) -> Result<Reply> {
+    match event {
+        Event::Audit(request) => {
+            let scope = request.or_defaults(&ctx.settings).scope()?;
+            let report = audit(&ctx.config, &scope).await;
+            Ok(Reply::Report(finish(ctx, report).await?))
+        }
+        Event::Step(step) => fanout::handle(ctx, step).await,
+    }
+}
+
+/// What the `audit-fleet` Lambda answers.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Reply {
+    /// An audit's (or the fold step's) summary and where its reports went.
+    Report(Answer),
+    /// The plan step's accounts.
+    Planned(fanout::Planned),
+    /// A part step's accounts.
+    Part(fanout::PartDone),
+}
+
+/// The report annotated with what the guard would block, published (metrics,
+/// and the reports when the deployment names a bucket).
+pub async fn finish(ctx: &crate::aws::Context, mut report: Report) -> Result<Answer> {
     guard::annotate(ctx, &mut report).await;
     let published =
         publish::publish(&ctx.config, &report, ctx.settings.audit_bucket.as_deref()).await?;
@@ -81,124 +132,30 @@ pub async fn handle(ctx: &crate::aws::Context, request: Option<Request>) -> Resu
     })
 }
 
+/// `config` with the audit's retries: throttling is retried with backoff.
+pub fn with_retries(config: &SdkConfig) -> SdkConfig {
+    config
+        .to_builder()
+        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+        .build()
+}
+
 /// Audits `scope` with the credentials and region of `config`. Always
 /// returns a report: what failed is in its problems.
 pub async fn audit(config: &SdkConfig, scope: &Scope) -> Report {
     let started = Instant::now();
-    let config = config
-        .to_builder()
-        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
-        .build();
-    let mut problems = Vec::new();
-    let home_calls = ApiCalls::default();
-    let sts = aws_sdk_sts::Client::from_conf(
-        aws_sdk_sts::config::Builder::from(&config)
-            .interceptor(home_calls.clone())
-            .build(),
-    );
-    let home = match sts.get_caller_identity().send().await {
-        Ok(identity) => identity.account().map(str::to_owned),
-        Err(err) => {
-            problems.push(Problem::account(
-                None,
-                ProblemKind::CallFailed,
-                Error::aws("GetCallerIdentity", err).to_string(),
-            ));
-            None
-        }
+    let config = with_retries(config);
+    let plan = accounts::plan(&config, scope).await;
+    let audits = match &plan.home {
+        Some(home) => accounts::audit_members(&config, home, &plan.members, scope).await,
+        None => Vec::new(),
     };
-    let Some(home) = home else {
-        return Report::assemble(scope, Vec::new(), problems, vec![home_calls], started);
-    };
-    let mut accounts = vec![Account {
-        id: home.clone(),
-        config: config.clone(),
-        calls: home_calls.clone(),
-    }];
-    for role in &scope.account_roles {
-        match assume(&sts, &config, role).await {
-            Ok(account) => accounts.push(account),
-            Err(message) => problems.push(Problem::account(
-                role_account(role).map(str::to_owned),
-                ProblemKind::RoleNotAssumed,
-                message,
-            )),
-        }
-    }
-    let mut targets = Vec::new();
-    for account in &accounts {
-        match regions(account, &scope.regions).await {
-            Ok((regions, refused)) => {
-                problems.extend(refused);
-                targets.extend(regions.into_iter().map(|region| (account, region)));
-            }
-            Err(err) => problems.push(Problem::account(
-                Some(account.id.clone()),
-                ProblemKind::CallFailed,
-                err.to_string(),
-            )),
-        }
-    }
-    let limit = Arc::new(Semaphore::new(scope.concurrency.max(1)));
-    let mut tasks = JoinSet::new();
-    for (account, region) in targets {
-        let calls = ApiCalls::default();
-        let in_region = |config: &SdkConfig| {
-            config
-                .to_builder()
-                .region(Region::new(region.clone()))
-                .build()
-        };
-        let clients = RegionClients {
-            ec2: ec2_client(&in_region(&account.config), &calls),
-            home_ec2: ec2_client(&in_region(&config), &calls),
-            home_ssm: aws_sdk_ssm::Client::from_conf(
-                aws_sdk_ssm::config::Builder::from(&in_region(&config))
-                    .interceptor(calls.clone())
-                    .build(),
-            ),
-        };
-        let (account_id, home, channel, service_tag, limit) = (
-            account.id.clone(),
-            home.clone(),
-            scope.channel.clone(),
-            scope.service_tag.clone(),
-            limit.clone(),
-        );
-        tasks.spawn(async move {
-            let _permit = limit.acquire_owned().await;
-            let target = Target {
-                account: &account_id,
-                home_account: &home,
-                region: &region,
-                channel: &channel,
-                service_tag: &service_tag,
-            };
-            let result = audit_region(&clients, target).await;
-            let summary = ScopeSummary::new(&account_id, &region, calls.counts());
-            (summary, result)
-        });
-    }
-    let mut regions = Vec::new();
-    while let Some(done) = tasks.join_next().await {
-        match done {
-            Ok((summary, Ok(audit))) => regions.push((summary, audit)),
-            Ok((summary, Err(err))) => {
-                problems.push(Problem {
-                    account: Some(summary.account.clone()),
-                    region: Some(summary.region.clone()),
-                    kind: ProblemKind::CallFailed,
-                    message: err.to_string(),
-                });
-                regions.push((summary.failed(), RegionAudit::default()));
-            }
-            Err(err) => problems.push(Problem::account(
-                None,
-                ProblemKind::CallFailed,
-                format!("a region's audit panicked: {err}"),
-            )),
-        }
-    }
-    let calls = accounts.into_iter().map(|a| a.calls).collect();
-    Report::assemble(scope, regions, problems, calls, started)
+    Report::assemble(
+        scope,
+        audits,
+        plan.problems,
+        plan.api_calls,
+        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        AuditPath::Direct,
+    )
 }

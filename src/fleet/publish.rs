@@ -44,10 +44,25 @@ pub async fn latest(ctx: &crate::aws::Context) -> Result<Option<(String, Report)
         report: location.clone(),
         reason,
     };
-    let found = aws_sdk_s3::Client::new(&ctx.config)
+    let s3 = aws_sdk_s3::Client::new(&ctx.config);
+    let Some(body) = read(&s3, bucket, &key).await? else {
+        return Ok(None);
+    };
+    let report = serde_json::from_slice(&body).map_err(|err| unreadable(err.to_string()))?;
+    Ok(Some((location, report)))
+}
+
+/// The bytes of object `key` of `bucket`; none when there is no such key,
+/// `AuditReportUnreadable` when its body does not arrive.
+pub(super) async fn read(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<Vec<u8>>> {
+    let found = s3
         .get_object()
         .bucket(bucket)
-        .key(&key)
+        .key(key)
         .send()
         .await
         .or_missing("GetObject", |err| {
@@ -60,10 +75,30 @@ pub async fn latest(ctx: &crate::aws::Context) -> Result<Option<(String, Report)
         .body
         .collect()
         .await
-        .map_err(|err| unreadable(err.to_string()))?
-        .into_bytes();
-    let report = serde_json::from_slice(&body).map_err(|err| unreadable(err.to_string()))?;
-    Ok(Some((location, report)))
+        .map_err(|err| Error::AuditReportUnreadable {
+            report: format!("s3://{bucket}/{key}"),
+            reason: err.to_string(),
+        })?;
+    Ok(Some(body.into_bytes().to_vec()))
+}
+
+/// Writes `body` to object `key` of `bucket`.
+pub(super) async fn write(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> Result<()> {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type(content_type)
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .or_aws("PutObject")?;
+    Ok(())
 }
 
 /// Writes the report as JSON and HTML to `bucket`, under a dated key and as
@@ -80,14 +115,7 @@ pub async fn to_s3(s3: &aws_sdk_s3::Client, bucket: &str, report: &Report) -> Re
             ("html", "text/html; charset=utf-8", &page),
         ] {
             let key = format!("{PREFIX}{name}.{extension}");
-            s3.put_object()
-                .bucket(bucket)
-                .key(&key)
-                .content_type(content_type)
-                .body(ByteStream::from(body.clone()))
-                .send()
-                .await
-                .or_aws("PutObject")?;
+            write(s3, bucket, &key, content_type, body.clone()).await?;
             keys.push(key);
         }
     }

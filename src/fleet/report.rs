@@ -4,19 +4,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::time::Instant;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::calls::ApiCalls;
 use super::scope::{Scope, Target};
 use super::tally::{ImageFacts, Status};
 use crate::ids::{Channel, RecipeName};
 use crate::text::{self, thousands};
 
 /// What one region's audit found.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RegionAudit {
     /// Instances counted (kiln's builders apart).
     pub instances: u64,
@@ -30,8 +28,47 @@ pub struct RegionAudit {
     pub problems: Vec<Problem>,
 }
 
-/// The report format's version: bumped on any change a reader could notice.
-pub const VERSION: u32 = 1;
+/// What one account's audit found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountAudit {
+    /// The account.
+    pub account: String,
+    /// The role it was seen through; none for the home account.
+    pub role: Option<String>,
+    /// Each audited region.
+    pub regions: Vec<RegionPart>,
+    /// What could not be audited.
+    pub problems: Vec<Problem>,
+    /// Requests made for the account itself (AssumeRole, DescribeRegions).
+    pub api_calls: BTreeMap<String, u64>,
+}
+
+/// One audited region of an account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionPart {
+    /// Its summary (counts filled in when the report is assembled).
+    pub summary: ScopeSummary,
+    /// What it found.
+    pub audit: RegionAudit,
+}
+
+/// How a report was produced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, strum::Display)]
+#[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
+pub enum AuditPath {
+    /// In one process, accounts and regions concurrently: `kiln audit` or
+    /// one `audit-fleet` invocation.
+    #[default]
+    Direct,
+    /// Fanned out by the audit state machine: one child execution per batch
+    /// of accounts, the parts merged by a fold step.
+    StateMachine,
+}
+
+/// The report format's version: bumped on any change a reader could notice
+/// (2: `path`).
+pub const VERSION: u32 = 2;
 
 /// Seconds in a day, for image ages.
 const DAY: i64 = 86_400;
@@ -63,6 +100,9 @@ pub struct Report {
     pub api_calls: BTreeMap<String, u64>,
     /// How long the audit took.
     pub duration_ms: u64,
+    /// How it was produced (reports of version 1 were all `direct`).
+    #[serde(default)]
+    pub path: AuditPath,
     /// Running instances the guard's criteria (`kiln guard`, compiled from
     /// the recipes) would block, by audited account; absent without recipes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -257,6 +297,9 @@ pub enum ProblemKind {
     NoPointer,
     /// An AWS call failed beyond its retries: that part is not audited.
     CallFailed,
+    /// An account's part of a fanned-out audit never arrived (its child
+    /// execution failed beyond its retries): that account is not audited.
+    Unfinished,
 }
 
 fn zeros() -> BTreeMap<Status, u64> {
@@ -264,33 +307,34 @@ fn zeros() -> BTreeMap<Status, u64> {
 }
 
 impl Report {
-    /// The report of audited `regions`, `problems` met on the way, and the
-    /// call counters of the account-level clients.
+    /// The report of audited `accounts`, with `problems` met before them and
+    /// the `api_calls` that found them; it took `duration_ms`, by `path`.
     pub fn assemble(
         scope: &Scope,
-        regions: Vec<(ScopeSummary, RegionAudit)>,
+        accounts: Vec<AccountAudit>,
         mut problems: Vec<Problem>,
-        account_calls: Vec<ApiCalls>,
-        started: Instant,
+        mut api_calls: BTreeMap<String, u64>,
+        duration_ms: u64,
+        path: AuditPath,
     ) -> Self {
         let mut scopes = Vec::new();
         let mut images = Vec::new();
         let mut pointers = Vec::new();
-        let mut api_calls = BTreeMap::new();
-        for calls in account_calls {
-            add_counts(&mut api_calls, &calls.counts());
-        }
-        for (mut summary, audit) in regions {
-            summary.instances = audit.instances;
-            summary.builders = audit.builders;
-            for image in &audit.images {
-                *summary.by_status.entry(image.status).or_default() += image.instances;
+        for account in accounts {
+            add_counts(&mut api_calls, &account.api_calls);
+            problems.extend(account.problems);
+            for RegionPart { mut summary, audit } in account.regions {
+                summary.instances = audit.instances;
+                summary.builders = audit.builders;
+                for image in &audit.images {
+                    *summary.by_status.entry(image.status).or_default() += image.instances;
+                }
+                add_counts(&mut api_calls, &summary.api_calls);
+                scopes.push(summary);
+                images.extend(audit.images);
+                pointers.extend(audit.pointers);
+                problems.extend(audit.problems);
             }
-            add_counts(&mut api_calls, &summary.api_calls);
-            scopes.push(summary);
-            images.extend(audit.images);
-            pointers.extend(audit.pointers);
-            problems.extend(audit.problems);
         }
         scopes.sort_by(|a, b| (&a.account, &a.region).cmp(&(&b.account, &b.region)));
         images.sort_by(|a, b| {
@@ -299,17 +343,28 @@ impl Report {
                 std::cmp::Reverse(a.instances),
                 &a.image_id,
                 &a.region,
+                &a.account,
             )
                 .cmp(&(
                     b.status,
                     std::cmp::Reverse(b.instances),
                     &b.image_id,
                     &b.region,
+                    &b.account,
                 ))
         });
-        pointers.sort_by(|a, b| (&a.recipe, &a.region).cmp(&(&b.recipe, &b.region)));
+        pointers.sort_by(|a, b| {
+            (&a.recipe, &a.region, &a.account).cmp(&(&b.recipe, &b.region, &b.account))
+        });
+        // Every audited account of a region reads the same home pointer.
+        pointers.dedup();
         problems.sort_by(|a, b| {
-            (&a.account, &a.region, a.kind.as_ref()).cmp(&(&b.account, &b.region, b.kind.as_ref()))
+            (&a.account, &a.region, a.kind.as_ref(), &a.message).cmp(&(
+                &b.account,
+                &b.region,
+                b.kind.as_ref(),
+                &b.message,
+            ))
         });
         let summary = Summary::of(&scopes);
         Self {
@@ -324,7 +379,8 @@ impl Report {
             pointers,
             problems,
             api_calls,
-            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            duration_ms,
+            path,
             would_block: None,
         }
     }

@@ -36,6 +36,17 @@ pub enum Regions {
     AllEnabled,
 }
 
+/// The accounts an AWS Organization audit covers: the active accounts of the
+/// organization, or of the roots and OUs named (nested OUs included), each
+/// seen through one role name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Organization {
+    /// Roots and OUs whose accounts are audited; none means the whole organization.
+    pub parents: Vec<String>,
+    /// The role assumed in each account (`arn:PARTITION:iam::ACCOUNT:role/NAME`).
+    pub role_name: String,
+}
+
 /// What to audit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {
@@ -43,6 +54,8 @@ pub struct Scope {
     pub regions: Regions,
     /// Roles to assume, one per other account; the current account is always audited.
     pub account_roles: Vec<String>,
+    /// Other accounts taken from AWS Organizations instead of `account_roles`.
+    pub organization: Option<Organization>,
     /// The channel whose pointers instances are compared against.
     pub channel: Channel,
     /// The instance tag naming the service an instance belongs to.
@@ -57,6 +70,7 @@ impl Scope {
         Self {
             regions: Regions::Configured,
             account_roles: Vec::new(),
+            organization: None,
             channel,
             service_tag: DEFAULT_SERVICE_TAG.to_owned(),
             concurrency: DEFAULT_CONCURRENCY,
@@ -75,6 +89,13 @@ pub struct Request {
     pub all_regions: bool,
     /// Roles to assume in other accounts.
     pub account_roles: Vec<String>,
+    /// Take the other accounts from AWS Organizations (not with `account_roles`).
+    pub organization: bool,
+    /// Roots and OUs whose accounts an organization audit covers (implies
+    /// `organization`); none means every account of the organization.
+    pub organizational_units: Vec<String>,
+    /// The role an organization audit assumes in each account.
+    pub role_name: Option<String>,
     /// The channel to compare against.
     pub channel: Channel,
     /// The instance tag naming services.
@@ -90,6 +111,9 @@ impl Default for Request {
             regions: Vec::new(),
             all_regions: false,
             account_roles: scope.account_roles,
+            organization: false,
+            organizational_units: Vec::new(),
+            role_name: None,
             channel: scope.channel,
             service_tag: scope.service_tag,
             concurrency: scope.concurrency,
@@ -99,6 +123,9 @@ impl Default for Request {
 
 /// In `KILN_AUDIT_REGIONS`, every region enabled in each account.
 pub const ALL_REGIONS: &str = "all";
+
+/// In `KILN_AUDIT_ORGANIZATION`, every account of the organization.
+pub const WHOLE_ORGANIZATION: &str = "all";
 
 /// The channel audits compare against unless told otherwise.
 pub const DEFAULT_CHANNEL: &str = "prod";
@@ -110,7 +137,8 @@ fn default_channel() -> Channel {
 
 impl Request {
     /// The request with the deployment's defaults where it names no regions
-    /// or roles (`all` among the regions means every enabled region).
+    /// or accounts (`all` among the regions means every enabled region, and
+    /// as the organization, the whole organization).
     pub fn or_defaults(mut self, settings: &Settings) -> Self {
         if self.regions.is_empty() && !self.all_regions {
             if settings.audit_regions.iter().any(|r| r == ALL_REGIONS) {
@@ -119,14 +147,69 @@ impl Request {
                 self.regions.clone_from(&settings.audit_regions);
             }
         }
-        if self.account_roles.is_empty() {
+        if self.account_roles.is_empty() && !self.covers_organization() {
             self.account_roles.clone_from(&settings.audit_roles);
+            if settings
+                .audit_organization
+                .iter()
+                .any(|p| p == WHOLE_ORGANIZATION)
+            {
+                self.organization = true;
+            } else {
+                self.organizational_units
+                    .clone_from(&settings.audit_organization);
+            }
+        }
+        if self.role_name.is_none() && self.covers_organization() {
+            self.role_name.clone_from(&settings.audit_role_name);
         }
         self
     }
 
+    fn covers_organization(&self) -> bool {
+        self.organization || !self.organizational_units.is_empty()
+    }
+
+    /// The organization part of the scope, checked against AWS's rules for
+    /// parent ids and role names.
+    fn organization_scope(&self) -> Result<Option<Organization>> {
+        if !self.covers_organization() {
+            if self.role_name.is_some() {
+                return Err(Error::InvalidInput(
+                    "role_name is the role of an organization audit: give organization or organizational_units too".into(),
+                ));
+            }
+            return Ok(None);
+        }
+        if !self.account_roles.is_empty() {
+            return Err(Error::InvalidInput(
+                "give account_roles or an organization, not both".into(),
+            ));
+        }
+        let Some(role_name) = self.role_name.clone() else {
+            return Err(Error::InvalidInput(
+                "an organization audit needs role_name: the role it assumes in each account".into(),
+            ));
+        };
+        if !is_role_name(&role_name) {
+            return Err(Error::InvalidInput(format!(
+                "role_name {role_name:?} is not an IAM role name (1-64 of letters, digits and +=,.@_-)"
+            )));
+        }
+        if let Some(bad) = self.organizational_units.iter().find(|p| !is_parent_id(p)) {
+            return Err(Error::InvalidInput(format!(
+                "{bad:?} is neither a root id (r-...) nor an OU id (ou-...-...)"
+            )));
+        }
+        let mut seen = HashSet::new();
+        let mut parents = self.organizational_units.clone();
+        parents.retain(|parent| seen.insert(parent.clone()));
+        Ok(Some(Organization { parents, role_name }))
+    }
+
     /// The scope to audit; refused before any call when it contradicts itself.
     pub fn scope(self) -> Result<Scope> {
+        let organization = self.organization_scope()?;
         let regions = match (self.all_regions, self.regions.is_empty()) {
             (true, false) => {
                 return Err(Error::InvalidInput(
@@ -151,11 +234,38 @@ impl Request {
         Ok(Scope {
             regions,
             account_roles: self.account_roles,
+            organization,
             channel: self.channel,
             service_tag: self.service_tag,
             concurrency: self.concurrency,
         })
     }
+}
+
+/// An IAM role name: 1 to 64 of letters, digits and `+=,.@_-` (IAM API
+/// Reference, CreateRole `RoleName`).
+fn is_role_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+}
+
+/// A root id (`r-` and 4-32 of lowercase letters and digits) or an OU id
+/// (`ou-`, 4-32 of them, `-`, 8-32 of them): Organizations API Reference,
+/// ListAccountsForParent `ParentId`.
+fn is_parent_id(id: &str) -> bool {
+    let part = |s: &str, min: usize| {
+        (min..=32).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    if let Some(root) = id.strip_prefix("r-") {
+        return part(root, 4);
+    }
+    id.strip_prefix("ou-")
+        .and_then(|rest| rest.split_once('-'))
+        .is_some_and(|(root, unit)| part(root, 4) && part(unit, 8))
 }
 
 /// One region of one account to audit.
@@ -208,5 +318,82 @@ mod tests {
         };
         let filled = Request::default().or_defaults(&all);
         assert!(filled.all_regions && filled.regions.is_empty());
+    }
+
+    #[test]
+    fn an_organization_audit_is_checked_before_any_call() {
+        let refused = |request: Request, says: &str| {
+            let err = request.scope().expect_err("refused");
+            assert!(err.to_string().contains(says), "{err}");
+        };
+        let org = Request {
+            organization: true,
+            role_name: Some("kiln-audit".into()),
+            ..Request::default()
+        };
+        refused(
+            Request {
+                account_roles: vec!["arn:aws:iam::210987654321:role/kiln-audit".into()],
+                ..org.clone()
+            },
+            "not both",
+        );
+        refused(
+            Request {
+                role_name: None,
+                ..org.clone()
+            },
+            "needs role_name",
+        );
+        refused(
+            Request {
+                role_name: Some("a".repeat(65)),
+                ..org.clone()
+            },
+            "not an IAM role name",
+        );
+        refused(
+            Request {
+                organizational_units: vec!["ou-ab12-".into()],
+                ..org.clone()
+            },
+            "neither a root id",
+        );
+        refused(
+            Request {
+                role_name: Some("kiln-audit".into()),
+                ..Request::default()
+            },
+            "give organization",
+        );
+        let units = Request {
+            organizational_units: vec![
+                "ou-ab12-cdef3456".into(),
+                "r-ab12".into(),
+                "ou-ab12-cdef3456".into(),
+            ],
+            ..org
+        };
+        let scope = units.scope().expect("a scope");
+        assert_eq!(
+            scope.organization,
+            Some(Organization {
+                parents: vec!["ou-ab12-cdef3456".into(), "r-ab12".into()],
+                role_name: "kiln-audit".into(),
+            })
+        );
+        let deployed = Settings {
+            audit_organization: vec!["all".into()],
+            audit_role_name: Some("kiln-audit".into()),
+            ..Settings::default()
+        };
+        let filled = Request::default().or_defaults(&deployed).scope();
+        assert_eq!(
+            filled.expect("a scope").organization,
+            Some(Organization {
+                parents: Vec::new(),
+                role_name: "kiln-audit".into(),
+            })
+        );
     }
 }

@@ -34,6 +34,8 @@ pub struct Seeded {
     pub state_machine_arn: Option<String>,
     /// The release state machine, when started with [`Emulator::start_pipeline`].
     pub release_state_machine_arn: Option<String>,
+    /// The audit state machine, when started with [`Emulator::start_audit`].
+    pub audit_state_machine_arn: Option<String>,
     /// The Lambda proxy, when started with [`Emulator::start_pipeline`]:
     /// function binaries' calls go through it and it records them.
     pub lambda_proxy: Option<String>,
@@ -98,6 +100,31 @@ impl Emulator {
         for fault in faults {
             args.extend(["--fault".to_owned(), (*fault).to_owned()]);
         }
+        for (name, value) in env {
+            args.extend(["--function-env".to_owned(), format!("{name}={value}")]);
+        }
+        Self::start_with(&args).await
+    }
+
+    /// Starts an emulator that runs the audit state machine for real (in its
+    /// local form), with this build's `audit-fleet` writing to `bucket`
+    /// (which the test creates) and the settings `env`.
+    pub async fn start_audit(bucket: &str, env: &[(&str, &str)]) -> Self {
+        let functions = function_binary("audit-fleet")
+            .parent()
+            .map(Path::to_owned)
+            .expect("the target directory");
+        let mut args = vec![
+            "--functions".to_owned(),
+            functions.display().to_string(),
+            "--audit-machine".to_owned(),
+            repo()
+                .join("statemachine/audit.asl.json")
+                .display()
+                .to_string(),
+            "--function-env".to_owned(),
+            format!("KILN_AUDIT_BUCKET={bucket}"),
+        ];
         for (name, value) in env {
             args.extend(["--function-env".to_owned(), format!("{name}={value}")]);
         }
@@ -258,6 +285,8 @@ impl Emulator {
                 audit_bucket: None,
                 audit_regions: Vec::new(),
                 audit_roles: Vec::new(),
+                audit_organization: Vec::new(),
+                audit_role_name: None,
             },
         )
     }
