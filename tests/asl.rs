@@ -360,14 +360,14 @@ fn every_function_task_has_a_timeout_a_retry_and_a_way_to_cleanup() {
 }
 
 #[test]
-fn both_machines_validate_as_asl() {
+fn every_machine_validates_as_asl() {
     let validator = kiln_testkit::repo().join(".tools/node_modules/.bin/asl-validator");
     assert!(
         validator.is_file(),
         "{} is missing: run `make tools` (make test does)",
         validator.display()
     );
-    for machine in [pipeline(), release_machine()] {
+    for machine in [pipeline(), release_machine(), audit_machine()] {
         let output = Command::new(&validator)
             .arg("--json-path")
             .arg(&machine)
@@ -381,4 +381,124 @@ fn both_machines_validate_as_asl() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+}
+
+fn audit_machine() -> PathBuf {
+    kiln_testkit::repo().join("statemachine/audit.asl.json")
+}
+
+/// The audit machine's state after Plan (kiln::fleet::fanout::Planned) and
+/// its Map, with every field set.
+fn full_audit_state() -> Value {
+    use kiln::fleet::accounts::Home;
+    let planned = kiln::fleet::fanout::Planned {
+        run: "audit-1".into(),
+        items: "kiln/audit/runs/audit-1/items.json".into(),
+        accounts: 2,
+        request: kiln::fleet::Request::default(),
+        home: Some(Home {
+            account: "123456789012".into(),
+            partition: "aws".into(),
+        }),
+    };
+    let mut state = serde_json::to_value(planned).expect("serialize");
+    state["map"] = serde_json::json!({"MapRunArn": "arn", "ResultWriterDetails": {}});
+    state
+}
+
+/// What one child execution of the Map gets: a batch of the plan's items
+/// with the batcher's input (AWS: `{"Items": [...], "BatchInput": ...}`).
+fn audit_batch() -> Value {
+    let state = full_audit_state();
+    let items = vec![kiln::fleet::accounts::Member {
+        account: "210987654321".into(),
+        role: Some("arn:aws:iam::210987654321:role/kiln-audit".into()),
+    }];
+    serde_json::json!({
+        "Items": items,
+        "BatchInput": {"run": state["run"], "request": state["request"], "home": state["home"]},
+    })
+}
+
+#[test]
+fn the_audit_machine_names_only_what_the_rust_code_has() {
+    let machine = asl::load(&audit_machine());
+    assert!(asl::placeholders(&machine).contains("AuditFleetFunction"));
+    assert!(
+        asl::paths(&machine).contains("$.items"),
+        "the reader's key is checked"
+    );
+    let problems = asl::problems(&machine, &full_audit_state(), &Value::Null, &functions());
+    assert!(problems.is_empty(), "{problems:#?}");
+    let processor = asl::processor(&machine, "Accounts");
+    let problems = asl::problems(&processor, &audit_batch(), &Value::Null, &functions());
+    assert!(problems.is_empty(), "{problems:#?}");
+    let part: kiln::fleet::fanout::Step = serde_json::from_value(serde_json::json!({
+        "action": processor["States"]["Part"]["Parameters"]["action"],
+        "run": "audit-1",
+        "request": audit_batch()["BatchInput"]["request"],
+        "home": audit_batch()["BatchInput"]["home"],
+        "items": audit_batch()["Items"],
+    }))
+    .expect("the Part task's parameters are a part step");
+    assert!(matches!(part, kiln::fleet::fanout::Step::Part(_)));
+}
+
+#[test]
+fn the_audit_machine_fans_out_batches_of_accounts_and_always_folds() {
+    let machine = asl::load(&audit_machine());
+    let map = &machine["States"]["Accounts"];
+    assert_eq!(
+        map["ItemProcessor"]["ProcessorConfig"]["Mode"],
+        "DISTRIBUTED"
+    );
+    let batch = map["ItemBatcher"]["MaxItemsPerBatch"]
+        .as_u64()
+        .expect("batched");
+    assert!(
+        (1..=100).contains(&batch),
+        "a few accounts per child, not one each: {batch}"
+    );
+    let tolerated = map["ToleratedFailurePercentage"]
+        .as_f64()
+        .expect("a tolerance");
+    assert!(
+        tolerated > 0.0 && tolerated <= 100.0,
+        "a broken account is tolerated"
+    );
+    assert!(map["MaxConcurrency"].as_u64().is_some_and(|n| n > 0));
+    assert_eq!(map["ItemReader"]["ReaderConfig"]["InputType"], "JSON");
+    assert_eq!(map["ItemReader"]["Parameters"]["Bucket"], "${AuditBucket}");
+    assert_eq!(
+        map["ResultWriter"]["Resource"],
+        "arn:aws:states:::s3:putObject"
+    );
+    assert_eq!(
+        map["ResultWriter"]["Parameters"]["Bucket"],
+        "${AuditBucket}"
+    );
+    assert_eq!(map["Next"], "Fold");
+    assert_eq!(
+        map["Catch"][0]["Next"], "Fold",
+        "a map beyond its tolerance still folds"
+    );
+    assert_eq!(map["Catch"][0]["ResultPath"], map["ResultPath"]);
+    for (name, state) in [
+        ("Plan", &machine["States"]["Plan"]),
+        ("Part", &map["ItemProcessor"]["States"]["Part"]),
+        ("Fold", &machine["States"]["Fold"]),
+    ] {
+        assert!(state["TimeoutSeconds"].as_u64().is_some(), "{name}");
+        let retried = state["Retry"][0]["ErrorEquals"]
+            .as_array()
+            .expect("retried");
+        assert!(retried.iter().any(|e| e == "Throttled"), "{name}");
+    }
+    let fold: kiln::fleet::fanout::Step = serde_json::from_value(serde_json::json!({
+        "action": machine["States"]["Fold"]["Parameters"]["action"],
+        "run": "audit-1",
+        "map": {"Error": "States.ExceedToleratedFailureThreshold", "Cause": "c"},
+    }))
+    .expect("the Fold task's parameters are a fold step, after a failed map too");
+    assert!(matches!(fold, kiln::fleet::fanout::Step::Fold(_)));
 }

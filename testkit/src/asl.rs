@@ -16,7 +16,7 @@ const SERVICE_ERRORS: &[&str] = &[
     "Lambda.TooManyRequestsException",
 ];
 /// Placeholders that are not functions.
-const OTHER_PLACEHOLDERS: &[&str] = &["EventBusName", "ReleaseStateMachine"];
+const OTHER_PLACEHOLDERS: &[&str] = &["EventBusName", "ReleaseStateMachine", "AuditBucket"];
 
 /// Loads a definition.
 pub fn load(path: &Path) -> Value {
@@ -131,6 +131,10 @@ pub fn paths(machine: &Value) -> BTreeSet<String> {
         }
         collect_variables(&state["Choices"], &mut found);
         collect_parameters(&state["Parameters"], &mut found);
+        // A Map's reader, batcher and writer read the Map state's input.
+        collect_parameters(&state["ItemReader"]["Parameters"], &mut found);
+        collect_parameters(&state["ItemBatcher"]["BatchInput"], &mut found);
+        collect_parameters(&state["ResultWriter"]["Parameters"], &mut found);
     }
     found.retain(|path| path.starts_with("$.") || path == "$");
     found
@@ -164,6 +168,17 @@ fn collect_parameters(parameters: &Value, found: &mut BTreeSet<String>) {
             .for_each(|item| collect_parameters(item, found)),
         _ => {}
     }
+}
+
+/// The `ItemProcessor` of Map state `state`, as a machine of its own: its
+/// states run on each item (or batch), not on the Map state's input.
+pub fn processor(machine: &Value, state: &str) -> Value {
+    let processor = &machine["States"][state]["ItemProcessor"];
+    assert!(
+        processor.is_object(),
+        "{state} is not a Map state with an ItemProcessor"
+    );
+    processor.clone()
 }
 
 /// Whether `$.a.b` names a field of `document`.
