@@ -255,18 +255,22 @@ async fn run_audit(emu: &Emulator, name: &str, input: &serde_json::Value) -> Exe
     panic!("the audit did not end in 2 minutes");
 }
 
-async fn object(emu: &Emulator, key: &str) -> Option<Vec<u8>> {
-    let got = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&emu.config)
+fn s3(config: &SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
             .force_path_style(true)
             .build(),
     )
-    .get_object()
-    .bucket(BUCKET)
-    .key(key)
-    .send()
-    .await
-    .ok()?;
+}
+
+async fn object(emu: &Emulator, key: &str) -> Option<Vec<u8>> {
+    let got = s3(&emu.config)
+        .get_object()
+        .bucket(BUCKET)
+        .key(key)
+        .send()
+        .await
+        .ok()?;
     Some(got.body.collect().await.ok()?.into_bytes().to_vec())
 }
 
@@ -286,16 +290,12 @@ fn comparable(mut report: Report) -> Report {
 #[tokio::test]
 async fn an_organization_audited_through_the_state_machine_equals_the_direct_audit() {
     let emu = Emulator::start_audit(BUCKET, &[]).await;
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&emu.config)
-            .force_path_style(true)
-            .build(),
-    )
-    .create_bucket()
-    .bucket(BUCKET)
-    .send()
-    .await
-    .expect("CreateBucket");
+    s3(&emu.config)
+        .create_bucket()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .expect("CreateBucket");
     let org = seed(&emu).await;
 
     run_audit(&emu, "audit-org", &request(&[])).await;
@@ -384,5 +384,77 @@ async fn an_organization_audited_through_the_state_machine_equals_the_direct_aud
     assert_eq!(
         scopes, expected,
         "the home account and the OU's two accounts (one in a nested OU), in both regions"
+    );
+}
+
+/// Runs one step of the audit state machine as its Lambda would.
+async fn step(ctx: &Context, event: serde_json::Value) -> serde_json::Value {
+    let reply = kiln::lambda::answer(&fleet::handle, ctx, event)
+        .await
+        .expect("the step");
+    serde_json::to_value(reply).expect("an answer")
+}
+
+#[tokio::test]
+async fn an_account_whose_part_never_arrives_is_reported_unfinished() {
+    let emu = Emulator::start().await;
+    let mut ctx = emu.context(&recipe_root());
+    ctx.settings.audit_bucket = Some(BUCKET.into());
+    s3(&emu.config)
+        .create_bucket()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .expect("CreateBucket");
+    let planned = step(
+        &ctx,
+        serde_json::json!({"action": "plan", "run": "r-1", "request": {
+            "account_roles": [emu.seeded.member_role], "regions": [EAST]}}),
+    )
+    .await;
+    assert_eq!(planned["accounts"], 2, "{planned}");
+    let items = object(&emu, "kiln/audit/runs/r-1/items.json")
+        .await
+        .expect("the map's items");
+    let items: Vec<serde_json::Value> = serde_json::from_slice(&items).expect("a JSON array");
+    assert_eq!(items.len(), 2);
+    let home = &items[0];
+    assert_eq!(home["account"], emu.seeded.account.as_str());
+    let member = items[1]["account"].as_str().expect("the member").to_owned();
+
+    let done = step(
+        &ctx,
+        serde_json::json!({"action": "part", "run": "r-1", "request": planned["request"],
+            "home": planned["home"], "items": [home]}),
+    )
+    .await;
+    assert_eq!(done["accounts"], serde_json::json!([emu.seeded.account]));
+
+    let answer = step(
+        &ctx,
+        serde_json::json!({"action": "fold", "run": "r-1", "map": {
+            "Error": "States.ExceedToleratedFailureThreshold", "Cause": "1 of 2 items failed"}}),
+    )
+    .await;
+    let report: Report = serde_json::from_slice(
+        &object(&emu, "kiln/audit/latest.json")
+            .await
+            .expect("the fold wrote the report"),
+    )
+    .expect("a report");
+    assert_eq!(report.summary.accounts, 1);
+    let unfinished: Vec<_> = report
+        .problems
+        .iter()
+        .filter(|p| p.kind == ProblemKind::Unfinished)
+        .map(|p| p.account.as_deref())
+        .collect();
+    assert_eq!(unfinished, [Some(member.as_str())]);
+    assert_eq!(report.incomplete(), 1);
+    assert!(
+        answer["problems"]
+            .to_string()
+            .contains("ExceedToleratedFailureThreshold"),
+        "{answer}"
     );
 }
