@@ -28,6 +28,8 @@ use serde_json::{Value, json};
 /// The output bucket of a stack named `kiln`, as the template names it.
 const OUTPUT_BUCKET: &str = "kiln-outputbucket";
 const ALARM: &str = "web-5xx";
+/// The role moto's CreateAccount makes in a new account of an organization.
+const ORGANIZATION_ROLE: &str = "OrganizationAccountAccessRole";
 
 /// What the emulator's Lambda proxy recorded of one call.
 #[derive(Debug, Clone, Deserialize)]
@@ -391,6 +393,11 @@ fn needs(call: &Call, builder_role: &str) -> (Vec<Need>, Vec<Need>) {
         ("sts", "AssumeRole") => {
             needs.push(need(call.param("RoleArn").unwrap_or_default().to_owned()))
         }
+        // The Service Authorization Reference's AWS Organizations table
+        // names no resource type for the List actions: "*".
+        ("organizations", "ListAccounts" | "ListAccountsForParent" | "ListChildren") => {
+            needs.push(need("*".into()))
+        }
         // STS API Reference, GetCallerIdentity: "No permissions are required".
         ("sts", "GetCallerIdentity") => {}
         _ => panic!("{name} is not modelled here: add the resources AWS checks for it"),
@@ -622,7 +629,11 @@ fn unused(roles: &Roles, used: &BTreeMap<String, BTreeSet<usize>>) -> Vec<(Strin
 #[tokio::test]
 async fn every_call_each_function_makes_is_granted_to_its_role() {
     let (calls, member_role) = flows().await;
-    let roles = iam::roles(&[&format!("PointerAccountRoles={member_role}")]);
+    let roles = iam::roles(&[
+        &format!("PointerAccountRoles={member_role}"),
+        "AuditOrganization=all",
+        &format!("AuditRoleName={ORGANIZATION_ROLE}"),
+    ]);
     let functions: BTreeSet<&str> = calls.iter().filter_map(Call::function).collect();
     let expected: BTreeSet<&str> = roles.functions.keys().map(String::as_str).collect();
     assert_eq!(
@@ -660,6 +671,9 @@ async fn every_call_each_function_makes_is_granted_to_its_role() {
         ("start-build", "states:DescribeExecution"),
         ("audit-fleet", "s3:PutObject"),
         ("audit-fleet", "monitoring:PutMetricData"),
+        ("audit-fleet", "organizations:ListAccounts"),
+        ("audit-fleet", "sts:AssumeRole"),
+        ("audit-fleet", "s3:GetObject"),
     ] {
         let found = made.contains(&(expected.0, expected.1.to_owned()));
         assert!(found, "{expected:?} was never made: {made:#?}");
@@ -937,6 +951,66 @@ async fn flows() -> (Vec<Call>, String) {
         "audit-fleet",
         &json!({"channel": "prod"}),
         &[("KILN_AUDIT_BUCKET", OUTPUT_BUCKET.to_owned())],
+    );
+
+    // The audit state machine's steps over an organization with one member.
+    let organizations = aws_sdk_organizations::Client::new(&emulator.config);
+    organizations
+        .create_organization()
+        .send()
+        .await
+        .expect("CreateOrganization");
+    organizations
+        .create_account()
+        .account_name("member")
+        .email("member@example.com")
+        .send()
+        .await
+        .expect("CreateAccount");
+    let audit_env = [
+        ("KILN_AUDIT_BUCKET", OUTPUT_BUCKET.to_owned()),
+        ("KILN_AUDIT_ORGANIZATION", "all".to_owned()),
+        ("KILN_AUDIT_ROLE_NAME", ORGANIZATION_ROLE.to_owned()),
+    ];
+    let planned = run(
+        &emulator,
+        &copy,
+        "audit-fleet",
+        &json!({"action": "plan", "run": "iam-flows", "request": {"channel": "prod"}}),
+        &audit_env,
+    );
+    assert_eq!(planned["accounts"], 2, "{planned}");
+    let items = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&emulator.config)
+            .force_path_style(true)
+            .build(),
+    )
+    .get_object()
+    .bucket(OUTPUT_BUCKET)
+    .key("kiln/audit/runs/iam-flows/items.json")
+    .send()
+    .await
+    .expect("the planned accounts")
+    .body
+    .collect()
+    .await
+    .expect("their body")
+    .into_bytes();
+    let items: Value = serde_json::from_slice(&items).expect("JSON");
+    run(
+        &emulator,
+        &copy,
+        "audit-fleet",
+        &json!({"action": "part", "run": "iam-flows", "request": planned["request"],
+            "home": planned["home"], "items": items}),
+        &audit_env,
+    );
+    run(
+        &emulator,
+        &copy,
+        "audit-fleet",
+        &json!({"action": "fold", "run": "iam-flows"}),
+        &audit_env,
     );
 
     // Retention, which reads the audit's report.

@@ -206,6 +206,7 @@ async fn the_stack_creates_with_every_function_role_rule_and_the_state_machine()
     for (resource, definition) in [
         ("BuildStateMachine", "statemachine/pipeline.asl.json"),
         ("ReleaseStateMachine", "statemachine/release.asl.json"),
+        ("AuditStateMachine", "statemachine/audit.asl.json"),
     ] {
         let machine = &cfn["Resources"][resource]["Properties"];
         let substituted: Vec<&String> = machine["DefinitionSubstitutions"]
@@ -242,6 +243,14 @@ async fn the_stack_creates_with_every_function_role_rule_and_the_state_machine()
         .await
         .expect("the release state machine exists");
     assert!(release.definition().contains("\"Advance\""));
+    let audit = emulator
+        .sfn()
+        .describe_state_machine()
+        .state_machine_arn("arn:aws:states:us-east-1:123456789012:stateMachine:kiln-audit")
+        .send()
+        .await
+        .expect("the audit state machine exists");
+    assert!(audit.definition().contains("\"DISTRIBUTED\""));
     let rules = emulator.events().list_rules().send().await.expect("rules");
     let names: Vec<&str> = rules.rules().iter().filter_map(|r| r.name()).collect();
     assert_eq!(
