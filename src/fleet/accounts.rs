@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
+use aws_config::retry::RetryConfig;
 use aws_sdk_ec2::config::Region;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
@@ -15,7 +16,7 @@ use super::calls::ApiCalls;
 use super::organization;
 use super::region::{RegionClients, audit_region};
 use super::report::{AccountAudit, Problem, ProblemKind, RegionAudit, RegionPart, ScopeSummary};
-use super::scope::{Regions, SESSION_NAME, Scope, Target};
+use super::scope::{MAX_ATTEMPTS, Regions, SESSION_NAME, Scope, Target};
 use crate::aws::roles::{self, role_account};
 use crate::aws::sdk::Answer;
 use crate::error::{Error, Result};
@@ -51,6 +52,14 @@ pub struct Plan {
     pub problems: Vec<Problem>,
     /// Requests made, by operation.
     pub api_calls: BTreeMap<String, u64>,
+}
+
+/// `config` with the audit's retries: throttling is retried with backoff.
+pub fn with_retries(config: &SdkConfig) -> SdkConfig {
+    config
+        .to_builder()
+        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+        .build()
 }
 
 pub(super) fn ec2_client(config: &SdkConfig, calls: &ApiCalls) -> aws_sdk_ec2::Client {

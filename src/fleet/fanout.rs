@@ -13,17 +13,18 @@
 //! - **fold**: the plan's accounts read back, an account whose part is
 //!   missing (its child execution failed, within the map's tolerated
 //!   failures or beyond them) reported as `unfinished`, the report
-//!   assembled, annotated and published as the direct audit's is.
+//!   assembled (the Lambda then annotates and publishes it as the direct
+//!   audit's).
 
 use jiff::Timestamp;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
-use super::accounts::{Home, Member, Plan, audit_members, plan};
+use super::accounts::{Home, Member, Plan, audit_members, plan, with_retries};
 use super::publish::{read, write};
 use super::report::{AccountAudit, AuditPath, Problem, ProblemKind, Report};
-use super::{Answer, Reply, Request, finish, with_retries};
+use super::scope::Request;
 use crate::error::{Error, Result};
 
 /// Where the audit state machine keeps its runs in the audit bucket.
@@ -129,8 +130,19 @@ struct StoredPlan {
     plan: Plan,
 }
 
+/// What a step made.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stepped {
+    /// The plan.
+    Planned(Planned),
+    /// A batch's accounts, audited.
+    Part(PartDone),
+    /// The report, to annotate and publish as the direct audit's is.
+    Folded(Report),
+}
+
 /// Runs one step.
-pub async fn handle(ctx: &crate::aws::Context, step: Step) -> Result<Reply> {
+pub async fn handle(ctx: &crate::aws::Context, step: Step) -> Result<Stepped> {
     let bucket = ctx.settings.audit_bucket.as_deref().ok_or_else(|| {
         Error::InvalidInput(
             "the audit state machine keeps its parts in KILN_AUDIT_BUCKET, which is not set".into(),
@@ -166,7 +178,7 @@ pub async fn handle(ctx: &crate::aws::Context, step: Step) -> Result<Reply> {
                 to_bytes(&stored)?,
             )
             .await?;
-            Ok(Reply::Planned(planned))
+            Ok(Stepped::Planned(planned))
         }
         Step::Part(step) => {
             checked_run(&step.run)?;
@@ -183,9 +195,9 @@ pub async fn handle(ctx: &crate::aws::Context, step: Step) -> Result<Reply> {
                 done.instances += audit.regions.iter().map(|r| r.audit.instances).sum::<u64>();
                 done.accounts.push(audit.account);
             }
-            Ok(Reply::Part(done))
+            Ok(Stepped::Part(done))
         }
-        Step::Fold(step) => Ok(Reply::Report(fold(ctx, &s3, bucket, &step).await?)),
+        Step::Fold(step) => Ok(Stepped::Folded(fold(&s3, bucket, &step).await?)),
     }
 }
 
@@ -246,12 +258,7 @@ async fn read_json<T: DeserializeOwned>(
 
 /// The report of run `step.run`: every planned account's part, or a
 /// problem saying it never arrived.
-async fn fold(
-    ctx: &crate::aws::Context,
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    step: &FoldStep,
-) -> Result<Answer> {
+async fn fold(s3: &aws_sdk_s3::Client, bucket: &str, step: &FoldStep) -> Result<Report> {
     checked_run(&step.run)?;
     let plan_key = run_key(&step.run, PLAN);
     let stored: StoredPlan = read_json(s3, bucket, &plan_key).await?.ok_or_else(|| {
@@ -288,15 +295,14 @@ async fn fold(
         }
     }
     let took = Timestamp::now().duration_since(stored.started_at);
-    let report = Report::assemble(
+    Ok(Report::assemble(
         &scope,
         audits,
         problems,
         stored.plan.api_calls,
         u64::try_from(took.as_millis()).unwrap_or(0),
         AuditPath::StateMachine,
-    );
-    finish(ctx, report).await
+    ))
 }
 
 fn unfinished(account: String, map: &MapOutcome) -> Problem {

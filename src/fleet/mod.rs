@@ -33,19 +33,18 @@ pub mod publish;
 pub mod region;
 pub mod report;
 pub mod scope;
+pub mod table;
 pub mod tally;
 
 use std::time::Instant;
 
 use aws_config::SdkConfig;
-use aws_config::retry::RetryConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 pub use calls::ApiCalls;
 pub use region::{RegionClients, audit_region};
 use report::{AuditPath, Problem, Report};
-use scope::MAX_ATTEMPTS;
 pub use scope::{
     ALL_REGIONS, DEFAULT_CHANNEL, DEFAULT_CONCURRENCY, DEFAULT_SERVICE_TAG, IMAGE_BATCH,
     INSTANCE_PAGE, Organization, POINTER_BATCH, Regions, Request, Scope, Target,
@@ -103,7 +102,11 @@ pub async fn handle(ctx: &crate::aws::Context, event: Event) -> Result<Reply> {
             let report = audit(&ctx.config, &scope).await;
             Ok(Reply::Report(finish(ctx, report).await?))
         }
-        Event::Step(step) => fanout::handle(ctx, step).await,
+        Event::Step(step) => Ok(match fanout::handle(ctx, step).await? {
+            fanout::Stepped::Planned(planned) => Reply::Planned(planned),
+            fanout::Stepped::Part(done) => Reply::Part(done),
+            fanout::Stepped::Folded(report) => Reply::Report(finish(ctx, report).await?),
+        }),
     }
 }
 
@@ -132,19 +135,11 @@ pub async fn finish(ctx: &crate::aws::Context, mut report: Report) -> Result<Ans
     })
 }
 
-/// `config` with the audit's retries: throttling is retried with backoff.
-pub fn with_retries(config: &SdkConfig) -> SdkConfig {
-    config
-        .to_builder()
-        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
-        .build()
-}
-
 /// Audits `scope` with the credentials and region of `config`. Always
 /// returns a report: what failed is in its problems.
 pub async fn audit(config: &SdkConfig, scope: &Scope) -> Report {
     let started = Instant::now();
-    let config = with_retries(config);
+    let config = accounts::with_retries(config);
     let plan = accounts::plan(&config, scope).await;
     let audits = match &plan.home {
         Some(home) => accounts::audit_members(&config, home, &plan.members, scope).await,
