@@ -833,3 +833,43 @@ async fn the_guard_counts_what_it_would_block_and_enables_only_once_nothing_runn
         ("audit-mode".into(), 2)
     );
 }
+
+#[tokio::test]
+async fn kiln_audit_shows_its_progress_on_a_terminal_and_nowhere_else() {
+    let emu = Emulator::start().await;
+    let ctx = emu.context(&recipe_root());
+    launch_many(&ctx, &emu.seeded.source_ami, 1234, &services("legacy")).await;
+    let kiln = kiln_testkit::function_binary("kiln");
+    let command = format!(
+        "{} audit --region {EAST} --region {WEST} --account-role {}",
+        kiln.display(),
+        emu.seeded.member_role
+    );
+    // script(1) gives the command a terminal, as a person running it has.
+    let terminal = Command::new("script")
+        .args(["--quiet", "--return", "--flush", "--command", &command, "/dev/null"])
+        .envs(emu.env())
+        .output()
+        .expect("script (bsdutils)");
+    assert!(terminal.status.success(), "{terminal:?}");
+    let seen = String::from_utf8_lossy(&terminal.stdout);
+    assert!(
+        seen.contains("auditing: accounts 2/2 · regions 4/4 · 1,234 instances"),
+        "the last count, shown before the report: {seen}"
+    );
+    let report_at = seen.find("Fleet audit against").expect("the report");
+    assert!(seen[..report_at].contains("\r\x1b[2K"), "the line is cleared: {seen:?}");
+
+    let piped = kiln_testkit::kiln()
+        .envs(emu.env())
+        .args(["audit", "--region", EAST, "--output", "json"])
+        .output()
+        .expect("run kiln");
+    assert!(piped.status.success(), "{piped:?}");
+    let report: Report = serde_json::from_slice(&piped.stdout).expect("only the JSON report");
+    assert_eq!(report.summary.instances, 1234);
+    assert!(
+        !String::from_utf8_lossy(&piped.stderr).contains("auditing"),
+        "no progress where no one watches"
+    );
+}

@@ -1,6 +1,8 @@
 //! The fleet: which images every instance runs, against the pointers.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::Args;
 use kiln::Error;
@@ -55,6 +57,15 @@ pub struct Audit {
     html: Option<PathBuf>,
 }
 
+/// Shows where the audit stands on stderr (a terminal), on one line
+/// rewritten five times a second, until aborted.
+async fn show(progress: Arc<fleet::Progress>) {
+    loop {
+        eprint!("\r\x1b[2Kauditing: {}", progress.line());
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 pub async fn run(output: Output, audit: &Audit) -> Result<(), Error> {
     let scope = fleet::Request {
         regions: audit.regions.clone(),
@@ -69,7 +80,16 @@ pub async fn run(output: Output, audit: &Audit) -> Result<(), Error> {
     }
     .scope()?;
     let ctx = context(|_| {}).await;
-    let mut report = fleet::audit(&ctx.config, &scope).await;
+    let progress = Arc::new(fleet::Progress::default());
+    let shown = std::io::stderr()
+        .is_terminal()
+        .then(|| tokio::spawn(show(progress.clone())));
+    let mut report = fleet::audit_watched(&ctx.config, &scope, &progress).await;
+    if let Some(shown) = shown {
+        shown.abort();
+        // The last count, then the line cleared for the report.
+        eprint!("\r\x1b[2Kauditing: {}\r\x1b[2K", progress.line());
+    }
     fleet::guard::annotate(&ctx, &mut report).await;
     if let Some(file) = &audit.html {
         std::fs::write(file, fleet::html::render(&report)).map_err(|err| {

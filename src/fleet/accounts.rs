@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 
 use super::calls::ApiCalls;
 use super::organization;
+use super::progress::Progress;
 use super::region::{RegionClients, audit_region};
 use super::report::{AccountAudit, Problem, ProblemKind, RegionAudit, RegionPart, ScopeSummary};
 use super::scope::{MAX_ATTEMPTS, Regions, SESSION_NAME, Scope, Target};
@@ -160,24 +161,32 @@ pub async fn plan(config: &SdkConfig, scope: &Scope) -> Plan {
 }
 
 /// Audits `members` (accounts of `home`'s audit) with the credentials of
-/// `config`, at most `scope.concurrency` accounts' set-up and regions at once.
+/// `config`, at most `scope.concurrency` accounts' set-up and regions at
+/// once, advancing `progress` as accounts and regions finish.
 pub async fn audit_members(
     config: &SdkConfig,
     home: &Home,
     members: &[Member],
     scope: &Scope,
+    progress: &Arc<Progress>,
 ) -> Vec<AccountAudit> {
     let limit = Arc::new(Semaphore::new(scope.concurrency.max(1)));
+    progress.add_accounts(members.len());
     let mut tasks = JoinSet::new();
     for member in members {
-        let (config, home, member, scope, limit) = (
+        let (config, home, member, scope, limit, progress) = (
             config.clone(),
             home.clone(),
             member.clone(),
             scope.clone(),
             limit.clone(),
+            progress.clone(),
         );
-        tasks.spawn(async move { audit_member(&config, &home, &member, &scope, &limit).await });
+        tasks.spawn(async move {
+            let audit = audit_member(&config, &home, &member, &scope, &limit, &progress).await;
+            progress.account_done();
+            audit
+        });
     }
     let mut audits = Vec::new();
     while let Some(done) = tasks.join_next().await {
@@ -206,6 +215,7 @@ async fn audit_member(
     member: &Member,
     scope: &Scope,
     limit: &Arc<Semaphore>,
+    progress: &Progress,
 ) -> AccountAudit {
     let calls = ApiCalls::default();
     let mut audit = AccountAudit {
@@ -234,6 +244,7 @@ async fn audit_member(
             return audit;
         }
     };
+    progress.add_regions(regions.len());
     let mut tasks = JoinSet::new();
     for region in regions {
         let calls = ApiCalls::default();
@@ -272,6 +283,10 @@ async fn audit_member(
         });
     }
     while let Some(done) = tasks.join_next().await {
+        progress.region_done(match &done {
+            Ok((_, Ok(region))) => region.instances,
+            _ => 0,
+        });
         match done {
             Ok((summary, Ok(region))) => audit.regions.push(RegionPart {
                 summary,

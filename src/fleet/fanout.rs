@@ -16,6 +16,8 @@
 //!   assembled (the Lambda then annotates and publishes it as the direct
 //!   audit's).
 
+use std::sync::Arc;
+
 use jiff::Timestamp;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -183,8 +185,14 @@ pub async fn handle(ctx: &crate::aws::Context, step: Step) -> Result<Stepped> {
         Step::Part(step) => {
             checked_run(&step.run)?;
             let scope = step.request.scope()?;
-            let audits =
-                audit_members(&with_retries(&ctx.config), &step.home, &step.items, &scope).await;
+            let audits = audit_members(
+                &with_retries(&ctx.config),
+                &step.home,
+                &step.items,
+                &scope,
+                &Arc::default(),
+            )
+            .await;
             let mut done = PartDone {
                 accounts: Vec::new(),
                 instances: 0,

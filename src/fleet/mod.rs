@@ -29,6 +29,7 @@ pub mod fanout;
 pub mod guard;
 pub mod html;
 pub mod organization;
+pub mod progress;
 pub mod publish;
 pub mod region;
 pub mod report;
@@ -36,6 +37,7 @@ pub mod scope;
 pub mod table;
 pub mod tally;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use aws_config::SdkConfig;
@@ -43,6 +45,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 pub use calls::ApiCalls;
+pub use progress::Progress;
 pub use region::{RegionClients, audit_region};
 use report::{AuditPath, Problem, Report};
 pub use scope::{
@@ -138,11 +141,16 @@ pub async fn finish(ctx: &crate::aws::Context, mut report: Report) -> Result<Ans
 /// Audits `scope` with the credentials and region of `config`. Always
 /// returns a report: what failed is in its problems.
 pub async fn audit(config: &SdkConfig, scope: &Scope) -> Report {
+    audit_watched(config, scope, &Arc::default()).await
+}
+
+/// [`audit`], advancing `progress` as accounts and regions finish.
+pub async fn audit_watched(config: &SdkConfig, scope: &Scope, progress: &Arc<Progress>) -> Report {
     let started = Instant::now();
     let config = accounts::with_retries(config);
     let plan = accounts::plan(&config, scope).await;
     let audits = match &plan.home {
-        Some(home) => accounts::audit_members(&config, home, &plan.members, scope).await,
+        Some(home) => accounts::audit_members(&config, home, &plan.members, scope, progress).await,
         None => Vec::new(),
     };
     Report::assemble(
