@@ -476,28 +476,6 @@ async fn the_cli_reports_the_rest_and_exits_1_when_a_part_fails() {
     assert!(stderr.contains("error[AuditIncomplete]"), "{stderr}");
 }
 
-/// Opens `page` in headless Chromium (tests/browser/render.cjs): what it
-/// shows, and every console error, page error and request it made.
-fn render(page: &Path, screenshot: &Path) -> serde_json::Value {
-    let script = kiln_testkit::repo().join("tests/browser/render.cjs");
-    let output = Command::new("node")
-        .arg(&script)
-        .arg(page)
-        .arg(screenshot)
-        .env(
-            "NODE_PATH",
-            kiln_testkit::repo().join(".tools/node_modules"),
-        )
-        .output()
-        .expect("node (make test installs it, and Chromium)");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("the renderer's JSON")
-}
-
 #[tokio::test]
 async fn the_html_report_renders_in_chromium_with_its_totals() {
     let emu = Emulator::start().await;
@@ -507,7 +485,7 @@ async fn the_html_report_renders_in_chromium_with_its_totals() {
     let page = dir.path().join("report.html");
     std::fs::write(&page, audit::html::render(&report)).expect("write");
     let shot = dir.path().join("report.png");
-    let rendered = render(&page, &shot);
+    let rendered = kiln_testkit::render_page(&page, &shot);
 
     assert_eq!(rendered["errors"], serde_json::json!([]), "{rendered}");
     assert_eq!(
@@ -580,7 +558,8 @@ async fn the_audit_fleet_lambda_writes_its_reports_and_metrics() {
     assert_eq!(answer["summary"]["current"], 6);
     assert_eq!(
         answer["published"]["keys"].as_array().map(Vec::len),
-        Some(4)
+        Some(6),
+        "the dated and latest JSON and HTML, the daily summary, the trend page"
     );
 
     let latest = s3
@@ -603,11 +582,46 @@ async fn the_audit_fleet_lambda_writes_its_reports_and_metrics() {
         .iter()
         .filter_map(|o| o.key().map(str::to_owned))
         .collect();
-    assert_eq!(keys.len(), 4, "{keys:?}");
+    assert_eq!(keys.len(), 6, "{keys:?}");
     assert!(
         keys.iter()
             .any(|k| k.ends_with(".html") && k != "kiln/audit/latest.html")
     );
+    let today = jiff::tz::Offset::UTC
+        .to_datetime(report.generated_at)
+        .date()
+        .strftime("%Y-%m-%d")
+        .to_string();
+    let daily = format!("kiln-history/audit/prod/{today}.json");
+    assert!(keys.contains(&daily), "{keys:?}");
+    assert!(
+        keys.contains(&"kiln/audit/trend.html".to_owned()),
+        "{keys:?}"
+    );
+    let summary = s3
+        .get_object()
+        .bucket("fleet-reports")
+        .key(&daily)
+        .send()
+        .await
+        .expect("the daily summary")
+        .body
+        .collect()
+        .await
+        .expect("body")
+        .into_bytes();
+    let summary: serde_json::Value = serde_json::from_slice(&summary).expect("JSON");
+    let east = &summary["recipes"]["web"][EAST];
+    assert_eq!(
+        (east["instances"].as_u64(), east["current"].as_u64()),
+        (Some(6), Some(6))
+    );
+    assert_eq!(east["pointer"]["image_id"], web[0].as_str());
+    assert!(
+        east["pointer"]["moved"].is_string(),
+        "when the pointer moved: {summary}"
+    );
+    assert_eq!(summary["services"]["legacy"]["behind"], 2);
 
     let cloudwatch = aws_sdk_cloudwatch::Client::new(&emu.config);
     let value = |dimensions: &[(&str, &str)]| {
@@ -847,7 +861,14 @@ async fn kiln_audit_shows_its_progress_on_a_terminal_and_nowhere_else() {
     );
     // script(1) gives the command a terminal, as a person running it has.
     let terminal = Command::new("script")
-        .args(["--quiet", "--return", "--flush", "--command", &command, "/dev/null"])
+        .args([
+            "--quiet",
+            "--return",
+            "--flush",
+            "--command",
+            &command,
+            "/dev/null",
+        ])
         .envs(emu.env())
         .output()
         .expect("script (bsdutils)");
@@ -858,7 +879,10 @@ async fn kiln_audit_shows_its_progress_on_a_terminal_and_nowhere_else() {
         "the last count, shown before the report: {seen}"
     );
     let report_at = seen.find("Fleet audit against").expect("the report");
-    assert!(seen[..report_at].contains("\r\x1b[2K"), "the line is cleared: {seen:?}");
+    assert!(
+        seen[..report_at].contains("\r\x1b[2K"),
+        "the line is cleared: {seen:?}"
+    );
 
     let piped = kiln_testkit::kiln()
         .envs(emu.env())

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use kiln::Error;
 use kiln::fleet;
 
@@ -15,7 +15,10 @@ use crate::output::print;
 /// much is on the promoted image and who is behind. Exits 1 when part of the
 /// fleet could not be audited (the rest is still reported).
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Audit {
+    #[command(subcommand)]
+    trend: Option<Trend>,
     /// A region to audit (repeatable); none means the configured region.
     #[arg(long = "region", value_name = "REGION", conflicts_with = "all_regions")]
     regions: Vec<String>,
@@ -57,6 +60,32 @@ pub struct Audit {
     html: Option<PathBuf>,
 }
 
+/// What the daily audits saw over time.
+#[derive(Debug, Subcommand)]
+enum Trend {
+    /// The share of each recipe's fleet on the promoted image day by day,
+    /// each promotion and rollback, each release's time to 50%, 90% and
+    /// 100% of its fleet, and the services behind the longest (from the
+    /// daily summaries the audit-fleet function leaves in KILN_AUDIT_BUCKET).
+    Trend {
+        /// Days back from today (UTC), today included.
+        #[arg(long, default_value_t = fleet::trend::DEFAULT_DAYS)]
+        days: u32,
+        /// The channel.
+        #[arg(long, default_value = fleet::DEFAULT_CHANNEL)]
+        channel: String,
+        /// Also write the trend as a self-contained HTML page to FILE.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+    },
+}
+
+/// Writes `page` to `file`.
+fn write_page(file: &PathBuf, page: String) -> Result<(), Error> {
+    std::fs::write(file, page)
+        .map_err(|err| Error::InvalidInput(format!("cannot write {}: {err}", file.display())))
+}
+
 /// Shows where the audit stands on stderr (a terminal), on one line
 /// rewritten five times a second, until aborted.
 async fn show(progress: Arc<fleet::Progress>) {
@@ -67,6 +96,20 @@ async fn show(progress: Arc<fleet::Progress>) {
 }
 
 pub async fn run(output: Output, audit: &Audit) -> Result<(), Error> {
+    if let Some(Trend::Trend {
+        days,
+        channel,
+        html,
+    }) = &audit.trend
+    {
+        let ctx = context(|_| {}).await;
+        let trend = fleet::trend::read(&ctx, &channel.parse()?, *days).await?;
+        if let Some(file) = html {
+            write_page(file, fleet::trend_page::render(&trend))?;
+        }
+        print(output, &trend, || trend.table());
+        return Ok(());
+    }
     let scope = fleet::Request {
         regions: audit.regions.clone(),
         all_regions: audit.all_regions,
@@ -92,9 +135,7 @@ pub async fn run(output: Output, audit: &Audit) -> Result<(), Error> {
     }
     fleet::guard::annotate(&ctx, &mut report).await;
     if let Some(file) = &audit.html {
-        std::fs::write(file, fleet::html::render(&report)).map_err(|err| {
-            Error::InvalidInput(format!("cannot write {}: {err}", file.display()))
-        })?;
+        write_page(file, fleet::html::render(&report))?;
     }
     print(output, &report, || report.table());
     let parts = report.incomplete();

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
 use super::accounts::{Home, Member, Plan, audit_members, plan, with_retries};
-use super::publish::{read, write};
+use super::objects::{read, write};
 use super::report::{AccountAudit, AuditPath, Problem, ProblemKind, Report};
 use super::scope::Request;
 use crate::error::{Error, Result};

@@ -27,8 +27,20 @@ fn color(status: Status) -> &'static str {
     }
 }
 
+/// The start of a self-contained page titled `title`, up to its body: its
+/// content security policy lets it load nothing, and it runs no script.
+pub(super) fn head(title: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>{}</title><style>{STYLE}</style></head><body>",
+        escape(title)
+    )
+}
+
 /// `text` safe in HTML text and attribute values.
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -58,14 +70,13 @@ td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}\
 /// The report as a self-contained HTML page.
 pub fn render(report: &Report) -> String {
     let s = &report.summary;
-    let mut page = String::new();
+    let mut page = head(&format!(
+        "kiln fleet audit: {}% on {}",
+        s.current_percent, report.channel
+    ));
     let _ = write!(
         page,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\
-<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<title>kiln fleet audit: {percent}% on {channel}</title><style>{STYLE}</style></head><body>\
-<h1>Fleet audit against channel {channel}</h1>\
+        "<h1>Fleet audit against channel {channel}</h1>\
 <p class=\"meta\">{accounts} account(s), {regions} region(s), generated {generated} · report version {version}</p>\
 <div class=\"answer\">\
 <div class=\"tile\" id=\"instances\"><b>{instances}</b>instances</div>\

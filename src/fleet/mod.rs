@@ -27,7 +27,9 @@ pub mod accounts;
 pub mod calls;
 pub mod fanout;
 pub mod guard;
+pub mod history;
 pub mod html;
+mod objects;
 pub mod organization;
 pub mod progress;
 pub mod publish;
@@ -36,6 +38,8 @@ pub mod report;
 pub mod scope;
 pub mod table;
 pub mod tally;
+pub mod trend;
+pub mod trend_page;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -5,13 +5,16 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aws_config::SdkConfig;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
-use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_types::DateTime;
 use serde::{Deserialize, Serialize};
 
+use super::history;
 use super::html;
+use super::objects::{read, write};
 use super::report::Report;
 use super::tally::Status;
+use super::trend::{DEFAULT_DAYS, Trend};
+use super::trend_page;
 use crate::aws::sdk::Answer;
 use crate::error::{Error, Result};
 
@@ -52,57 +55,9 @@ pub async fn latest(ctx: &crate::aws::Context) -> Result<Option<(String, Report)
     Ok(Some((location, report)))
 }
 
-/// The bytes of object `key` of `bucket`; none when there is no such key,
-/// `AuditReportUnreadable` when its body does not arrive.
-pub(super) async fn read(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-) -> Result<Option<Vec<u8>>> {
-    let found = s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .or_missing("GetObject", |err| {
-            crate::aws::sdk::code_in(err, &["NoSuchKey"])
-        })?;
-    let Some(object) = found else {
-        return Ok(None);
-    };
-    let body = object
-        .body
-        .collect()
-        .await
-        .map_err(|err| Error::AuditReportUnreadable {
-            report: format!("s3://{bucket}/{key}"),
-            reason: err.to_string(),
-        })?;
-    Ok(Some(body.into_bytes().to_vec()))
-}
-
-/// Writes `body` to object `key` of `bucket`.
-pub(super) async fn write(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-    content_type: &str,
-    body: Vec<u8>,
-) -> Result<()> {
-    s3.put_object()
-        .bucket(bucket)
-        .key(key)
-        .content_type(content_type)
-        .body(ByteStream::from(body))
-        .send()
-        .await
-        .or_aws("PutObject")?;
-    Ok(())
-}
-
 /// Writes the report as JSON and HTML to `bucket`, under a dated key and as
-/// `latest`; returns the keys written.
+/// `latest`, its daily summary, and the trend page of the last
+/// [`DEFAULT_DAYS`] (`trend.html`); returns the keys written.
 pub async fn to_s3(s3: &aws_sdk_s3::Client, bucket: &str, report: &Report) -> Result<Vec<String>> {
     let json = serde_json::to_vec_pretty(report)
         .map_err(|err| Error::InvalidInput(format!("the report does not serialize: {err}")))?;
@@ -119,6 +74,20 @@ pub async fn to_s3(s3: &aws_sdk_s3::Client, bucket: &str, report: &Report) -> Re
             keys.push(key);
         }
     }
+    keys.push(history::write_day(s3, bucket, report).await?);
+    let today = history::utc_date(report.generated_at);
+    let days = history::read_days(s3, bucket, &report.channel, DEFAULT_DAYS, today).await?;
+    let page = trend_page::render(&Trend::of(&report.channel, &days));
+    let key = format!("{PREFIX}trend.html");
+    write(
+        s3,
+        bucket,
+        &key,
+        "text/html; charset=utf-8",
+        page.into_bytes(),
+    )
+    .await?;
+    keys.push(key);
     Ok(keys)
 }
 

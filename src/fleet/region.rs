@@ -49,28 +49,32 @@ pub async fn audit_region(clients: &RegionClients, target: Target<'_>) -> Result
     let named = pointers(&clients.home_ssm, &recipes, target.channel).await?;
     let unseen: Vec<&str> = named
         .values()
-        .filter(|image| !facts.contains_key(*image))
-        .map(String::as_str)
+        .filter(|(image, _)| !facts.contains_key(image))
+        .map(|(image, _)| image.as_str())
         .collect();
     let unseen_facts = describe(&clients.home_ec2, &unseen).await?;
     let mut problems = Vec::new();
     let mut pointer_rows = Vec::new();
     let mut by_recipe = HashMap::new();
     for recipe in recipes {
-        let image = named.get(recipe);
+        let pointer = named.get(recipe);
+        let created = pointer.and_then(|(image, _)| {
+            facts
+                .get(image)
+                .or_else(|| unseen_facts.get(image))
+                .and_then(|f| f.created)
+        });
         pointer_rows.push(PointerRow {
             account: target.home_account.to_owned(),
             region: target.region.to_owned(),
             recipe: recipe.clone(),
             channel: target.channel.clone(),
-            image_id: image.cloned(),
+            image_id: pointer.map(|(image, _)| image.clone()),
+            created,
+            moved: pointer.and_then(|(_, moved)| *moved),
         });
-        match image {
-            Some(image) => {
-                let created = facts
-                    .get(image)
-                    .or_else(|| unseen_facts.get(image))
-                    .and_then(|f| f.created);
+        match pointer {
+            Some((image, _)) => {
                 by_recipe.insert(
                     recipe.clone(),
                     Pointer {
@@ -155,12 +159,13 @@ async fn describe(ec2: &aws_sdk_ec2::Client, ids: &[&str]) -> Result<HashMap<Str
     Ok(facts)
 }
 
-/// The image each recipe's `channel` pointer names, for the recipes that have one.
+/// The image each recipe's `channel` pointer names and when it last moved,
+/// for the recipes that have one.
 async fn pointers(
     ssm: &aws_sdk_ssm::Client,
     recipes: &[&RecipeName],
     channel: &Channel,
-) -> Result<HashMap<RecipeName, String>> {
+) -> Result<HashMap<RecipeName, (String, Option<jiff::Timestamp>)>> {
     let mut named = HashMap::new();
     for batch in recipes.chunks(POINTER_BATCH) {
         let names: HashMap<String, &RecipeName> = batch
@@ -176,7 +181,10 @@ async fn pointers(
         for parameter in output.parameters() {
             let recipe = parameter.name().and_then(|name| names.get(name));
             if let (Some(recipe), Some(image)) = (recipe, parameter.value()) {
-                named.insert((*recipe).clone(), image.to_owned());
+                let moved = parameter
+                    .last_modified_date()
+                    .and_then(|at| jiff::Timestamp::from_second(at.secs()).ok());
+                named.insert((*recipe).clone(), (image.to_owned(), moved));
             }
         }
     }

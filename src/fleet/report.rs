@@ -65,7 +65,7 @@ pub enum AuditPath {
 }
 
 /// The report format's version: bumped on any change a reader could notice
-/// (2: `path`).
+/// (2: `path`, and each pointer's `created` and `moved`).
 pub const VERSION: u32 = 2;
 
 /// Seconds in a day, for image ages.
@@ -251,6 +251,12 @@ pub struct PointerRow {
     pub channel: Channel,
     /// The image it names; none when the recipe has no pointer there.
     pub image_id: Option<String>,
+    /// When that image was created.
+    #[serde(default)]
+    pub created: Option<Timestamp>,
+    /// When the pointer last moved (its parameter's last write).
+    #[serde(default)]
+    pub moved: Option<Timestamp>,
 }
 
 /// A part of the audit that failed, or a fact it could not establish.
@@ -425,7 +431,7 @@ impl Summary {
 }
 
 /// `part` of `whole` in percent, to one decimal (0 of nothing).
-fn percent(part: u64, whole: u64) -> f64 {
+pub(super) fn percent(part: u64, whole: u64) -> f64 {
     if whole == 0 {
         return 0.0;
     }

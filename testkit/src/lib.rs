@@ -17,4 +17,4 @@ mod process;
 pub use emulator::{Emulator, EventCapture, Seeded};
 pub use fixtures::*;
 pub use mocks::{Mocks, Protocol, mocked, mocked_with, throttled};
-pub use process::{function_binary, invoke_function, kiln, recipe_root, repo};
+pub use process::{function_binary, invoke_function, kiln, recipe_root, render_page, repo};

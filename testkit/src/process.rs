@@ -61,3 +61,22 @@ pub fn invoke_function(
 pub fn kiln() -> assert_cmd::Command {
     assert_cmd::Command::new(function_binary("kiln"))
 }
+
+/// Opens `page` in headless Chromium (tests/browser/render.cjs): what it
+/// shows, and every console error, page error and request it made.
+pub fn render_page(page: &Path, screenshot: &Path) -> serde_json::Value {
+    let script = repo().join("tests/browser/render.cjs");
+    let output = Command::new("node")
+        .arg(&script)
+        .arg(page)
+        .arg(screenshot)
+        .env("NODE_PATH", repo().join(".tools/node_modules"))
+        .output()
+        .expect("node (make test installs it, and Chromium)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the renderer's JSON")
+}

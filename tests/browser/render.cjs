@@ -1,7 +1,9 @@
 // Opens a local HTML page in headless Chromium (Debian's, through
 // playwright-core) and prints what a reader sees as JSON: the answer tiles,
-// the chart's bars, the drift table, every console or page error, every
-// request that left the file, and a full-page screenshot.
+// the chart's bars, the drift table (the audit report); the plotted days,
+// the marked moves, the releases and the services behind the longest (the
+// trend page); every console or page error, every request that left the
+// file, and a full-page screenshot.
 //
 //   node tests/browser/render.cjs PAGE.html SCREENSHOT.png
 //
@@ -49,8 +51,36 @@ async function main() {
     const drift = await page.$$eval("#drift tr", (rows) =>
       rows.slice(1).map((r) => [...r.cells].map((c) => c.innerText.trim())),
     );
+    const points = await page.$$eval("svg.trend circle.day", (cs) =>
+      cs.map((c) => ({
+        recipe: c.closest("svg").dataset.recipe,
+        date: c.dataset.date,
+        percent: Number(c.dataset.percent),
+        y: Number(c.getAttribute("cy")),
+      })),
+    );
+    const moves = await page.$$eval("svg.trend g.move", (gs) =>
+      gs.map((g) => ({ kind: g.classList[1], at: g.dataset.at })),
+    );
+    const table = (id) =>
+      page.$$eval(`#${id} tr`, (rows) =>
+        rows.slice(1).map((r) => [...r.cells].map((c) => c.innerText.trim())),
+      );
+    const releases = await table("releases");
+    const behind = await table("behind-longest");
     await page.screenshot({ path: screenshot, fullPage: true });
-    const report = { title: await page.title(), tiles, bars, drift, errors, external_requests: external };
+    const report = {
+      title: await page.title(),
+      tiles,
+      bars,
+      drift,
+      points,
+      moves,
+      releases,
+      behind,
+      errors,
+      external_requests: external,
+    };
     process.stdout.write(`${JSON.stringify(report)}\n`);
   } finally {
     await browser.close();
