@@ -46,6 +46,10 @@ pub struct Audit {
     /// The role an organization audit assumes in each account.
     #[arg(long, value_name = "NAME")]
     role_name: Option<String>,
+    /// Read the instances from this AWS Config aggregator (one query for
+    /// every account and region it records) instead of each region.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["account_roles", "organization", "organizational_units"])]
+    config_aggregator: Option<String>,
     /// The channel instances are compared against.
     #[arg(long, default_value = fleet::DEFAULT_CHANNEL)]
     channel: String,
@@ -117,6 +121,7 @@ pub async fn run(output: Output, audit: &Audit) -> Result<(), Error> {
         organization: audit.organization,
         organizational_units: audit.organizational_units.clone(),
         role_name: audit.role_name.clone(),
+        config_aggregator: audit.config_aggregator.clone(),
         channel: audit.channel.parse()?,
         service_tag: audit.service_tag.clone(),
         concurrency: audit.concurrency,

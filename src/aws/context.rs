@@ -59,6 +59,9 @@ pub struct Settings {
     /// The role an organization audit assumes in each account
     /// (`KILN_AUDIT_ROLE_NAME`).
     pub audit_role_name: Option<String>,
+    /// An audit reads the instances from this AWS Config aggregator when its
+    /// request names no accounts (`KILN_AUDIT_CONFIG_AGGREGATOR`).
+    pub audit_config_aggregator: Option<String>,
 }
 
 impl Settings {
@@ -81,6 +84,7 @@ impl Settings {
             audit_roles: list(var("KILN_AUDIT_ROLES")),
             audit_organization: list(var("KILN_AUDIT_ORGANIZATION")),
             audit_role_name: var("KILN_AUDIT_ROLE_NAME"),
+            audit_config_aggregator: var("KILN_AUDIT_CONFIG_AGGREGATOR"),
         }
     }
 

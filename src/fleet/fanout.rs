@@ -156,6 +156,11 @@ pub async fn handle(ctx: &crate::aws::Context, step: Step) -> Result<Stepped> {
             checked_run(&step.run)?;
             let request = step.request.or_defaults(&ctx.settings);
             let scope = request.clone().scope()?;
+            if scope.config_aggregator.is_some() {
+                return Err(Error::InvalidInput(
+                    "the AWS Config path is one query: run it with one audit-fleet invocation, not the audit state machine".into(),
+                ));
+            }
             let started_at = Timestamp::now();
             let plan = plan(&with_retries(&ctx.config), &scope).await;
             let items = run_key(&step.run, "items.json");

@@ -24,6 +24,7 @@
 //! account (whose tags other accounts cannot see) is described there.
 
 pub mod accounts;
+pub mod aggregator;
 pub mod calls;
 pub mod fanout;
 pub mod guard;
@@ -148,8 +149,13 @@ pub async fn audit(config: &SdkConfig, scope: &Scope) -> Report {
     audit_watched(config, scope, &Arc::default()).await
 }
 
-/// [`audit`], advancing `progress` as accounts and regions finish.
+/// [`audit`], advancing `progress` as accounts and regions finish (the
+/// AWS Config path, one query, has no progress to show).
 pub async fn audit_watched(config: &SdkConfig, scope: &Scope, progress: &Arc<Progress>) -> Report {
+    if scope.config_aggregator.is_some() {
+        let client = aws_sdk_config::Client::new(&accounts::with_retries(config));
+        return aggregator::audit(config, &client, scope).await;
+    }
     let started = Instant::now();
     let config = accounts::with_retries(config);
     let plan = accounts::plan(&config, scope).await;

@@ -26,9 +26,32 @@ pub struct RegionClients {
     pub home_ssm: aws_sdk_ssm::Client,
 }
 
+/// What an image no client could describe is taken for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unseen {
+    /// Gone: the audited account itself describes its instances' images, so
+    /// one it cannot describe is deregistered.
+    Deregistered,
+    /// Not kiln's: described from the home account only (the AWS Config
+    /// path), an image it cannot see is another account's private image
+    /// (kiln's own are always visible to it), or gone.
+    Foreign,
+}
+
 /// Audits one region of one account with `clients`.
 pub async fn audit_region(clients: &RegionClients, target: Target<'_>) -> Result<RegionAudit> {
     let tally = instances(&clients.ec2, target.service_tag).await?;
+    classify_region(clients, target, &tally, Unseen::Deregistered).await
+}
+
+/// Classifies the images of `tally` (one region of one account) against
+/// the pointers, describing each image once with `clients`.
+pub async fn classify_region(
+    clients: &RegionClients,
+    target: Target<'_>,
+    tally: &Tally,
+    undescribed: Unseen,
+) -> Result<RegionAudit> {
     let ids = tally.images();
     let mut facts = describe(&clients.ec2, &ids).await?;
     if target.account != target.home_account {
@@ -101,7 +124,11 @@ pub async fn audit_region(clients: &RegionClients, target: Target<'_>) -> Result
     let images = ids
         .iter()
         .map(|id| {
-            let image = facts.get(*id);
+            let foreign = ImageFacts::default();
+            let image = match (facts.get(*id), undescribed) {
+                (None, Unseen::Foreign) => Some(&foreign),
+                (found, _) => found,
+            };
             ImageRow::new(
                 target,
                 id,

@@ -62,10 +62,13 @@ pub enum AuditPath {
     /// Fanned out by the audit state machine: one child execution per batch
     /// of accounts, the parts merged by a fold step.
     StateMachine,
+    /// From an AWS Config aggregator's recorded instances (one query), the
+    /// images described from the home account.
+    Config,
 }
 
 /// The report format's version: bumped on any change a reader could notice
-/// (2: `path`, and each pointer's `created` and `moved`).
+/// (2: `path`, `data_as_of`, and each pointer's `created` and `moved`).
 pub const VERSION: u32 = 2;
 
 /// Seconds in a day, for image ages.
@@ -101,6 +104,10 @@ pub struct Report {
     /// How it was produced (reports of version 1 were all `direct`).
     #[serde(default)]
     pub path: AuditPath,
+    /// How fresh the instances are when they were not read live: on the
+    /// `config` path, the newest configuration item AWS Config had recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_as_of: Option<Timestamp>,
     /// Running instances the guard's criteria (`kiln guard`, compiled from
     /// the recipes) would block, by audited account; absent without recipes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -385,6 +392,7 @@ impl Report {
             api_calls,
             duration_ms,
             path,
+            data_as_of: None,
             would_block: None,
         }
     }

@@ -56,6 +56,9 @@ pub struct Scope {
     pub account_roles: Vec<String>,
     /// Other accounts taken from AWS Organizations instead of `account_roles`.
     pub organization: Option<Organization>,
+    /// The AWS Config aggregator whose recorded instances replace the
+    /// per-region sweep (the aggregator names the accounts).
+    pub config_aggregator: Option<String>,
     /// The channel whose pointers instances are compared against.
     pub channel: Channel,
     /// The instance tag naming the service an instance belongs to.
@@ -71,6 +74,7 @@ impl Scope {
             regions: Regions::Configured,
             account_roles: Vec::new(),
             organization: None,
+            config_aggregator: None,
             channel,
             service_tag: DEFAULT_SERVICE_TAG.to_owned(),
             concurrency: DEFAULT_CONCURRENCY,
@@ -96,6 +100,9 @@ pub struct Request {
     pub organizational_units: Vec<String>,
     /// The role an organization audit assumes in each account.
     pub role_name: Option<String>,
+    /// Read the instances from this AWS Config aggregator (one query)
+    /// instead of each region (not with roles or an organization).
+    pub config_aggregator: Option<String>,
     /// The channel to compare against.
     pub channel: Channel,
     /// The instance tag naming services.
@@ -114,6 +121,7 @@ impl Default for Request {
             organization: false,
             organizational_units: Vec::new(),
             role_name: None,
+            config_aggregator: None,
             channel: scope.channel,
             service_tag: scope.service_tag,
             concurrency: scope.concurrency,
@@ -163,7 +171,38 @@ impl Request {
         if self.role_name.is_none() && self.covers_organization() {
             self.role_name.clone_from(&settings.audit_role_name);
         }
+        if self.config_aggregator.is_none()
+            && self.account_roles.is_empty()
+            && !self.covers_organization()
+        {
+            self.config_aggregator
+                .clone_from(&settings.audit_config_aggregator);
+        }
         self
+    }
+
+    /// The aggregator, checked against AWS's rules for its name (AWS Config
+    /// API Reference, SelectAggregateResourceConfig
+    /// `ConfigurationAggregatorName`: 1 to 256 of `[\w\-]`).
+    fn aggregator(&self) -> Result<Option<String>> {
+        let Some(name) = &self.config_aggregator else {
+            return Ok(None);
+        };
+        if !self.account_roles.is_empty() || self.covers_organization() {
+            return Err(Error::InvalidInput(
+                "config_aggregator names its own accounts: give it without account_roles or an organization".into(),
+            ));
+        }
+        let fits = (1..=256).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !fits {
+            return Err(Error::InvalidInput(format!(
+                "{name:?} is not a Config aggregator name (1-256 of letters, digits, _ and -)"
+            )));
+        }
+        Ok(Some(name.clone()))
     }
 
     fn covers_organization(&self) -> bool {
@@ -210,6 +249,7 @@ impl Request {
     /// The scope to audit; refused before any call when it contradicts itself.
     pub fn scope(self) -> Result<Scope> {
         let organization = self.organization_scope()?;
+        let config_aggregator = self.aggregator()?;
         let regions = match (self.all_regions, self.regions.is_empty()) {
             (true, false) => {
                 return Err(Error::InvalidInput(
@@ -235,6 +275,7 @@ impl Request {
             regions,
             account_roles: self.account_roles,
             organization,
+            config_aggregator,
             channel: self.channel,
             service_tag: self.service_tag,
             concurrency: self.concurrency,
@@ -387,6 +428,24 @@ mod tests {
             audit_role_name: Some("kiln-audit".into()),
             ..Settings::default()
         };
+        let refused_aggregator = Request {
+            config_aggregator: Some("org aggregator".into()),
+            ..Request::default()
+        };
+        assert!(
+            refused_aggregator.scope().is_err(),
+            "a space is not in an aggregator name"
+        );
+        let both = Request {
+            config_aggregator: Some("org-aggregator".into()),
+            organization: true,
+            role_name: Some("kiln-audit".into()),
+            ..Request::default()
+        };
+        assert!(
+            both.scope().is_err(),
+            "the aggregator names its own accounts"
+        );
         let filled = Request::default().or_defaults(&deployed).scope();
         assert_eq!(
             filled.expect("a scope").organization,

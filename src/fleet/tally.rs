@@ -163,15 +163,20 @@ pub struct Tally {
 impl Tally {
     /// Counts one instance of `service` on `image`.
     pub fn add(&mut self, image: &str, service: &str) {
-        self.instances += 1;
+        self.add_many(image, service, 1);
+    }
+
+    /// Counts `n` instances of `service` on `image`.
+    pub fn add_many(&mut self, image: &str, service: &str, n: u64) {
+        self.instances += n;
         let services = match self.by_image.get_mut(image) {
             Some(services) => services,
             None => self.by_image.entry(image.to_owned()).or_default(),
         };
         match services.get_mut(service) {
-            Some(count) => *count += 1,
+            Some(count) => *count += n,
             None => {
-                services.insert(service.to_owned(), 1);
+                services.insert(service.to_owned(), n);
             }
         }
     }

@@ -287,6 +287,7 @@ impl Emulator {
                 audit_roles: Vec::new(),
                 audit_organization: Vec::new(),
                 audit_role_name: None,
+                audit_config_aggregator: None,
             },
         )
     }
