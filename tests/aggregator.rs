@@ -143,6 +143,11 @@ async fn one_aggregate_query_replaces_the_sweep_and_the_report_says_how_fresh_it
         report.api_calls
     );
     assert!(report.api_calls.contains_key("DescribeImages"));
+    let table = report.table();
+    assert!(
+        table.contains("AWS Config, instances as recorded up to 2026-11-30 09:30 UTC"),
+        "{table}"
+    );
 }
 
 #[test]

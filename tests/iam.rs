@@ -1050,6 +1050,31 @@ async fn flows() -> (Vec<Call>, String) {
 }
 
 #[test]
+fn the_config_path_queries_only_this_accounts_aggregators_and_only_when_one_is_named() {
+    let query = |account: &str| {
+        Need::new(
+            "config:SelectAggregateResourceConfig",
+            format!(
+                "arn:aws:config:{REGION}:{account}:config-aggregator/config-aggregator-abcd1234"
+            ),
+            "the Config path",
+        )
+    };
+    let without = iam::roles(&[]);
+    assert!(
+        !iam::missing(
+            &without.functions["audit-fleet"].statements,
+            &[query(ACCOUNT)]
+        )
+        .is_empty()
+    );
+    let with = iam::roles(&["AuditConfigAggregator=org-aggregator"]);
+    let statements = &with.functions["audit-fleet"].statements;
+    assert!(iam::missing(statements, &[query(ACCOUNT)]).is_empty());
+    assert!(!iam::missing(statements, &[query("210987654321")]).is_empty());
+}
+
+#[test]
 fn each_role_reaches_no_further_than_its_job() {
     let roles = iam::roles(&[]);
     let allowed =

@@ -77,7 +77,7 @@ pub fn render(report: &Report) -> String {
     let _ = write!(
         page,
         "<h1>Fleet audit against channel {channel}</h1>\
-<p class=\"meta\">{accounts} account(s), {regions} region(s), generated {generated} · report version {version}</p>\
+<p class=\"meta\">{accounts} account(s), {regions} region(s), generated {generated} ({provenance}) · report version {version}</p>\
 <div class=\"answer\">\
 <div class=\"tile\" id=\"instances\"><b>{instances}</b>instances</div>\
 <div class=\"tile\" id=\"current\"><b>{percent}%</b>on the promoted image ({current})</div>\
@@ -88,6 +88,7 @@ pub fn render(report: &Report) -> String {
         regions = s.regions,
         generated = report.generated_at.strftime("%Y-%m-%d %H:%M UTC"),
         version = report.version,
+        provenance = escape(&report.provenance()),
         instances = thousands(s.instances),
         current = thousands(s.current),
         behind = thousands(s.behind),

@@ -397,6 +397,21 @@ impl Report {
         }
     }
 
+    /// How the report was produced, for people: the path, and how fresh
+    /// instances read from AWS Config are (`direct`, `state machine`,
+    /// `AWS Config, instances as recorded up to 2026-12-01 06:00 UTC`).
+    pub fn provenance(&self) -> String {
+        match (self.path, self.data_as_of) {
+            (AuditPath::Direct, _) => "direct".into(),
+            (AuditPath::StateMachine, _) => "state machine".into(),
+            (AuditPath::Config, Some(at)) => format!(
+                "AWS Config, instances as recorded up to {}",
+                at.strftime("%Y-%m-%d %H:%M UTC")
+            ),
+            (AuditPath::Config, None) => "AWS Config, no instance recorded".into(),
+        }
+    }
+
     /// How many parts of the fleet could not be audited (a recipe with no
     /// pointer is a fact, not a failure: it does not count).
     pub fn incomplete(&self) -> usize {

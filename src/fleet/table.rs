@@ -15,11 +15,12 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "Fleet audit against channel {} · {} account(s), {} region(s) · {}",
+            "Fleet audit against channel {} · {} account(s), {} region(s) · {} · {}",
             self.channel,
             s.accounts,
             s.regions,
-            self.generated_at.strftime("%Y-%m-%d %H:%M UTC")
+            self.generated_at.strftime("%Y-%m-%d %H:%M UTC"),
+            self.provenance()
         );
         if s.instances == 0 {
             out.push_str("No instances in the audited regions.\n");
