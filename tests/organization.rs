@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use aws_sdk_ec2::config::{Credentials, SharedCredentialsProvider};
 use aws_sdk_sfn::types::ExecutionStatus;
 use kiln::aws::Context;
 use kiln::channels::pointers::Why;
@@ -83,24 +82,10 @@ async fn move_to(org: &aws_sdk_organizations::Client, account: &str, from: &str,
 
 /// `emu`'s configuration acting as `role`, in `region`.
 async fn as_role(emu: &Emulator, role: &str, region: &str) -> SdkConfig {
-    let assumed = aws_sdk_sts::Client::new(&emu.config)
-        .assume_role()
-        .role_arn(role)
-        .role_session_name("kiln-tests")
-        .send()
+    emu.config_as(role)
         .await
-        .expect("AssumeRole");
-    let c = assumed.credentials().expect("credentials");
-    emu.config
         .to_builder()
         .region(aws_sdk_ec2::config::Region::new(region.to_owned()))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            c.access_key_id(),
-            c.secret_access_key(),
-            Some(c.session_token().to_owned()),
-            None,
-            "kiln-tests",
-        )))
         .build()
 }
 
@@ -255,6 +240,16 @@ async fn run_audit(emu: &Emulator, name: &str, input: &serde_json::Value) -> Exe
     panic!("the audit did not end in 2 minutes");
 }
 
+/// Makes the audit bucket.
+async fn bucket(emu: &Emulator) {
+    s3(&emu.config)
+        .create_bucket()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .expect("CreateBucket");
+}
+
 fn s3(config: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(config)
@@ -290,12 +285,7 @@ fn comparable(mut report: Report) -> Report {
 #[tokio::test]
 async fn an_organization_audited_through_the_state_machine_equals_the_direct_audit() {
     let emu = Emulator::start_audit(BUCKET, &[]).await;
-    s3(&emu.config)
-        .create_bucket()
-        .bucket(BUCKET)
-        .send()
-        .await
-        .expect("CreateBucket");
+    bucket(&emu).await;
     let org = seed(&emu).await;
 
     run_audit(&emu, "audit-org", &request(&[])).await;
@@ -400,12 +390,7 @@ async fn an_account_whose_part_never_arrives_is_reported_unfinished() {
     let emu = Emulator::start().await;
     let mut ctx = emu.context(&recipe_root());
     ctx.settings.audit_bucket = Some(BUCKET.into());
-    s3(&emu.config)
-        .create_bucket()
-        .bucket(BUCKET)
-        .send()
-        .await
-        .expect("CreateBucket");
+    bucket(&emu).await;
     let planned = step(
         &ctx,
         serde_json::json!({"action": "plan", "run": "r-1", "request": {

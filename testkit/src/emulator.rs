@@ -45,6 +45,26 @@ pub struct Seeded {
     pub member_role: String,
 }
 
+/// The launcher's arguments for a state machine (`flag` and its definition
+/// in the repository) run with this build's function binaries, each with
+/// the settings `env`.
+fn machine_args(flag: &str, definition: &str, env: &[(&str, &str)]) -> Vec<String> {
+    let functions = function_binary("audit-fleet")
+        .parent()
+        .map(Path::to_owned)
+        .expect("the target directory");
+    let mut args = vec![
+        "--functions".to_owned(),
+        functions.display().to_string(),
+        flag.to_owned(),
+        repo().join(definition).display().to_string(),
+    ];
+    for (name, value) in env {
+        args.extend(["--function-env".to_owned(), format!("{name}={value}")]);
+    }
+    args
+}
+
 /// A running, seeded emulator.
 pub struct Emulator {
     child: Child,
@@ -82,26 +102,13 @@ impl Emulator {
         faults: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
-        let functions = function_binary("resolve-source")
-            .parent()
-            .map(Path::to_owned)
-            .expect("the target directory");
-        let mut args = vec![
-            "--functions".to_owned(),
-            functions.display().to_string(),
+        let mut args = machine_args("--pipeline", "statemachine/pipeline.asl.json", env);
+        args.extend([
             "--recipe-root".to_owned(),
             recipe_root.display().to_string(),
-            "--pipeline".to_owned(),
-            repo()
-                .join("statemachine/pipeline.asl.json")
-                .display()
-                .to_string(),
-        ];
+        ]);
         for fault in faults {
             args.extend(["--fault".to_owned(), (*fault).to_owned()]);
-        }
-        for (name, value) in env {
-            args.extend(["--function-env".to_owned(), format!("{name}={value}")]);
         }
         Self::start_with(&args).await
     }
@@ -110,24 +117,9 @@ impl Emulator {
     /// local form), with this build's `audit-fleet` writing to `bucket`
     /// (which the test creates) and the settings `env`.
     pub async fn start_audit(bucket: &str, env: &[(&str, &str)]) -> Self {
-        let functions = function_binary("audit-fleet")
-            .parent()
-            .map(Path::to_owned)
-            .expect("the target directory");
-        let mut args = vec![
-            "--functions".to_owned(),
-            functions.display().to_string(),
-            "--audit-machine".to_owned(),
-            repo()
-                .join("statemachine/audit.asl.json")
-                .display()
-                .to_string(),
-            "--function-env".to_owned(),
-            format!("KILN_AUDIT_BUCKET={bucket}"),
-        ];
-        for (name, value) in env {
-            args.extend(["--function-env".to_owned(), format!("{name}={value}")]);
-        }
+        let bucket = format!("KILN_AUDIT_BUCKET={bucket}");
+        let mut args = machine_args("--audit-machine", "statemachine/audit.asl.json", env);
+        args.extend(["--function-env".to_owned(), bucket]);
         Self::start_with(&args).await
     }
 
@@ -295,9 +287,15 @@ impl Emulator {
     /// SDK configuration with the credentials of [`Seeded::member_role`]:
     /// calls act in the second account.
     pub async fn member_config(&self) -> SdkConfig {
+        self.config_as(&self.seeded.member_role).await
+    }
+
+    /// SDK configuration acting as `role` (assumed with the default
+    /// credentials): calls act in the role's account.
+    pub async fn config_as(&self, role: &str) -> SdkConfig {
         let assumed = aws_sdk_sts::Client::new(&self.config)
             .assume_role()
-            .role_arn(&self.seeded.member_role)
+            .role_arn(role)
             .role_session_name("kiln-tests")
             .send()
             .await
@@ -311,7 +309,7 @@ impl Emulator {
                     credentials.secret_access_key(),
                     Some(credentials.session_token().to_owned()),
                     None,
-                    "kiln-tests-member",
+                    "kiln-tests-assumed",
                 ),
             ))
             .build()
