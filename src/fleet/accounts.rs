@@ -173,8 +173,9 @@ pub async fn audit_members(
     let limit = Arc::new(Semaphore::new(scope.concurrency.max(1)));
     progress.add_accounts(members.len());
     let mut tasks = JoinSet::new();
+    let mut spawned = HashMap::new();
     for member in members {
-        let (config, home, member, scope, limit, progress) = (
+        let (config, home, task_member, scope, limit, progress) = (
             config.clone(),
             home.clone(),
             member.clone(),
@@ -182,27 +183,33 @@ pub async fn audit_members(
             limit.clone(),
             progress.clone(),
         );
-        tasks.spawn(async move {
-            let audit = audit_member(&config, &home, &member, &scope, &limit, &progress).await;
+        let task = tasks.spawn(async move {
+            let audit = audit_member(&config, &home, &task_member, &scope, &limit, &progress).await;
             progress.account_done();
             audit
         });
+        spawned.insert(task.id(), member);
     }
     let mut audits = Vec::new();
-    while let Some(done) = tasks.join_next().await {
+    while let Some(done) = tasks.join_next_with_id().await {
         match done {
-            Ok(audit) => audits.push(audit),
-            Err(err) => audits.push(AccountAudit {
-                account: String::new(),
-                role: None,
-                regions: Vec::new(),
-                problems: vec![Problem::account(
-                    None,
-                    ProblemKind::CallFailed,
-                    format!("an account's audit panicked: {err}"),
-                )],
-                api_calls: BTreeMap::new(),
-            }),
+            Ok((_, audit)) => audits.push(audit),
+            Err(err) => {
+                let Some(member) = spawned.get(&err.id()) else {
+                    continue;
+                };
+                audits.push(AccountAudit {
+                    account: member.account.clone(),
+                    role: member.role.clone(),
+                    regions: Vec::new(),
+                    problems: vec![Problem::account(
+                        Some(member.account.clone()),
+                        ProblemKind::CallFailed,
+                        format!("the audit of account {} panicked: {err}", member.account),
+                    )],
+                    api_calls: BTreeMap::new(),
+                });
+            }
         }
     }
     audits.sort_by(|a, b| (&a.account, &a.role).cmp(&(&b.account, &b.role)));
