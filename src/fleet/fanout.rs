@@ -217,18 +217,20 @@ pub async fn handle(ctx: &crate::aws::Context, step: Step) -> Result<Stepped> {
 const JSON: &str = "application/json";
 const PLAN: &str = "plan.json";
 
-/// A run id is an execution name: 1 to 80 of letters, digits, `-` and `_`,
-/// safe in an S3 key.
+/// A run id is an execution name (Step Functions API Reference,
+/// StartExecution `name`: 1 to 80 characters, no whitespace, brackets,
+/// wildcards, control characters nor any of ``"#%\^|~`$&,;:/``), here held
+/// to letters, digits and `-_.=+@`, which every S3 key takes as they are.
 fn checked_run(run: &str) -> Result<()> {
     let fits = (1..=RUN_MAX).contains(&run.len())
         && run
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.=+@".contains(&b));
     if fits {
         Ok(())
     } else {
         Err(Error::InvalidInput(format!(
-            "run {run:?} is not an execution name (1-{RUN_MAX} of letters, digits, - and _)"
+            "run {run:?} is not an execution name kiln takes (1-{RUN_MAX} of letters, digits and -_.=+@)"
         )))
     }
 }
@@ -339,6 +341,7 @@ mod tests {
     #[test]
     fn a_run_is_an_execution_name() {
         assert!(checked_run("audit-2026-12-01_0630").is_ok());
+        assert!(checked_run("daily.2026-12-01+prod@kiln").is_ok());
         for bad in ["", "a/b", "../x", &"a".repeat(81)] {
             assert!(checked_run(bad).is_err(), "{bad:?}");
         }
