@@ -36,6 +36,8 @@ class Answer:
     ready_after: float
     answered_after: float
     stderr: str
+    cpu: float = 0.0
+    """User + system CPU seconds of the runtime's process, whole (init included)."""
 
 
 class _Invocation:
@@ -124,13 +126,18 @@ def invoke(command, env, event: bytes, timeout: float = 900) -> Answer:
     drain = threading.Thread(target=lambda: chunks.extend(iter(lambda: process.stderr.read(4096), b"")), daemon=True)
     drain.start()
     deadline = start + timeout
+    usage = None
     while not inv.finished.wait(0.05):
-        if process.poll() is not None or time.perf_counter() > deadline:
+        usage = _reap(process, block=False)
+        if usage is not None or time.perf_counter() > deadline:
             break
     answered = inv.finished.is_set()
-    exited = process.poll() is not None
-    process.kill()
-    process.wait()
+    usage = usage or _reap(process, block=False)
+    exited = usage is not None
+    if not exited:
+        process.kill()
+        usage = _reap(process, block=True)
+    cpu = usage.ru_utime + usage.ru_stime
     drain.join(5)
     api.closing.set()
     api.shutdown()
@@ -139,9 +146,20 @@ def invoke(command, env, event: bytes, timeout: float = 900) -> Answer:
     if not answered:
         crash = {"errorType": "Runtime.ExitError" if exited else "Sandbox.Timedout",
                  "errorMessage": f"{command[0]} did not answer: {stderr[-2000:]}"}
-        return Answer(True, json.dumps(crash).encode(), 0.0, time.perf_counter() - start, stderr)
+        return Answer(True, json.dumps(crash).encode(), 0.0, time.perf_counter() - start, stderr, cpu)
     ready = (inv.ready_at or inv.done_at) - start
-    return Answer(inv.error, inv.body, ready, inv.done_at - start, stderr)
+    return Answer(inv.error, inv.body, ready, inv.done_at - start, stderr, cpu)
+
+
+def _reap(process, block):
+    """The resource usage of `process` once it has exited (waiting for it
+    when `block`), else None; `os.wait4` instead of Popen's wait, which
+    keeps no usage."""
+    pid, status, usage = os.wait4(process.pid, 0 if block else os.WNOHANG)
+    if pid == 0:
+        return None
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return usage
 
 
 def main():

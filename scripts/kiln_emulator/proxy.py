@@ -11,7 +11,9 @@ Each function runs with AWS_ENDPOINT_URL this proxy and the access key id
 for its default account), so the calls a function makes can be told apart.
 The proxy records every call it is sent but moto's own API (/moto-api/...):
 the calls it forwards and the Lambda Invokes it answers, in order, each as
-calls.record makes it. `GET /_kiln/calls` answers the records so far (a JSON
+calls.record makes it; an Invoke's record gains `cpu` once answered: the
+user + system CPU seconds its function's process used (what a benchmark
+counts as the functions' own work, apart from the emulator's). `GET /_kiln/calls` answers the records so far (a JSON
 array), `DELETE /_kiln/calls` empties them.
 
 Two hooks change state, each standing in for time passing, which a test
@@ -23,6 +25,11 @@ instances' age (hours or days). `POST /_kiln/deprecation-time` with
 `{"image_id": ID, "deprecation_time": RFC3339}` (same options) makes the
 image deprecated since then, which EnableImageDeprecation refuses to set in
 the past: retention disables an image once its deprecation time has passed.
+
+`POST /_kiln/command-output` with `{"contains": TEXT, "stdout": TEXT}` (and
+`"account"`, `"region"`, by default the emulator's) says what Run Commands
+print, which nothing on an emulated instance can: a command sent afterwards
+whose lines contain `contains` prints `stdout` (patches/command_output.py).
 
 `--fault FUNCTION[:ACTION]:ERROR` is for tests: FUNCTION runs and does its
 work, then answers the function error ERROR instead of its own answer (only
@@ -45,6 +52,7 @@ from .calls import INVOKE_PATH, record
 CALLS_PATH = "/_kiln/calls"
 LAUNCH_TIME_PATH = "/_kiln/launch-time"
 DEPRECATION_TIME_PATH = "/_kiln/deprecation-time"
+COMMAND_OUTPUT_PATH = "/_kiln/command-output"
 
 
 class LambdaProxy(ThreadingHTTPServer):
@@ -126,11 +134,15 @@ class ProxyHandler(BaseHTTPRequestHandler):
         if path == DEPRECATION_TIME_PATH:
             self._deprecation_time(body)
             return
+        if path == COMMAND_OUTPUT_PATH:
+            self._command_output(body)
+            return
+        call = record(self.command, self.path, self.headers, body)
         if not path.startswith("/moto-api/"):
-            self.server.record(record(self.command, self.path, self.headers, body))
+            self.server.record(call)
         invoke = INVOKE_PATH.match(self.path) if self.command == "POST" else None
         if invoke:
-            self._invoke(urllib.parse.unquote(invoke.group(1)), body)
+            self._invoke(urllib.parse.unquote(invoke.group(1)), body, call)
         else:
             self._forward(body)
 
@@ -186,7 +198,25 @@ class ProxyHandler(BaseHTTPRequestHandler):
             image.deprecation_time = when.strftime("%Y-%m-%dT%H:%M:%S.000Z")
             self._answer(204, b"")
 
-    def _invoke(self, function, event):
+    def _command_output(self, body):
+        if self.command != "POST":
+            self._answer(405, b"", [("Allow", "POST")])
+            return
+        from .patches import command_output
+
+        try:
+            request = json.loads(body)
+            contains, stdout = request["contains"], request["stdout"]
+            if not (isinstance(contains, str) and contains and isinstance(stdout, str)):
+                raise ValueError("contains (not empty) and stdout are strings")
+        except (ValueError, KeyError, TypeError) as error:
+            message = json.dumps({"message": repr(error)}).encode()
+            self._answer(400, message, [("Content-Type", "application/json")])
+            return
+        command_output.register(request.get("account", ACCOUNT), request.get("region", REGION), contains, stdout)
+        self._answer(204, b"")
+
+    def _invoke(self, function, event, call):
         # A name, or an ARN ...:function:NAME[:QUALIFIER].
         name = function.split(":function:")[-1].split(":")[0]
         binary = self.server.functions / name
@@ -197,6 +227,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
         env = dict(self.server.function_env, AWS_LAMBDA_FUNCTION_NAME=name,
                    AWS_ACCESS_KEY_ID=f"kiln-function-{name}")
         answer = local_lambda.invoke([str(binary)], env, event or b"{}")
+        call["cpu"] = answer.cpu
         headers = [("Content-Type", "application/json"), ("X-Amz-Executed-Version", "$LATEST")]
         fault = self.server.fault(name, event)
         if fault:

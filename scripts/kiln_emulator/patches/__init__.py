@@ -14,6 +14,7 @@ def apply_all():
         alarm_history,
         allowed_images,
         assume_role,
+        command_output,
         copy_image,
         ena,
         image_lifecycle,
@@ -48,5 +49,6 @@ def apply_all():
         sharing,
         image_lifecycle,
         allowed_images,
+        command_output,
     ):
         patch.apply()

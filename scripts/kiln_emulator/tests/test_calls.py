@@ -41,6 +41,8 @@ class RecordedCallsTest(EmulatorTestCase):
         self.assertEqual(answer, {"value": self.image(CURRENT), "account": self.info["account"],
                                   "key": "kiln-function-caller", "endpoint": self.info["lambda_proxy"]})
         calls = self.calls()
+        cpu = [c.pop("cpu") for c in calls if c["action"] == "InvokeFunction"]
+        self.assertGreater(cpu[-1], 0, "the function's own CPU seconds")
         invoke = {"key": "testing", "service": "lambda", "region": self.info["region"],
                   "action": "InvokeFunction", "params": {"FunctionName": "caller"}}
         get = {"key": "kiln-function-caller", "service": "ssm", "region": self.info["region"],
