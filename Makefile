@@ -109,7 +109,10 @@ emulator-stop:
 ## bench: cold start and size of the ten Lambdas, fresh work
 ## per sample, against the floor (a bare lambda_runtime function) and, where
 ## it does the same calls, Python + boto3; the audit of a 5,000-instance
-## fleet against a Python + boto3 tool; the audit's in-process throughput
+## fleet against a Python + boto3 tool; an organization's audit (10,000
+## instances, 10 accounts x 2 regions) through the single Lambda and the
+## audit state machine, with an estimate for 500 accounts x 17 regions; the
+## audit's in-process throughput
 FUNCTIONS := start-build resolve-source launch-builder run-ssm-provision create-image test-image \
 	copy-image promote audit-fleet cleanup-build
 
@@ -117,6 +120,8 @@ bench: emulator-install
 	$(CARGO) build --release --bins $(addprefix -p ,$(FUNCTIONS)) -p lambda-floor -p kiln-cli -p audit-throughput
 	$(KILN_VENV)/bin/python bench/coldstart.py --target-dir $(CARGO_TARGET_DIR)/release
 	$(KILN_VENV)/bin/python bench/audit.py --kiln $(CARGO_TARGET_DIR)/release/kiln
+	$(KILN_VENV)/bin/python bench/org_audit.py --kiln $(CARGO_TARGET_DIR)/release/kiln \
+		--functions $(CARGO_TARGET_DIR)/release
 	$(CARGO_TARGET_DIR)/release/audit-throughput
 
 clean:
