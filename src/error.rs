@@ -139,6 +139,10 @@ pub enum Error {
         detail: String,
     },
 
+    /// The test instance's package listing (its SBOM's source) is unreadable.
+    #[error("the package listing of the test instance is not usable: {0}")]
+    PackageListing(String),
+
     /// The new image failed to become available.
     #[error("image {image} failed: {reason}")]
     ImageFailed {

@@ -10,6 +10,7 @@
 //! - [`import`]: a Packer template and its scripts as a recipe;
 //! - [`aws`]: the clients and settings ([`aws::Context`]) and one helper per
 //!   SDK idiom, for EC2, Run Command and Step Functions;
+//! - [`security`]: what software each image holds (its SBOM);
 //! - [`channels`]: the pointers production launches from, promotion,
 //!   retention and hands-off releases;
 //! - [`pipeline`]: the build steps and the state document that flows
@@ -28,6 +29,7 @@ pub mod lambda;
 pub mod ops;
 pub mod pipeline;
 pub mod recipe;
+pub mod security;
 pub mod tags;
 pub mod text;
 

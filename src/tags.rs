@@ -39,6 +39,9 @@ pub const COPY_OF_REGION: &str = "kiln:copy-of-region";
 /// `kiln:disabled-at`: on an image retention disabled, when (RFC 3339): it
 /// is deregistered once the recipe's grace period has passed since.
 pub const DISABLED_AT: &str = "kiln:disabled-at";
+/// `kiln:sbom-sha256`: on a tested image, the SHA-256 of its SBOM
+/// (`kiln-sbom/<image id>/sbom.cdx.json` in the output bucket).
+pub const SBOM_SHA256: &str = "kiln:sbom-sha256";
 /// Tag key prefixes a recipe may not set itself.
 pub const RESERVED_PREFIXES: &[&str] = &["kiln:", "aws:"];
 

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use kiln::pipeline::state::{
     BuildInput, BuildState, Builder, CaughtError, Cleanup, Distribution, Image, ImageState,
-    Polling, Provision, Reason, RegionCopy, Source, StepStatus, TestRun, TestStatus, Trigger,
+    Polling, Provision, Reason, RegionCopy, Sbom, Source, StepStatus, TestRun, TestStatus, Trigger,
 };
 use kiln_testkit::asl;
 use serde_json::Value;
@@ -70,6 +70,12 @@ fn full_state() -> Value {
         test: Some(TestRun {
             test_instance_id: instance,
             instance_type: "t3.small".into(),
+            packages_command_id: Some(command.clone()),
+            sbom: Some(Sbom {
+                location: "s3://b/kiln-sbom/ami-0fedcba9876543210/sbom.cdx.json".into(),
+                sha256: "0".repeat(64),
+                packages: 1,
+            }),
             command_id: Some(command),
             status: TestStatus::InProgress,
             polling,

@@ -912,3 +912,169 @@ async fn a_copy_starts_once_per_build_and_region_and_ends_available_tagged_with_
         "{why}"
     );
 }
+
+/// The bucket kiln writes command output and SBOMs to, in these tests.
+const OUTPUT_BUCKET: &str = "kiln-output";
+
+/// What the test instance's package listing prints (the `os` line, then
+/// dpkg's packages; `rc` is removed, kept only for its configuration).
+const PACKAGES: &str = "os\tubuntu\t24.04\tnoble\n\
+    pkg\tlibc6\t2.39-0ubuntu8.3\tamd64\tglibc\tii \n\
+    pkg\tbash\t5.2.21-2ubuntu4\tamd64\t\tii \n\
+    pkg\tcurl\t8.5.0-2ubuntu10.5\tamd64\t\tii \n\
+    pkg\tlibpam0g\t1:1.5.3-5ubuntu5.1\tamd64\tpam\tii \n\
+    pkg\ttelnet\t0.17+2.5-3ubuntu4\tamd64\tinetutils\trc \n";
+
+fn s3(emulator: &Emulator) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&emulator.config)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// An emulator whose Run Commands can print (it runs the proxy), the output
+/// bucket, and a context writing to it.
+async fn with_output_bucket(copy: &RecipeCopy) -> (Emulator, Context) {
+    let emulator = Emulator::start_pipeline(copy.root.path(), &[]).await;
+    s3(&emulator)
+        .create_bucket()
+        .bucket(OUTPUT_BUCKET)
+        .send()
+        .await
+        .expect("the output bucket");
+    let mut ctx = emulator.context(copy.root.path());
+    ctx.settings.output_bucket = Some(OUTPUT_BUCKET.into());
+    (emulator, ctx)
+}
+
+#[tokio::test]
+async fn the_test_step_lists_the_packages_first_and_keeps_the_images_sbom_under_its_id() {
+    let copy = RecipeCopy::ubuntu_base();
+    let (emulator, ctx) = with_output_bucket(&copy).await;
+    emulator.print_packages(PACKAGES);
+    let recipe = copy.load();
+    let trigger = kiln_testkit::trigger("build-sbom-1");
+    let (source, _, image) = build(&ctx, &recipe, &trigger).await;
+    let launched = kiln::pipeline::test_run::launch(&ctx, &recipe, &trigger, &source, &image)
+        .await
+        .expect("launch");
+
+    let listing = kiln::pipeline::test_run::start(&ctx, &recipe, &trigger, &launched)
+        .await
+        .expect("start");
+    assert!(listing.packages_command_id.is_some() && listing.command_id.is_none());
+    let commands = ctx
+        .ssm()
+        .list_commands()
+        .instance_id(launched.test_instance_id.as_str())
+        .send()
+        .await
+        .expect("ListCommands");
+    let sent: Vec<&str> = commands
+        .commands()
+        .iter()
+        .filter_map(|c| c.comment())
+        .collect();
+    assert_eq!(sent.len(), 1, "only the listing so far: {sent:?}");
+    assert!(sent[0].contains(" packages "), "{sent:?}");
+
+    let tested = kiln::pipeline::test_run::poll(&ctx, &recipe, &trigger, &image, &listing)
+        .await
+        .expect("poll the listing");
+    assert!(tested.command_id.is_some(), "the test follows the listing");
+    let sbom = tested.sbom.clone().expect("the SBOM");
+    let passed = kiln::pipeline::test_run::poll(&ctx, &recipe, &trigger, &image, &tested)
+        .await
+        .expect("poll the test");
+    assert_eq!(passed.status, kiln::pipeline::state::TestStatus::Passed);
+
+    let key = format!("kiln-sbom/{}/sbom.cdx.json", image.image_id);
+    assert_eq!(sbom.location, format!("s3://{OUTPUT_BUCKET}/{key}"));
+    let stored = s3(&emulator)
+        .get_object()
+        .bucket(OUTPUT_BUCKET)
+        .key(&key)
+        .send()
+        .await
+        .expect("the SBOM is under the image's id")
+        .body
+        .collect()
+        .await
+        .expect("its body")
+        .into_bytes();
+    let document: serde_json::Value = serde_json::from_slice(&stored).expect("JSON");
+    assert_eq!(
+        (&document["bomFormat"], &document["specVersion"]),
+        (&serde_json::json!("CycloneDX"), &serde_json::json!("1.5"))
+    );
+    let components: Vec<(String, String, String)> = document["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .map(|c| {
+            let field = |name: &str| c[name].as_str().unwrap_or_default().to_owned();
+            (field("type"), field("name"), field("purl"))
+        })
+        .collect();
+    let component = |kind: &str, name: &str, purl: &str| (kind.into(), name.into(), purl.into());
+    assert_eq!(
+        components,
+        [
+            component("operating-system", "ubuntu", ""),
+            component(
+                "application",
+                "bash",
+                "pkg:deb/ubuntu/bash@5.2.21-2ubuntu4?arch=amd64&distro=noble"
+            ),
+            component(
+                "application",
+                "curl",
+                "pkg:deb/ubuntu/curl@8.5.0-2ubuntu10.5?arch=amd64&distro=noble"
+            ),
+            component(
+                "application",
+                "libc6",
+                "pkg:deb/ubuntu/libc6@2.39-0ubuntu8.3?arch=amd64&distro=noble&source=glibc"
+            ),
+            component(
+                "application",
+                "libpam0g",
+                "pkg:deb/ubuntu/libpam0g@1.5.3-5ubuntu5.1?arch=amd64&distro=noble&epoch=1&source=pam"
+            ),
+        ],
+        "the OS and the four installed packages, not the removed one"
+    );
+    use sha2::Digest as _;
+    let digest = hex::encode(sha2::Sha256::digest(&stored));
+    let images = kiln_testkit::own_images(&ctx).await;
+    assert_eq!(
+        tag(images[0].tags(), "kiln:sbom-sha256"),
+        Some(digest.as_str())
+    );
+    assert_eq!(sbom.sha256, digest);
+    assert_eq!(sbom.packages, 4);
+    assert_eq!(tag(images[0].tags(), "kiln:stage"), Some("tested"));
+}
+
+#[tokio::test]
+async fn a_listing_that_prints_nothing_fails_the_test_step_and_the_image_stays_untested() {
+    let copy = RecipeCopy::ubuntu_base();
+    let (_emulator, ctx) = with_output_bucket(&copy).await;
+    let recipe = copy.load();
+    let trigger = kiln_testkit::trigger("build-sbom-2");
+    let (source, _, image) = build(&ctx, &recipe, &trigger).await;
+    let launched = kiln::pipeline::test_run::launch(&ctx, &recipe, &trigger, &source, &image)
+        .await
+        .expect("launch");
+    let listing = kiln::pipeline::test_run::start(&ctx, &recipe, &trigger, &launched)
+        .await
+        .expect("start");
+    let err = kiln::pipeline::test_run::poll(&ctx, &recipe, &trigger, &image, &listing)
+        .await
+        .expect_err("no listing");
+    assert_eq!(err.name(), "PackageListing", "{err}");
+    let images = kiln_testkit::own_images(&ctx).await;
+    assert_eq!(tag(images[0].tags(), "kiln:stage"), Some("candidate"));
+    assert_eq!(tag(images[0].tags(), "kiln:sbom-sha256"), None);
+}

@@ -40,6 +40,9 @@ struct Call {
     action: Option<String>,
     #[serde(default)]
     params: Value,
+    /// The HTTP status moto answered (none for Lambda Invoke).
+    #[serde(default)]
+    status: Option<u16>,
 }
 
 impl Call {
@@ -389,6 +392,17 @@ fn needs(call: &Call, builder_role: &str) -> (Vec<Need>, Vec<Need>) {
                 call.param("Key").unwrap_or_default(),
             );
             needs.push(need(format!("arn:aws:s3:::{bucket}/{key}")));
+            // S3 answers a missing key 404 (NoSuchKey) only to a caller that
+            // may list the bucket, 403 (AccessDenied) to the others (Amazon
+            // S3 API Reference, GetObject, "Permissions"): kiln reads a
+            // missing key as "none yet", which needs the 404.
+            if action == "GetObject" && call.status == Some(404) {
+                needs.push(Need::new(
+                    "s3:ListBucket",
+                    format!("arn:aws:s3:::{bucket}"),
+                    why.clone(),
+                ));
+            }
         }
         ("sts", "AssumeRole") => {
             needs.push(need(call.param("RoleArn").unwrap_or_default().to_owned()))
@@ -656,6 +670,8 @@ async fn every_call_each_function_makes_is_granted_to_its_role() {
         ("copy-image", "ec2:CopyImage"),
         ("copy-image", "ec2:ModifyImageAttribute"),
         ("test-image", "ec2:CreateTags"),
+        ("test-image", "s3:GetObject"),
+        ("test-image", "s3:PutObject"),
         ("promote", "autoscaling:StartInstanceRefresh"),
         ("promote", "autoscaling:RollbackInstanceRefresh"),
         ("promote", "ssm:PutParameter"),
@@ -775,6 +791,8 @@ async fn flows() -> (Vec<Call>, String) {
         &[("KILN_OUTPUT_BUCKET", OUTPUT_BUCKET)],
     )
     .await;
+    // The test instance's package listing (the image's SBOM).
+    emulator.print_packages("os\tubuntu\t24.04\tnoble\npkg\tbash\t5.2.21-2ubuntu4\tamd64\t\tii \n");
     // Tested images go to a second region too, shared with another account,
     // which keeps the channels' pointers too.
     emulator.distribute(&copy, "eu-west-1");
@@ -944,6 +962,16 @@ async fn flows() -> (Vec<Call>, String) {
         )["status"],
         "moved"
     );
+    // Retention before any audit: it finds no report (S3's 404 to a role
+    // that may list the bucket).
+    let before = run(
+        &emulator,
+        &copy,
+        "promote",
+        &json!({"action": "prune", "recipe": RECIPE, "keep": 1, "dry_run": true}),
+        &[("KILN_AUDIT_BUCKET", OUTPUT_BUCKET.to_owned())],
+    );
+    assert_eq!(before["audit"]["report"], Value::Null, "{before}");
     // The daily fleet audit, with its reports and metrics.
     run(
         &emulator,
@@ -1105,6 +1133,29 @@ fn each_role_reaches_no_further_than_its_job() {
             "the builder may not {action} {resource}"
         );
     }
+
+    let test = &roles.functions["test-image"].statements;
+    for (action, resource) in [
+        ("s3:PutObject", format!("{bucket}/kiln/audit/latest.json")),
+        (
+            "s3:PutObject",
+            format!("{bucket}/kiln-history/audit/prod/d.json"),
+        ),
+        ("s3:GetObject", format!("{bucket}/kiln/audit/latest.json")),
+    ] {
+        assert!(
+            !allowed(test, Need::new(action, &resource, "test")),
+            "test-image may not {action} {resource}"
+        );
+    }
+    let tag_image = |key: &str| {
+        Need::new("ec2:CreateTags", ec2("image", "ami-1"), "tag").with("aws:TagKeys", &[key])
+    };
+    assert!(allowed(test, tag_image("kiln:sbom-sha256")));
+    assert!(
+        !allowed(test, tag_image("kiln:channel")),
+        "test-image tags the SBOM's digest, not a channel"
+    );
 
     let launch = &roles.functions["launch-builder"].statements;
     let group = |tags: &[(&str, &str)]| {

@@ -11,9 +11,12 @@ Each function runs with AWS_ENDPOINT_URL this proxy and the access key id
 for its default account), so the calls a function makes can be told apart.
 The proxy records every call it is sent but moto's own API (/moto-api/...):
 the calls it forwards and the Lambda Invokes it answers, in order, each as
-calls.record makes it; an Invoke's record gains `cpu` once answered: the
-user + system CPU seconds its function's process used (what a benchmark
-counts as the functions' own work, apart from the emulator's). `GET /_kiln/calls` answers the records so far (a JSON
+calls.record makes it; a forwarded call's record gains `status`, the HTTP
+status moto answered (a test can tell an S3 GetObject of a missing key, a
+404, which AWS answers 403 to a caller without s3:ListBucket), and an
+Invoke's `cpu` once answered: the user + system CPU seconds its function's
+process used (what a benchmark counts as the functions' own work, apart
+from the emulator's). `GET /_kiln/calls` answers the records so far (a JSON
 array), `DELETE /_kiln/calls` empties them.
 
 Two hooks change state, each standing in for time passing, which a test
@@ -144,7 +147,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
         if invoke:
             self._invoke(urllib.parse.unquote(invoke.group(1)), body, call)
         else:
-            self._forward(body)
+            call["status"] = self._forward(body)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
 
@@ -267,6 +270,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
         # HEAD answers the length of what GET would, with no body.
         length = response.getheader("Content-Length") if self.command == "HEAD" else None
         self._answer(response.status, data, headers, length=length or None)
+        return response.status
 
     def finish(self):
         super().finish()

@@ -1,5 +1,5 @@
-//! Objects of the audit bucket: read whole (none when missing) and written
-//! whole.
+//! Objects of kiln's bucket (the audit's reports, the commands' output, the
+//! images' SBOMs): read whole (none when missing) and written whole.
 
 use aws_sdk_s3::primitives::ByteStream;
 
@@ -7,8 +7,8 @@ use crate::aws::sdk::Answer;
 use crate::error::{Error, Result};
 
 /// The bytes of object `key` of `bucket`; none when there is no such key,
-/// `AuditReportUnreadable` when its body does not arrive.
-pub(super) async fn read(
+/// `Transient` when its body does not arrive whole.
+pub(crate) async fn read(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
@@ -29,15 +29,16 @@ pub(super) async fn read(
         .body
         .collect()
         .await
-        .map_err(|err| Error::AuditReportUnreadable {
-            report: format!("s3://{bucket}/{key}"),
-            reason: err.to_string(),
+        .map_err(|err| Error::Transient {
+            operation: "GetObject",
+            code: "BodyNotReceived".into(),
+            message: format!("s3://{bucket}/{key}: {err}"),
         })?;
     Ok(Some(body.into_bytes().to_vec()))
 }
 
 /// Writes `body` to object `key` of `bucket`.
-pub(super) async fn write(
+pub(crate) async fn write(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,

@@ -67,6 +67,14 @@ impl Script<'_> {
         format!("kiln:{}", &hex::encode(digest)[..20])
     }
 
+    /// Where in the output bucket the command's output goes.
+    fn output_prefix(&self) -> String {
+        format!(
+            "{OUTPUT_PREFIX}/{}/{}/{}",
+            self.recipe, self.build_id, self.label
+        )
+    }
+
     fn comment(&self) -> String {
         let mut comment = format!(
             "{} {} {} {}",
@@ -154,12 +162,7 @@ pub(crate) async fn send(
         ),
     ]);
     let bucket = ctx.settings.output_bucket.clone();
-    let prefix = bucket.as_ref().map(|_| {
-        format!(
-            "{OUTPUT_PREFIX}/{}/{}/{}",
-            script.recipe, script.build_id, script.label
-        )
-    });
+    let prefix = bucket.as_ref().map(|_| script.output_prefix());
     let output = ctx
         .ssm()
         .send_command()
@@ -293,6 +296,27 @@ pub(crate) async fn outcome(
             ),
         }),
     }
+}
+
+/// What the finished `command` printed on `instance`, whole, from the output
+/// bucket `bucket`: the SSM agent uploads it to
+/// `<prefix>/<command id>/<instance id>/awsrunShellScript/0.awsrunShellScript/stdout`
+/// (`GetCommandInvocation` itself answers only the first 24,000 characters).
+/// `None` when the agent uploaded nothing.
+pub(crate) async fn stdout(
+    ctx: &Context,
+    bucket: &str,
+    instance: &InstanceId,
+    command: &CommandId,
+    script: &Script<'_>,
+) -> Result<Option<String>> {
+    let key = format!(
+        "{}/{command}/{instance}/awsrunShellScript/0.awsrunShellScript/stdout",
+        script.output_prefix()
+    );
+    let s3 = aws_sdk_s3::Client::new(&ctx.config);
+    let bytes = super::objects::read(&s3, bucket, &key).await?;
+    Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
 }
 
 /// SSM answers `InvalidInstanceId` both while the agent registers and once the

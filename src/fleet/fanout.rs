@@ -24,9 +24,9 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
 use super::accounts::{Home, Member, Plan, audit_members, plan, with_retries};
-use super::objects::{read, write};
 use super::report::{AccountAudit, AuditPath, Problem, ProblemKind, Report};
 use super::scope::Request;
+use crate::aws::objects::{read, write};
 use crate::error::{Error, Result};
 
 /// Where the audit state machine keeps its runs in the audit bucket.

@@ -11,9 +11,9 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 
-use super::objects::{read, write};
 use super::report::Report;
 use super::tally::Status;
+use crate::aws::objects::{read, write};
 use crate::error::{Error, Result};
 use crate::ids::{Channel, RecipeName};
 

@@ -30,7 +30,6 @@ pub mod fanout;
 pub mod guard;
 pub mod history;
 pub mod html;
-mod objects;
 pub mod organization;
 pub mod progress;
 pub mod publish;

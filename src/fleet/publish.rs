@@ -10,11 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use super::history;
 use super::html;
-use super::objects::{read, write};
 use super::report::Report;
 use super::tally::Status;
 use super::trend::{DEFAULT_DAYS, Trend};
 use super::trend_page;
+use crate::aws::objects::{read, write};
 use crate::aws::sdk::Answer;
 use crate::error::{Error, Result};
 

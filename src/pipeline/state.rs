@@ -312,6 +312,13 @@ pub struct TestRun {
     pub test_instance_id: InstanceId,
     /// Its instance type.
     pub instance_type: String,
+    /// The command listing the image's packages (its SBOM's source), once
+    /// sent: before the test script, when kiln has an output bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages_command_id: Option<CommandId>,
+    /// The image's SBOM, once written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sbom: Option<Sbom>,
     /// The command running the test script, once sent.
     pub command_id: Option<CommandId>,
     /// Where the test stands.
@@ -321,6 +328,17 @@ pub struct TestRun {
     pub polling: Polling,
     /// Seconds since the build started, once the test passed.
     pub duration_seconds: Option<u64>,
+}
+
+/// The image's SBOM (`kiln::security::sbom`), as the test step wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sbom {
+    /// Where: `s3://<output bucket>/kiln-sbom/<image id>/sbom.cdx.json`.
+    pub location: String,
+    /// The SHA-256 of its bytes (also the image's `kiln:sbom-sha256` tag).
+    pub sha256: String,
+    /// The installed packages it lists.
+    pub packages: usize,
 }
 
 /// What a cleanup did.

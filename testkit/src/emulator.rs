@@ -15,6 +15,10 @@ use serde::Deserialize;
 use crate::fixtures::RecipeCopy;
 use crate::process::{function_binary, repo};
 
+/// What tells the package listing's command (`kiln::security::sbom::LISTING`)
+/// from the others.
+const PACKAGE_LISTING_COMMAND: &str = "dpkg-query -W";
+
 /// What the emulator's launcher seeded.
 #[derive(Debug, Deserialize)]
 pub struct Seeded {
@@ -404,6 +408,17 @@ impl Emulator {
             "image_id": image, "deprecation_time": then.to_string(), "region": region,
         });
         let (status, answer) = self.proxy("POST", "/_kiln/deprecation-time", &body.to_string());
+        assert_eq!(status, 204, "{answer}");
+    }
+
+    /// Makes the package listing of every test instance from now on (in the
+    /// default account and region) print `listing`, through the proxy's
+    /// test hook (`POST /_kiln/command-output`, proxy.py): nothing runs on
+    /// an emulated instance.
+    pub fn print_packages(&self, listing: &str) {
+        assert!(kiln::security::sbom::LISTING.contains(PACKAGE_LISTING_COMMAND));
+        let body = serde_json::json!({"contains": PACKAGE_LISTING_COMMAND, "stdout": listing});
+        let (status, answer) = self.proxy("POST", "/_kiln/command-output", &body.to_string());
         assert_eq!(status, 204, "{answer}");
     }
 

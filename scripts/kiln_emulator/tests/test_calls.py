@@ -43,6 +43,9 @@ class RecordedCallsTest(EmulatorTestCase):
         calls = self.calls()
         cpu = [c.pop("cpu") for c in calls if c["action"] == "InvokeFunction"]
         self.assertGreater(cpu[-1], 0, "the function's own CPU seconds")
+        statuses = {c.pop("status") for c in calls if c["key"] == "kiln-function-caller"}
+        self.assertEqual(statuses, {200}, "what moto answered each forwarded call")
+        calls = [{k: v for k, v in c.items() if k != "status"} for c in calls]
         invoke = {"key": "testing", "service": "lambda", "region": self.info["region"],
                   "action": "InvokeFunction", "params": {"FunctionName": "caller"}}
         get = {"key": "kiln-function-caller", "service": "ssm", "region": self.info["region"],
@@ -76,8 +79,13 @@ class RecordedCallsTest(EmulatorTestCase):
         s3 = self.client("s3", proxy)
         s3.create_bucket(Bucket=bucket)
         s3.put_object(Bucket=bucket, Key=key, Body=b"{}")
+        with self.assertRaises(s3.exceptions.NoSuchKey):
+            s3.get_object(Bucket=bucket, Key="missing")
         self.client("ssm", proxy).get_parameter(Name=self.info["source_parameter"])
-        calls = [(c["key"], c["service"], c["action"], c["params"]) for c in self.calls()]
+        recorded = self.calls()
+        missing = [c["status"] for c in recorded if c["params"] == {"Bucket": bucket, "Key": "missing"}]
+        self.assertEqual(missing, [404], "a missing key's status")
+        calls = [(c["key"], c["service"], c["action"], c["params"]) for c in recorded]
         query = {"Action": "DescribeImages", "Version": "2016-11-15", "ImageId.1": self.image(CURRENT)}
         self.assertIn(("testing", "ec2", "DescribeImages", query), calls)
         self.assertIn(("testing", "s3", "CreateBucket", {"Bucket": bucket}), calls)
