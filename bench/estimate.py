@@ -50,6 +50,7 @@ S3_GET_RATE = 5500
 
 # --- kiln's own configuration ----------------------------------------------
 AUDIT_MEMORY_MB = 512  # infra/template.yaml, AuditFleetFunction
+AUDIT_TIMEOUT_S = 600  # infra/template.yaml, AuditFleetFunction (Lambda allows up to 900)
 DIRECT_CONCURRENCY = 8  # fleet::DEFAULT_CONCURRENCY: accounts' set-up and regions at once
 BATCH = 10  # statemachine/audit.asl.json: ItemBatcher MaxItemsPerBatch (accounts)
 MAP_CONCURRENCY = 10  # statemachine/audit.asl.json: MaxConcurrency
@@ -119,11 +120,11 @@ def direct_estimate(direct):
     serial = org * max(CALL_S, 1 / ORG_LIST_RATE)
     waiting = latency({a: n for a, n in calls.items() if SCALE.get(a) in ("account", "member", "account-region")})
     wall = serial + max(cpu, waiting / DIRECT_CONCURRENCY)
-    # What it would take to fit, with no margin: the memory (so the CPU) and
-    # the concurrency (so the waiting) that finish within the timeout.
+    # What it would take to fit Lambda's longest timeout, with no margin: the
+    # memory (so the CPU) and the concurrency (so the waiting).
     left = LAMBDA_TIMEOUT_S - serial
     return {"calls": calls, "cpu": cpu, "waiting": waiting / DIRECT_CONCURRENCY, "wall": wall,
-            "fits": wall <= LAMBDA_TIMEOUT_S, "memory": math.ceil(cpu_here / left * VCPU_MB),
+            "fits": wall <= AUDIT_TIMEOUT_S, "memory": math.ceil(cpu_here / left * VCPU_MB),
             "concurrency": math.ceil(waiting / left)}
 
 
@@ -156,7 +157,7 @@ def fanned_estimate(fanned, direct):
     wall = plan + dispatch + waves * batch + fold
     return {"calls": calls, "batches": batches, "waves": waves, "batch": batch, "batch_cpu": batch_cpu,
             "batch_waiting": batch_waiting, "plan": plan, "fold": fold, "wall": wall,
-            "fits": max(batch, fold) <= LAMBDA_TIMEOUT_S, "invocations": batches + 2}
+            "fits": max(batch, fold) <= AUDIT_TIMEOUT_S, "invocations": batches + 2}
 
 
 def report(direct, fanned):
@@ -167,14 +168,15 @@ def report(direct, fanned):
           f" Lambda of {AUDIT_MEMORY_MB} MB = {share():.3f} vCPU):")
     print(f"  single Lambda: {sum(d['calls'].values()):,.0f} calls in one invocation; kiln CPU {d['cpu']:.0f} s,"
           f" waiting {d['waiting']:.0f} s at concurrency {DIRECT_CONCURRENCY}: about {d['wall']:.0f} s"
-          f" -> {'fits' if d['fits'] else 'does NOT fit'} Lambda's {LAMBDA_TIMEOUT_S} s"
-          f" (it needs at least {d['memory']:,} MB of the {LAMBDA_MAX_MB:,} allowed and concurrency"
-          f" {d['concurrency']} to end just within it, with no room for retries)")
+          f" -> {'fits' if d['fits'] else 'does NOT fit'} the function's {AUDIT_TIMEOUT_S} s"
+          f" (to end just within Lambda's longest, {LAMBDA_TIMEOUT_S} s, with no room for retries, it needs"
+          f" at least {d['memory']:,} MB of the {LAMBDA_MAX_MB:,} allowed and concurrency {d['concurrency']})")
     print(f"  state machine: {sum(f['calls'].values()):,.0f} calls in {f['invocations']} invocations;"
           f" {f['batches']} batches of {BATCH} accounts, {f['waves']} waves of {MAP_CONCURRENCY};"
           f" a batch {f['batch']:.0f} s (CPU {f['batch_cpu']:.1f} s, waiting {f['batch_waiting']:.1f} s),"
           f" plan {f['plan']:.1f} s, fold {f['fold']:.1f} s: about {f['wall']:.0f} s"
-          f" -> {'every invocation fits' if f['fits'] else 'an invocation does NOT fit'} Lambda's {LAMBDA_TIMEOUT_S} s")
+          f" -> {'every invocation fits' if f['fits'] else 'an invocation does NOT fit'} the function's"
+          f" {AUDIT_TIMEOUT_S} s")
     account_region = d["calls"]["DescribeInstances"] / (ACCOUNTS * REGIONS)
     ec2 = sum(n for a, n in d["calls"].items() if a.startswith("Describe")) / (ACCOUNTS * REGIONS)
     print(f"  rates: {ec2:.1f} EC2 Describe calls per account and region against a refill of"
