@@ -143,6 +143,11 @@ pub enum Error {
     #[error("the package listing of the test instance is not usable: {0}")]
     PackageListing(String),
 
+    /// `kiln diff` cannot compare the images asked for (unknown, of two
+    /// recipes, without an SBOM, or an SBOM that is not the one tagged).
+    #[error("kiln diff refused: {0}")]
+    DiffRefused(String),
+
     /// The new image failed to become available.
     #[error("image {image} failed: {reason}")]
     ImageFailed {

@@ -1078,3 +1078,130 @@ async fn a_listing_that_prints_nothing_fails_the_test_step_and_the_image_stays_u
     assert_eq!(tag(images[0].tags(), "kiln:stage"), Some("candidate"));
     assert_eq!(tag(images[0].tags(), "kiln:sbom-sha256"), None);
 }
+
+/// The next image's package listing: libc6 upgraded, curl removed, vim
+/// added, tzdata downgraded, bash and libpam0g as they were.
+const NEXT_PACKAGES: &str = "os\tubuntu\t24.04\tnoble\n\
+    pkg\tlibc6\t2.39-0ubuntu8.4\tamd64\tglibc\tii \n\
+    pkg\tbash\t5.2.21-2ubuntu4\tamd64\t\tii \n\
+    pkg\tlibpam0g\t1:1.5.3-5ubuntu5.1\tamd64\tpam\tii \n\
+    pkg\tvim\t2:9.1.0016-1ubuntu7.5\tamd64\t\tii \n\
+    pkg\ttzdata\t2024a-3ubuntu1\tall\t\tii \n";
+
+/// Builds and tests an image of `trigger`'s build: the test step lists
+/// `packages`.
+async fn tested_with(
+    emulator: &Emulator,
+    ctx: &Context,
+    recipe: &Recipe,
+    trigger: &Trigger,
+    packages: &str,
+) -> Image {
+    emulator.print_packages(packages);
+    let (source, _, image) = build(ctx, recipe, trigger).await;
+    let mut test = kiln::pipeline::test_run::launch(ctx, recipe, trigger, &source, &image)
+        .await
+        .expect("launch");
+    test = kiln::pipeline::test_run::start(ctx, recipe, trigger, &test)
+        .await
+        .expect("start");
+    for _ in 0..5 {
+        if test.status == kiln::pipeline::state::TestStatus::Passed {
+            break;
+        }
+        test = kiln::pipeline::test_run::poll(ctx, recipe, trigger, &image, &test)
+            .await
+            .expect("poll");
+    }
+    assert_eq!(test.status, kiln::pipeline::state::TestStatus::Passed);
+    image
+}
+
+#[tokio::test]
+async fn kiln_diff_names_every_package_added_removed_upgraded_and_downgraded() {
+    let copy = RecipeCopy::ubuntu_base();
+    let (emulator, ctx) = with_output_bucket(&copy).await;
+    let recipe = copy.load();
+    let first = tested_with(
+        &emulator,
+        &ctx,
+        &recipe,
+        &kiln_testkit::trigger("build-diff-1"),
+        &format!("{PACKAGES}pkg\ttzdata\t2024a-3ubuntu1.1\tall\t\tii \n"),
+    )
+    .await;
+    kiln::channels::promotion::promote(
+        &ctx,
+        &recipe.name,
+        &kiln_testkit::channel("prod"),
+        &first.image_id,
+        kiln::channels::pointers::Why {
+            reason: "diff test",
+            actor: "tests",
+        },
+        false,
+    )
+    .await
+    .expect("promote");
+    let next = Trigger {
+        force: true,
+        ..kiln_testkit::trigger("build-diff-2")
+    };
+    let second = tested_with(&emulator, &ctx, &recipe, &next, NEXT_PACKAGES).await;
+
+    let mut env = emulator.env();
+    env.push(("KILN_OUTPUT_BUCKET", OUTPUT_BUCKET.into()));
+    let run = |args: &[&str]| {
+        kiln_testkit::kiln()
+            .arg("diff")
+            .args(args)
+            .envs(env.clone())
+            .output()
+            .expect("run kiln diff")
+    };
+    let text = run(&["prod", second.image_id.as_str(), "--recipe", "ubuntu-base"]);
+    assert!(text.status.success(), "{text:?}");
+    let expected = format!(
+        "recipe ubuntu-base: {} (prod) -> {}\n\
+         installed packages: 5 -> 5\n\
+         added (1):\n  vim 2:9.1.0016-1ubuntu7.5 (amd64)\n\
+         removed (1):\n  curl 8.5.0-2ubuntu10.5 (amd64)\n\
+         upgraded (1):\n  libc6 2.39-0ubuntu8.3 -> 2.39-0ubuntu8.4 (amd64)\n\
+         downgraded (1):\n  tzdata 2024a-3ubuntu1.1 -> 2024a-3ubuntu1 (all)\n",
+        first.image_id, second.image_id
+    );
+    assert_eq!(String::from_utf8_lossy(&text.stdout), expected);
+
+    let json = run(&[
+        first.image_id.as_str(),
+        second.image_id.as_str(),
+        "--output",
+        "json",
+    ]);
+    assert!(json.status.success(), "{json:?}");
+    let diff: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(diff["upgraded"][0]["name"], "libc6");
+    assert_eq!(diff["added"][0]["version"], "2:9.1.0016-1ubuntu7.5");
+
+    // A channel without its recipe, and an SBOM that is not the one tagged,
+    // are refused by name.
+    let channel_alone = run(&["prod", second.image_id.as_str()]);
+    assert!(
+        String::from_utf8_lossy(&channel_alone.stderr).contains("error[DiffRefused]"),
+        "{channel_alone:?}"
+    );
+    s3(&emulator)
+        .put_object()
+        .bucket(OUTPUT_BUCKET)
+        .key(format!("kiln-sbom/{}/sbom.cdx.json", second.image_id))
+        .body(b"{}".to_vec().into())
+        .send()
+        .await
+        .expect("overwrite the SBOM");
+    let tampered = run(&[first.image_id.as_str(), second.image_id.as_str()]);
+    let stderr = String::from_utf8_lossy(&tampered.stderr);
+    assert!(
+        stderr.contains("error[DiffRefused]") && stderr.contains("not the one tagged"),
+        "{stderr}"
+    );
+}

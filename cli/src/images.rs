@@ -1,4 +1,5 @@
-//! A recipe's images: what each is and what holds it, and retention.
+//! A recipe's images: what each is and what holds it, what changed between
+//! two, and retention.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use kiln::channels::retention::{self, ImageInfo, Pruning, Step};
 use kiln::ids::{AmiId, Channel};
 use kiln::ops::distribute::{self, Distributed};
 use kiln::ops::restore::{self, Restored};
+use kiln::security::diff::{self, Change, Diff, Side};
 
 use crate::args::{Output, context, recipe_name};
 use crate::output::{print, table};
@@ -42,6 +44,22 @@ pub enum Command {
         /// The image.
         image: AmiId,
     },
+    /// What changed in the software between two images of a recipe, from
+    /// their SBOMs (each checked against the digest tagged on its image):
+    /// packages added, removed, upgraded and downgraded.
+    Diff {
+        /// The first image: its id, or a channel of --recipe (its image now).
+        from: String,
+        /// The second image: its id, or a channel of --recipe.
+        to: String,
+        /// The recipe whose channels FROM or TO name.
+        #[arg(long)]
+        recipe: Option<String>,
+        /// The bucket holding the SBOMs (the stack's OutputBucketName;
+        /// KILN_OUTPUT_BUCKET otherwise).
+        #[arg(long)]
+        bucket: Option<String>,
+    },
     /// Copy the images a recipe's channels name (and would roll back to) to
     /// each of its distribution regions that lacks them, wait for the
     /// copies, share them, and move the regional pointers.
@@ -55,7 +73,16 @@ pub enum Command {
 const MAX_COPY_POLL: Duration = Duration::from_secs(30);
 
 pub async fn run(output: Output, command: &Command) -> Result<(), Error> {
-    let ctx = context(|_| {}).await;
+    let ctx = context(|settings| {
+        if let Command::Diff {
+            bucket: Some(bucket),
+            ..
+        } = command
+        {
+            settings.output_bucket = Some(bucket.clone());
+        }
+    })
+    .await;
     match command {
         Command::Images { recipe } => {
             let images = retention::images(&ctx, &recipe_name(recipe)?).await?;
@@ -74,6 +101,13 @@ pub async fn run(output: Output, command: &Command) -> Result<(), Error> {
         Command::Restore { recipe, image } => {
             let restored = restore::restore(&ctx, &recipe_name(recipe)?, image).await?;
             print(output, &restored, || restored_text(&restored));
+        }
+        Command::Diff {
+            from, to, recipe, ..
+        } => {
+            let recipe = recipe.as_deref().map(recipe_name).transpose()?;
+            let diff = diff::diff(&ctx, recipe.as_ref(), from, to).await?;
+            print(output, &diff, || diff_text(&diff));
         }
         Command::Distribute { recipe } => {
             let recipe = ctx.recipe(&recipe_name(recipe)?)?;
@@ -102,6 +136,42 @@ pub async fn run(output: Output, command: &Command) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+fn diff_text(diff: &Diff) -> String {
+    let name = |side: &Side| {
+        if side.asked == side.image.as_str() {
+            side.image.to_string()
+        } else {
+            format!("{} ({})", side.image, side.asked)
+        }
+    };
+    let mut lines = vec![
+        format!(
+            "recipe {}: {} -> {}",
+            diff.recipe,
+            name(&diff.from),
+            name(&diff.to)
+        ),
+        format!(
+            "installed packages: {} -> {}",
+            diff.from.packages, diff.to.packages
+        ),
+    ];
+    let mut section = |title: &str, rows: Vec<String>| {
+        lines.push(format!("{title} ({}):", rows.len()));
+        if rows.is_empty() {
+            lines.push("  none".into());
+        }
+        lines.extend(rows.into_iter().map(|row| format!("  {row}")));
+    };
+    let package = |p: &diff::Package| format!("{} {} ({})", p.name, p.version, p.arch);
+    let change = |c: &Change| format!("{} {} -> {} ({})", c.name, c.from, c.to, c.arch);
+    section("added", diff.added.iter().map(package).collect());
+    section("removed", diff.removed.iter().map(package).collect());
+    section("upgraded", diff.upgraded.iter().map(change).collect());
+    section("downgraded", diff.downgraded.iter().map(change).collect());
+    lines.join("\n")
 }
 
 fn distributed_text(done: &Distributed) -> String {

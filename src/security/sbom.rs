@@ -11,6 +11,8 @@
 //! on the same image give the same bytes, and its digest is tagged on the
 //! image (`kiln:sbom-sha256`).
 
+use std::collections::BTreeMap;
+
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -216,6 +218,26 @@ pub fn bytes_and_digest(document: &Value) -> Result<(Vec<u8>, String)> {
 /// objects expire, since it must last as long as the image.
 pub fn key(image: &AmiId) -> String {
     format!("kiln-sbom/{image}/sbom.cdx.json")
+}
+
+/// The packages a stored SBOM ([`document`]) lists: (name, architecture) ->
+/// version, the architecture from each package URL's `arch` qualifier;
+/// `None` when the document is not one kiln wrote.
+pub fn packages(document: &Value) -> Option<BTreeMap<(String, String), String>> {
+    let mut packages = BTreeMap::new();
+    for component in document.get("components")?.as_array()? {
+        let Some(purl) = component.get("purl").and_then(Value::as_str) else {
+            continue;
+        };
+        let (_, qualifiers) = purl.strip_prefix("pkg:deb/")?.split_once('?')?;
+        let arch = qualifiers
+            .split('&')
+            .find_map(|q| q.strip_prefix("arch="))?;
+        let name = component.get("name")?.as_str()?;
+        let version = component.get("version")?.as_str()?;
+        packages.insert((name.to_owned(), arch.to_owned()), version.to_owned());
+    }
+    Some(packages)
 }
 
 #[cfg(test)]
