@@ -10,10 +10,10 @@
 //! - [`import`]: a Packer template and its scripts as a recipe;
 //! - [`aws`]: the clients and settings ([`aws::Context`]) and one helper per
 //!   SDK idiom, for EC2, Run Command and Step Functions;
-//! - [`channels`]: the pointers production launches from, promotion,
-//!   retention and hands-off releases;
 //! - [`security`]: what software each image holds (its SBOM) and what
 //!   changed between two;
+//! - [`channels`]: the pointers production launches from, promotion,
+//!   retention and hands-off releases;
 //! - [`pipeline`]: the build steps and the state document that flows
 //!   through the build state machine;
 //! - [`fleet`]: the audit of what the fleet runs;

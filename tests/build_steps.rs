@@ -1055,6 +1055,24 @@ async fn the_test_step_lists_the_packages_first_and_keeps_the_images_sbom_under_
     assert_eq!(sbom.sha256, digest);
     assert_eq!(sbom.packages, 4);
     assert_eq!(tag(images[0].tags(), "kiln:stage"), Some("tested"));
+
+    // A later step of this build fails: the image goes, and its SBOM with it.
+    let cleaned = kiln::pipeline::cleanup::cleanup(
+        &ctx,
+        &trigger.build_id,
+        &kiln::pipeline::cleanup::Policy::failed_build(Some(&recipe)),
+    )
+    .await
+    .expect("cleanup");
+    assert_eq!(cleaned.deregistered, vec![image.image_id.clone()]);
+    let gone = s3(&emulator)
+        .get_object()
+        .bucket(OUTPUT_BUCKET)
+        .key(&key)
+        .send()
+        .await
+        .expect_err("the SBOM is gone");
+    assert!(gone.into_service_error().is_no_such_key());
 }
 
 #[tokio::test]
@@ -1187,7 +1205,7 @@ async fn kiln_diff_names_every_package_added_removed_upgraded_and_downgraded() {
     // are refused by name.
     let channel_alone = run(&["prod", second.image_id.as_str()]);
     assert!(
-        String::from_utf8_lossy(&channel_alone.stderr).contains("error[DiffRefused]"),
+        String::from_utf8_lossy(&channel_alone.stderr).contains("error[InvalidInput]"),
         "{channel_alone:?}"
     );
     s3(&emulator)

@@ -386,7 +386,7 @@ fn needs(call: &Call, builder_role: &str) -> (Vec<Need>, Vec<Need>) {
             let namespace = call.param("Namespace").unwrap_or_default();
             needs.push(need("*".into()).with("cloudwatch:namespace", &[namespace]));
         }
-        ("s3", "PutObject" | "GetObject") => {
+        ("s3", "PutObject" | "GetObject" | "DeleteObject") => {
             let (bucket, key) = (
                 call.param("Bucket").unwrap_or_default(),
                 call.param("Key").unwrap_or_default(),
@@ -683,6 +683,8 @@ async fn every_call_each_function_makes_is_granted_to_its_role() {
         ("promote", "s3:GetObject"),
         ("cleanup-build", "ec2:TerminateInstances"),
         ("cleanup-build", "ec2:DeleteSnapshot"),
+        ("cleanup-build", "s3:DeleteObject"),
+        ("promote", "s3:DeleteObject"),
         ("start-build", "states:StartExecution"),
         ("start-build", "states:DescribeExecution"),
         ("audit-fleet", "s3:PutObject"),
@@ -752,6 +754,8 @@ fn run(
     extra: &[(&'static str, String)],
 ) -> Value {
     let mut env = emulator.function_env(name, copy.root.path());
+    // Every function of the stack has the output bucket (Globals).
+    env.push(("KILN_OUTPUT_BUCKET", OUTPUT_BUCKET.to_owned()));
     env.extend_from_slice(extra);
     let (ok, answer) = invoke_function(name, &env, event);
     assert!(ok, "{name} failed: {answer:#}");

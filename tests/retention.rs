@@ -17,6 +17,9 @@ use kiln::ids::AmiId;
 use kiln::ops::restore;
 use kiln_testkit::{Emulator, RECIPE, built_image, channel, recipe};
 
+/// The output bucket, where the images' SBOMs are.
+const SBOM_BUCKET: &str = "kiln-output";
+
 const HOUR: SignedDuration = SignedDuration::from_hours(1);
 const DAY: SignedDuration = SignedDuration::from_hours(24);
 
@@ -386,8 +389,29 @@ async fn retention_deprecates_then_disables_then_deregisters_and_restore_brings_
         .expect_err("other recipe");
     assert_eq!(refused.name(), "RestoreRefused");
 
-    // 3: the grace period passed: old-1 is deregistered with its snapshots;
-    // everything else stays.
+    // 3: the grace period passed: old-1 is deregistered with its snapshots
+    // and its SBOM; everything else stays.
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&emulator.config)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket()
+        .bucket(SBOM_BUCKET)
+        .send()
+        .await
+        .expect("the output bucket");
+    ctx.settings.output_bucket = Some(SBOM_BUCKET.into());
+    let sbom_of = |name: &str| format!("kiln-sbom/{}/sbom.cdx.json", made[name]);
+    for name in ["old-1", "old-2"] {
+        s3.put_object()
+            .bucket(SBOM_BUCKET)
+            .key(sbom_of(name))
+            .body(b"{}".to_vec().into())
+            .send()
+            .await
+            .expect("an SBOM");
+    }
     let third = retention::prune(&ctx, &recipe(), 1, false, t0 + HOUR + DAY * 14)
         .await
         .expect("third");
@@ -396,6 +420,17 @@ async fn retention_deprecates_then_disables_then_deregisters_and_restore_brings_
         BTreeMap::from([(made["old-1"].to_string(), Step::Deregister)])
     );
     assert!(described(&ctx, &made["old-1"]).await.is_none());
+    let kept: Vec<String> = s3
+        .list_objects_v2()
+        .bucket(SBOM_BUCKET)
+        .send()
+        .await
+        .expect("ListObjectsV2")
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect();
+    assert_eq!(kept, [sbom_of("old-2")], "old-1's SBOM went with it");
     let left: Vec<String> = ctx
         .ec2()
         .describe_snapshots()

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use kiln::Error;
+use kiln::channels::pointers;
 use kiln::channels::retention::{self, ImageInfo, Pruning, Step};
 use kiln::ids::{AmiId, Channel};
 use kiln::ops::distribute::{self, Distributed};
@@ -106,7 +107,15 @@ pub async fn run(output: Output, command: &Command) -> Result<(), Error> {
             from, to, recipe, ..
         } => {
             let recipe = recipe.as_deref().map(recipe_name).transpose()?;
-            let diff = diff::diff(&ctx, recipe.as_ref(), from, to).await?;
+            let from_image = pointers::image_named(&ctx, recipe.as_ref(), from).await?;
+            let to_image = pointers::image_named(&ctx, recipe.as_ref(), to).await?;
+            let diff = diff::diff(
+                &ctx,
+                recipe.as_ref(),
+                (from.as_str(), from_image),
+                (to.as_str(), to_image),
+            )
+            .await?;
             print(output, &diff, || diff_text(&diff));
         }
         Command::Distribute { recipe } => {

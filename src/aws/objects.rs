@@ -1,5 +1,5 @@
 //! Objects of kiln's bucket (the audit's reports, the commands' output, the
-//! images' SBOMs): read whole (none when missing) and written whole.
+//! images' SBOMs): read whole (none when missing), written whole, deleted.
 
 use aws_sdk_s3::primitives::ByteStream;
 
@@ -53,5 +53,17 @@ pub(crate) async fn write(
         .send()
         .await
         .or_aws("PutObject")?;
+    Ok(())
+}
+
+/// Deletes object `key` of `bucket`; a missing key is no error (S3 answers
+/// the same).
+pub(crate) async fn delete(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<()> {
+    s3.delete_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .or_aws("DeleteObject")?;
     Ok(())
 }

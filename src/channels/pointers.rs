@@ -38,6 +38,31 @@ pub fn pointer_name(recipe: &RecipeName, channel: &Channel) -> String {
     format!("{POINTER_ROOT}/{recipe}/{channel}")
 }
 
+/// The image `asked` names: an image id as it is, or a channel of `recipe`
+/// (the image its pointer names now). An unknown channel, or a channel
+/// without its recipe, is `InvalidInput`.
+pub async fn image_named(ctx: &Context, recipe: Option<&RecipeName>, asked: &str) -> Result<AmiId> {
+    if let Ok(image) = asked.parse::<AmiId>() {
+        return Ok(image);
+    }
+    let channel: Channel = asked.parse().map_err(|_| {
+        Error::InvalidInput(format!(
+            "{asked:?} is neither an image id nor a channel name"
+        ))
+    })?;
+    let recipe = recipe
+        .ok_or_else(|| Error::InvalidInput(format!("{asked} is a channel: name its recipe")))?;
+    let parameter = ctx
+        .parameter(&pointer_name(recipe, &channel))
+        .await?
+        .ok_or_else(|| Error::InvalidInput(format!("recipe {recipe} has no channel {channel}")))?;
+    parameter
+        .value()
+        .unwrap_or_default()
+        .parse()
+        .map_err(|_| Error::InvalidInput(format!("channel {channel} of {recipe} names no image")))
+}
+
 /// How a pointer version came to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::Display)]
 #[serde(rename_all = "snake_case")]

@@ -12,9 +12,8 @@ use sha2::{Digest, Sha256};
 
 use super::sbom;
 use crate::aws::{Context, images, objects};
-use crate::channels::pointers::pointer_name;
 use crate::error::{Error, Result};
-use crate::ids::{AmiId, Channel, RecipeName};
+use crate::ids::{AmiId, RecipeName};
 use crate::tags;
 
 /// One side of a diff.
@@ -77,29 +76,6 @@ fn refused(why: impl Into<String>) -> Error {
     Error::DiffRefused(why.into())
 }
 
-/// The image `asked` names: an image id, or a channel of `recipe`.
-async fn image_of(ctx: &Context, recipe: Option<&RecipeName>, asked: &str) -> Result<AmiId> {
-    if let Ok(image) = asked.parse::<AmiId>() {
-        return Ok(image);
-    }
-    let channel: Channel = asked.parse().map_err(|_| {
-        refused(format!(
-            "{asked:?} is neither an image id nor a channel name"
-        ))
-    })?;
-    let recipe = recipe
-        .ok_or_else(|| refused(format!("{asked} is a channel: name its recipe (--recipe)")))?;
-    let parameter = ctx
-        .parameter(&pointer_name(recipe, &channel))
-        .await?
-        .ok_or_else(|| refused(format!("recipe {recipe} has no channel {channel}")))?;
-    parameter
-        .value()
-        .unwrap_or_default()
-        .parse()
-        .map_err(|_| refused(format!("channel {channel} names no image")))
-}
-
 /// The image's recipe and its SBOM's packages, the SBOM checked against
 /// the digest tagged on the image.
 async fn side(
@@ -146,25 +122,22 @@ async fn side(
     Ok((recipe, side, packages))
 }
 
-/// What changed in the software from image `from` to image `to` (ids, or
-/// channels of `recipe`), from their SBOMs in the output bucket. Both must
-/// be images of one recipe, each with its SBOM as tagged; anything else is
+/// What changed in the software from image `from` to image `to` (each
+/// with what was asked for: its id, or the channel that named it), from
+/// their SBOMs in the output bucket. Both must be images of one recipe
+/// (`recipe`, when given), each with its SBOM as tagged; anything else is
 /// `DiffRefused`.
 pub async fn diff(
     ctx: &Context,
     recipe: Option<&RecipeName>,
-    from: &str,
-    to: &str,
+    from: (&str, AmiId),
+    to: (&str, AmiId),
 ) -> Result<Diff> {
     let bucket = ctx.settings.output_bucket.as_deref().ok_or_else(|| {
         refused("no output bucket is set (KILN_OUTPUT_BUCKET, the stack's OutputBucketName): the SBOMs are there")
     })?;
-    let (from_image, to_image) = (
-        image_of(ctx, recipe, from).await?,
-        image_of(ctx, recipe, to).await?,
-    );
-    let (recipe_a, from, before) = side(ctx, bucket, from, from_image).await?;
-    let (recipe_b, to, after) = side(ctx, bucket, to, to_image).await?;
+    let (recipe_a, from, before) = side(ctx, bucket, from.0, from.1).await?;
+    let (recipe_b, to, after) = side(ctx, bucket, to.0, to.1).await?;
     if recipe_a != recipe_b || recipe.is_some_and(|r| *r != recipe_a) {
         return Err(refused(format!(
             "{} is recipe {recipe_a}'s, {} recipe {recipe_b}'s: compare images of one recipe",

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::aws::{Context, objects};
 use crate::error::{Error, Result};
 use crate::ids::AmiId;
 
@@ -218,6 +219,17 @@ pub fn bytes_and_digest(document: &Value) -> Result<(Vec<u8>, String)> {
 /// objects expire, since it must last as long as the image.
 pub fn key(image: &AmiId) -> String {
     format!("kiln-sbom/{image}/sbom.cdx.json")
+}
+
+/// Deletes `image`'s SBOM, once the image is deregistered, when kiln has
+/// an output bucket: it lasts as long as its image, no longer. None there
+/// is no error.
+pub async fn forget(ctx: &Context, image: &AmiId) -> Result<()> {
+    let Some(bucket) = ctx.settings.output_bucket.as_deref() else {
+        return Ok(());
+    };
+    let s3 = aws_sdk_s3::Client::new(&ctx.config);
+    objects::delete(&s3, bucket, &key(image)).await
 }
 
 /// The packages a stored SBOM ([`document`]) lists: (name, architecture) ->

@@ -31,6 +31,7 @@ use crate::channels::pointers;
 use crate::error::{Error, Result};
 use crate::ids::{AmiId, RecipeName};
 use crate::recipe::schema::Retention;
+use crate::security::sbom;
 use crate::tags;
 
 const DAY: i64 = 86_400;
@@ -422,7 +423,10 @@ async fn apply(ctx: &Context, info: &ImageInfo, step: Step, now: Timestamp) -> R
             let at = now.to_string();
             ec2_images::set_tag(ctx, id, tags::DISABLED_AT, Some(&at)).await?;
         }
-        Step::Deregister => ec2_images::deregister(ctx, &info.image_id, &info.snapshots).await?,
+        Step::Deregister => {
+            ec2_images::deregister(ctx, &info.image_id, &info.snapshots).await?;
+            sbom::forget(ctx, &info.image_id).await?;
+        }
         Step::Wait => {}
     }
     Ok(())
