@@ -542,11 +542,7 @@ async fn the_audit_fleet_lambda_writes_its_reports_and_metrics() {
     promote(&ctx, "web", &web[0]).await;
     launch_many(&ctx, web[0].as_str(), 6, &services("payments")).await;
     launch_many(&ctx, &emu.seeded.source_ami, 2, &services("legacy")).await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&emu.config)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = emu.s3();
     let env = reports_bucket(&emu).await;
     let (ok, answer) = kiln_testkit::invoke_function(
         "audit-fleet",
@@ -572,16 +568,7 @@ async fn the_audit_fleet_lambda_writes_its_reports_and_metrics() {
     let body = latest.body.collect().await.expect("body").into_bytes();
     let report: Report = serde_json::from_slice(&body).expect("a report");
     assert_eq!(report.summary.by_status[&Status::Foreign], 2);
-    let keys: Vec<String> = s3
-        .list_objects_v2()
-        .bucket("fleet-reports")
-        .send()
-        .await
-        .expect("ListObjectsV2")
-        .contents()
-        .iter()
-        .filter_map(|o| o.key().map(str::to_owned))
-        .collect();
+    let keys = emu.keys("fleet-reports").await;
     assert_eq!(keys.len(), 6, "{keys:?}");
     assert!(
         keys.iter()

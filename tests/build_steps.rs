@@ -3,7 +3,7 @@
 
 use kiln::Error;
 use kiln::aws::Context;
-use kiln::pipeline::state::{Builder, Image, ImageState, Source, StepStatus, Trigger};
+use kiln::pipeline::state::{Builder, Image, ImageState, Source, StepStatus, TestRun, Trigger};
 use kiln::recipe::Recipe;
 use kiln_testkit::{Emulator, RecipeCopy, tag};
 
@@ -925,19 +925,12 @@ const PACKAGES: &str = "os\tubuntu\t24.04\tnoble\n\
     pkg\tlibpam0g\t1:1.5.3-5ubuntu5.1\tamd64\tpam\tii \n\
     pkg\ttelnet\t0.17+2.5-3ubuntu4\tamd64\tinetutils\trc \n";
 
-fn s3(emulator: &Emulator) -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&emulator.config)
-            .force_path_style(true)
-            .build(),
-    )
-}
-
 /// An emulator whose Run Commands can print (it runs the proxy), the output
 /// bucket, and a context writing to it.
 async fn with_output_bucket(copy: &RecipeCopy) -> (Emulator, Context) {
     let emulator = Emulator::start_pipeline(copy.root.path(), &[]).await;
-    s3(&emulator)
+    emulator
+        .s3()
         .create_bucket()
         .bucket(OUTPUT_BUCKET)
         .send()
@@ -948,6 +941,19 @@ async fn with_output_bucket(copy: &RecipeCopy) -> (Emulator, Context) {
     (emulator, ctx)
 }
 
+/// Builds `trigger`'s image, launches its test instance and starts the
+/// test step: the image, and the test as started.
+async fn test_started(ctx: &Context, recipe: &Recipe, trigger: &Trigger) -> (Image, TestRun) {
+    let (source, _, image) = build(ctx, recipe, trigger).await;
+    let launched = kiln::pipeline::test_run::launch(ctx, recipe, trigger, &source, &image)
+        .await
+        .expect("launch");
+    let started = kiln::pipeline::test_run::start(ctx, recipe, trigger, &launched)
+        .await
+        .expect("start");
+    (image, started)
+}
+
 #[tokio::test]
 async fn the_test_step_lists_the_packages_first_and_keeps_the_images_sbom_under_its_id() {
     let copy = RecipeCopy::ubuntu_base();
@@ -955,19 +961,12 @@ async fn the_test_step_lists_the_packages_first_and_keeps_the_images_sbom_under_
     emulator.print_packages(PACKAGES);
     let recipe = copy.load();
     let trigger = kiln_testkit::trigger("build-sbom-1");
-    let (source, _, image) = build(&ctx, &recipe, &trigger).await;
-    let launched = kiln::pipeline::test_run::launch(&ctx, &recipe, &trigger, &source, &image)
-        .await
-        .expect("launch");
-
-    let listing = kiln::pipeline::test_run::start(&ctx, &recipe, &trigger, &launched)
-        .await
-        .expect("start");
+    let (image, listing) = test_started(&ctx, &recipe, &trigger).await;
     assert!(listing.packages_command_id.is_some() && listing.command_id.is_none());
     let commands = ctx
         .ssm()
         .list_commands()
-        .instance_id(launched.test_instance_id.as_str())
+        .instance_id(listing.test_instance_id.as_str())
         .send()
         .await
         .expect("ListCommands");
@@ -991,7 +990,8 @@ async fn the_test_step_lists_the_packages_first_and_keeps_the_images_sbom_under_
 
     let key = format!("kiln-sbom/{}/sbom.cdx.json", image.image_id);
     assert_eq!(sbom.location, format!("s3://{OUTPUT_BUCKET}/{key}"));
-    let stored = s3(&emulator)
+    let stored = emulator
+        .s3()
         .get_object()
         .bucket(OUTPUT_BUCKET)
         .key(&key)
@@ -1065,7 +1065,8 @@ async fn the_test_step_lists_the_packages_first_and_keeps_the_images_sbom_under_
     .await
     .expect("cleanup");
     assert_eq!(cleaned.deregistered, vec![image.image_id.clone()]);
-    let gone = s3(&emulator)
+    let gone = emulator
+        .s3()
         .get_object()
         .bucket(OUTPUT_BUCKET)
         .key(&key)
@@ -1081,13 +1082,7 @@ async fn a_listing_that_prints_nothing_fails_the_test_step_and_the_image_stays_u
     let (_emulator, ctx) = with_output_bucket(&copy).await;
     let recipe = copy.load();
     let trigger = kiln_testkit::trigger("build-sbom-2");
-    let (source, _, image) = build(&ctx, &recipe, &trigger).await;
-    let launched = kiln::pipeline::test_run::launch(&ctx, &recipe, &trigger, &source, &image)
-        .await
-        .expect("launch");
-    let listing = kiln::pipeline::test_run::start(&ctx, &recipe, &trigger, &launched)
-        .await
-        .expect("start");
+    let (image, listing) = test_started(&ctx, &recipe, &trigger).await;
     let err = kiln::pipeline::test_run::poll(&ctx, &recipe, &trigger, &image, &listing)
         .await
         .expect_err("no listing");
@@ -1116,13 +1111,7 @@ async fn tested_with(
     packages: &str,
 ) -> Image {
     emulator.print_packages(packages);
-    let (source, _, image) = build(ctx, recipe, trigger).await;
-    let mut test = kiln::pipeline::test_run::launch(ctx, recipe, trigger, &source, &image)
-        .await
-        .expect("launch");
-    test = kiln::pipeline::test_run::start(ctx, recipe, trigger, &test)
-        .await
-        .expect("start");
+    let (image, mut test) = test_started(ctx, recipe, trigger).await;
     for _ in 0..5 {
         if test.status == kiln::pipeline::state::TestStatus::Passed {
             break;
@@ -1208,7 +1197,8 @@ async fn kiln_diff_names_every_package_added_removed_upgraded_and_downgraded() {
         String::from_utf8_lossy(&channel_alone.stderr).contains("error[InvalidInput]"),
         "{channel_alone:?}"
     );
-    s3(&emulator)
+    emulator
+        .s3()
         .put_object()
         .bucket(OUTPUT_BUCKET)
         .key(format!("kiln-sbom/{}/sbom.cdx.json", second.image_id))

@@ -802,16 +802,13 @@ async fn flows() -> (Vec<Call>, String) {
     emulator.distribute(&copy, "eu-west-1");
     let member_role = emulator.point_members(&copy);
     let ctx = emulator.context(copy.root.path());
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&emulator.config)
-            .force_path_style(true)
-            .build(),
-    )
-    .create_bucket()
-    .bucket(OUTPUT_BUCKET)
-    .send()
-    .await
-    .expect("the output bucket");
+    emulator
+        .s3()
+        .create_bucket()
+        .bucket(OUTPUT_BUCKET)
+        .send()
+        .await
+        .expect("the output bucket");
     alarm(&ctx, ALARM).await;
     // The image the channels name before this night's build, and an older
     // one nothing needs any more (retention's).
@@ -1012,22 +1009,19 @@ async fn flows() -> (Vec<Call>, String) {
         &audit_env,
     );
     assert_eq!(planned["accounts"], 2, "{planned}");
-    let items = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&emulator.config)
-            .force_path_style(true)
-            .build(),
-    )
-    .get_object()
-    .bucket(OUTPUT_BUCKET)
-    .key("kiln/audit/runs/iam-flows/items.json")
-    .send()
-    .await
-    .expect("the planned accounts")
-    .body
-    .collect()
-    .await
-    .expect("their body")
-    .into_bytes();
+    let items = emulator
+        .s3()
+        .get_object()
+        .bucket(OUTPUT_BUCKET)
+        .key("kiln/audit/runs/iam-flows/items.json")
+        .send()
+        .await
+        .expect("the planned accounts")
+        .body
+        .collect()
+        .await
+        .expect("their body")
+        .into_bytes();
     let items: Value = serde_json::from_slice(&items).expect("JSON");
     run(
         &emulator,

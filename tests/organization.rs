@@ -242,7 +242,7 @@ async fn run_audit(emu: &Emulator, name: &str, input: &serde_json::Value) -> Exe
 
 /// Makes the audit bucket.
 async fn bucket(emu: &Emulator) {
-    s3(&emu.config)
+    emu.s3()
         .create_bucket()
         .bucket(BUCKET)
         .send()
@@ -250,16 +250,9 @@ async fn bucket(emu: &Emulator) {
         .expect("CreateBucket");
 }
 
-fn s3(config: &SdkConfig) -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(config)
-            .force_path_style(true)
-            .build(),
-    )
-}
-
 async fn object(emu: &Emulator, key: &str) -> Option<Vec<u8>> {
-    let got = s3(&emu.config)
+    let got = emu
+        .s3()
         .get_object()
         .bucket(BUCKET)
         .key(key)

@@ -391,11 +391,7 @@ async fn retention_deprecates_then_disables_then_deregisters_and_restore_brings_
 
     // 3: the grace period passed: old-1 is deregistered with its snapshots
     // and its SBOM; everything else stays.
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&emulator.config)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = emulator.s3();
     s3.create_bucket()
         .bucket(SBOM_BUCKET)
         .send()
@@ -420,17 +416,11 @@ async fn retention_deprecates_then_disables_then_deregisters_and_restore_brings_
         BTreeMap::from([(made["old-1"].to_string(), Step::Deregister)])
     );
     assert!(described(&ctx, &made["old-1"]).await.is_none());
-    let kept: Vec<String> = s3
-        .list_objects_v2()
-        .bucket(SBOM_BUCKET)
-        .send()
-        .await
-        .expect("ListObjectsV2")
-        .contents()
-        .iter()
-        .filter_map(|o| o.key().map(str::to_owned))
-        .collect();
-    assert_eq!(kept, [sbom_of("old-2")], "old-1's SBOM went with it");
+    assert_eq!(
+        emulator.keys(SBOM_BUCKET).await,
+        [sbom_of("old-2")],
+        "old-1's SBOM went with it"
+    );
     let left: Vec<String> = ctx
         .ec2()
         .describe_snapshots()

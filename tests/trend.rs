@@ -144,11 +144,7 @@ fn ten_days() -> Vec<Daily> {
 }
 
 async fn seed(emu: &Emulator) {
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&emu.config)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = emu.s3();
     s3.create_bucket()
         .bucket(BUCKET)
         .send()

@@ -207,6 +207,30 @@ impl Emulator {
         aws_sdk_eventbridge::Client::new(&self.config)
     }
 
+    /// An S3 client of the emulator, path-style (moto serves buckets under
+    /// its one address).
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&self.config)
+                .force_path_style(true)
+                .build(),
+        )
+    }
+
+    /// Every key of `bucket` (one page: the tests' buckets hold few).
+    pub async fn keys(&self, bucket: &str) -> Vec<String> {
+        self.s3()
+            .list_objects_v2()
+            .bucket(bucket)
+            .send()
+            .await
+            .expect("ListObjectsV2")
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect()
+    }
+
     /// A Step Functions client for the emulator.
     pub fn sfn(&self) -> aws_sdk_sfn::Client {
         aws_sdk_sfn::Client::new(&self.config)
