@@ -523,12 +523,7 @@ async fn the_html_report_renders_in_chromium_with_its_totals() {
 /// Makes the reports bucket (`fleet-reports`); answers the environment
 /// audit-fleet and the CLI need to use it.
 async fn reports_bucket(emu: &Emulator) -> Vec<(&'static str, String)> {
-    aws_sdk_s3::Client::new(&emu.config)
-        .create_bucket()
-        .bucket("fleet-reports")
-        .send()
-        .await
-        .expect("CreateBucket");
+    emu.bucket("fleet-reports").await;
     let mut env = emu.env();
     env.push(("KILN_AUDIT_BUCKET", "fleet-reports".into()));
     env

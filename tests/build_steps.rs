@@ -3,7 +3,10 @@
 
 use kiln::Error;
 use kiln::aws::Context;
-use kiln::pipeline::state::{Builder, Image, ImageState, Source, StepStatus, TestRun, Trigger};
+use kiln::ids::BuildId;
+use kiln::pipeline::state::{
+    Builder, Cleanup, Image, ImageState, Source, StepStatus, TestRun, Trigger,
+};
 use kiln::recipe::Recipe;
 use kiln_testkit::{Emulator, RecipeCopy, tag};
 
@@ -61,6 +64,18 @@ async fn build(ctx: &Context, recipe: &Recipe, trigger: &Trigger) -> (Source, Bu
     }
     assert_eq!(image.state, ImageState::Available);
     (source, builder, image)
+}
+
+/// Cleans up after build `build_id` of `recipe` failed, as the state
+/// machine's catch-all does.
+async fn failed_build_cleanup(ctx: &Context, recipe: &Recipe, build_id: &BuildId) -> Cleanup {
+    kiln::pipeline::cleanup::cleanup(
+        ctx,
+        build_id,
+        &kiln::pipeline::cleanup::Policy::failed_build(Some(recipe)),
+    )
+    .await
+    .expect("cleanup")
 }
 
 #[tokio::test]
@@ -549,13 +564,7 @@ async fn a_passing_test_marks_the_image_tested_and_leaves_no_instance() {
     );
 
     // A later step of this build fails: cleanup removes even the tested image.
-    let cleaned = kiln::pipeline::cleanup::cleanup(
-        &ctx,
-        &trigger.build_id,
-        &kiln::pipeline::cleanup::Policy::failed_build(Some(&recipe)),
-    )
-    .await
-    .expect("cleanup");
+    let cleaned = failed_build_cleanup(&ctx, &recipe, &trigger.build_id).await;
     assert_eq!(cleaned.deregistered, vec![image.image_id.clone()]);
     assert!(cleaned.terminated.is_empty(), "nothing was left running");
     assert!(
@@ -650,13 +659,7 @@ async fn a_build_that_ends_while_its_image_is_pending_leaves_no_snapshot() {
         .send()
         .await
         .expect("deregister");
-    let done = kiln::pipeline::cleanup::cleanup(
-        &ctx,
-        &trigger.build_id,
-        &kiln::pipeline::cleanup::Policy::failed_build(Some(&recipe)),
-    )
-    .await
-    .expect("cleanup");
+    let done = failed_build_cleanup(&ctx, &recipe, &trigger.build_id).await;
 
     assert_eq!(done.deleted_snapshots.len(), made.len(), "{done:?}");
     assert!(
@@ -686,13 +689,7 @@ async fn cleanup_removes_everything_of_its_build_and_nothing_else() {
         "builder and test instance"
     );
 
-    let cleaned = kiln::pipeline::cleanup::cleanup(
-        &ctx,
-        &"build-broken-1".parse().expect("id"),
-        &kiln::pipeline::cleanup::Policy::failed_build(Some(&recipe)),
-    )
-    .await
-    .expect("cleanup");
+    let cleaned = failed_build_cleanup(&ctx, &recipe, &"build-broken-1".parse().expect("id")).await;
 
     assert_eq!(cleaned.terminated.len(), 2);
     assert_eq!(cleaned.deregistered, vec![failed.image_id.clone()]);
@@ -737,13 +734,7 @@ async fn cleanup_removes_everything_of_its_build_and_nothing_else() {
         "the other build is untouched"
     );
 
-    let again = kiln::pipeline::cleanup::cleanup(
-        &ctx,
-        &"build-broken-1".parse().expect("id"),
-        &kiln::pipeline::cleanup::Policy::failed_build(Some(&recipe)),
-    )
-    .await
-    .expect("again");
+    let again = failed_build_cleanup(&ctx, &recipe, &"build-broken-1".parse().expect("id")).await;
     assert_eq!(
         again,
         kiln::pipeline::state::Cleanup::default(),
@@ -765,13 +756,7 @@ async fn a_failed_image_kept_for_inspection_is_tagged_failed_and_never_skipped_t
     let recipe = copy.load();
     let kept = half_built(&ctx, &recipe, "build-kept-1").await;
 
-    let cleaned = kiln::pipeline::cleanup::cleanup(
-        &ctx,
-        &"build-kept-1".parse().expect("id"),
-        &kiln::pipeline::cleanup::Policy::failed_build(Some(&recipe)),
-    )
-    .await
-    .expect("cleanup");
+    let cleaned = failed_build_cleanup(&ctx, &recipe, &"build-kept-1".parse().expect("id")).await;
 
     assert_eq!(cleaned.kept_failed, vec![kept.image_id.clone()]);
     assert!(cleaned.deregistered.is_empty());
@@ -929,13 +914,7 @@ const PACKAGES: &str = "os\tubuntu\t24.04\tnoble\n\
 /// bucket, and a context writing to it.
 async fn with_output_bucket(copy: &RecipeCopy) -> (Emulator, Context) {
     let emulator = Emulator::start_pipeline(copy.root.path(), &[]).await;
-    emulator
-        .s3()
-        .create_bucket()
-        .bucket(OUTPUT_BUCKET)
-        .send()
-        .await
-        .expect("the output bucket");
+    emulator.bucket(OUTPUT_BUCKET).await;
     let mut ctx = emulator.context(copy.root.path());
     ctx.settings.output_bucket = Some(OUTPUT_BUCKET.into());
     (emulator, ctx)
@@ -1057,13 +1036,7 @@ async fn the_test_step_lists_the_packages_first_and_keeps_the_images_sbom_under_
     assert_eq!(tag(images[0].tags(), "kiln:stage"), Some("tested"));
 
     // A later step of this build fails: the image goes, and its SBOM with it.
-    let cleaned = kiln::pipeline::cleanup::cleanup(
-        &ctx,
-        &trigger.build_id,
-        &kiln::pipeline::cleanup::Policy::failed_build(Some(&recipe)),
-    )
-    .await
-    .expect("cleanup");
+    let cleaned = failed_build_cleanup(&ctx, &recipe, &trigger.build_id).await;
     assert_eq!(cleaned.deregistered, vec![image.image_id.clone()]);
     let gone = emulator
         .s3()

@@ -802,13 +802,7 @@ async fn flows() -> (Vec<Call>, String) {
     emulator.distribute(&copy, "eu-west-1");
     let member_role = emulator.point_members(&copy);
     let ctx = emulator.context(copy.root.path());
-    emulator
-        .s3()
-        .create_bucket()
-        .bucket(OUTPUT_BUCKET)
-        .send()
-        .await
-        .expect("the output bucket");
+    emulator.bucket(OUTPUT_BUCKET).await;
     alarm(&ctx, ALARM).await;
     // The image the channels name before this night's build, and an older
     // one nothing needs any more (retention's).

@@ -240,16 +240,6 @@ async fn run_audit(emu: &Emulator, name: &str, input: &serde_json::Value) -> Exe
     panic!("the audit did not end in 2 minutes");
 }
 
-/// Makes the audit bucket.
-async fn bucket(emu: &Emulator) {
-    emu.s3()
-        .create_bucket()
-        .bucket(BUCKET)
-        .send()
-        .await
-        .expect("CreateBucket");
-}
-
 async fn object(emu: &Emulator, key: &str) -> Option<Vec<u8>> {
     let got = emu
         .s3()
@@ -278,7 +268,7 @@ fn comparable(mut report: Report) -> Report {
 #[tokio::test]
 async fn an_organization_audited_through_the_state_machine_equals_the_direct_audit() {
     let emu = Emulator::start_audit(BUCKET, &[]).await;
-    bucket(&emu).await;
+    emu.bucket(BUCKET).await;
     let org = seed(&emu).await;
 
     run_audit(&emu, "audit-org", &request(&[])).await;
@@ -383,7 +373,7 @@ async fn an_account_whose_part_never_arrives_is_reported_unfinished() {
     let emu = Emulator::start().await;
     let mut ctx = emu.context(&recipe_root());
     ctx.settings.audit_bucket = Some(BUCKET.into());
-    bucket(&emu).await;
+    emu.bucket(BUCKET).await;
     let planned = step(
         &ctx,
         serde_json::json!({"action": "plan", "run": "r-1", "request": {

@@ -392,11 +392,7 @@ async fn retention_deprecates_then_disables_then_deregisters_and_restore_brings_
     // 3: the grace period passed: old-1 is deregistered with its snapshots
     // and its SBOM; everything else stays.
     let s3 = emulator.s3();
-    s3.create_bucket()
-        .bucket(SBOM_BUCKET)
-        .send()
-        .await
-        .expect("the output bucket");
+    emulator.bucket(SBOM_BUCKET).await;
     ctx.settings.output_bucket = Some(SBOM_BUCKET.into());
     let sbom_of = |name: &str| format!("kiln-sbom/{}/sbom.cdx.json", made[name]);
     for name in ["old-1", "old-2"] {

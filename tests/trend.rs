@@ -145,11 +145,7 @@ fn ten_days() -> Vec<Daily> {
 
 async fn seed(emu: &Emulator) {
     let s3 = emu.s3();
-    s3.create_bucket()
-        .bucket(BUCKET)
-        .send()
-        .await
-        .expect("CreateBucket");
+    emu.bucket(BUCKET).await;
     for daily in ten_days() {
         let date = jiff::tz::Offset::UTC.to_datetime(daily.generated_at).date();
         s3.put_object()

@@ -217,6 +217,16 @@ impl Emulator {
         )
     }
 
+    /// Makes bucket `name`.
+    pub async fn bucket(&self, name: &str) {
+        self.s3()
+            .create_bucket()
+            .bucket(name)
+            .send()
+            .await
+            .expect("CreateBucket");
+    }
+
     /// Every key of `bucket` (one page: the tests' buckets hold few).
     pub async fn keys(&self, bucket: &str) -> Vec<String> {
         self.s3()
