@@ -1,7 +1,7 @@
 """Each function's IAM policy statements in kiln's translated template, with
 every intrinsic function resolved as CloudFormation resolves it for a stack
-`kiln` in us-east-1 of account 123456789012: what tests/iam.rs checks the
-calls each function makes against.
+`kiln` in us-east-1 of account 123456789012: what tests/integration/iam.rs
+checks the calls each function makes against.
 
 Resources resolve to names and ARNs of the shape AWS gives them (a role's ARN
 is arn:aws:iam::ACCOUNT:role/NAME, a bucket's arn:aws:s3:::NAME, ...), with
