@@ -148,6 +148,11 @@ pub enum Error {
     #[error("kiln diff refused: {0}")]
     DiffRefused(String),
 
+    /// Inspector's vulnerability report, or the findings kiln stored from
+    /// it, cannot be read.
+    #[error("the vulnerability report is not usable: {0}")]
+    ScanUnreadable(String),
+
     /// The new image failed to become available.
     #[error("image {image} failed: {reason}")]
     ImageFailed {

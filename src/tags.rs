@@ -42,6 +42,10 @@ pub const DISABLED_AT: &str = "kiln:disabled-at";
 /// `kiln:sbom-sha256`: on a tested image, the SHA-256 of its SBOM
 /// (`kiln-sbom/<image id>/sbom.cdx.json` in the output bucket).
 pub const SBOM_SHA256: &str = "kiln:sbom-sha256";
+/// `kiln:findings`: on a tested image, `critical=N,high=M`, the CRITICAL
+/// and HIGH vulnerabilities Inspector found in its SBOM when it was tested
+/// (`kiln-sbom/<image id>/findings.json` holds them).
+pub const FINDINGS: &str = "kiln:findings";
 /// Tag key prefixes a recipe may not set itself.
 pub const RESERVED_PREFIXES: &[&str] = &["kiln:", "aws:"];
 

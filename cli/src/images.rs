@@ -12,6 +12,7 @@ use kiln::ids::{AmiId, Channel};
 use kiln::ops::distribute::{self, Distributed};
 use kiln::ops::restore::{self, Restored};
 use kiln::security::diff::{self, Change, Diff, Side};
+use kiln::security::scan::Finding;
 
 use crate::args::{Output, context, recipe_name};
 use crate::output::{print, table};
@@ -180,6 +181,31 @@ fn diff_text(diff: &Diff) -> String {
     section("removed", diff.removed.iter().map(package).collect());
     section("upgraded", diff.upgraded.iter().map(change).collect());
     section("downgraded", diff.downgraded.iter().map(change).collect());
+    match &diff.vulnerabilities {
+        Some(cves) => {
+            let cve = |f: &Finding| {
+                let fix = f
+                    .fixed
+                    .as_deref()
+                    .map_or("no fix".into(), |v| format!("fixed in {v}"));
+                let exploit = if f.exploit_available {
+                    ", exploit available"
+                } else {
+                    ""
+                };
+                format!(
+                    "{} {} {} {} ({fix}{exploit})",
+                    f.id, f.severity, f.package, f.installed
+                )
+            };
+            section("CVEs fixed", cves.fixed.iter().map(cve).collect());
+            section("CVEs introduced", cves.introduced.iter().map(cve).collect());
+        }
+        None => lines.push(
+            "CVEs: not compared (an image has no findings: scanned before kiln scanned SBOMs)"
+                .into(),
+        ),
+    }
     lines.join("\n")
 }
 
@@ -224,6 +250,7 @@ fn images_table(images: &[ImageInfo]) -> String {
         "STATE",
         "PROTECTED",
         "STAGE",
+        "CRIT/HIGH",
         "CHANNELS",
         "PREVIOUS",
         "INSTANCES",
@@ -243,6 +270,8 @@ fn images_table(images: &[ImageInfo]) -> String {
             },
             if i.protected { "yes" } else { "-" }.to_owned(),
             i.stage.clone().unwrap_or_else(|| "-".into()),
+            i.findings
+                .map_or("-".to_owned(), |f| format!("{}/{}", f.critical, f.high)),
             join(&i.standing.channels),
             join(&i.standing.previous),
             i.instances.len().to_string(),

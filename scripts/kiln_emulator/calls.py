@@ -10,7 +10,9 @@
            query), the Action parameter; S3, derived from the method, the
            path and the query (PutObject, ListObjectsV2, GetBucketPolicy,
            ...); Lambda Invoke, InvokeFunction (its IAM action's name);
-           Smithy RPC v2 CBOR, the path's operation; otherwise None
+           Smithy RPC v2 CBOR, the path's operation; REST JSON operations
+           kiln calls (REST_JSON), by signing service, method and path;
+           otherwise None
   params   JSON protocols, the body's object; query protocols, the query and
            form parameters as a flat {name: value}; S3, {"Bucket", "Key"};
            Lambda Invoke, {"FunctionName"[, "Qualifier"]}; otherwise the
@@ -24,6 +26,8 @@ import urllib.parse
 INVOKE_PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations")
 CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/,\s]+)/([^/,\s]+)/aws4_request")
 RPC_V2_CBOR = re.compile(r"/service/[^/]+/operation/([^/?]+)$")
+# REST JSON operations kiln calls: (signing service, method, path) -> name.
+REST_JSON = {("inspector-scan", "POST", "/scan/sbom"): "ScanSbom"}
 
 # S3 sub-resources (the query parameter) -> what follows Get/Put/Delete.
 BUCKET_SUBRESOURCES = {
@@ -129,5 +133,6 @@ def record(method, path, headers, body):
             action, params = s3_call(method, url.path, dict(query), headers)
         elif action is None:
             rpc = RPC_V2_CBOR.search(url.path)
-            action, params = (rpc.group(1), {}) if rpc else (None, json_object(body))
+            action = rpc.group(1) if rpc else REST_JSON.get((service, method, url.path))
+            params = {} if action else json_object(body)
     return {"key": key, "service": service, "region": region, "action": action, "params": params}

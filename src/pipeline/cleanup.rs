@@ -22,7 +22,7 @@ use crate::channels::pointers::{self, ChannelMap};
 use crate::error::Result;
 use crate::ids::{AmiId, BuildId, RecipeName};
 use crate::recipe::Recipe;
-use crate::security::sbom;
+use crate::security;
 use crate::tags::{self, Stage};
 
 /// Which images of a build a cleanup keeps, and where it looks.
@@ -172,7 +172,7 @@ async fn apply(ctx: &Context, planned: &Cleanup) -> Result<Cleanup> {
     let terminated = instances::terminate_ids(ctx, &planned.terminated).await?;
     for id in &planned.deregistered {
         images::deregister(ctx, id, &[]).await?;
-        sbom::forget(ctx, id).await?;
+        security::forget(ctx, id).await?;
     }
     for snapshot in &planned.deleted_snapshots {
         images::delete_snapshot(ctx, snapshot).await?;

@@ -339,6 +339,13 @@ pub struct Sbom {
     pub sha256: String,
     /// The installed packages it lists.
     pub packages: usize,
+    /// Where Inspector's findings in it are kept:
+    /// `s3://<output bucket>/kiln-sbom/<image id>/findings.json`.
+    pub findings: String,
+    /// The CRITICAL findings (also in the image's `kiln:findings` tag).
+    pub critical: usize,
+    /// The HIGH findings.
+    pub high: usize,
 }
 
 /// What a cleanup did.

@@ -2,7 +2,7 @@
 //! test instance from the image (the builder's locked-down settings, tagged
 //! `kiln:role=test`), list its installed packages as the image's SBOM (when
 //! kiln has an output bucket: the listing outgrows what Run Command answers
-//! inline), run the recipe's test script through Run Command, then terminate
+//! inline) and have Inspector scan it, run the recipe's test script through Run Command, then terminate
 //! the instance and tag the image `kiln:stage=tested`.
 //!
 //! Like every step, nothing waits: [`launch`], [`start`] and [`poll`] each
@@ -20,7 +20,7 @@ use crate::aws::{Context, images, instances, objects};
 use crate::error::{Error, Result};
 use crate::ids::{BuildId, CommandId};
 use crate::recipe::Recipe;
-use crate::security::sbom;
+use crate::security::{sbom, scan};
 use crate::tags::{self, Role, Stage};
 
 /// test-image: [`launch`], [`start`] or [`poll`], as the request says.
@@ -150,8 +150,9 @@ async fn send_test(
 
 /// Reads the finished listing, writes the image's SBOM to the output
 /// bucket (`kiln-sbom/<image id>/sbom.cdx.json`) and tags the image with
-/// its digest. Writing the same packages again writes the same bytes, so a
-/// retried poll changes nothing.
+/// its digest, then has Inspector scan it and stores the findings beside it
+/// ([`scan::record`]). Writing the same packages again writes the same
+/// bytes, so a retried poll changes nothing but the time of the scan.
 async fn write_sbom(
     ctx: &Context,
     recipe: &Recipe,
@@ -187,10 +188,22 @@ async fn write_sbom(
     )
     .await?;
     info!(packages = packages.packages.len(), %sha256, "SBOM written");
+    let (findings, location) =
+        scan::record(ctx, bucket, &image.image_id, &document, &sha256).await?;
+    let counts = findings.counts();
+    info!(
+        findings = findings.findings.len(),
+        critical = counts.critical,
+        high = counts.high,
+        "SBOM scanned"
+    );
     Ok(Sbom {
         location: format!("s3://{bucket}/{key}"),
         sha256,
         packages: packages.packages.len(),
+        findings: location,
+        critical: counts.critical,
+        high: counts.high,
     })
 }
 

@@ -9,6 +9,7 @@ pub mod distribution;
 pub mod fingerprint;
 pub mod naming;
 pub mod schema;
+pub mod security;
 mod source;
 mod validate;
 
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 pub use naming::{NAME_PLACEHOLDERS, NameInputs};
 pub use schema::*;
+pub use security::{Acceptance, Security};
 
 use crate::error::{Error, Result};
 use crate::ids::{AmiId, Fingerprint, RecipeName};

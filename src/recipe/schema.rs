@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::security::Security;
 use crate::ids::Channel;
 
 /// The recipe file inside a recipe directory.
@@ -406,4 +407,6 @@ pub struct RecipeFile {
     pub distribution: Distribution,
     /// How old images are retired (`[retention]`; none: the defaults).
     pub retention: Retention,
+    /// Vulnerabilities a release accepts (`[security]`; none: none).
+    pub security: Security,
 }

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::naming::template_problems;
 use super::schema::*;
+use super::security::Security;
 use crate::error::{Error, Problem, Result};
 use crate::ids::RecipeName;
 use crate::tags::RESERVED_PREFIXES;
@@ -126,6 +127,7 @@ fn parse(
     built_from.remove("release");
     built_from.remove("distribution");
     built_from.remove("retention");
+    built_from.remove("security");
     let built_from = toml::to_string(&built_from).map_or_else(
         |err| {
             problems.add(RECIPE_FILE, format!("cannot write it out again: {err}"));
@@ -186,6 +188,13 @@ fn parse(
             }
         }
     }
+    let security =
+        section::<Security>(&mut table, "security", problems).map(Option::unwrap_or_default);
+    if let Ok(security) = &security {
+        for (field, message) in super::security::problems(security) {
+            problems.add(field, message);
+        }
+    }
     let scripts = read_scripts(
         dir,
         steps.as_deref().unwrap_or_default(),
@@ -196,7 +205,7 @@ fn parse(
         problems.add(
             unknown.as_str(),
             "unknown field; expected one of description, source, builder, steps, test, image, release, \
-             distribution, retention",
+             distribution, retention, security",
         );
     }
     let file = RecipeFile {
@@ -209,6 +218,7 @@ fn parse(
         release: release.ok()?,
         distribution: distribution.ok()?,
         retention: retention.ok()?,
+        security: security.ok()?,
     };
     Some((file, built_from, scripts))
 }

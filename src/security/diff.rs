@@ -1,17 +1,17 @@
 //! `kiln diff`: what changed in the software between two images of a recipe,
 //! from their SBOMs (each checked against the digest tagged on its image):
 //! packages added, removed, upgraded and downgraded, versions compared as
-//! dpkg compares them.
+//! dpkg compares them; and, from the findings Inspector made of each SBOM
+//! ([`super::scan`]), the vulnerabilities fixed and introduced.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::sbom;
-use crate::aws::{Context, images, objects};
+use super::scan::{self, Finding};
+use crate::aws::{Context, images};
 use crate::error::{Error, Result};
 use crate::ids::{AmiId, RecipeName};
 use crate::tags;
@@ -27,6 +27,19 @@ pub struct Side {
     pub sbom_sha256: String,
     /// Its installed packages.
     pub packages: usize,
+    /// How many vulnerabilities Inspector found in its SBOM; none when it
+    /// was never scanned.
+    pub vulnerabilities: Option<usize>,
+}
+
+/// The vulnerabilities that differ between the two images: a finding is one
+/// CVE in one package.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Vulnerabilities {
+    /// The first image's findings the second does not have.
+    pub fixed: Vec<Finding>,
+    /// The second image's findings the first did not have.
+    pub introduced: Vec<Finding>,
 }
 
 /// A package on one side only.
@@ -54,7 +67,7 @@ pub struct Change {
 }
 
 /// What changed from `from` to `to`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Diff {
     /// The recipe both images belong to.
     pub recipe: RecipeName,
@@ -70,56 +83,55 @@ pub struct Diff {
     pub upgraded: Vec<Change>,
     /// Packages in an older version in the second.
     pub downgraded: Vec<Change>,
+    /// Vulnerabilities fixed and introduced; none when either image was
+    /// never scanned.
+    pub vulnerabilities: Option<Vulnerabilities>,
 }
 
 fn refused(why: impl Into<String>) -> Error {
     Error::DiffRefused(why.into())
 }
 
-/// The image's recipe and its SBOM's packages, the SBOM checked against
-/// the digest tagged on the image.
-async fn side(
-    ctx: &Context,
-    bucket: &str,
-    asked: &str,
-    image: AmiId,
-) -> Result<(RecipeName, Side, BTreeMap<(String, String), String>)> {
+/// One image as read for a diff.
+struct Read {
+    recipe: RecipeName,
+    side: Side,
+    packages: BTreeMap<(String, String), String>,
+    findings: Option<Vec<Finding>>,
+}
+
+/// The image's recipe, its SBOM's packages (the SBOM checked against the
+/// digest tagged on the image) and the findings made of that SBOM.
+async fn side(ctx: &Context, bucket: &str, asked: &str, image: AmiId) -> Result<Read> {
     let described = images::describe(ctx, &image)
         .await?
         .ok_or_else(|| refused(format!("image {image} does not exist here")))?;
     let recipe: RecipeName = tags::value(described.tags(), tags::RECIPE)
         .and_then(|r| r.parse().ok())
         .ok_or_else(|| refused(format!("image {image} was not built by kiln")))?;
-    let tagged = tags::value(described.tags(), tags::SBOM_SHA256).ok_or_else(|| {
-        refused(format!(
-            "image {image} has no SBOM (built before kiln wrote them, or without an output bucket)"
-        ))
-    })?;
-    let s3 = aws_sdk_s3::Client::new(&ctx.config);
-    let key = sbom::key(&image);
-    let bytes = objects::read(&s3, bucket, &key).await?.ok_or_else(|| {
-        refused(format!(
-            "image {image}'s SBOM is not at s3://{bucket}/{key}"
-        ))
-    })?;
-    let digest = hex::encode(Sha256::digest(&bytes));
-    if digest != tagged {
-        return Err(refused(format!(
-            "image {image}'s SBOM at s3://{bucket}/{key} is not the one tagged on it \
-             ({digest}, tagged {tagged})"
-        )));
-    }
-    let document: Value = serde_json::from_slice(&bytes)
-        .map_err(|err| refused(format!("image {image}'s SBOM is not JSON: {err}")))?;
+    let stored = sbom::stored(ctx, bucket, &image, described.tags())
+        .await?
+        .map_err(refused)?;
+    let (document, digest) = (stored.document, stored.sha256);
     let packages = sbom::packages(&document)
         .ok_or_else(|| refused(format!("image {image}'s SBOM is not one kiln wrote")))?;
+    let findings = scan::stored(ctx, bucket, &image)
+        .await?
+        .filter(|f| f.sbom_sha256 == digest)
+        .map(|f| f.findings);
     let side = Side {
         asked: asked.to_owned(),
         image,
         sbom_sha256: digest,
         packages: packages.len(),
+        vulnerabilities: findings.as_ref().map(Vec::len),
     };
-    Ok((recipe, side, packages))
+    Ok(Read {
+        recipe,
+        side,
+        packages,
+        findings,
+    })
 }
 
 /// What changed in the software from image `from` to image `to` (each
@@ -136,8 +148,10 @@ pub async fn diff(
     let bucket = ctx.settings.output_bucket.as_deref().ok_or_else(|| {
         refused("no output bucket is set (KILN_OUTPUT_BUCKET, the stack's OutputBucketName): the SBOMs are there")
     })?;
-    let (recipe_a, from, before) = side(ctx, bucket, from.0, from.1).await?;
-    let (recipe_b, to, after) = side(ctx, bucket, to.0, to.1).await?;
+    let first = side(ctx, bucket, from.0, from.1).await?;
+    let second = side(ctx, bucket, to.0, to.1).await?;
+    let (recipe_a, from, before) = (first.recipe, first.side, first.packages);
+    let (recipe_b, to, after) = (second.recipe, second.side, second.packages);
     if recipe_a != recipe_b || recipe.is_some_and(|r| *r != recipe_a) {
         return Err(refused(format!(
             "{} is recipe {recipe_a}'s, {} recipe {recipe_b}'s: compare images of one recipe",
@@ -173,6 +187,13 @@ pub async fn diff(
             removed.push(package(key, version));
         }
     }
+    let vulnerabilities = first
+        .findings
+        .zip(second.findings)
+        .map(|(old, new)| Vulnerabilities {
+            fixed: scan::only_in(&old, &new),
+            introduced: scan::only_in(&new, &old),
+        });
     Ok(Diff {
         recipe: recipe_a,
         from,
@@ -181,6 +202,7 @@ pub async fn diff(
         removed,
         upgraded,
         downgraded,
+        vulnerabilities,
     })
 }
 

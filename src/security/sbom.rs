@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::aws::{Context, objects};
 use crate::error::{Error, Result};
 use crate::ids::AmiId;
+use crate::tags;
 
 /// The script that lists the packages: the distribution from
 /// `/etc/os-release`, then every package dpkg knows with its status.
@@ -221,15 +222,47 @@ pub fn key(image: &AmiId) -> String {
     format!("kiln-sbom/{image}/sbom.cdx.json")
 }
 
-/// Deletes `image`'s SBOM, once the image is deregistered, when kiln has
-/// an output bucket: it lasts as long as its image, no longer. None there
-/// is no error.
-pub async fn forget(ctx: &Context, image: &AmiId) -> Result<()> {
-    let Some(bucket) = ctx.settings.output_bucket.as_deref() else {
-        return Ok(());
+/// An image's SBOM as stored, checked against the digest tagged on it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    /// The document.
+    pub document: Value,
+    /// The SHA-256 of its bytes (the image's `kiln:sbom-sha256`).
+    pub sha256: String,
+}
+
+/// Reads `image`'s SBOM from `bucket` (`image_tags`: the image's tags).
+/// The inner `Err` says why there is none to use: no digest tagged (tested
+/// before kiln wrote SBOMs, or without an output bucket), nothing at its
+/// key, bytes that are not the ones tagged, or not JSON.
+pub async fn stored(
+    ctx: &Context,
+    bucket: &str,
+    image: &AmiId,
+    image_tags: &[aws_sdk_ec2::types::Tag],
+) -> Result<std::result::Result<Stored, String>> {
+    let Some(tagged) = tags::value(image_tags, tags::SBOM_SHA256) else {
+        return Ok(Err(format!(
+            "image {image} has no SBOM (tested before kiln wrote them, or without an output bucket)"
+        )));
     };
     let s3 = aws_sdk_s3::Client::new(&ctx.config);
-    objects::delete(&s3, bucket, &key(image)).await
+    let key = key(image);
+    let Some(bytes) = objects::read(&s3, bucket, &key).await? else {
+        return Ok(Err(format!(
+            "image {image}'s SBOM is not at s3://{bucket}/{key}"
+        )));
+    };
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    if sha256 != tagged {
+        return Ok(Err(format!(
+            "image {image}'s SBOM at s3://{bucket}/{key} is not the one tagged on it \
+             ({sha256}, tagged {tagged})"
+        )));
+    }
+    Ok(serde_json::from_slice(&bytes)
+        .map(|document| Stored { document, sha256 })
+        .map_err(|err| format!("image {image}'s SBOM is not JSON: {err}")))
 }
 
 /// The packages a stored SBOM ([`document`]) lists: (name, architecture) ->

@@ -10,6 +10,7 @@
 pub mod asl;
 mod emulator;
 mod fixtures;
+mod hooks;
 pub mod iam;
 mod mocks;
 mod process;

@@ -39,6 +39,8 @@ pub struct Mocks<'a> {
     pub autoscaling: &'a [&'a Rule],
     /// CloudWatch.
     pub cloudwatch: &'a [&'a Rule],
+    /// Inspector Scan.
+    pub inspector_scan: &'a [&'a Rule],
 }
 
 /// Like [`mocked`], with rules for every client that has some.
@@ -57,6 +59,7 @@ pub fn mocked_with(recipe_root: &Path, mocks: &Mocks<'_>) -> Context {
         autoscaling: mocked!(aws_sdk_autoscaling, mocks.autoscaling),
         cloudwatch: mocked!(aws_sdk_cloudwatch, mocks.cloudwatch),
         ec2: mocked!(aws_sdk_ec2, mocks.ec2),
+        inspector_scan: mocked!(aws_sdk_inspectorscan, mocks.inspector_scan),
         ssm: mocked!(aws_sdk_ssm, mocks.ssm),
         sfn: OnceLock::from(mock_client!(aws_sdk_sfn, RuleMode::MatchAny, &[])),
     };

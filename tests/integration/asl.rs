@@ -75,6 +75,9 @@ fn full_state() -> Value {
                 location: "s3://b/kiln-sbom/ami-0fedcba9876543210/sbom.cdx.json".into(),
                 sha256: "0".repeat(64),
                 packages: 1,
+                findings: "s3://b/kiln-sbom/ami-0fedcba9876543210/findings.json".into(),
+                critical: 0,
+                high: 1,
             }),
             command_id: Some(command),
             status: TestStatus::InProgress,
@@ -152,6 +155,18 @@ fn full_release() -> Value {
             "arn:aws:states:us-east-1:123456789012:stateMachine:kiln-release".into(),
         ),
         rolled: [("prod".parse().expect("channel"), vec![refresh])].into(),
+        security: [(
+            "prod".parse().expect("channel"),
+            kiln::security::gate::Summary {
+                rule: kiln::security::gate::Rule::Compared {
+                    current: "ami-0a1b2c3d4e5f60001".parse().expect("ami"),
+                },
+                regressions: vec!["CVE-2099-0001 libc6".into()],
+                accepted: Vec::new(),
+                fixed: vec!["CVE-2099-0002 curl".into()],
+            },
+        )]
+        .into(),
         ..kiln::channels::rollout::Release::new(
             "ubuntu-base".parse().expect("name"),
             "ami-0fedcba9876543210".parse().expect("ami"),

@@ -910,6 +910,35 @@ const PACKAGES: &str = "os\tubuntu\t24.04\tnoble\n\
     pkg\tlibpam0g\t1:1.5.3-5ubuntu5.1\tamd64\tpam\tii \n\
     pkg\ttelnet\t0.17+2.5-3ubuntu4\tamd64\tinetutils\trc \n";
 
+/// What the emulator's Inspector knows against [`PACKAGES`]: libc6 and
+/// libpam0g (by its epoch) below their fixes, bash without a fix, curl
+/// exactly at its fix, and telnet, which is not installed.
+const ADVISORIES: [&str; 5] = [
+    r#"{"id": "CVE-2099-0001", "package": "libc6", "fixed": "2.39-0ubuntu8.4", "severity": "critical", "cvss": 9.8, "exploit_available": true}"#,
+    r#"{"id": "CVE-2099-0002", "package": "curl", "fixed": "8.5.0-2ubuntu10.5", "severity": "high", "cvss": 7.5}"#,
+    r#"{"id": "CVE-2099-0003", "package": "libpam0g", "fixed": "1:1.5.3-5ubuntu5.2", "severity": "high", "cvss": 7.8}"#,
+    r#"{"id": "CVE-2099-0004", "package": "bash", "fixed": null, "severity": "medium", "cvss": 5.5}"#,
+    r#"{"id": "CVE-2099-0005", "package": "telnet", "fixed": "0.17+2.5-3ubuntu5", "severity": "critical", "cvss": 9.8}"#,
+];
+
+/// The JSON object at `key` of the output bucket.
+async fn read_json(emulator: &Emulator, key: &str) -> serde_json::Value {
+    let body = emulator
+        .s3()
+        .get_object()
+        .bucket(OUTPUT_BUCKET)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("{key}: {err}"))
+        .body
+        .collect()
+        .await
+        .expect("its body")
+        .into_bytes();
+    serde_json::from_slice(&body).expect("JSON")
+}
+
 /// An emulator whose Run Commands can print (it runs the proxy), the output
 /// bucket, and a context writing to it.
 async fn with_output_bucket(copy: &RecipeCopy) -> (Emulator, Context) {
@@ -938,6 +967,9 @@ async fn the_test_step_lists_the_packages_first_and_keeps_the_images_sbom_under_
     let copy = RecipeCopy::ubuntu_base();
     let (emulator, ctx) = with_output_bucket(&copy).await;
     emulator.print_packages(PACKAGES);
+    for advisory in ADVISORIES {
+        emulator.advise(&serde_json::from_str(advisory).expect("an advisory"));
+    }
     let recipe = copy.load();
     let trigger = kiln_testkit::trigger("build-sbom-1");
     let (image, listing) = test_started(&ctx, &recipe, &trigger).await;
@@ -1035,6 +1067,33 @@ async fn the_test_step_lists_the_packages_first_and_keeps_the_images_sbom_under_
     assert_eq!(sbom.packages, 4);
     assert_eq!(tag(images[0].tags(), "kiln:stage"), Some("tested"));
 
+    // Inspector's findings are beside the SBOM, their counts on the image.
+    let findings_key = format!("kiln-sbom/{}/findings.json", image.image_id);
+    assert_eq!(
+        sbom.findings,
+        format!("s3://{OUTPUT_BUCKET}/{findings_key}")
+    );
+    let findings = read_json(&emulator, &findings_key).await;
+    assert_eq!(findings["image"], image.image_id.as_str());
+    assert_eq!(findings["sbom_sha256"], digest.as_str());
+    assert_eq!(
+        findings["findings"],
+        serde_json::json!([
+            {"id": "CVE-2099-0001", "severity": "CRITICAL", "cvss": 9.8, "package": "libc6",
+             "installed": "2.39-0ubuntu8.3", "fixed": "2.39-0ubuntu8.4", "exploit_available": true},
+            {"id": "CVE-2099-0003", "severity": "HIGH", "cvss": 7.8, "package": "libpam0g",
+             "installed": "1:1.5.3-5ubuntu5.1", "fixed": "1:1.5.3-5ubuntu5.2", "exploit_available": false},
+            {"id": "CVE-2099-0004", "severity": "MEDIUM", "cvss": 5.5, "package": "bash",
+             "installed": "5.2.21-2ubuntu4", "exploit_available": false},
+        ]),
+        "curl is at its fix, telnet is not installed"
+    );
+    assert_eq!((sbom.critical, sbom.high), (1, 1));
+    assert_eq!(
+        tag(images[0].tags(), "kiln:findings"),
+        Some("critical=1,high=1")
+    );
+
     // A later step of this build fails: the image goes, and its SBOM with it.
     let cleaned = failed_build_cleanup(&ctx, &recipe, &trigger.build_id).await;
     assert_eq!(cleaned.deregistered, vec![image.image_id.clone()]);
@@ -1047,6 +1106,10 @@ async fn the_test_step_lists_the_packages_first_and_keeps_the_images_sbom_under_
         .await
         .expect_err("the SBOM is gone");
     assert!(gone.into_service_error().is_no_such_key());
+    assert!(
+        !emulator.keys(OUTPUT_BUCKET).await.contains(&findings_key),
+        "the findings went with the image"
+    );
 }
 
 #[tokio::test]
@@ -1101,6 +1164,13 @@ async fn tested_with(
 async fn kiln_diff_names_every_package_added_removed_upgraded_and_downgraded() {
     let copy = RecipeCopy::ubuntu_base();
     let (emulator, ctx) = with_output_bucket(&copy).await;
+    for advisory in [
+        ADVISORIES[0],
+        r#"{"id": "CVE-2099-0010", "package": "vim", "fixed": null, "severity": "high", "cvss": 7.0}"#,
+        r#"{"id": "CVE-2099-0012", "package": "curl", "fixed": "8.5.0-2ubuntu10.6", "severity": "medium"}"#,
+    ] {
+        emulator.advise(&serde_json::from_str(advisory).expect("an advisory"));
+    }
     let recipe = copy.load();
     let first = tested_with(
         &emulator,
@@ -1147,7 +1217,11 @@ async fn kiln_diff_names_every_package_added_removed_upgraded_and_downgraded() {
          added (1):\n  vim 2:9.1.0016-1ubuntu7.5 (amd64)\n\
          removed (1):\n  curl 8.5.0-2ubuntu10.5 (amd64)\n\
          upgraded (1):\n  libc6 2.39-0ubuntu8.3 -> 2.39-0ubuntu8.4 (amd64)\n\
-         downgraded (1):\n  tzdata 2024a-3ubuntu1.1 -> 2024a-3ubuntu1 (all)\n",
+         downgraded (1):\n  tzdata 2024a-3ubuntu1.1 -> 2024a-3ubuntu1 (all)\n\
+         CVEs fixed (2):\n  \
+         CVE-2099-0001 CRITICAL libc6 2.39-0ubuntu8.3 (fixed in 2.39-0ubuntu8.4, exploit available)\n  \
+         CVE-2099-0012 MEDIUM curl 8.5.0-2ubuntu10.5 (fixed in 8.5.0-2ubuntu10.6)\n\
+         CVEs introduced (1):\n  CVE-2099-0010 HIGH vim 2:9.1.0016-1ubuntu7.5 (no fix)\n",
         first.image_id, second.image_id
     );
     assert_eq!(String::from_utf8_lossy(&text.stdout), expected);
@@ -1162,6 +1236,14 @@ async fn kiln_diff_names_every_package_added_removed_upgraded_and_downgraded() {
     let diff: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
     assert_eq!(diff["upgraded"][0]["name"], "libc6");
     assert_eq!(diff["added"][0]["version"], "2:9.1.0016-1ubuntu7.5");
+    assert_eq!(
+        diff["vulnerabilities"]["introduced"][0]["id"],
+        "CVE-2099-0010"
+    );
+    assert_eq!(
+        diff["vulnerabilities"]["fixed"][1]["fixed"],
+        "8.5.0-2ubuntu10.6"
+    );
 
     // A channel without its recipe, and an SBOM that is not the one tagged,
     // are refused by name.

@@ -412,6 +412,9 @@ fn needs(call: &Call, builder_role: &str) -> (Vec<Need>, Vec<Need>) {
         ("organizations", "ListAccounts" | "ListAccountsForParent" | "ListChildren") => {
             needs.push(need("*".into()))
         }
+        // The Service Authorization Reference's Amazon InspectorScan table:
+        // ScanSbom has no resource type ("Resource": "*").
+        ("inspector-scan", "ScanSbom") => needs.push(need("*".into())),
         // STS API Reference, GetCallerIdentity: "No permissions are required".
         ("sts", "GetCallerIdentity") => {}
         _ => panic!("{name} is not modelled here: add the resources AWS checks for it"),
@@ -1144,9 +1147,10 @@ fn each_role_reaches_no_further_than_its_job() {
         Need::new("ec2:CreateTags", ec2("image", "ami-1"), "tag").with("aws:TagKeys", &[key])
     };
     assert!(allowed(test, tag_image("kiln:sbom-sha256")));
+    assert!(allowed(test, tag_image("kiln:findings")));
     assert!(
         !allowed(test, tag_image("kiln:channel")),
-        "test-image tags the SBOM's digest, not a channel"
+        "test-image tags the SBOM's digest and findings, not a channel"
     );
 
     let launch = &roles.functions["launch-builder"].statements;

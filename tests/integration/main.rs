@@ -22,6 +22,7 @@ mod recipe;
 mod recipe_inputs;
 mod retention;
 mod rollout;
+mod security;
 mod sweep;
 mod trend;
 mod triggers;

@@ -26,6 +26,7 @@ def apply_all():
         launch_template_versions,
         regions,
         run_instances,
+        scan_sbom,
         sharing,
         start_execution,
         start_time,
@@ -50,5 +51,6 @@ def apply_all():
         image_lifecycle,
         allowed_images,
         command_output,
+        scan_sbom,
     ):
         patch.apply()

@@ -153,6 +153,11 @@ class RecordTest(unittest.TestCase):
                       "invocations?Qualifier=1", headers(Authorization=SIGNED.format("lambda")), b"{}")
         function = {"FunctionName": "arn:aws:lambda:us-east-1:1:function:f", "Qualifier": "1"}
         self.assertEqual((call["action"], call["params"]), ("InvokeFunction", function))
+        scan = headers(Authorization=SIGNED.format("inspector-scan"), Content_Type="application/json")
+        call = record("POST", "/scan/sbom", scan, b'{"sbom": {"components": []}}')
+        self.assertEqual((call["service"], call["action"], call["params"]), ("inspector-scan", "ScanSbom", {}))
+        call = record("POST", "/scan/other", scan, b'{"a": 1}')
+        self.assertEqual((call["action"], call["params"]), (None, {"a": 1}))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ use crate::channels::pointers::{self, Standing};
 use crate::channels::{promotion, regional};
 use crate::error::Result;
 use crate::ids::{AmiId, Channel, RecipeName};
+use crate::security::scan::Counts;
 use crate::tags;
 
 /// One image of a recipe and everything that holds on to it.
@@ -41,6 +42,9 @@ pub struct ImageInfo {
     pub staged_at: Option<String>,
     /// Its `kiln:stage`.
     pub stage: Option<String>,
+    /// Its CRITICAL and HIGH vulnerabilities when it was tested
+    /// (`kiln:findings`); none when it was never scanned.
+    pub findings: Option<Counts>,
     /// The build that made it.
     pub build_id: Option<String>,
     /// Where it stands on the channels, by the pointers.
@@ -116,6 +120,7 @@ pub async fn images(ctx: &Context, recipe: &RecipeName) -> Result<Vec<ImageInfo>
             last_launched: image.last_launched_time().map(str::to_owned),
             staged_at: tags::value(image.tags(), tags::STAGED_AT).map(str::to_owned),
             stage: tags::value(image.tags(), tags::STAGE).map(str::to_owned),
+            findings: tags::value(image.tags(), tags::FINDINGS).and_then(Counts::of_tag),
             build_id: tags::value(image.tags(), tags::BUILD_ID).map(str::to_owned),
             standing: standing.remove(id.as_str()).unwrap_or_default(),
             instances: instances.remove(id.as_str()).unwrap_or_default(),

@@ -31,7 +31,7 @@ use crate::channels::pointers;
 use crate::error::{Error, Result};
 use crate::ids::{AmiId, RecipeName};
 use crate::recipe::schema::Retention;
-use crate::security::sbom;
+use crate::security;
 use crate::tags;
 
 const DAY: i64 = 86_400;
@@ -425,7 +425,7 @@ async fn apply(ctx: &Context, info: &ImageInfo, step: Step, now: Timestamp) -> R
         }
         Step::Deregister => {
             ec2_images::deregister(ctx, &info.image_id, &info.snapshots).await?;
-            sbom::forget(ctx, &info.image_id).await?;
+            security::forget(ctx, &info.image_id).await?;
         }
         Step::Wait => {}
     }

@@ -1,5 +1,6 @@
-//! What holds a release back: the stage's CloudWatch alarms, and a hold a
-//! person put on the recipe (`kiln rollout pause`).
+//! What holds a release back: the stage's CloudWatch alarms, a hold a
+//! person put on the recipe (`kiln rollout pause`), and a vulnerability the
+//! image would bring to a channel ([`vulnerabilities`]).
 
 use aws_sdk_cloudwatch::types::{AlarmType, HistoryItemType, ScanBy, StateValue};
 use aws_sdk_ssm::types::ParameterType;
@@ -8,11 +9,42 @@ use aws_smithy_types::date_time::Format;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use super::release::Release;
 use crate::aws::Context;
 use crate::aws::sdk::{self, Answer};
 use crate::channels::pointers::POINTER_ROOT;
 use crate::error::{Error, Result};
-use crate::ids::RecipeName;
+use crate::ids::{AmiId, Channel, RecipeName};
+use crate::security;
+
+/// Scans the release's image and `channel`'s `current` image again before
+/// the channel moves ([`security::gate`]), when kiln keeps SBOMs (an output
+/// bucket): the verdict is kept on the release; a regression, or an image
+/// without an SBOM to scan, is why the release must stop.
+pub(super) async fn vulnerabilities(
+    ctx: &Context,
+    release: &mut Release,
+    channel: &Channel,
+    current: Option<&AmiId>,
+) -> Result<Option<String>> {
+    let Some(bucket) = ctx.settings.output_bucket.as_deref() else {
+        return Ok(None);
+    };
+    let recipe = ctx.recipe(&release.recipe)?;
+    let accept = &recipe.file.security.accept;
+    let stops = format!("the release stops before {channel}");
+    match security::gate::check(ctx, bucket, &release.image_id, current, accept).await? {
+        Err(why) => Ok(Some(format!(
+            "{why}: kiln cannot scan it for vulnerabilities; {stops}"
+        ))),
+        Ok(verdict) => {
+            release.security.insert(channel.clone(), verdict.summary());
+            Ok(verdict
+                .regression()
+                .map(|regression| format!("{regression}; {stops}")))
+        }
+    }
+}
 
 /// The alarms of a gate as CloudWatch reports them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -10,6 +10,7 @@ use super::groups::Refresh;
 use super::rivals::Winner;
 use crate::channels::pointers::Written;
 use crate::ids::{AmiId, Channel, RecipeName};
+use crate::security::gate::Summary;
 
 /// Who moves pointers in a release.
 pub const ACTOR: &str = "kiln release";
@@ -75,6 +76,10 @@ pub struct Release {
     /// channel sends back to the version each group used before.
     #[serde(default)]
     pub rolled: BTreeMap<Channel, Vec<Refresh>>,
+    /// What the scan before each channel's move found
+    /// ([`crate::security::gate`]); the release's events carry it.
+    #[serde(default)]
+    pub security: BTreeMap<Channel, Summary>,
 }
 
 fn default_check_seconds() -> u32 {
@@ -99,6 +104,7 @@ impl Release {
             message: String::new(),
             stopped: None,
             rolled: BTreeMap::new(),
+            security: BTreeMap::new(),
         }
     }
 }

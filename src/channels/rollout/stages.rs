@@ -147,6 +147,10 @@ pub(super) async fn gate(
             Vec::new(),
         ));
     }
+    let current_image = current.as_ref().map(|(image, _)| image);
+    if let Some(why) = gates::vulnerabilities(ctx, release, channel, current_image).await? {
+        return Ok(halt(channel, why, Vec::new()));
+    }
     let reason = match previous {
         Some(previous) => format!(
             "release: {} h in {previous} with gates clear",

@@ -1,0 +1,130 @@
+//! What a release of the recipe lets through (`[security]`): vulnerabilities
+//! accepted by name, each with its reason and expiry. Not part of the
+//! fingerprint: it says what may ship, not what an image is.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+/// The vulnerabilities a release of the recipe accepts (`[security]`). Not
+/// part of the fingerprint: it says what may ship, not what an image is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Security {
+    /// Vulnerabilities a release does not halt on, each with its reason and
+    /// expiry (`[[security.accept]]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accept: Vec<Acceptance>,
+}
+
+/// One accepted vulnerability: a release that would bring it does not halt
+/// until the day it expires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Acceptance {
+    /// The vulnerability's id, as Inspector reports it (`CVE-2024-6387`).
+    pub cve: String,
+    /// Why it is accepted (kept with every release it lets through).
+    pub reason: String,
+    /// The day (UTC, `YYYY-MM-DD`) the acceptance lapses: from that day on
+    /// the vulnerability halts releases again.
+    pub expires: String,
+}
+
+impl Acceptance {
+    /// The expiry as a date; none when it is not one (validation refuses
+    /// such a recipe).
+    pub fn expires_on(&self) -> Option<jiff::civil::Date> {
+        self.expires.parse().ok()
+    }
+
+    /// Whether it still holds on `today`.
+    pub fn holds_on(&self, today: jiff::civil::Date) -> bool {
+        self.expires_on().is_some_and(|expires| today < expires)
+    }
+}
+
+/// Longest reason an acceptance may give (it travels in release events).
+const MAX_ACCEPTANCE_REASON: usize = 500;
+
+/// Longest vulnerability id an acceptance may name.
+const MAX_ID: usize = 64;
+
+/// What is wrong with `security`: (field, message) pairs.
+pub(crate) fn problems(security: &Security) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (i, acceptance) in security.accept.iter().enumerate() {
+        let mut add = |name: &str, message: String| {
+            problems.push((format!("security.accept[{i}].{name}"), message));
+        };
+        let cve = &acceptance.cve;
+        let id_like = cve.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if cve.is_empty() || cve.len() > MAX_ID || !id_like {
+            add(
+                "cve",
+                "must be a vulnerability id such as CVE-2024-6387".into(),
+            );
+        } else if !seen.insert(cve.as_str()) {
+            add("cve", format!("{cve} is accepted twice"));
+        }
+        let reason = acceptance.reason.trim();
+        if reason.is_empty() || reason.len() > MAX_ACCEPTANCE_REASON {
+            add(
+                "reason",
+                format!("must say why, in 1 to {MAX_ACCEPTANCE_REASON} characters"),
+            );
+        }
+        if acceptance.expires_on().is_none() {
+            add(
+                "expires",
+                "must be a date, YYYY-MM-DD (a quoted string)".into(),
+            );
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(cve: &str, reason: &str, expires: &str) -> Acceptance {
+        Acceptance {
+            cve: cve.into(),
+            reason: reason.into(),
+            expires: expires.into(),
+        }
+    }
+
+    #[test]
+    fn every_bad_acceptance_is_named_by_its_field() {
+        let security = Security {
+            accept: vec![
+                accept("CVE-2024-6387", "sshd is masked", "2027-01-31"),
+                accept("CVE-2024-6387", "again", "2027-01-31"),
+                accept("CVE 2024", " ", "31/01/2027"),
+            ],
+        };
+        let fields: Vec<String> = problems(&security).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(
+            fields,
+            [
+                "security.accept[1].cve",
+                "security.accept[2].cve",
+                "security.accept[2].reason",
+                "security.accept[2].expires",
+            ]
+        );
+        assert!(problems(&Security::default()).is_empty());
+    }
+
+    #[test]
+    fn an_acceptance_holds_until_the_day_it_expires() {
+        let acceptance = accept("CVE-2024-6387", "why", "2027-01-31");
+        let day = |d: &str| d.parse::<jiff::civil::Date>().expect("a date");
+        assert!(acceptance.holds_on(day("2027-01-30")));
+        assert!(!acceptance.holds_on(day("2027-01-31")));
+        assert!(!accept("CVE-1", "why", "soon").holds_on(day("2000-01-01")));
+    }
+}
