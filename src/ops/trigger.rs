@@ -10,7 +10,11 @@
 //! the next trigger tries again as `<name>-2`, `-3`, ... A security finding
 //! forces a build (the source may be unchanged while its packages are not),
 //! named from the recipe and a debounce window, so a storm of findings starts
-//! at most one build per recipe per window.
+//! at most one build per recipe per window. A finding whose exploit is
+//! available (or scored at least the recipe's `fast_track_cvss`) skips the
+//! window once per CVE: its build is named from the recipe and the CVE, and
+//! goes on the security fast track (its release soaks each stage's
+//! `security_soak_hours`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -45,24 +49,74 @@ pub struct Triggered {
     pub up_to_date: Option<AmiId>,
 }
 
+/// What a security finding says about its urgency.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Urgency {
+    /// The vulnerability (`detail.packageVulnerabilityDetails.vulnerabilityId`).
+    pub cve: Option<String>,
+    /// `detail.exploitAvailable` is `YES`.
+    pub exploit_available: bool,
+    /// `detail.inspectorScore`.
+    pub score: Option<f64>,
+}
+
+impl Urgency {
+    /// The urgency of an Inspector finding's `detail` (Amazon Inspector
+    /// User Guide, EventBridge event schema: the finding event).
+    pub fn of_finding(detail: &Value) -> Self {
+        Self {
+            cve: detail["packageVulnerabilityDetails"]["vulnerabilityId"]
+                .as_str()
+                .map(str::to_owned),
+            exploit_available: detail["exploitAvailable"].as_str() == Some("YES"),
+            score: detail["inspectorScore"].as_f64(),
+        }
+    }
+
+    /// The CVE and why it is on the fast track for `recipe`, when it is:
+    /// an exploit is available, or its score reaches the recipe's
+    /// `fast_track_cvss`. A finding without a CVE id never is (the fast
+    /// track is once per CVE).
+    pub fn fast_track(&self, recipe: &Recipe) -> Option<(String, String)> {
+        let cve = self.cve.clone()?;
+        let threshold = recipe.file.security.fast_track_cvss;
+        let why = if self.exploit_available {
+            format!("{cve}: an exploit is available")
+        } else {
+            let (score, threshold) = self.score.zip(threshold)?;
+            if score < threshold {
+                return None;
+            }
+            format!("{cve}: Inspector score {score} is at least {threshold}")
+        };
+        Some((cve, why))
+    }
+}
+
 /// Starts a build of `recipe` for `reason` on the context's state machine,
-/// as the module describes; `now` picks the security debounce window.
+/// as the module describes; `now` picks the security debounce window, which
+/// a fast-tracked finding (`urgency`) skips.
 pub async fn start(
     ctx: &Context,
     recipe: &Recipe,
     reason: Reason,
     wait_seconds: Option<u32>,
     now: jiff::Timestamp,
+    urgency: &Urgency,
 ) -> Result<Triggered> {
     build::state_machine(ctx)?;
     let force = reason == Reason::Security;
-    let input = BuildInput::new(
+    let mut input = BuildInput::new(
         recipe,
         reason,
         force,
         wait_seconds.or(ctx.settings.wait_seconds),
     );
-    let started = if force {
+    let fast_track = urgency.fast_track(recipe).filter(|_| force);
+    let started = if let Some((cve, why)) = fast_track {
+        input.fast_track = Some(why);
+        build::start(ctx, &fast_track_name(recipe, &cve), &input).await?
+    } else if force {
         let window = ctx
             .settings
             .security_window_seconds
@@ -130,9 +184,15 @@ pub async fn on_input(ctx: &Context, input: Value, now: jiff::Timestamp) -> Resu
         let scheduled: ScheduledInput = serde_json::from_value(input)
             .map_err(|err| Error::InvalidInput(format!("trigger input: {err}")))?;
         let recipe = ctx.recipe(&scheduled.recipe)?;
+        let urgency = Urgency::default();
+        let wait = scheduled.wait_seconds;
         return Ok(vec![
-            start(ctx, &recipe, scheduled.reason, scheduled.wait_seconds, now).await?,
+            start(ctx, &recipe, scheduled.reason, wait, now, &urgency).await?,
         ]);
+    };
+    let urgency = match detail_type {
+        INSPECTOR_FINDING => Urgency::of_finding(&input["detail"]),
+        _ => Urgency::default(),
     };
     let recipes = match detail_type {
         INSPECTOR_FINDING => {
@@ -160,7 +220,7 @@ pub async fn on_input(ctx: &Context, input: Value, now: jiff::Timestamp) -> Resu
     let mut triggered = Vec::new();
     for name in recipes {
         let recipe = ctx.recipe(&name.parse()?)?;
-        triggered.push(start(ctx, &recipe, Reason::Security, None, now).await?);
+        triggered.push(start(ctx, &recipe, Reason::Security, None, now, &urgency).await?);
     }
     Ok(triggered)
 }
@@ -171,6 +231,19 @@ fn security_name(recipe: &Recipe, window_seconds: u64, now: jiff::Timestamp) -> 
     let window = i64::try_from(window_seconds.max(1)).unwrap_or(i64::MAX);
     let start = now.as_second().div_euclid(window) * window;
     format!("{}-sec-{start}", recipe.name)
+}
+
+/// `<recipe>-<cve>` (lower case, at most 80 characters, as execution names
+/// are): one build per recipe and CVE, whatever the window.
+fn fast_track_name(recipe: &Recipe, cve: &str) -> String {
+    let cve: String = cve
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let mut name = format!("{}-{cve}", recipe.name);
+    name.truncate(80);
+    name
 }
 
 /// The recipes whose images `ids` are: a finding names the image an

@@ -43,6 +43,9 @@ pub struct BuildInput {
     /// Seconds before the first poll of each piece of work.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wait_seconds: Option<u32>,
+    /// Why the build is on the security fast track, when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fast_track: Option<String>,
 }
 
 impl BuildInput {
@@ -53,6 +56,7 @@ impl BuildInput {
             reason: Some(reason),
             force: Some(force),
             wait_seconds,
+            fast_track: None,
         }
     }
 }
@@ -77,6 +81,12 @@ pub struct Trigger {
     /// When the build started (the execution's start time), for durations.
     #[serde(default)]
     pub started_at: Option<jiff::Timestamp>,
+    /// Why the build is on the security fast track (a finding whose exploit
+    /// is available, or above the recipe's `fast_track_cvss`): its release
+    /// soaks each stage's `security_soak_hours`. Always written (null when
+    /// not), since the pipeline hands it to the release.
+    #[serde(default)]
+    pub fast_track: Option<String>,
 }
 
 fn default_wait_seconds() -> u32 {

@@ -288,6 +288,21 @@ pub struct ReleaseStage {
     /// CloudWatch alarm names: any in ALARM during the soak stops the release.
     #[serde(default)]
     pub alarms: Vec<String>,
+    /// The soak of a security fast track (a build for a finding whose
+    /// exploit is available, or above `[security] fast_track_cvss`), at most
+    /// `soak_hours`; none: the fast track soaks `soak_hours` here too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_soak_hours: Option<u32>,
+}
+
+impl ReleaseStage {
+    /// Hours of this stage's soak: the security soak on a fast track.
+    pub fn soak_for(&self, fast_track: bool) -> u32 {
+        match self.security_soak_hours {
+            Some(hours) if fast_track => hours,
+            _ => self.soak_hours,
+        }
+    }
 }
 
 /// Where the image goes besides the build region (`[distribution]`): a copy

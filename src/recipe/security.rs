@@ -8,13 +8,18 @@ use serde::{Deserialize, Serialize};
 
 /// The vulnerabilities a release of the recipe accepts (`[security]`). Not
 /// part of the fingerprint: it says what may ship, not what an image is.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Security {
     /// Vulnerabilities a release does not halt on, each with its reason and
     /// expiry (`[[security.accept]]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accept: Vec<Acceptance>,
+    /// An Inspector finding scored at least this (CVSS, 0 to 10) puts its
+    /// build on the fast track, as an available exploit does; none: only
+    /// an exploit does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fast_track_cvss: Option<f64>,
 }
 
 /// One accepted vulnerability: a release that would bring it does not halt
@@ -53,6 +58,15 @@ const MAX_ID: usize = 64;
 /// What is wrong with `security`: (field, message) pairs.
 pub(crate) fn problems(security: &Security) -> Vec<(String, String)> {
     let mut problems = Vec::new();
+    if security
+        .fast_track_cvss
+        .is_some_and(|score| !(0.0..=10.0).contains(&score))
+    {
+        problems.push((
+            "security.fast_track_cvss".to_owned(),
+            "must be a CVSS score, 0 to 10".to_owned(),
+        ));
+    }
     let mut seen = BTreeSet::new();
     for (i, acceptance) in security.accept.iter().enumerate() {
         let mut add = |name: &str, message: String| {
@@ -105,11 +119,13 @@ mod tests {
                 accept("CVE-2024-6387", "again", "2027-01-31"),
                 accept("CVE 2024", " ", "31/01/2027"),
             ],
+            fast_track_cvss: Some(10.5),
         };
         let fields: Vec<String> = problems(&security).into_iter().map(|(f, _)| f).collect();
         assert_eq!(
             fields,
             [
+                "security.fast_track_cvss",
                 "security.accept[1].cve",
                 "security.accept[2].cve",
                 "security.accept[2].reason",

@@ -448,6 +448,15 @@ fn check_release(stages: &[ReleaseStage], problems: &mut Problems) {
                 format!("must be at most {MAX_SOAK_HOURS} (30 days)"),
             );
         }
+        if stage
+            .security_soak_hours
+            .is_some_and(|h| h > stage.soak_hours)
+        {
+            problems.add(
+                format!("release[{i}].security_soak_hours"),
+                "must be at most soak_hours: a fast track is never slower",
+            );
+        }
         if stage.alarms.len() > MAX_GATE_ALARMS {
             problems.add(
                 format!("release[{i}].alarms"),

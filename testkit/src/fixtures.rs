@@ -128,6 +128,7 @@ pub fn trigger(build_id: &str) -> Trigger {
         force: false,
         wait_seconds: 0,
         started_at: None,
+        fast_track: None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! `statemachine/release.asl.json`: valid ASL, and in step with the Rust code
 //! (error names, function crates, state paths).
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -34,6 +35,7 @@ fn full_state() -> Value {
     let state = BuildState {
         trigger: Trigger {
             started_at: Some(jiff::Timestamp::UNIX_EPOCH),
+            fast_track: Some("CVE-2024-6387: an exploit is available".into()),
             ..kiln_testkit::trigger("b1")
         },
         source: Some(Source {
@@ -113,6 +115,7 @@ fn full_input() -> Value {
         reason: Some(Reason::Security),
         force: Some(true),
         wait_seconds: Some(1),
+        fast_track: Some("CVE-2024-6387: an exploit is available".into()),
     })
     .expect("serialize")
 }
@@ -151,6 +154,7 @@ fn full_release() -> Value {
             }),
         }),
         forced: Some("why".into()),
+        fast_track: Some("CVE-2024-6387: an exploit is available".into()),
         state_machine: Some(
             "arn:aws:states:us-east-1:123456789012:stateMachine:kiln-release".into(),
         ),
@@ -199,7 +203,9 @@ fn the_pipeline_names_only_what_the_rust_code_has() {
 #[test]
 fn the_release_machine_names_only_what_the_rust_code_has() {
     let machine = asl::load(&release_machine());
-    let input = serde_json::json!({"recipe": "r", "image_id": "ami-0", "check_seconds": 1, "forced": "why"});
+    let input = serde_json::json!({
+        "recipe": "r", "image_id": "ami-0", "check_seconds": 1, "forced": "why", "fast_track": "CVE-1: why",
+    });
     assert!(asl::placeholders(&machine).contains("PromoteFunction"));
     assert!(asl::paths(&machine).contains("$.stopped.rolled_back_to"));
     let problems = asl::problems(&machine, &full_release(), &input, &functions());
@@ -223,6 +229,7 @@ fn the_release_machine_starts_as_a_release_document() {
         "check_seconds": 300,
         "started_at": "2026-11-26T07:00:00.000Z",
         "forced": null,
+        "fast_track": null,
         "state_machine": "arn:aws:states:us-east-1:123456789012:stateMachine:kiln-release",
     });
     let fields: Vec<&str> = start
@@ -248,6 +255,28 @@ fn the_release_machine_starts_as_a_release_document() {
 }
 
 #[test]
+fn the_pipelines_document_starts_with_every_field_of_the_trigger() {
+    let machine = asl::load(&pipeline());
+    let fields: BTreeSet<&str> = machine["States"]["Trigger"]["Parameters"]
+        .as_object()
+        .expect("parameters")
+        .keys()
+        .map(|k| k.trim_end_matches(".$"))
+        .collect();
+    let trigger = serde_json::to_value(kiln_testkit::trigger("b1")).expect("serialize");
+    let expected: BTreeSet<&str> = trigger
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        fields, expected,
+        "a field the document does not carry is lost"
+    );
+}
+
+#[test]
 fn the_pipeline_fills_in_the_input_as_the_lambdas_would() {
     let machine = asl::load(&pipeline());
     let merge = machine["States"]["Init"]["Parameters"]["input.$"]
@@ -267,8 +296,8 @@ fn the_pipeline_fills_in_the_input_as_the_lambdas_would() {
     }
     assert_eq!(
         defaults.as_object().map(|d| d.len()),
-        Some(3),
-        "reason, force and wait_seconds have defaults: {defaults}"
+        Some(4),
+        "reason, force, wait_seconds and fast_track have defaults: {defaults}"
     );
 }
 

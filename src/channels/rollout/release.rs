@@ -43,6 +43,10 @@ pub struct Release {
     /// (`kiln rollout start --force`): see [`super::rivals`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forced: Option<String>,
+    /// Why the image is on the security fast track (from its build): each
+    /// stage soaks its `security_soak_hours`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fast_track: Option<String>,
     /// The release state machine running it, whose other executions it
     /// yields to (none: it yields to nothing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,6 +98,7 @@ impl Release {
             image_id,
             started_at: Timestamp::now(),
             forced: None,
+            fast_track: None,
             state_machine: None,
             check_seconds,
             gates_checked_at: None,

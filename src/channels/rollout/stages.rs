@@ -94,17 +94,23 @@ pub(super) async fn gate(
             Vec::new(),
         ));
     }
-    let soak = SignedDuration::from_hours(i64::from(stage.soak_hours));
+    let soak_hours = stage.soak_for(release.fast_track.is_some());
+    let soak = SignedDuration::from_hours(i64::from(soak_hours));
     let ends = since.checked_add(soak).unwrap_or(since);
     let left = ends.duration_since(Timestamp::now());
     if left.is_positive() {
         let seconds = u32::try_from(left.as_secs()).unwrap_or(u32::MAX);
         let place = previous.map_or_else(|| "release".to_owned(), |p| p.to_string());
+        let fast = release
+            .fast_track
+            .as_deref()
+            .map_or_else(String::new, |why| {
+                format!(", the security fast track's {soak_hours} h ({why})")
+            });
         return Ok(Step::Wait(
-            soak_check_seconds(release.check_seconds, stage.soak_hours)
-                .min(seconds.saturating_add(1)),
+            soak_check_seconds(release.check_seconds, soak_hours).min(seconds.saturating_add(1)),
             format!(
-                "soaking in {place} until {ends} before {channel} ({} s left); gates clear",
+                "soaking in {place} until {ends} before {channel} ({} s left{fast}); gates clear",
                 left.as_secs()
             ),
         ));
@@ -152,10 +158,7 @@ pub(super) async fn gate(
         return Ok(halt(channel, why, Vec::new()));
     }
     let reason = match previous {
-        Some(previous) => format!(
-            "release: {} h in {previous} with gates clear",
-            stage.soak_hours
-        ),
+        Some(previous) => format!("release: {soak_hours} h in {previous} with gates clear"),
         None => "release: the image passed its test".to_owned(),
     };
     let moved = promotion::start_promote(
