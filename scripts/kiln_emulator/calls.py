@@ -27,7 +27,10 @@ INVOKE_PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations")
 CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/,\s]+)/([^/,\s]+)/aws4_request")
 RPC_V2_CBOR = re.compile(r"/service/[^/]+/operation/([^/?]+)$")
 # REST JSON operations kiln calls: (signing service, method, path) -> name.
-REST_JSON = {("inspector-scan", "POST", "/scan/sbom"): "ScanSbom"}
+REST_JSON = {
+    ("inspector-scan", "POST", "/scan/sbom"): "ScanSbom",
+    ("inspector2", "POST", "/findings/list"): "ListFindings",
+}
 
 # S3 sub-resources (the query parameter) -> what follows Get/Put/Delete.
 BUCKET_SUBRESOURCES = {

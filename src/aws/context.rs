@@ -151,6 +151,8 @@ pub struct Clients {
     pub cloudwatch: OnceLock<aws_sdk_cloudwatch::Client>,
     /// EC2.
     pub ec2: OnceLock<aws_sdk_ec2::Client>,
+    /// Amazon Inspector (findings, for the remediation watch).
+    pub inspector2: OnceLock<aws_sdk_inspector2::Client>,
     /// Amazon Inspector's SBOM scan (`inspector-scan`).
     pub inspector_scan: OnceLock<aws_sdk_inspectorscan::Client>,
     /// Systems Manager.
@@ -189,6 +191,7 @@ impl Context {
     client!(autoscaling, aws_sdk_autoscaling, "EC2 Auto Scaling");
     client!(cloudwatch, aws_sdk_cloudwatch, "CloudWatch (release gates)");
     client!(ec2, aws_sdk_ec2, "EC2");
+    client!(inspector2, aws_sdk_inspector2, "Inspector");
     client!(inspector_scan, aws_sdk_inspectorscan, "Inspector Scan");
     client!(ssm, aws_sdk_ssm, "Systems Manager");
     client!(sfn, aws_sdk_sfn, "Step Functions");

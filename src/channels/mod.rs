@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::aws::Context;
 use crate::error::Result;
 use crate::ids::{AmiId, Channel, RecipeName};
+use crate::security::remediation::{self, Remediation};
 use pointers::Why;
 
 /// Who moved a pointer when a request does not say.
@@ -29,9 +30,10 @@ pub const DEFAULT_ACTOR: &str = "kiln promote Lambda";
 
 /// The input of the promote Lambda: one move of one channel (a promotion or
 /// a rollback is written, then confirmed by a later request once SSM has
-/// validated it), one release step, or a retention run over a recipe's
+/// validated it), one release step, one check of a release's remediation
+/// watch, or a retention run over a recipe's
 /// images.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     /// [`promotion::start_promote`].
@@ -89,6 +91,12 @@ pub enum Request {
         /// The release.
         release: Box<rollout::Release>,
     },
+    /// [`remediation::check`]: one check of a security release's
+    /// remediation watch, as the release state machine carries it.
+    Remediation {
+        /// The watch.
+        remediation: Box<Remediation>,
+    },
     /// [`retention::prune`].
     Prune {
         /// The recipe.
@@ -111,6 +119,8 @@ pub enum Answer {
     Release(Box<rollout::Release>),
     /// What a retention run did.
     Pruning(retention::Pruning),
+    /// Where the remediation watch stands after its check.
+    Remediation(Box<Remediation>),
 }
 
 /// Who moves a pointer, and why: `actor`, or the Lambda itself.
@@ -121,7 +131,8 @@ fn why<'a>(reason: &'a str, actor: &'a Option<String>) -> Why<'a> {
     }
 }
 
-/// The `promote` Lambda: one move, one release step, or one retention run.
+/// The `promote` Lambda: one move, one release step, one check of a
+/// remediation watch, or one retention run.
 pub async fn handle(ctx: &Context, request: Request) -> Result<Answer> {
     Ok(match request {
         Request::Promote {
@@ -172,6 +183,9 @@ pub async fn handle(ctx: &Context, request: Request) -> Result<Answer> {
         Request::Release { release } => {
             Answer::Release(Box::new(rollout::advance(ctx, *release).await?))
         }
+        Request::Remediation { remediation } => Answer::Remediation(Box::new(
+            remediation::check(ctx, *remediation, jiff::Timestamp::now()).await?,
+        )),
         Request::Prune {
             recipe,
             keep,

@@ -26,7 +26,11 @@ use crate::ids::{AmiId, RecipeName};
 use crate::pipeline::state::{BuildInput, Reason};
 use crate::pipeline::{build, source};
 use crate::recipe::Recipe;
+use crate::security::remediation::Exposure;
 use crate::tags;
+
+/// The time format of an Inspector finding event's `firstObservedAt`.
+const FINDING_TIME: &str = "%b %d, %Y, %-I:%M:%S %p";
 
 /// The debounce window of security builds unless `KILN_SECURITY_WINDOW_SECONDS` says otherwise.
 pub const DEFAULT_SECURITY_WINDOW_SECONDS: u64 = 6 * 3600;
@@ -58,19 +62,40 @@ pub struct Urgency {
     pub exploit_available: bool,
     /// `detail.inspectorScore`.
     pub score: Option<f64>,
+    /// `detail.firstObservedAt` (`Nov 30, 2026, 2:00:00 AM`, UTC, as in
+    /// AWS's sample event), else the event's `time`.
+    pub first_seen: Option<jiff::Timestamp>,
 }
 
 impl Urgency {
     /// The urgency of an Inspector finding's `detail` (Amazon Inspector
     /// User Guide, EventBridge event schema: the finding event).
-    pub fn of_finding(detail: &Value) -> Self {
+    pub fn of_finding(event: &Value) -> Self {
+        let detail = &event["detail"];
+        let observed = detail["firstObservedAt"].as_str().and_then(|at| {
+            jiff::fmt::strtime::parse(FINDING_TIME, at)
+                .and_then(|t| t.to_datetime())
+                .and_then(|t| jiff::tz::TimeZone::UTC.to_timestamp(t))
+                .ok()
+        });
+        let sent = event["time"].as_str().and_then(|t| t.parse().ok());
         Self {
             cve: detail["packageVulnerabilityDetails"]["vulnerabilityId"]
                 .as_str()
                 .map(str::to_owned),
             exploit_available: detail["exploitAvailable"].as_str() == Some("YES"),
             score: detail["inspectorScore"].as_f64(),
+            first_seen: observed.or(sent),
         }
+    }
+
+    /// What a security build for this finding remedies: its CVE, when it
+    /// names one.
+    pub fn exposure(&self) -> Option<Exposure> {
+        Some(Exposure {
+            cves: vec![self.cve.clone()?],
+            first_seen: self.first_seen,
+        })
     }
 
     /// The CVE and why it is on the fast track for `recipe`, when it is:
@@ -112,6 +137,9 @@ pub async fn start(
         force,
         wait_seconds.or(ctx.settings.wait_seconds),
     );
+    if force {
+        input.exposure = urgency.exposure();
+    }
     let fast_track = urgency.fast_track(recipe).filter(|_| force);
     let started = if let Some((cve, why)) = fast_track {
         input.fast_track = Some(why);
@@ -191,7 +219,7 @@ pub async fn on_input(ctx: &Context, input: Value, now: jiff::Timestamp) -> Resu
         ]);
     };
     let urgency = match detail_type {
-        INSPECTOR_FINDING => Urgency::of_finding(&input["detail"]),
+        INSPECTOR_FINDING => Urgency::of_finding(&input),
         _ => Urgency::default(),
     };
     let recipes = match detail_type {

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::ids::{AmiId, BuildId, CommandId, Fingerprint, InstanceId, RecipeName};
 use crate::recipe::{NameInputs, Recipe};
+use crate::security::remediation::Exposure;
 
 /// Why a build was started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, strum::Display)]
@@ -46,6 +47,10 @@ pub struct BuildInput {
     /// Why the build is on the security fast track, when it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fast_track: Option<String>,
+    /// The vulnerabilities a security build remedies: its release ends by
+    /// watching them leave the fleet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exposure: Option<Exposure>,
 }
 
 impl BuildInput {
@@ -57,6 +62,7 @@ impl BuildInput {
             force: Some(force),
             wait_seconds,
             fast_track: None,
+            exposure: None,
         }
     }
 }
@@ -87,6 +93,10 @@ pub struct Trigger {
     /// not), since the pipeline hands it to the release.
     #[serde(default)]
     pub fast_track: Option<String>,
+    /// What a security build remedies (always written, null when nothing),
+    /// handed to the release like `fast_track`.
+    #[serde(default)]
+    pub exposure: Option<Exposure>,
 }
 
 fn default_wait_seconds() -> u32 {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// The vulnerabilities a release of the recipe accepts (`[security]`). Not
 /// part of the fingerprint: it says what may ship, not what an image is.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Security {
     /// Vulnerabilities a release does not halt on, each with its reason and
@@ -20,6 +20,33 @@ pub struct Security {
     /// an exploit does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fast_track_cvss: Option<f64>,
+    /// Hours after Inspector first saw a vulnerability that triggered a
+    /// security build within which its findings must be closed on the
+    /// recipe's instances; a finding still ACTIVE then is reported overdue
+    /// ([`crate::security::remediation`]).
+    #[serde(default = "default_deadline")]
+    pub remediation_deadline_hours: u32,
+}
+
+/// Three days to fix the fleet, unless the recipe says.
+pub const DEFAULT_REMEDIATION_DEADLINE_HOURS: u32 = 72;
+
+/// Longest deadline: the watch runs in the release's execution, and
+/// Inspector deletes a closed finding after 30 days.
+const MAX_REMEDIATION_DEADLINE_HOURS: u32 = 30 * 24;
+
+fn default_deadline() -> u32 {
+    DEFAULT_REMEDIATION_DEADLINE_HOURS
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Self {
+            accept: Vec::new(),
+            fast_track_cvss: None,
+            remediation_deadline_hours: DEFAULT_REMEDIATION_DEADLINE_HOURS,
+        }
+    }
 }
 
 /// One accepted vulnerability: a release that would bring it does not halt
@@ -65,6 +92,12 @@ pub(crate) fn problems(security: &Security) -> Vec<(String, String)> {
         problems.push((
             "security.fast_track_cvss".to_owned(),
             "must be a CVSS score, 0 to 10".to_owned(),
+        ));
+    }
+    if !(1..=MAX_REMEDIATION_DEADLINE_HOURS).contains(&security.remediation_deadline_hours) {
+        problems.push((
+            "security.remediation_deadline_hours".to_owned(),
+            format!("must be 1 to {MAX_REMEDIATION_DEADLINE_HOURS} hours (30 days)"),
         ));
     }
     let mut seen = BTreeSet::new();
@@ -120,12 +153,14 @@ mod tests {
                 accept("CVE 2024", " ", "31/01/2027"),
             ],
             fast_track_cvss: Some(10.5),
+            remediation_deadline_hours: 0,
         };
         let fields: Vec<String> = problems(&security).into_iter().map(|(f, _)| f).collect();
         assert_eq!(
             fields,
             [
                 "security.fast_track_cvss",
+                "security.remediation_deadline_hours",
                 "security.accept[1].cve",
                 "security.accept[2].cve",
                 "security.accept[2].reason",

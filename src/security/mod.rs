@@ -3,10 +3,13 @@
 //! the output bucket under the image's id, its digest tagged on the image;
 //! the vulnerabilities Amazon Inspector finds in it ([`scan`]), stored
 //! beside it; what changed between two images ([`diff`]); and the check
-//! that a release brings no new fixable vulnerability ([`gate`]).
+//! that a release brings no new fixable vulnerability ([`gate`]); and the
+//! watch that proves a security release's CVEs left the fleet
+//! ([`remediation`]).
 
 pub mod diff;
 pub mod gate;
+pub mod remediation;
 pub mod sbom;
 pub mod scan;
 

@@ -129,6 +129,7 @@ pub fn trigger(build_id: &str) -> Trigger {
         wait_seconds: 0,
         started_at: None,
         fast_track: None,
+        exposure: None,
     }
 }
 
@@ -480,4 +481,29 @@ pub async fn release_step(ctx: &Context, release: Release) -> kiln::error::Resul
         release = rollout::advance(ctx, release).await?;
     }
     Ok(release)
+}
+
+/// A finding of `cve` on `instance` running `image` in the shape
+/// `ListFindings` answers on the wire (timestamps in epoch seconds), for
+/// the emulator's queue (`Emulator::queue_findings`): `status` ACTIVE or
+/// CLOSED, first seen at `first`, last updated at `updated`.
+pub fn inspector_finding(
+    cve: &str,
+    instance: &str,
+    image: &str,
+    status: &str,
+    first: jiff::Timestamp,
+    updated: jiff::Timestamp,
+) -> serde_json::Value {
+    serde_json::json!({
+        "findingArn": format!("arn:aws:inspector2:us-east-1:123456789012:finding/{instance}"),
+        "awsAccountId": "123456789012", "type": "PACKAGE_VULNERABILITY",
+        "description": "a race condition in sshd's signal handler", "severity": "HIGH",
+        "status": status, "firstObservedAt": first.as_second(),
+        "lastObservedAt": updated.as_second(), "updatedAt": updated.as_second(),
+        "title": format!("{cve} - openssh-server"),
+        "packageVulnerabilityDetails": {"vulnerabilityId": cve, "source": "UBUNTU_CVE"},
+        "resources": [{"type": "AWS_EC2_INSTANCE", "id": instance, "region": "us-east-1",
+                       "details": {"awsEc2Instance": {"imageId": image}}}],
+    })
 }

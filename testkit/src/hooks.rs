@@ -1,7 +1,7 @@
 //! The emulator's test hooks: what a test sets that AWS would not let it
 //! (an instance's age, a deprecation in the past, what a command prints,
-//! the advisories Inspector's scan finds), and what the Lambda proxy
-//! recorded.
+//! the advisories Inspector's scan finds, the findings it holds), and what
+//! the Lambda proxy recorded.
 
 use crate::emulator::Emulator;
 
@@ -64,6 +64,27 @@ impl Emulator {
             &advisory.to_string(),
         );
         assert_eq!(status, 204, "advisory {advisory}: {answer}");
+    }
+
+    /// Queues `snapshots` of the findings Inspector holds in the default
+    /// account and region: each later listing of `ListFindings` reads the
+    /// next one, the last one staying (patches/inspector_findings.py).
+    /// Each finding is in the shape `ListFindings` answers.
+    pub fn queue_findings(&self, snapshots: &[serde_json::Value]) {
+        let endpoint = self.seeded.endpoint.trim_start_matches("http://");
+        let body = serde_json::json!({
+            "results": snapshots,
+            "account_id": "123456789012",
+            "region": self.seeded.region,
+        });
+        let (status, answer) = http(
+            endpoint,
+            "POST",
+            "/moto-api/static/inspector2/findings-results",
+            "Content-Type: application/json\r\n",
+            &body.to_string(),
+        );
+        assert_eq!(status, 201, "findings: {answer}");
     }
 
     /// A new customer managed KMS key in `region` (of the default

@@ -39,6 +39,8 @@ pub struct Mocks<'a> {
     pub autoscaling: &'a [&'a Rule],
     /// CloudWatch.
     pub cloudwatch: &'a [&'a Rule],
+    /// Inspector.
+    pub inspector2: &'a [&'a Rule],
     /// Inspector Scan.
     pub inspector_scan: &'a [&'a Rule],
 }
@@ -59,6 +61,7 @@ pub fn mocked_with(recipe_root: &Path, mocks: &Mocks<'_>) -> Context {
         autoscaling: mocked!(aws_sdk_autoscaling, mocks.autoscaling),
         cloudwatch: mocked!(aws_sdk_cloudwatch, mocks.cloudwatch),
         ec2: mocked!(aws_sdk_ec2, mocks.ec2),
+        inspector2: mocked!(aws_sdk_inspector2, mocks.inspector2),
         inspector_scan: mocked!(aws_sdk_inspectorscan, mocks.inspector_scan),
         ssm: mocked!(aws_sdk_ssm, mocks.ssm),
         sfn: OnceLock::from(mock_client!(aws_sdk_sfn, RuleMode::MatchAny, &[])),

@@ -10,6 +10,7 @@ use kiln::pipeline::state::{
     BuildInput, BuildState, Builder, CaughtError, Cleanup, Distribution, Image, ImageState,
     Polling, Provision, Reason, RegionCopy, Sbom, Source, StepStatus, TestRun, TestStatus, Trigger,
 };
+use kiln::security::remediation::{Exposed, Exposure, Remediation, Watch};
 use kiln_testkit::asl;
 use serde_json::Value;
 
@@ -36,6 +37,7 @@ fn full_state() -> Value {
         trigger: Trigger {
             started_at: Some(jiff::Timestamp::UNIX_EPOCH),
             fast_track: Some("CVE-2024-6387: an exploit is available".into()),
+            exposure: Some(exposure()),
             ..kiln_testkit::trigger("b1")
         },
         source: Some(Source {
@@ -116,8 +118,47 @@ fn full_input() -> Value {
         force: Some(true),
         wait_seconds: Some(1),
         fast_track: Some("CVE-2024-6387: an exploit is available".into()),
+        exposure: Some(exposure()),
     })
     .expect("serialize")
+}
+
+/// What a security build remedies, every field set.
+fn exposure() -> Exposure {
+    Exposure {
+        cves: vec!["CVE-2024-6387".into()],
+        first_seen: Some(jiff::Timestamp::UNIX_EPOCH),
+    }
+}
+
+/// A remediation watch with every field set.
+fn remediation() -> Remediation {
+    let at = jiff::Timestamp::UNIX_EPOCH;
+    Remediation {
+        recipe: "ubuntu-base".parse().expect("name"),
+        image_id: "ami-0fedcba9876543210".parse().expect("ami"),
+        cves: vec!["CVE-2024-6387".into()],
+        regions: vec!["us-east-1".into()],
+        first_seen: Some(at),
+        started_at: at,
+        deadline_hours: 72,
+        deadline: at,
+        check_seconds: 1,
+        status: Watch::Overdue,
+        wait_seconds: 1,
+        checks: 1,
+        exposed: 1,
+        instances: vec![Exposed {
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
+            instance: "i-0123456789abcdef0".into(),
+            image_id: "ami-0a1b2c3d4e5f60001".into(),
+            cve: "CVE-2024-6387".into(),
+        }],
+        closed_at: Some(at),
+        hours: Some(1.5),
+        message: "m".into(),
+    }
 }
 
 fn release_machine() -> PathBuf {
@@ -171,6 +212,8 @@ fn full_release() -> Value {
             },
         )]
         .into(),
+        exposure: Some(exposure()),
+        remediation: Some(remediation()),
         ..kiln::channels::rollout::Release::new(
             "ubuntu-base".parse().expect("name"),
             "ami-0fedcba9876543210".parse().expect("ami"),
@@ -205,6 +248,7 @@ fn the_release_machine_names_only_what_the_rust_code_has() {
     let machine = asl::load(&release_machine());
     let input = serde_json::json!({
         "recipe": "r", "image_id": "ami-0", "check_seconds": 1, "forced": "why", "fast_track": "CVE-1: why",
+        "exposure": {"cves": ["CVE-1"], "first_seen": "2026-11-30T02:00:00Z"},
     });
     assert!(asl::placeholders(&machine).contains("PromoteFunction"));
     assert!(asl::paths(&machine).contains("$.stopped.rolled_back_to"));
@@ -230,6 +274,7 @@ fn the_release_machine_starts_as_a_release_document() {
         "started_at": "2026-11-26T07:00:00.000Z",
         "forced": null,
         "fast_track": null,
+        "exposure": null,
         "state_machine": "arn:aws:states:us-east-1:123456789012:stateMachine:kiln-release",
     });
     let fields: Vec<&str> = start
@@ -296,8 +341,8 @@ fn the_pipeline_fills_in_the_input_as_the_lambdas_would() {
     }
     assert_eq!(
         defaults.as_object().map(|d| d.len()),
-        Some(4),
-        "reason, force, wait_seconds and fast_track have defaults: {defaults}"
+        Some(5),
+        "reason, force, wait_seconds, fast_track and exposure have defaults: {defaults}"
     );
 }
 

@@ -19,8 +19,8 @@ use kiln::channels::pointers::Why;
 use kiln::channels::promotion;
 use kiln_testkit::iam::{self, ACCOUNT, Need, REGION, Roles, Statement};
 use kiln_testkit::{
-    Emulator, RECIPE, RecipeCopy, alarm, auto_scaling_group, distributed_image, invoke_function,
-    opted_in, pointer, recipe, set_alarm, source, template_versions,
+    Emulator, RECIPE, RecipeCopy, alarm, auto_scaling_group, distributed_image, inspector_finding,
+    invoke_function, opted_in, pointer, recipe, set_alarm, source, template_versions,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -415,6 +415,9 @@ fn needs(call: &Call, builder_role: &str) -> (Vec<Need>, Vec<Need>) {
         // The Service Authorization Reference's Amazon InspectorScan table:
         // ScanSbom has no resource type ("Resource": "*").
         ("inspector-scan", "ScanSbom") => needs.push(need("*".into())),
+        // The Service Authorization Reference's Amazon Inspector table:
+        // ListFindings has no resource type ("Resource": "*").
+        ("inspector2", "ListFindings") => needs.push(need("*".into())),
         // STS API Reference, GetCallerIdentity: "No permissions are required".
         ("sts", "GetCallerIdentity") => {}
         _ => panic!("{name} is not modelled here: add the resources AWS checks for it"),
@@ -684,6 +687,8 @@ async fn every_call_each_function_makes_is_granted_to_its_role() {
         ("promote", "ec2:EnableImageDeprecation"),
         ("promote", "ec2:DisableImage"),
         ("promote", "s3:GetObject"),
+        ("promote", "inspector2:ListFindings"),
+        ("promote", "monitoring:PutMetricData"),
         ("cleanup-build", "ec2:TerminateInstances"),
         ("cleanup-build", "ec2:DeleteSnapshot"),
         ("cleanup-build", "s3:DeleteObject"),
@@ -960,6 +965,32 @@ async fn flows() -> (Vec<Call>, String) {
         )["status"],
         "moved"
     );
+    // A security release's remediation watch: its CVE's last finding on
+    // the recipe's instances is closed.
+    let now = jiff::Timestamp::now();
+    let seen = now - jiff::SignedDuration::from_hours(5);
+    emulator.queue_findings(&[json!([inspector_finding(
+        "CVE-2024-6387",
+        "i-0123456789abcdef0",
+        tested.as_str(),
+        "CLOSED",
+        seen,
+        now,
+    )])]);
+    let watch = json!({
+        "recipe": RECIPE, "image_id": tested, "cves": ["CVE-2024-6387"],
+        "regions": [emulator.seeded.region], "first_seen": seen, "started_at": now,
+        "deadline_hours": 72, "deadline": now + jiff::SignedDuration::from_hours(67),
+        "check_seconds": 1,
+    });
+    let watched = run(
+        &emulator,
+        &copy,
+        "promote",
+        &json!({"action": "remediation", "remediation": watch}),
+        &[],
+    );
+    assert_eq!(watched["status"], "complete", "{watched:#}");
     // Retention before any audit: it finds no report (S3's 404 to a role
     // that may list the bucket).
     let before = run(

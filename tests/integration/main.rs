@@ -20,6 +20,7 @@ mod pipeline;
 mod promotion;
 mod recipe;
 mod recipe_inputs;
+mod remediation;
 mod retention;
 mod rollout;
 mod security;

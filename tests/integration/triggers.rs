@@ -303,6 +303,11 @@ async fn an_exploited_cve_skips_the_window_once_and_its_release_soaks_the_securi
         waiting["fast_track"],
         "CVE-2024-6387: an exploit is available"
     );
+    assert_eq!(
+        waiting["exposure"],
+        json!({"cves": ["CVE-2024-6387"], "first_seen": "2026-11-30T02:00:00Z"}),
+        "the release will watch the CVE, first seen when the finding says"
+    );
     let message = waiting["message"].as_str().unwrap_or_default();
     assert!(
         message.contains(
@@ -327,6 +332,7 @@ async fn an_exploited_cve_skips_the_window_once_and_its_release_soaks_the_securi
     settle(&emulator).await;
     let waiting = first_release_wait(&emulator, &ctx, &windowed).await;
     assert_eq!(waiting.get("fast_track"), None);
+    assert_eq!(waiting["exposure"]["cves"], json!(["CVE-2024-0002"]));
     let message = waiting["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("s left); gates clear") && message.contains("(172"),

@@ -6,6 +6,8 @@
 //! recipe, keep, dry_run?}` (the daily retention run): output what went and
 //! why the rest stays. `{action: release, release}` (the release state
 //! machine's step): the release's next moves, up to its next wait or its end.
+//! `{action: remediation, remediation}` (the release state machine's watch
+//! after a security release): one more check of the CVEs' findings.
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {

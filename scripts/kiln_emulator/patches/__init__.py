@@ -21,6 +21,7 @@ def apply_all():
         image_parameters,
         image_snapshot_tags,
         imds_support,
+        inspector_findings,
         instance_pages,
         instance_refresh,
         launch_template_versions,
@@ -52,5 +53,6 @@ def apply_all():
         allowed_images,
         command_output,
         scan_sbom,
+        inspector_findings,
     ):
         patch.apply()

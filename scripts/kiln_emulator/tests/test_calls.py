@@ -156,6 +156,9 @@ class RecordTest(unittest.TestCase):
         scan = headers(Authorization=SIGNED.format("inspector-scan"), Content_Type="application/json")
         call = record("POST", "/scan/sbom", scan, b'{"sbom": {"components": []}}')
         self.assertEqual((call["service"], call["action"], call["params"]), ("inspector-scan", "ScanSbom", {}))
+        findings = headers(Authorization=SIGNED.format("inspector2"), Content_Type="application/json")
+        call = record("POST", "/findings/list", findings, b'{"maxResults": 100}')
+        self.assertEqual((call["service"], call["action"]), ("inspector2", "ListFindings"))
         call = record("POST", "/scan/other", scan, b'{"a": 1}')
         self.assertEqual((call["action"], call["params"]), (None, {"a": 1}))
 

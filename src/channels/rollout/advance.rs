@@ -8,11 +8,13 @@ use super::waves::{self, Position};
 use super::{gates, stages};
 use crate::aws::Context;
 use crate::error::Result;
+use crate::security::remediation::Remediation;
+use jiff::Timestamp;
 
 /// Makes the release's next moves, up to the next wait or its end.
 pub async fn advance(ctx: &Context, mut release: Release) -> Result<Release> {
     let recipe = ctx.recipe(&release.recipe)?;
-    let policy = recipe.file.release;
+    let policy = recipe.file.release.clone();
     if let (Some(stage), Phase::Gate | Phase::Rollout { .. }) =
         (policy.get(release.stage), &release.phase)
         && let Some(step) = stages::superseded(ctx, &release, stage).await?
@@ -26,19 +28,33 @@ pub async fn advance(ctx: &Context, mut release: Release) -> Result<Release> {
                 "the recipe has no release policy: its channels move by hand".into(),
                 None,
             ),
-            None => Step::End(
-                Status::Done,
-                format!(
-                    "{} runs on {}",
-                    release.image_id,
-                    policy
-                        .iter()
-                        .map(|s| s.channel.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                None,
-            ),
+            None => {
+                if let Some(exposure) = &release.exposure {
+                    let mut regions = vec![ctx.region()?];
+                    regions.extend(recipe.file.distribution.regions.iter().cloned());
+                    release.remediation = Some(Remediation::new(
+                        &recipe,
+                        release.image_id.clone(),
+                        exposure,
+                        regions,
+                        release.check_seconds,
+                        Timestamp::now(),
+                    ));
+                }
+                Step::End(
+                    Status::Done,
+                    format!(
+                        "{} runs on {}",
+                        release.image_id,
+                        policy
+                            .iter()
+                            .map(|s| s.channel.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    None,
+                )
+            }
             Some(stage) => {
                 let previous = release
                     .stage

@@ -11,6 +11,7 @@ use super::rivals::Winner;
 use crate::channels::pointers::Written;
 use crate::ids::{AmiId, Channel, RecipeName};
 use crate::security::gate::Summary;
+use crate::security::remediation::{Exposure, Remediation};
 
 /// Who moves pointers in a release.
 pub const ACTOR: &str = "kiln release";
@@ -30,7 +31,7 @@ pub const MAX_SOAK_CHECKS: u32 = 200;
 
 /// The state of a release: what the release state machine carries from one
 /// [`super::advance`] to the next.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Release {
     /// The recipe.
@@ -84,6 +85,14 @@ pub struct Release {
     /// ([`crate::security::gate`]); the release's events carry it.
     #[serde(default)]
     pub security: BTreeMap<Channel, Summary>,
+    /// What the release remedies, when its build was started by a security
+    /// finding (from the build; null when not).
+    #[serde(default)]
+    pub exposure: Option<Exposure>,
+    /// The remediation watch, once the release is done and remedies
+    /// something: the release state machine runs it after its success event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remediation: Option<Remediation>,
 }
 
 fn default_check_seconds() -> u32 {
@@ -110,6 +119,8 @@ impl Release {
             stopped: None,
             rolled: BTreeMap::new(),
             security: BTreeMap::new(),
+            exposure: None,
+            remediation: None,
         }
     }
 }
