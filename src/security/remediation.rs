@@ -10,7 +10,9 @@
 //! one of the recipe's images in that region. Inspector closes the findings
 //! of an instance the refresh terminated, and deletes them 3 days later
 //! (Amazon Inspector User Guide, "Understanding findings"), so the watch
-//! keeps the earliest `firstObservedAt` it has seen itself.
+//! keeps the earliest `firstObservedAt` it has seen itself. A finding
+//! closed before that first sight (kept 30 days) is from an earlier
+//! exposure to the CVE: it is left out.
 //!
 //! The watch ends `complete` when no finding is ACTIVE: closed at the latest
 //! `updatedAt` of the closed findings (the check's time when there were
@@ -44,6 +46,11 @@ pub const METRIC: &str = "RemediationHours";
 /// through Step Functions and its event through EventBridge, each at most
 /// 256 KB.
 pub const MAX_NAMED: usize = 50;
+/// Most checks of one watch before its deadline: the release's execution
+/// history holds at most 25,000 events, a check costs about nine, and the
+/// release's own steps came first; so a long deadline is checked less often
+/// than the release's interval.
+pub const MAX_WATCH_CHECKS: u32 = 500;
 /// Most values of one `ListFindings` filter (FilterCriteria: 1 to 10 items).
 const VALUES_PER_FILTER: usize = 10;
 /// Most findings of one `ListFindings` page.
@@ -119,7 +126,9 @@ pub struct Remediation {
     /// How it stands.
     #[serde(default)]
     pub status: Watch,
-    /// Seconds to wait before the next check, while watching.
+    /// Seconds to wait before the next check, while watching: the
+    /// interval, or the deadline spread over [`MAX_WATCH_CHECKS`] when that
+    /// is longer, and never past the deadline.
     #[serde(default)]
     pub wait_seconds: u32,
     /// Checks made.
@@ -186,10 +195,7 @@ impl Remediation {
     /// The watch after a check that `observed` what is listed, at `now`.
     pub fn observe(mut self, observed: Observed, now: Timestamp) -> Self {
         self.checks += 1;
-        self.first_seen = match (self.first_seen, observed.first_seen) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        self.first_seen = min_some(self.first_seen, observed.first_seen);
         self.deadline = self.deadline_from(self.first_seen);
         self.exposed = observed.active.len();
         self.instances = observed.active.into_iter().take(MAX_NAMED).collect();
@@ -222,7 +228,12 @@ impl Remediation {
             );
         } else {
             self.status = Watch::Watching;
-            self.wait_seconds = self.check_seconds.max(1);
+            let paced = (self.deadline_hours.saturating_mul(3600) / MAX_WATCH_CHECKS)
+                .max(self.check_seconds);
+            let to_deadline = self.deadline.duration_since(now).as_secs().max(0) + 1;
+            self.wait_seconds = paced
+                .min(u32::try_from(to_deadline).unwrap_or(u32::MAX))
+                .max(1);
             self.message = format!(
                 "{} instance(s) still exposed to {cves}; deadline {}",
                 self.exposed, self.deadline
@@ -245,8 +256,15 @@ pub struct Observed {
 
 impl Observed {
     /// Adds `findings` listed in `region`, keeping those on an instance that
-    /// runs one of `images`.
-    pub fn add(&mut self, region: &str, images: &BTreeSet<String>, findings: &[Finding]) {
+    /// runs one of `images`; a finding closed before `since` (the CVE's
+    /// first sight so far) belongs to an earlier exposure, and is left out.
+    pub fn add(
+        &mut self,
+        region: &str,
+        images: &BTreeSet<String>,
+        findings: &[Finding],
+        since: Option<Timestamp>,
+    ) {
         let mut active: BTreeSet<Exposed> = self.active.drain(..).collect();
         for finding in findings {
             let Some(cve) = finding
@@ -266,9 +284,14 @@ impl Observed {
                 if resource.r#type() != &ResourceType::AwsEc2Instance {
                     continue;
                 }
+                let updated = finding.updated_at().and_then(timestamp);
+                let status = finding.status();
+                if *status == FindingStatus::Closed && updated < since {
+                    continue;
+                }
                 let first = timestamp(finding.first_observed_at());
                 self.first_seen = min_some(self.first_seen, first);
-                match finding.status() {
+                match status {
                     FindingStatus::Active => {
                         active.insert(Exposed {
                             account: finding.aws_account_id().to_owned(),
@@ -278,10 +301,7 @@ impl Observed {
                             cve: cve.to_owned(),
                         });
                     }
-                    FindingStatus::Closed => {
-                        let updated = finding.updated_at().and_then(timestamp);
-                        self.last_closed = self.last_closed.max(updated);
-                    }
+                    FindingStatus::Closed => self.last_closed = self.last_closed.max(updated),
                     _ => {}
                 }
             }
@@ -340,7 +360,8 @@ pub async fn check(ctx: &Context, watch: Remediation, now: Timestamp) -> Result<
             continue;
         }
         for cves in watch.cves.chunks(VALUES_PER_FILTER) {
-            observed.add(region, &images, &findings(&there, cves).await?);
+            let listed = findings(&there, cves).await?;
+            observed.add(region, &images, &listed, watch.first_seen);
         }
     }
     let watch = watch.observe(observed, now);

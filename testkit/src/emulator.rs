@@ -182,6 +182,40 @@ impl Emulator {
             .to_owned()
     }
 
+    /// Runs execution `name` of `machine` on `input`, and waits up to 120 s
+    /// for its end: how it ended.
+    pub async fn run_execution(
+        &self,
+        machine: &str,
+        name: &str,
+        input: &serde_json::Value,
+    ) -> aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput {
+        let arn = self
+            .sfn()
+            .start_execution()
+            .state_machine_arn(machine)
+            .name(name)
+            .input(input.to_string())
+            .send()
+            .await
+            .expect("StartExecution")
+            .execution_arn;
+        for _ in 0..600 {
+            let described = self
+                .sfn()
+                .describe_execution()
+                .execution_arn(&arn)
+                .send()
+                .await
+                .expect("DescribeExecution");
+            if described.status() != &aws_sdk_sfn::types::ExecutionStatus::Running {
+                return described;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        panic!("execution {arn} did not end in 120 s");
+    }
+
     /// Puts one event on the default bus.
     pub async fn put_event(&self, source: &str, detail_type: &str, detail: &serde_json::Value) {
         self.events()

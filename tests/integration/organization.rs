@@ -4,7 +4,6 @@
 //! Distributed Map, with the same report.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_sdk_sfn::types::ExecutionStatus;
@@ -202,42 +201,20 @@ fn request(units: &[&str]) -> serde_json::Value {
 
 /// Runs the audit state machine on `input`; returns the execution's status.
 async fn run_audit(emu: &Emulator, name: &str, input: &serde_json::Value) -> ExecutionStatus {
-    let sfn = emu.sfn();
-    let arn = sfn
-        .start_execution()
-        .state_machine_arn(
-            emu.seeded
-                .audit_state_machine_arn
-                .as_deref()
-                .expect("the audit machine"),
-        )
-        .name(name)
-        .input(input.to_string())
-        .send()
-        .await
-        .expect("StartExecution")
-        .execution_arn()
-        .to_owned();
-    for _ in 0..600 {
-        let described = sfn
-            .describe_execution()
-            .execution_arn(&arn)
-            .send()
-            .await
-            .expect("DescribeExecution");
-        if described.status() != &ExecutionStatus::Running {
-            assert_eq!(
-                described.status(),
-                &ExecutionStatus::Succeeded,
-                "{:?} {:?}",
-                described.error(),
-                described.cause()
-            );
-            return described.status().clone();
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("the audit did not end in 2 minutes");
+    let machine = emu
+        .seeded
+        .audit_state_machine_arn
+        .as_deref()
+        .expect("the audit machine");
+    let described = emu.run_execution(machine, name, input).await;
+    assert_eq!(
+        described.status(),
+        &ExecutionStatus::Succeeded,
+        "{:?} {:?}",
+        described.error(),
+        described.cause()
+    );
+    described.status().clone()
 }
 
 async fn object(emu: &Emulator, key: &str) -> Option<Vec<u8>> {

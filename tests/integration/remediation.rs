@@ -149,7 +149,8 @@ async fn findings_going_from_active_to_closed_complete_the_watch_with_the_hours_
         .match_requests(asks_for_the_cve)
         .sequence()
         // The first check: still ACTIVE on one of ours; a foreign image's
-        // finding, seen earlier, counts for nothing.
+        // finding, seen earlier, counts for nothing, nor does one of ours
+        // closed before the trigger saw the CVE (an earlier exposure).
         .output(move || {
             page(
                 vec![
@@ -161,6 +162,7 @@ async fn findings_going_from_active_to_closed_complete_the_watch_with_the_hours_
                         hours(-100),
                         hours(19),
                     ),
+                    finding("i-7", OURS, FindingStatus::Closed, hours(-500), hours(-400)),
                 ],
                 None,
             )
@@ -229,7 +231,8 @@ async fn findings_going_from_active_to_closed_complete_the_watch_with_the_hours_
         .expect("a check");
     assert_eq!(
         (first.status, first.exposed, first.wait_seconds),
-        (Watch::Watching, 1, 60)
+        (Watch::Watching, 1, 48 * 3600 / 500),
+        "a 48 h deadline spread over at most 500 checks, more than the 60 s interval"
     );
     assert_eq!(first.first_seen, Some(t0()), "the earliest finding of ours");
     assert_eq!(first.deadline, hours(48));
@@ -287,10 +290,15 @@ async fn findings_still_active_after_the_deadline_make_the_watch_overdue_naming_
             ..Mocks::default()
         },
     );
-    let before = remediation::check(&ctx, watch(&copy, t0(), hours(40)), hours(47))
+    let just_before = hours(48) - SignedDuration::from_secs(100);
+    let before = remediation::check(&ctx, watch(&copy, t0(), hours(40)), just_before)
         .await
         .expect("a check");
     assert_eq!(before.status, Watch::Watching, "{}", before.message);
+    assert_eq!(
+        before.wait_seconds, 101,
+        "the next check comes at the deadline"
+    );
 
     let after = remediation::check(&ctx, before, hours(49))
         .await
@@ -318,8 +326,8 @@ async fn findings_still_active_after_the_deadline_make_the_watch_overdue_naming_
     );
 }
 
-/// Starts the release of `image` with `exposure` on the emulator's release
-/// machine, and waits for its end: its status, and the events it sent.
+/// Runs the release of `image` with `exposure` on the emulator's release
+/// machine, to its end: its status.
 async fn release(emulator: &Emulator, image: &str, exposure: Value) -> ExecutionStatus {
     let machine = emulator
         .seeded
@@ -328,30 +336,11 @@ async fn release(emulator: &Emulator, image: &str, exposure: Value) -> Execution
         .expect("the release machine");
     let input =
         json!({"recipe": RECIPE, "image_id": image, "check_seconds": 1, "exposure": exposure});
-    let arn = emulator
-        .sfn()
-        .start_execution()
-        .state_machine_arn(machine)
-        .name(image)
-        .input(input.to_string())
-        .send()
+    emulator
+        .run_execution(machine, image, &input)
         .await
-        .expect("StartExecution")
-        .execution_arn;
-    for _ in 0..600 {
-        let described = emulator
-            .sfn()
-            .describe_execution()
-            .execution_arn(&arn)
-            .send()
-            .await
-            .expect("DescribeExecution");
-        if described.status() != &ExecutionStatus::Running {
-            return described.status().clone();
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    panic!("the release of {image} did not end in 120 s");
+        .status()
+        .clone()
 }
 
 /// The one event of `detail_type` among `events`.
@@ -366,7 +355,7 @@ fn the_event<'a>(events: &'a [Value], detail_type: &str) -> &'a Value {
 
 #[tokio::test]
 async fn a_security_release_ends_with_the_proof_its_cve_left_the_fleet_or_names_who_is_late() {
-    let copy = recipe_with_deadline(48);
+    let copy = recipe_with_deadline(1);
     copy.edit("recipe.toml", |text| {
         format!("{text}\n[[release]]\nchannel = \"prod\"\n")
     });
@@ -376,7 +365,7 @@ async fn a_security_release_ends_with_the_proof_its_cve_left_the_fleet_or_names_
     let old = built_image(&ctx, RECIPE, "b0", "tested").await;
     let fixed = built_image(&ctx, RECIPE, "b1", "tested").await;
     let now = Timestamp::now();
-    let ago = |h: i64| now - SignedDuration::from_hours(h);
+    let ago = |m: i64| now - SignedDuration::from_mins(m);
     let (old, fixed) = (old.as_str(), fixed.as_str());
     emulator.queue_findings(&[
         json!([
@@ -410,7 +399,7 @@ async fn a_security_release_ends_with_the_proof_its_cve_left_the_fleet_or_names_
         |field: &str| -> Timestamp { complete[field].as_str().expect(field).parse().expect(field) };
     assert_eq!(at("first_seen").as_second(), ago(40).as_second());
     assert_eq!(at("closed_at").as_second(), ago(10).as_second());
-    assert_eq!(complete["hours"], json!(30.0));
+    assert_eq!(complete["hours"], json!(0.5), "40 min ago to 10 min ago");
     assert_eq!(complete["checks"], json!(3));
     let metric = ctx
         .cloudwatch()
@@ -435,13 +424,13 @@ async fn a_security_release_ends_with_the_proof_its_cve_left_the_fleet_or_names_
         .iter()
         .filter_map(|d| d.maximum())
         .collect();
-    assert_eq!(values, [30.0], "RemediationHours put once");
+    assert_eq!(values, [0.5], "RemediationHours put once");
 
     // Another fix, whose CVE stays ACTIVE on an instance past the deadline.
     let late = built_image(&ctx, RECIPE, "b2", "tested").await;
     emulator.queue_findings(&[json!([
         inspector_finding(CVE, "i-1", old, "CLOSED", ago(40), ago(10)),
-        inspector_finding(CVE, "i-4", fixed, "ACTIVE", ago(50), ago(1)),
+        inspector_finding(CVE, "i-4", fixed, "ACTIVE", ago(90), ago(1)),
     ])]);
     assert_eq!(
         release(&emulator, late.as_str(), exposure).await,
@@ -464,6 +453,6 @@ async fn a_security_release_ends_with_the_proof_its_cve_left_the_fleet_or_names_
         .expect("a time");
     assert_eq!(
         deadline.as_second(),
-        (ago(50) + SignedDuration::from_hours(48)).as_second()
+        (ago(90) + SignedDuration::from_hours(1)).as_second()
     );
 }
