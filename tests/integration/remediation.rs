@@ -13,9 +13,10 @@ use aws_sdk_inspector2::types::{
     Resource, ResourceDetails, ResourceType, Severity,
 };
 use aws_sdk_sfn::types::ExecutionStatus;
-use aws_smithy_mocks::mock;
+use aws_smithy_mocks::{Rule, mock};
 use aws_smithy_types::DateTime;
 use jiff::{SignedDuration, Timestamp};
+use kiln::aws::Context;
 use kiln::security::remediation::{self, Exposure, Remediation, Watch};
 use kiln_testkit::{Emulator, Mocks, RECIPE, RecipeCopy, built_image, inspector_finding};
 use serde_json::{Value, json};
@@ -102,6 +103,20 @@ fn page(findings: Vec<Finding>, next: Option<&str>) -> ListFindingsOutput {
         .set_findings(Some(findings))
         .set_next_token(next.map(str::to_owned))
         .build()
+}
+
+/// A context of `copy`'s recipe whose EC2 answers `images`, Inspector
+/// `findings` and CloudWatch `put`.
+fn answering(copy: &RecipeCopy, images: &Rule, findings: &Rule, put: &Rule) -> Context {
+    kiln_testkit::mocked_with(
+        copy.root.path(),
+        &Mocks {
+            ec2: &[images],
+            inspector2: &[findings],
+            cloudwatch: &[put],
+            ..Mocks::default()
+        },
+    )
 }
 
 fn recipe_with_deadline(hours: u32) -> RecipeCopy {
@@ -209,15 +224,7 @@ async fn findings_going_from_active_to_closed_complete_the_watch_with_the_hours_
                 && datum.dimensions()[0].value() == Some(RECIPE)
         })
         .then_output(|| PutMetricDataOutput::builder().build());
-    let ctx = kiln_testkit::mocked_with(
-        copy.root.path(),
-        &Mocks {
-            ec2: &[&ours],
-            inspector2: &[&findings],
-            cloudwatch: &[&put],
-            ..Mocks::default()
-        },
-    );
+    let ctx = answering(&copy, &ours, &findings, &put);
     let started = hours(18);
     let first = watch(&copy, hours(1), started);
     assert_eq!(
@@ -281,15 +288,7 @@ async fn findings_still_active_after_the_deadline_make_the_watch_overdue_naming_
         .build();
     let put = mock!(aws_sdk_cloudwatch::Client::put_metric_data)
         .then_output(|| PutMetricDataOutput::builder().build());
-    let ctx = kiln_testkit::mocked_with(
-        copy.root.path(),
-        &Mocks {
-            ec2: &[&ours],
-            inspector2: &[&findings],
-            cloudwatch: &[&put],
-            ..Mocks::default()
-        },
-    );
+    let ctx = answering(&copy, &ours, &findings, &put);
     let just_before = hours(48) - SignedDuration::from_secs(100);
     let before = remediation::check(&ctx, watch(&copy, t0(), hours(40)), just_before)
         .await
