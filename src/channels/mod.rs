@@ -31,8 +31,7 @@ pub const DEFAULT_ACTOR: &str = "kiln promote Lambda";
 /// The input of the promote Lambda: one move of one channel (a promotion or
 /// a rollback is written, then confirmed by a later request once SSM has
 /// validated it), one release step, one check of a release's remediation
-/// watch, or a retention run over a recipe's
-/// images.
+/// watch, or a retention run over a recipe's images.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {

@@ -25,6 +25,11 @@
 //!    rolls back the refreshes still running, sends the groups already on
 //!    the image back to their previous version, and starts no further wave.
 //!
+//! When every stage is done, a release of a build that a security finding
+//! started hands over to the remediation watch
+//! ([`crate::security::remediation`]), which the release state machine runs
+//! until the finding's CVE is gone from the fleet or overdue.
+//!
 //! An image a channel was rolled back from is never promoted again by a
 //! release; a later build may try again. Of two releases of one recipe, the
 //! newer image's goes on and the older stops where it stands ([`rivals`]).
