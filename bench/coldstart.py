@@ -18,8 +18,11 @@ meets work it has done before.
 
 The floor (bench/floor, `lambda-floor`) is a bare lambda_runtime function
 with no AWS client, started the same way; every figure is also given as a
-multiple of its. The emulator's (moto's) own answer time is measured in a
-second chain per sample, through a timing proxy in front of the emulator.
+multiple of its. The emulator's (moto's) answer time is measured in a
+second chain per sample, through a timing proxy in front of the emulator;
+in that chain each function's own time is measured too: its wall time
+minus the time it had a call outstanding at the proxy, per invocation.
+CPU is the process's user + system time, init included.
 The Python baseline (bench/baseline.py: resolve-source's client setup and
 three calls in Python 3 + boto3) is compared with resolve-source only, the
 one like-for-like pair. Sizes: each binary zipped as `bootstrap`.
@@ -62,11 +65,11 @@ LIKE_FOR_LIKE = "resolve-source"
 
 
 def run_once(command, env, event):
-    """(init ms, init + first event ms, answer) of one cold start."""
+    """(init ms, init + first event ms, CPU ms, answer) of one cold start."""
     answer = local_lambda.invoke(command, env, json.dumps(event).encode(), timeout=60)
     if answer.error:
         sys.exit(f"{command[0]} answered an error: {answer.body.decode()}\n{answer.stderr[-2000:]}")
-    return answer.ready_after * 1000, answer.answered_after * 1000, json.loads(answer.body)
+    return answer.ready_after * 1000, answer.answered_after * 1000, answer.cpu * 1000, json.loads(answer.body)
 
 
 def zipped_size(binary):
@@ -189,8 +192,8 @@ def main():
             bench = Bench(target, env, seeded, Path(recipes))
 
             def timed(name, command, env, event):
-                init, total, answer = run_once(command, env, event)
-                samples[name].append((init, total))
+                *sample, answer = run_once(command, env, event)
+                samples[name].append(sample)
                 return answer
 
             def accounted(name, command, env, event):
@@ -198,15 +201,16 @@ def main():
                 answer = local_lambda.invoke(command, env, json.dumps(event).encode(), timeout=60)
                 if answer.error:
                     sys.exit(f"{name} answered an error: {answer.body.decode()}")
-                emulator_time[name].append(proxy.take())
+                emu_ms, calls, held_ms = proxy.take()
+                emulator_time[name].append((emu_ms, calls, answer.answered_after * 1000 - held_ms))
                 return json.loads(answer.body)
 
             for i in range(args.runs):
-                samples[FLOOR].append(run_once([str(target / FLOOR)], env, {"sample": i})[:2])
+                samples[FLOOR].append(run_once([str(target / FLOOR)], env, {"sample": i})[:3])
                 state = bench.chain(f"bench-{run_tag}-{i:02}", seeded["endpoint"], timed)
                 trigger = {k: state[k] for k in ("recipe", "build_id", "reason")}
                 python = [str(Path(sys.executable)), str(ROOT / "bench/baseline.py")]
-                samples[PYTHON].append(run_once(python, env, trigger)[:2])
+                samples[PYTHON].append(run_once(python, env, trigger)[:3])
                 bench.chain(f"bench-{run_tag}-{i:02}-proxied", proxy.url, accounted)
     finally:
         proxy.shutdown()
@@ -220,32 +224,40 @@ def report(samples, emulator_time, target, runs):
     def med(name, i):
         return statistics.median(s[i] for s in samples[name])
 
-    floor_init, floor_total = med(FLOOR, 0), med(FLOOR, 1)
-    py_init, py_total = med(PYTHON, 0), med(PYTHON, 1)
+    def emulated(name, i):
+        return statistics.median(e[i] for e in emulator_time[name])
+
+    floor_init, floor_total, floor_cpu = med(FLOOR, 0), med(FLOOR, 1), med(FLOOR, 2)
+    py_init, py_total, py_cpu = med(PYTHON, 0), med(PYTHON, 1), med(PYTHON, 2)
     print(f"cold start, medians of {runs} samples, each a build of its own (fresh work)")
     print("| function | init ms | init / floor | init + first event ms | (init + event) / floor "
-          "| emulator ms (calls) | init + event - emulator, / floor | Python / kiln (like-for-like) | zipped MB |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| emulator ms (calls) | own ms (no call outstanding), / floor | CPU ms, / floor "
+          "| Python / kiln (like-for-like) | zipped MB |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     size = zipped_size(target / FLOOR) / 1e6
     print(f"| floor (bare lambda_runtime) | {floor_init:.1f} | 1.0x | {floor_total:.1f} | 1.0x | 0 (0) "
-          f"| {floor_total:.1f}, 1.0x | — | {size:.2f} |")
+          f"| {floor_total:.1f}, 1.0x | {floor_cpu:.1f}, 1.0x | — | {size:.2f} |")
     for name in FUNCTIONS:
-        init, total = med(name, 0), med(name, 1)
-        emu_ms = statistics.median(e[0] for e in emulator_time[name])
-        calls = statistics.median(e[1] for e in emulator_time[name])
-        own = total - emu_ms
+        init, total, cpu = med(name, 0), med(name, 1), med(name, 2)
+        emu_ms, calls, own = emulated(name, 0), emulated(name, 1), emulated(name, 2)
         if name == LIKE_FOR_LIKE:
-            python = f"init {py_init / init:.1f}x, init + event {py_total / total:.1f}x"
+            python = f"init {py_init / init:.1f}x, init + event {py_total / total:.1f}x, CPU {py_cpu / cpu:.1f}x"
         else:
             python = "— (no baseline)"
         size = zipped_size(target / name) / 1e6
         print(f"| {name} | {init:.1f} | {init / floor_init:.2f}x | {total:.1f} | {total / floor_total:.2f}x "
-              f"| {emu_ms:.1f} ({calls:g}) | {own:.1f}, {own / floor_total:.2f}x | {python} | {size:.2f} |")
+              f"| {emu_ms:.1f} ({calls:g}) | {own:.1f}, {own / floor_total:.2f}x | {cpu:.1f}, {cpu / floor_cpu:.2f}x "
+              f"| {python} | {size:.2f} |")
     print(f"| Python 3 + boto3, resolve-source's calls | {py_init:.1f} | {py_init / floor_init:.1f}x "
-          f"| {py_total:.1f} | {py_total / floor_total:.1f}x | | | 1.0x | — |")
+          f"| {py_total:.1f} | {py_total / floor_total:.1f}x | | | {py_cpu:.1f}, {py_cpu / floor_cpu:.1f}x "
+          "| 1.0x | — |")
     spread = {name: (min(s[1] for s in samples[name]), max(s[1] for s in samples[name])) for name in samples}
     print("init + first event, min-max over the samples: "
           + ", ".join(f"{name} {lo:.1f}-{hi:.1f}" for name, (lo, hi) in spread.items()))
+    own = {name: (min(e[2] for e in emulator_time[name]), max(e[2] for e in emulator_time[name]))
+           for name in FUNCTIONS}
+    print("own time, min-max over the samples: "
+          + ", ".join(f"{name} {lo:.1f}-{hi:.1f}" for name, (lo, hi) in own.items()))
 
 
 if __name__ == "__main__":
