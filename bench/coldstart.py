@@ -27,7 +27,9 @@ The Python baseline (bench/baseline.py: resolve-source's client setup and
 three calls in Python 3 + boto3) is compared with resolve-source only, the
 one like-for-like pair. Sizes: each binary zipped as `bootstrap`.
 
-Usage: .venv/bin/python bench/coldstart.py --target-dir target/release [--runs N]
+Usage: .venv/bin/python bench/coldstart.py --target-dir target/release [--runs N] [--env NAME=VALUE ...]
+(--env adds to the functions' environment: for example SSL_CERT_FILE=one.pem
+to compare a trust store of one root with the compiled-in roots)
 """
 
 import argparse
@@ -156,7 +158,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target-dir", default=str(ROOT / "target/release"))
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="set in every function's environment (repeatable)")
     args = parser.parse_args()
+    if any("=" not in item for item in args.env):
+        parser.error("--env takes NAME=VALUE")
+    extra = dict(item.split("=", 1) for item in args.env)
     target = Path(args.target_dir)
 
     emulator, seeded = start_emulator()
@@ -176,6 +183,7 @@ def main():
         "KILN_RECIPE_ROOT": str(ROOT / "images"),
         "KILN_SOURCE_PARAMETER": seeded["source_parameter"],
         "KILN_INSTANCE_PROFILE": seeded["instance_profile"],
+        **extra,
     }
     samples = {name: [] for name in [FLOOR, *FUNCTIONS, PYTHON]}
     emulator_time = {name: [] for name in FUNCTIONS}
