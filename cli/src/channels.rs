@@ -12,7 +12,7 @@ use crate::output::{print, table};
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Point a channel at an image: deploy tools resolving the channel's
-    /// parameter (/kiln/<recipe>/<channel>) launch it from then on.
+    /// parameter (`/kiln/<recipe>/<channel>`) launch it from then on.
     Promote {
         /// The recipe (its name, or its directory).
         recipe: String,

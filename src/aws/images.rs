@@ -2,7 +2,7 @@
 //! page, every state, disabled and deprecated ones too), one image by id,
 //! their snapshots, their tags, their lifecycle (deregistration protection,
 //! deprecation, disabling) and their removal. Every query of kiln's own
-//! images goes through [`own`], of its snapshots through [`own_snapshots`].
+//! images goes through `own`, of its snapshots through `own_snapshots`.
 //!
 //! `DescribeImages` leaves disabled images out unless asked to include them
 //! (API reference, DescribeImages `IncludeDisabled`): every lookup here asks,

@@ -86,7 +86,7 @@ pub struct Record {
     /// Promoted without having passed its test.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub forced: bool,
-    /// For a rollback: the version it returned to (see [`rollback`]).
+    /// For a rollback: the version it returned to (see [`rollback`](crate::channels::promotion::rollback)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_version: Option<i64>,
     /// For a distribution region's pointer: the home pointer's version it

@@ -55,7 +55,7 @@ impl Recipe {
         })
     }
 
-    /// The image name of a build of this recipe (see [`naming::image_name`]).
+    /// The image name of a build of this recipe (see `naming::image_name`).
     pub fn image_name(&self, inputs: NameInputs<'_>) -> Result<String> {
         naming::image_name(&self.file.image.name, &self.name, inputs)
     }

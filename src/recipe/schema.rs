@@ -1,5 +1,5 @@
 //! The recipe file's sections as parsed: every field with its default, and
-//! the limits the validation ([`super::validate`]) enforces.
+//! the limits the validation (`validate`) enforces.
 
 use std::collections::BTreeMap;
 
@@ -242,7 +242,7 @@ pub struct TestSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSpec {
-    /// Name template; placeholders in braces, see [`NAME_PLACEHOLDERS`]. Must use `{build_id}`.
+    /// Name template; placeholders in braces, see [`NAME_PLACEHOLDERS`](super::NAME_PLACEHOLDERS). Must use `{build_id}`.
     pub name: String,
     /// Image description.
     #[serde(default)]

@@ -1,6 +1,6 @@
 //! What holds a release back: the stage's CloudWatch alarms, a hold a
 //! person put on the recipe (`kiln rollout pause`), and a vulnerability the
-//! image would bring to a channel ([`vulnerabilities`]).
+//! image would bring to a channel (`vulnerabilities`).
 
 use aws_sdk_cloudwatch::types::{AlarmType, HistoryItemType, ScanBy, StateValue};
 use aws_sdk_ssm::types::ParameterType;

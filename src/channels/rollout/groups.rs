@@ -211,7 +211,7 @@ fn group(found: &AutoScalingGroup, region: Option<&str>) -> Group {
 }
 
 /// The template kiln rolls `group` with, or why it cannot: no launch
-/// template at a version number (see [`group`]), or a version that takes
+/// template at a version number (see `group`), or a version that takes
 /// its image from a Systems Manager parameter: Auto Scaling rolls no
 /// instance refresh back (auto or manual) when the group's current version
 /// does (Amazon EC2 Auto Scaling User Guide, "Undo changes with a manual or

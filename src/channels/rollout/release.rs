@@ -148,7 +148,7 @@ pub enum Phase {
     },
     /// A gate's rollback was accepted: the channel's pointers in other
     /// regions and accounts are synced again until they all follow it (at
-    /// most [`MAX_SETTLE_ROUNDS`] times), then the release ends.
+    /// most `MAX_SETTLE_ROUNDS` times), then the release ends.
     Settling {
         /// How the release stopped.
         stopped: Stopped,
